@@ -1,0 +1,125 @@
+"""The `adapterops` command line; user errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adapterops.config import Config, field_docs, load_config, parse_config
+from adapterops.errors import AdapterOpsError
+from adapterops.workspace import configure_environment, resolve_workspace
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="AdapterOps: curate, approve, train, evaluate and release LoRA adapters.")
+console = Console(stderr=True)
+out = Console()
+
+DEMO_SETTINGS = {"name": "demo", "approval": "auto"}
+
+
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs a flow's exception with its traceback; for our user errors one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _prepare(config: Config | None = None) -> None:
+    configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
+                          config.prefect_api_url if config else None)
+    import prefect  # noqa: F401  (sets up Prefect's logging so the filter lands on its handlers)
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_HideUserErrorTracebacks())
+
+
+def _run_pipeline(config: Config) -> None:
+    _prepare(config)
+    from flows.retrain import retrain
+
+    started = time.perf_counter()
+    result = retrain(config)
+    _print_summary(result, time.perf_counter() - started)
+
+
+def _print_summary(result: dict, seconds: float) -> None:
+    corpus, adapter, evaluation, release = (result[k] for k in ("corpus", "adapter", "evaluation", "release"))
+    table = Table(title=f"retrain finished in {seconds:.0f} s", show_header=False)
+    table.add_row("corpus", f"v{corpus['version']}  {corpus['digest'][:23]}  "
+                            + ", ".join(f"{k} {v}" for k, v in corpus["counts"].items()))
+    table.add_row("adapter", f"{adapter['model_name']} v{adapter['version']}  ({adapter['logged_bytes'] / 1e6:.2f} MB logged, "
+                             f"base {adapter['base_name']} {adapter['base_revision']})")
+    table.add_row("held-out loss", f"base {evaluation['base']['loss']:.4f} → candidate {evaluation['candidate']['loss']:.4f}")
+    table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ") + release["reason"])
+    table.add_row("workspace", str(resolve_workspace().root))
+    out.print(table)
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole pipeline on the generated demo corpus and the built-in tiny model."""
+    _run_pipeline(parse_config(DEMO_SETTINGS, "built-in demo config"))
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="YAML config file, e.g. configs/demo.yaml.")) -> None:
+    """Run the retrain pipeline described by CONFIG."""
+    _run_pipeline(load_config(config))
+
+
+@app.command()
+def status(name: str = typer.Option("demo", help="Pipeline name (the config's `name`).")) -> None:
+    """Corpus versions, adapter versions and aliases recorded in MLflow."""
+    _prepare()
+    import mlflow
+
+    from adapterops.tracking import corpus_experiment, tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(corpus_experiment(name))
+    corpora = Table(title=f"Corpus versions of {name}")
+    for column in ("version", "digest", "status", "approver", "kept", "duplicates", "quarantined"):
+        corpora.add_column(column)
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list",
+                              order_by=["attributes.start_time ASC"]) if experiment else []
+    for r in runs:
+        t, m = r.data.tags, r.data.metrics
+        corpora.add_row(t.get("corpus.version", "?"), t.get("corpus.digest", "")[:19], t.get("corpus.status", ""),
+                        t.get("approval.approver", ""), *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
+    out.print(corpora)
+    client = mlflow.MlflowClient()
+    adapters = Table(title="Adapter versions")
+    for column in ("model", "version", "aliases", "corpus", "decision", "reason"):
+        adapters.add_column(column)
+    for model in client.search_registered_models():
+        for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
+            adapters.add_row(model.name, v.version, ", ".join(v.aliases), "v" + v.tags.get("corpus.version", "?"),
+                             v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))
+    out.print(adapters)
+
+
+@app.command("config-fields")
+def config_fields() -> None:
+    """Every config field with its default and description."""
+    table = Table("field", "default", "description")
+    for row in field_docs():
+        table.add_row(*row)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except AdapterOpsError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)

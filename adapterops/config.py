@@ -1,0 +1,131 @@
+"""One typed config for a run: loaded from YAML, every field defaulted and described."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapterops.errors import AdapterOpsError
+
+BUILTIN_TINY_MODEL = "builtin:tiny-llama"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Columns(Section):
+    id: str = Field("id", description="Input column holding the record's unique id.")
+    prompt: str = Field("prompt", description="Input column holding the prompt text.")
+    completion: str = Field("completion", description="Input column holding the target completion.")
+    source: str = Field("source", description="Input column naming where the record came from.")
+    timestamp: str = Field("timestamp", description="Input column with the record's ISO-8601 time.")
+
+
+class DedupConfig(Section):
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard at or above which two records are near-duplicates.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations per signature.")
+    ngram: int = Field(5, ge=1, le=16, description="Word n-gram size of the shingles.")
+    keep: Literal["longest", "earliest", "first"] = Field("longest", description="Which record of a duplicate cluster is kept.")
+    seed: int = Field(1, description="Seed of the MinHash permutations.")
+
+
+class SplitConfig(Section):
+    heldout_fraction: float = Field(0.1, ge=0, lt=0.5, description="Fraction of the corpus held out from training.")
+    seed: int = Field(7, description="Seed of the train/held-out assignment.")
+
+
+class LoraConfig(Section):
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names to adapt, or 'all-linear'.")
+
+
+class TrainConfig(Section):
+    max_steps: int = Field(60, ge=1, description="Optimizer steps to train.")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (linear decay, short warm-up).")
+    warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps.")
+    max_length: int = Field(384, ge=16, description="Tokens per example; longer examples are truncated and counted.")
+    seed: int = Field(42, description="Seed set before the LoRA layers are created.")
+    log_every: int = Field(5, ge=1, description="Steps between logged metrics.")
+    prompt_template: str = Field("### Ticket\n{prompt}\n### Response\n",
+                                 description="Template that renders a prompt when the tokenizer has no chat template.")
+
+
+class ReleaseConfig(Section):
+    model_name: str = Field("support-triage-adapter", description="Registered model name in the MLflow registry.")
+    min_improvement: float = Field(0.05, ge=0, lt=1,
+                                   description="Relative held-out loss improvement over the base model required for production.")
+    max_regression: float = Field(0.0, ge=0, lt=1,
+                                  description="Relative held-out loss the candidate may lose against production.")
+
+
+class Config(Section):
+    name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
+    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
+    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval'.")
+    contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
+    columns: Columns = Field(default_factory=Columns, description="Mapping of input columns.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal settings.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/held-out split settings.")
+    approval: Literal["auto", "owner"] = Field("owner", description="'auto' approves as policy:auto; 'owner' waits for a contract owner.")
+    base_model: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local path of the base model, or the built-in tiny model.")
+    base_model_revision: str | None = Field(None, description="Revision (commit) of the base model to pin.")
+    trust_remote_code: bool = Field(False, description="Allow the base model's own code to run.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter settings.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig, description="Promotion gate and registry settings.")
+    demo_records: int = Field(1200, ge=50, description="Records the demo generator writes (demo sources only).")
+    demo_seed: int = Field(2026, description="Seed of the demo generator.")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow server; default: SQLite in the workspace.")
+    prefect_api_url: str | None = Field(None, description="Prefect server; default: Prefect's local server in the workspace.")
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown field '{field}'; check its spelling against `adapterops config-fields`."
+    return f"{origin}: field '{field}': {first['msg']}."
+
+
+def parse_config(data: dict | None, origin: str = "config") -> Config:
+    """Validate a mapping into a Config; the error names the field and where it came from."""
+    if data is not None and not isinstance(data, dict):
+        raise AdapterOpsError(f"{origin}: expected a mapping of fields at the top level, got {type(data).__name__}.")
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as error:
+        raise AdapterOpsError(_describe(error, origin)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config file into a Config."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterOpsError(f"Config file {path} does not exist; pass the path of a YAML config such as configs/demo.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise AdapterOpsError(f"{path}: not valid YAML ({error.__class__.__name__}: {str(error).splitlines()[0]}).") from None
+    return parse_config(data, str(path))
+
+
+def field_docs(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(field, default, description) for every field, nested sections flattened."""
+    rows = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            rows.extend(field_docs(annotation, f"{prefix}{name}."))
+            continue
+        default = info.default_factory() if info.default_factory else info.default
+        rows.append((f"{prefix}{name}", repr(default), info.description or ""))
+    return rows

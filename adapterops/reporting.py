@@ -1,0 +1,35 @@
+"""What a step did, shown in the Prefect UI as an artifact (and in logs when run outside a flow)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("adapterops")
+
+
+def publish_table(key: str, title: str, rows: list[dict]) -> None:
+    from prefect.artifacts import create_table_artifact
+    from prefect.context import get_run_context
+
+    try:
+        get_run_context()
+    except Exception:
+        log.info("%s: %s", title, rows)
+        return
+    create_table_artifact(key=key, table=rows, description=title)
+
+
+def publish_markdown(key: str, title: str, markdown: str) -> None:
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import get_run_context
+
+    try:
+        get_run_context()
+    except Exception:
+        log.info("%s\n%s", title, markdown)
+        return
+    create_markdown_artifact(key=key, markdown=f"## {title}\n\n{markdown}", description=title)
+
+
+def counts_rows(counts: dict) -> list[dict]:
+    return [{"what": name, "records": value} for name, value in counts.items()]

@@ -1,0 +1,33 @@
+"""Resolve configured sources: files and globs, or the generated demo data."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from adapterops.config import Config
+from adapterops.errors import AdapterOpsError
+from adapterops.workspace import resolve_workspace
+
+
+def demo_files(cfg: Config) -> tuple[Path, Path]:
+    from adapterops.demo_data import write_demo_data
+
+    folder = resolve_workspace().data_dir / f"demo-{cfg.demo_seed}-{cfg.demo_records}"
+    train, evaluation = folder / "train.jsonl", folder / "eval.jsonl"
+    if not (train.is_file() and evaluation.is_file()):
+        write_demo_data(folder, cfg.demo_records, cfg.demo_seed)
+    return train, evaluation
+
+
+def resolve_source(name: str, cfg: Config) -> list[Path]:
+    """Paths for one configured source; a missing path is an error that names it."""
+    if name == "demo:train":
+        return [demo_files(cfg)[0]]
+    if name == "demo:eval":
+        return [demo_files(cfg)[1]]
+    matches = sorted(Path(p) for p in glob.glob(str(Path(name).expanduser())))
+    if not matches:
+        raise AdapterOpsError(f"Source {name!r} matches no file; check the path in `sources` (relative paths start "
+                              f"from {Path.cwd()}).")
+    return matches

@@ -1,0 +1,48 @@
+"""Atomic writes and content digests for files handed between steps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def _staging(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Write Parquet atomically: a crash leaves the previous file, never half of a new one."""
+    tmp = _staging(path)
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def write_json(data, path: Path) -> Path:
+    tmp = _staging(path)
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def append_jsonl(record: dict, path: Path) -> Path:
+    """Append one line; the log only grows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()

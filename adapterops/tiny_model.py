@@ -1,0 +1,70 @@
+"""A tiny Llama-shaped causal LM with a byte-level tokenizer, built locally and deterministically.
+
+It stands in for a hub model in the demo and the tests: it is saved with `save_pretrained`
+(safetensors) and loaded through the same `from_pretrained` path a real model takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+TINY_MODEL_NAME = "tiny-llama"
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+
+
+def build_tokenizer():
+    """A byte-level tokenizer: every UTF-8 string encodes, with no merges to learn."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for symbol in sorted(ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", model_max_length=1024)
+
+
+def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4):
+    """A randomly initialised Llama (~3M parameters) whose weights depend only on the seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                         tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.config._name_or_path = TINY_MODEL_NAME
+    return model, tokenizer
+
+
+def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
+    """Build and save the tiny model under models_dir once; return its folder."""
+    target = models_dir / TINY_MODEL_NAME
+    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    model, tokenizer = build_tiny_model(seed)
+    staging = models_dir / f".{TINY_MODEL_NAME}.partial"
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        import shutil
+        shutil.rmtree(target)
+    staging.replace(target)
+    return target
+
+
+def weights_revision(model_dir: Path) -> str:
+    """A content revision for a local model folder: sha256 of its safetensors files."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]

@@ -1,0 +1,83 @@
+"""The workspace folder (ADAPTEROPS_HOME) that holds every embedded service's state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".adapterops"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths under one workspace root; nothing here touches the disk until `create`."""
+
+    root: Path
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "corpus"
+
+    def create(self) -> "Workspace":
+        for path in (self.mlflow_dir, self.artifact_root, self.prefect_home, self.models_dir,
+                     self.data_dir, self.runs_dir, self.corpus_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db.resolve()}"
+
+
+def resolve_workspace(home: str | os.PathLike | None = None) -> Workspace:
+    """The workspace named by the argument, else ADAPTEROPS_HOME, else ./.adapterops."""
+    root = home or os.environ.get("ADAPTEROPS_HOME") or DEFAULT_HOME
+    return Workspace(Path(root).expanduser().resolve())
+
+
+def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
+                          prefect_api_url: str | None = None) -> None:
+    """Point MLflow and Prefect at the workspace unless servers are named.
+
+    Must run before prefect is imported: Prefect reads PREFECT_HOME when its settings load.
+    """
+    ws.create()
+    os.environ["ADAPTEROPS_HOME"] = str(ws.root)
+    os.environ.setdefault("PREFECT_HOME", str(ws.prefect_home))
+    if prefect_api_url:
+        os.environ["PREFECT_API_URL"] = prefect_api_url
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = uri

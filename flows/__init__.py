@@ -1,0 +1,1 @@
+"""Prefect flows: they wire the steps in tasks/ and publish what each did."""

@@ -1,0 +1,54 @@
+"""curate: ingest → dedup → contract → split → corpus version."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.runtime import flow_run
+
+from adapterops.config import Config
+from adapterops.reporting import counts_rows, publish_markdown, publish_table
+from adapterops.sources import resolve_source
+from adapterops.workspace import resolve_workspace
+from tasks.corpus import publish_version
+from tasks.dedup import DedupParams, dedup_file
+from tasks.ingest import ingest_files
+from tasks.split import split_file
+from tasks.validate import validate_file
+
+ingest_task = task(name="ingest")(ingest_files)
+dedup_task = task(name="dedup")(dedup_file)
+validate_task = task(name="validate")(validate_file)
+split_task = task(name="split")(split_file)
+version_task = task(name="corpus-version")(publish_version)
+
+
+def curation_settings(config: Config) -> dict:
+    """The parts of the config that change the corpus bytes: they enter its digest."""
+    return {"dedup": config.dedup.model_dump(), "split": config.split.model_dump(),
+            "columns": config.columns.model_dump()}
+
+
+@flow(name="curate")
+def curate(config: Config) -> dict:
+    """Turn the configured sources into a content-addressed corpus version awaiting approval."""
+    stage = resolve_workspace().runs_dir / f"curate-{flow_run.get_id() or 'local'}"
+    sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
+    eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
+    params = DedupParams(**config.dedup.model_dump())
+    ingested = ingest_task(sources, config.columns, stage)
+    publish_table("ingest", "Ingest: records per file", ingested["files"])
+    deduped = dedup_task(ingested["records"], params, stage)
+    publish_table("dedup", "Duplicates removed", counts_rows(
+        {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
+    validated = validate_task(deduped["kept_records"], config.contract, stage)
+    publish_table("contract", f"Contract {validated['contract']} v{validated['contract_version']}",
+                  counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
+    split = split_task(validated["valid"], eval_paths, params, config.split.heldout_fraction, config.split.seed,
+                       config.columns, stage)
+    corpus = version_task(config.name, {"ingest": ingested, "dedup": deduped, "validate": validated, "split": split},
+                          curation_settings(config), stage)
+    state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
+    publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
+                     f"**Digest** `{corpus['digest']}` ({state})\n\n" +
+                     "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
+    return corpus

@@ -1,0 +1,156 @@
+"""Content-addressed corpus versions: canonical digest, manifest, and the accounting check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+
+from adapterops.errors import AdapterOpsError
+
+CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
+
+
+def records_digest(frame: pd.DataFrame) -> str:
+    """sha256 of the records' canonical JSON, sorted by id: independent of file encoding and order."""
+    digest = hashlib.sha256()
+    ordered = frame.sort_values("id", kind="stable") if len(frame) else frame
+    for row in ordered[list(CANONICAL_FIELDS)].itertuples(index=False):
+        digest.update(json.dumps(list(row), ensure_ascii=False, default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def corpus_digest(train: pd.DataFrame, heldout: pd.DataFrame, settings: dict, contract_version: int) -> str:
+    """The corpus version's identity: its train and held-out bytes, the curation settings and the contract."""
+    digest = hashlib.sha256()
+    for part in (records_digest(train), records_digest(heldout),
+                 json.dumps(settings, sort_keys=True), str(contract_version)):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def check_accounting(counts: dict[str, int]) -> None:
+    """Every input record is kept, removed as a duplicate or quarantined: exactly once."""
+    placed = counts["kept"] + counts["duplicates"] + counts["quarantined"]
+    if placed != counts["input"]:
+        raise AdapterOpsError(
+            f"Record accounting does not add up: input {counts['input']} != kept {counts['kept']} + duplicates "
+            f"{counts['duplicates']} + quarantined {counts['quarantined']}; the corpus version was not written. Please report this.")
+
+
+# --- wrapper: writes the version folder and its MLflow run ----------------------------------------
+
+def _code_version() -> str:
+    import subprocess
+    from pathlib import Path
+
+    from adapterops import __version__
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return f"{__version__}+{rev}" if rev else __version__
+
+
+def find_version(pipeline: str, digest: str | None = None, version: int | None = None):
+    """The MLflow run of a corpus version, by digest or number; None if there is none."""
+    import mlflow
+
+    from adapterops.tracking import corpus_experiment, ensure_experiment
+
+    experiment = ensure_experiment(corpus_experiment(pipeline))
+    clause = f"tags.`corpus.digest` = '{digest}'" if digest else f"tags.`corpus.version` = '{version}'"
+    runs = mlflow.search_runs([experiment], filter_string=clause, output_format="list", max_results=1)
+    return runs[0] if runs else None
+
+
+def load_manifest(run) -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(run.data.tags["corpus.path"]) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
+    """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version."""
+    import shutil
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.schema import Schema
+    from mlflow.types import ColSpec
+
+    from adapterops.storage import write_json, write_parquet
+    from adapterops.tracking import corpus_experiment, ensure_experiment
+    from adapterops.workspace import resolve_workspace
+
+    ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
+    train, heldout = pd.read_parquet(split["train"]), pd.read_parquet(split["heldout"])
+    evaluation = pd.read_parquet(split["eval"])
+    digest = corpus_digest(train, heldout, settings, valid["contract_version"])
+    counts = {"input": ingest["input"], "kept": len(train) + len(heldout),
+              "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
+              "near_duplicates": dedup["near"],
+              "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"],
+              "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
+    check_accounting(counts)
+    existing = find_version(pipeline, digest=digest)
+    if existing is not None:
+        tags = existing.data.tags
+        return {"pipeline": pipeline, "digest": digest, "version": int(tags["corpus.version"]),
+                "path": tags["corpus.path"], "run_id": existing.info.run_id, "new": False, "counts": counts,
+                "contract": valid["contract"], "contract_version": valid["contract_version"], "owners": valid["owners"]}
+    experiment = ensure_experiment(corpus_experiment(pipeline))
+    number = len(mlflow.search_runs([experiment], output_format="list")) + 1
+    folder = resolve_workspace().corpus_dir / pipeline / f"v{number:04d}"
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("train", "heldout", "eval"):
+        shutil.copyfile(split[name], staging / f"{name}.parquet")
+    shutil.copyfile(dedup["duplicates"], staging / "duplicates.parquet")
+    shutil.copyfile(valid["result"], staging / "validation.json")
+    quarantine = pd.concat([pd.read_parquet(p) for p in (ingest["quarantine"], valid["quarantine"], split["quarantine"])],
+                           ignore_index=True)
+    write_parquet(quarantine, staging / "quarantine.parquet")
+    eval_digest = "sha256:" + records_digest(evaluation)
+    manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
+                "sources": ingest["files"], "counts": counts, "contract": valid["contract"],
+                "contract_version": valid["contract_version"], "settings": settings,
+                "parent": _last_approved(experiment), "code_version": _code_version(),
+                "created": datetime.now(timezone.utc).isoformat()}
+    write_json(manifest, staging / "manifest.json")
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.replace(folder)
+    schema = Schema([ColSpec("string", c) for c in CANONICAL_FIELDS])
+    with mlflow.start_run(experiment_id=experiment, run_name=f"corpus-v{number}") as run:
+        mlflow.set_tags({"corpus.digest": digest, "corpus.version": str(number), "corpus.status": "pending",
+                         "corpus.path": str(folder), "contract": valid["contract"],
+                         "contract.version": str(valid["contract_version"]), "corpus.eval_digest": eval_digest})
+        mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
+                          | {f"split.{k}": v for k, v in settings["split"].items()})
+        mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
+        for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
+            dataset = MetaDataset(source=resolve_dataset_source((folder / f"{name}.parquet").as_uri()), name=f"{pipeline}-{name}",
+                                  digest=records_digest(part)[:16], schema=schema)
+            mlflow.log_input(dataset, context=name)
+        mlflow.log_artifacts(str(folder), artifact_path="corpus")
+    return {"pipeline": pipeline, "digest": digest, "version": number, "path": str(folder), "run_id": run.info.run_id,
+            "new": True, "counts": counts, "contract": valid["contract"],
+            "contract_version": valid["contract_version"], "owners": valid["owners"]}
+
+
+def _last_approved(experiment: str) -> str | None:
+    import mlflow
+
+    runs = mlflow.search_runs([experiment], filter_string="tags.`corpus.status` = 'approved'",
+                              order_by=["attributes.start_time DESC"], output_format="list", max_results=1)
+    return runs[0].data.tags["corpus.digest"] if runs else None

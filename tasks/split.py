@@ -1,0 +1,75 @@
+"""Train / held-out split that keeps near-duplicates on one side, and a leakage check."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from tasks.dedup import DedupParams, exact_jaccard, minhash_signatures, normalise_text, shingle_hashes, candidate_pairs
+
+
+def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Series:
+    """'train' or 'heldout' per id, from a seeded hash: stable when records are added or removed."""
+    def bucket(record_id: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+    return ids.astype(str).map(lambda i: "heldout" if bucket(i) < heldout_fraction else "train")
+
+
+def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupParams) -> dict[str, str]:
+    """Train ids that near-duplicate a held-out record (Jaccard >= threshold), mapped to that record's id."""
+    if train.empty or heldout.empty:
+        return {}
+    both = pd.concat([heldout, train], ignore_index=True)
+    texts = [normalise_text(f"{p} {c}") for p, c in zip(both["prompt"].fillna(""), both["completion"].fillna(""))]
+    hashes, offsets = shingle_hashes(texts, params.ngram)
+    signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed)
+    active = np.flatnonzero(offsets[1:] > offsets[:-1])
+    n_held = len(heldout)
+    ids = both["id"].astype(str).tolist()
+    leaks: dict[str, str] = {}
+    for i, j in sorted(candidate_pairs(signatures, active, params)):
+        if (i < n_held) == (j < n_held):
+            continue
+        held, tr = (i, j) if i < n_held else (j, i)
+        if ids[tr] not in leaks and (texts[i] == texts[j] or exact_jaccard(hashes, offsets, i, j) >= params.threshold):
+            leaks[ids[tr]] = ids[held]
+    return leaks
+
+
+# --- wrapper: reads and writes the stage's files ---------------------------------------------------
+
+def split_file(valid_path: str, eval_paths: list, params: DedupParams, heldout_fraction: float, seed: int,
+               columns, stage_dir) -> dict:
+    """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined."""
+    from pathlib import Path
+
+    from adapterops.storage import write_parquet
+    from tasks.ingest import QUARANTINE_FIELDS, parse_jsonl
+
+    stage_dir = Path(stage_dir)
+    frame = pd.read_parquet(valid_path)
+    side = assign_split(frame["id"], heldout_fraction, seed)
+    train, heldout = frame[side == "train"], frame[side == "heldout"]
+    eval_records = []
+    for path in map(Path, eval_paths):
+        eval_records += parse_jsonl(path.read_bytes(), str(path), columns).records
+    evaluation = pd.DataFrame(eval_records, columns=list(frame.columns))
+    evaluation = evaluation[evaluation["prompt"].notna() & evaluation["completion"].notna()]
+    leaks = leaking_train_ids(train, pd.concat([heldout, evaluation], ignore_index=True), params)
+    leaked = train["id"].astype(str).isin(leaks)
+    quarantine = pd.DataFrame([
+        {"id": rid, "input_file": row.input_file, "input_line": row.input_line, "stage": "split",
+         "reason": f"near_duplicate_of_heldout: {leaks[rid]}", "raw": f"{row.prompt!r}"[:2000]}
+        for rid, row in zip(train.loc[leaked, "id"].astype(str), train.loc[leaked].itertuples())
+    ], columns=list(QUARANTINE_FIELDS))
+    train = train[~leaked]
+    for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
+        write_parquet(part, stage_dir / f"{name}.parquet")
+    write_parquet(quarantine, stage_dir / "split_quarantine.parquet")
+    return {"train": str(stage_dir / "train.parquet"), "heldout": str(stage_dir / "heldout.parquet"),
+            "eval": str(stage_dir / "eval.parquet"), "quarantine": str(stage_dir / "split_quarantine.parquet"),
+            "input": len(frame), "train_count": len(train), "heldout_count": len(heldout),
+            "eval_count": len(evaluation), "quarantined": int(leaked.sum())}
