@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,10 @@ def _prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
     import prefect  # noqa: F401  (sets up Prefect's logging so the filter lands on its handlers)
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # The embedded Prefect server's connection pool logs a cancelled rollback when the process exits.
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
         for handler in logging.getLogger(name).handlers:

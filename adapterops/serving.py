@@ -14,17 +14,17 @@ class AdapterModel(PythonModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         config = context.model_config
-        revision = config.get("base_model_revision")
+        revision = config.get("serving.base_revision")
         revision = None if not revision or revision.startswith("sha256:") else revision
-        self.template = config.get("prompt_template", "{prompt}")
-        self.tokenizer = AutoTokenizer.from_pretrained(config["base_model_path"], revision=revision)
-        base = AutoModelForCausalLM.from_pretrained(config["base_model_path"], revision=revision)
+        self.template = config.get("serving.prompt_template", "{prompt}")
+        self.tokenizer = AutoTokenizer.from_pretrained(config["serving.base_path"], revision=revision)
+        base = AutoModelForCausalLM.from_pretrained(config["serving.base_path"], revision=revision)
         self.model = PeftModel.from_pretrained(base, context.artifacts["adapter"]).eval()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
         import torch
 
-        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
+        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else [str(p) for p in model_input]
         max_new = int((params or {}).get("max_new_tokens", 128))
         outputs = []
         for prompt in prompts:

@@ -75,9 +75,13 @@ def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
     if prefect_api_url:
         os.environ["PREFECT_API_URL"] = prefect_api_url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri

@@ -78,6 +78,7 @@ def load_manifest(run) -> dict:
 def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version."""
     import shutil
+    import warnings
     from datetime import datetime, timezone
     from pathlib import Path
 
@@ -139,7 +140,10 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
         for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
-            dataset = MetaDataset(source=resolve_dataset_source((folder / f"{name}.parquet").as_uri()), name=f"{pipeline}-{name}",
+            with warnings.catch_warnings():  # MLflow registers the local file source twice and warns it picked one
+                warnings.simplefilter("ignore", UserWarning)
+                source = resolve_dataset_source((folder / f"{name}.parquet").as_uri())
+            dataset = MetaDataset(source=source, name=f"{pipeline}-{name}",
                                   digest=records_digest(part)[:16], schema=schema)
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")

@@ -86,11 +86,11 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict) -> dict:
     results = {"base": summarise(reference), "candidate": summarise(candidate),
                "vs_base": paired_difference(candidate, reference), "truncated": truncated}
     production = production_version(adapter["model_name"])
-    if production is not None and production.version != adapter["version"]:
-        model.load_adapter(_adapter_path(adapter["model_name"], production.version), adapter_name="production")
+    if production is not None and str(production.version) != adapter["version"]:
+        model.load_adapter(_adapter_path(adapter["model_name"], str(production.version)), adapter_name="production")
         model.set_adapter("production")
         prod_losses = per_example_loss(model, examples, pad)
-        results["production"] = summarise(prod_losses) | {"version": production.version}
+        results["production"] = summarise(prod_losses) | {"version": str(production.version)}
         results["vs_production"] = paired_difference(candidate, prod_losses)
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     with mlflow.start_run(experiment_id=experiment, run_name=f"eval-v{adapter['version']}") as run:

@@ -150,7 +150,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
-        metrics = {"loss": float(loss), "learning_rate": optimizer.param_groups[0]["lr"],
+        metrics = {"loss": loss.item(), "learning_rate": optimizer.param_groups[0]["lr"],
                    "grad_norm": float(grad_norm), "tokens_per_second": float(mask.sum()) / elapsed}
         if not math.isfinite(metrics["loss"]):
             raise AdapterOpsError(f"Training diverged at step {step} (loss {metrics['loss']}); lower train.learning_rate.")
@@ -240,8 +240,8 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
         info = mlflow.pyfunc.log_model(
             name="adapter", python_model=str(Path(__file__).resolve().parent.parent / "adapterops" / "serving.py"),
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
-            model_config={"base_model": base.name, "base_model_path": base.path, "base_model_revision": base.revision,
-                          "prompt_template": cfg.train.prompt_template},
+            model_config={"serving.base_name": base.name, "serving.base_path": base.path, "serving.base_revision": base.revision,
+                          "serving.prompt_template": cfg.train.prompt_template},
             pip_requirements=["torch==2.13.0", "transformers>=5.24,<5.25", "peft>=0.21.2,<0.22"])
         logged_bytes = _logged_bytes(info.model_uri)
         if logged_bytes > expected * 1.5 + 1_000_000:

@@ -1,0 +1,35 @@
+# AdapterOps: `make demo` runs the pipeline end to end; `make test` runs the test suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+ADAPTEROPS_HOME ?= $(CURDIR)/.adapterops
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export ADAPTEROPS_HOME
+
+.PHONY: install demo test bench mlflow-ui prefect-ui clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/adapterops demo
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/dedup.py
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ADAPTEROPS_HOME)/mlflow/mlflow.db --port 5000
+
+prefect-ui: install
+	PREFECT_HOME=$(ADAPTEROPS_HOME)/prefect $(BIN)/prefect server start --port 4200
+
+clean:
+	rm -rf $(ADAPTEROPS_HOME)

@@ -1,0 +1,97 @@
+"""End to end on the tiny model in the session's temporary workspace, through Prefect and MLflow."""
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from adapterops.config import parse_config
+from adapterops.errors import AdapterOpsError
+
+SMALL = {"approval": "auto", "demo_records": 300, "train": {"max_steps": 12, "batch_size": 4, "log_every": 2},
+         "release": {"model_name": "e2e-adapter", "min_improvement": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, workspace):
+    from flows.retrain import retrain
+
+    config = parse_config(SMALL | {"name": "e2e"})
+    return config, retrain(config)
+
+
+def test_every_input_record_lands_in_exactly_one_place(first_run):
+    _, result = first_run
+    counts = result["corpus"]["counts"]
+    assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"]
+    assert counts["exact_duplicates"] > 0 and counts["near_duplicates"] > 0 and counts["quarantined"] >= 4
+    folder = Path(result["corpus"]["path"])
+    duplicates = pd.read_parquet(folder / "duplicates.parquet")
+    quarantine = pd.read_parquet(folder / "quarantine.parquet")
+    assert (~duplicates["kept"]).sum() == counts["duplicates"] and len(quarantine) == counts["quarantined"]
+    assert set(quarantine["reason"].str.split(":").str[0]) >= {"malformed_json"}
+
+
+def test_corpus_version_is_logged_with_its_digest_and_approval(first_run):
+    _, result = first_run
+    run = mlflow.get_run(result["corpus"]["run_id"])
+    assert run.data.tags["corpus.digest"] == result["corpus"]["digest"]
+    assert run.data.tags["approval.approver"] == "policy:auto"
+    assert run.data.metrics["records.kept"] == result["corpus"]["counts"]["kept"]
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"e2e-train", "e2e-heldout", "e2e-eval"}
+
+
+def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run):
+    _, result = first_run
+    adapter, evaluation, release = result["adapter"], result["evaluation"], result["release"]
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("e2e-adapter", "production")
+    assert str(version.version) == adapter["version"] and release["promoted"]
+    assert version.tags["corpus.digest"] == result["corpus"]["digest"]
+    assert version.tags["base_model.revision"].startswith("sha256:")
+    files = list(Path(mlflow.artifacts.download_artifacts(f"models:/e2e-adapter@production")).rglob("*"))
+    names = {f.name for f in files}
+    assert "adapter_model.safetensors" in names and "model.safetensors" not in names
+    base_bytes = (Path(adapter["base_path"]) / "model.safetensors").stat().st_size
+    assert sum(f.stat().st_size for f in files if f.is_file()) < base_bytes / 4
+    assert evaluation["candidate"]["loss"] < evaluation["base"]["loss"]
+    train_run = mlflow.get_run(adapter["run_id"])
+    assert len(client.get_metric_history(adapter["run_id"], "train.loss")) >= 6
+    assert "eval.base.loss" in train_run.data.metrics and "eval.candidate.loss" in train_run.data.metrics
+
+
+def test_rerun_with_identical_inputs_reuses_the_corpus_version_and_gates_against_production(first_run):
+    from flows.retrain import retrain
+
+    config, first = first_run
+    second = retrain(config)
+    assert second["corpus"]["digest"] == first["corpus"]["digest"]
+    assert not second["corpus"]["new"] and second["corpus"]["version"] == first["corpus"]["version"]
+    assert second["evaluation"]["production"]["version"] == first["adapter"]["version"]
+    assert second["release"]["previous_production"] == first["adapter"]["version"]
+
+
+def test_owner_approval_stops_the_run_before_training(prefect_harness):
+    from flows.retrain import retrain
+
+    config = parse_config(SMALL | {"name": "owned", "approval": "owner"})
+    with pytest.raises(AdapterOpsError, match="awaits approval by an owner"):
+        retrain(config)
+    assert mlflow.get_experiment_by_name("owned/adapters") is None
+
+
+def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
+    from tasks.train import train_adapter
+
+    config, result = first_run
+    train_file = Path(result["corpus"]["path"]) / "train.parquet"
+    original = train_file.read_bytes()
+    frame = pd.read_parquet(train_file)
+    frame.loc[0, "completion"] = "tampered"
+    frame.to_parquet(train_file, index=False)
+    try:
+        with pytest.raises(AdapterOpsError, match="changed after approval"):
+            train_adapter(config, result["corpus"], tmp_path)
+    finally:
+        train_file.write_bytes(original)

@@ -1,0 +1,53 @@
+import torch
+
+from adapterops.config import LoraConfig, TrainConfig
+from tasks.evaluate import paired_difference, per_example_loss
+from tasks.train import IGNORE, BaseModelRef, load_base_model, tokenize_examples, train_lora, wrap_with_lora
+
+RECORDS = [{"prompt": f"Ticket {i}: my invoice is wrong", "completion": f"Triage: billing | priority: normal {i}"}
+           for i in range(12)]
+CFG = TrainConfig(max_steps=4, batch_size=4, max_length=96, warmup_steps=1)
+
+
+def load(tiny_model_dir):
+    return load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "sha256:x"))
+
+
+def test_loss_is_on_completion_tokens_only_and_truncation_is_counted(tiny_model_dir):
+    _, tokenizer = load(tiny_model_dir)
+    examples, truncated = tokenize_examples(RECORDS[:1], tokenizer, "Q: {prompt}\nA: ", max_length=512)
+    prompt_len = 1 + len(tokenizer("Q: " + RECORDS[0]["prompt"] + "\nA: ", add_special_tokens=False)["input_ids"])
+    labels = examples[0].labels
+    assert truncated == 0
+    assert all(label == IGNORE for label in labels[:prompt_len]) and IGNORE not in labels[prompt_len:]
+    assert labels[-1] == tokenizer.eos_token_id
+    _, truncated = tokenize_examples(RECORDS[:3], tokenizer, "Q: {prompt}\nA: ", max_length=40)
+    assert truncated == 3
+
+
+def test_cpu_training_is_reproducible_bit_for_bit_and_changes_only_lora(tiny_model_dir):
+    runs = []
+    for _ in range(2):
+        model, tokenizer = load(tiny_model_dir)
+        examples, _ = tokenize_examples(RECORDS, tokenizer, CFG.prompt_template, CFG.max_length)
+        model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=CFG.seed)
+        history = train_lora(model, tokenizer, examples, CFG)
+        runs.append((history, {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}))
+    assert [h["loss"] for h in runs[0][0]] == [h["loss"] for h in runs[1][0]]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+    assert all(p.requires_grad == ("lora_" in n) for n, p in model.named_parameters())
+
+
+def test_disabled_adapter_gives_the_base_model_loss(tiny_model_dir):
+    model, tokenizer = load(tiny_model_dir)
+    examples, _ = tokenize_examples(RECORDS[:4], tokenizer, CFG.prompt_template, CFG.max_length)
+    base_losses = per_example_loss(model, examples, tokenizer.pad_token_id)
+    model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=1)
+    train_lora(model, tokenizer, examples, CFG)
+    assert per_example_loss(model, examples, tokenizer.pad_token_id, disable_adapter=True) == base_losses
+    assert per_example_loss(model, examples, tokenizer.pad_token_id) != base_losses
+
+
+def test_paired_difference_interval_contains_the_mean():
+    result = paired_difference([1.0, 2.0, 3.0], [1.5, 2.5, 3.0])
+    assert result["ci_low"] <= result["mean"] == -1 / 3 <= result["ci_high"]

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapterops.cli import DEMO_SETTINGS
+from adapterops.config import Config, field_docs, load_config, parse_config
+from adapterops.errors import AdapterOpsError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_valid_and_every_field_is_described():
+    Config()
+    rows = field_docs()
+    assert rows and all(description for _, _, description in rows)
+    assert "dedup.threshold" in {name for name, _, _ in rows}
+
+
+def test_unknown_field_names_field_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ndedup:\n  treshold: 0.5\n")
+    with pytest.raises(AdapterOpsError, match=r"bad.yaml: unknown field 'dedup.treshold'"):
+        load_config(path)
+
+
+def test_invalid_value_names_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  max_steps: 0\n")
+    with pytest.raises(AdapterOpsError, match=r"field 'train.max_steps'"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(AdapterOpsError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(AdapterOpsError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_demo_config_file_matches_embedded_demo_and_says_how_to_run():
+    text = (ROOT / "configs" / "demo.yaml").read_text()
+    assert text.splitlines()[0].startswith("# Run with: adapterops run configs/demo.yaml")
+    assert load_config(ROOT / "configs" / "demo.yaml") == parse_config(DEMO_SETTINGS)
+    assert yaml.safe_load(text)["approval"] == "auto"
