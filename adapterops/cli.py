@@ -122,6 +122,9 @@ def config_fields() -> None:
     out.print(table)
 
 
+# Command modules in adapterops/commands/ register themselves here, one line each.
+
+
 def main() -> None:
     try:
         app()

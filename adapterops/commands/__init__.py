@@ -1,0 +1,1 @@
+"""Command groups of the `adapterops` CLI, one module per area, registered in adapterops/cli.py."""
