@@ -99,7 +99,8 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     counts = {"input": ingest["input"], "kept": len(train) + len(heldout),
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
-              "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"],
+              "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
+              + stages.get("pii", {}).get("quarantined", 0),  # issue 4: the PII step's quarantine
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
     check_accounting(counts)
     existing = find_version(pipeline, digest=digest)
@@ -118,8 +119,16 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         shutil.copyfile(split[name], staging / f"{name}.parquet")
     shutil.copyfile(dedup["duplicates"], staging / "duplicates.parquet")
     shutil.copyfile(valid["result"], staging / "validation.json")
-    quarantine = pd.concat([pd.read_parquet(p) for p in (ingest["quarantine"], valid["quarantine"], split["quarantine"])],
-                           ignore_index=True)
+    quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
+    # --- issue 4: PII quarantine, PII report and the contract's rendered Data Docs travel with the version ---
+    pii = stages.get("pii", {})
+    quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
+    if pii.get("report"):
+        shutil.copyfile(pii["report"], staging / "pii.json")
+    if valid.get("data_docs"):
+        shutil.copytree(valid["data_docs"], staging / "data_docs")
+    # --- end issue 4 ---
+    quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
     eval_digest = "sha256:" + records_digest(evaluation)
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
