@@ -34,7 +34,7 @@ class _HideUserErrorTracebacks(logging.Filter):
         return True
 
 
-def _prepare(config: Config | None = None) -> None:
+def prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
     import prefect  # noqa: F401  (sets up Prefect's logging so the filter lands on its handlers)
@@ -49,7 +49,7 @@ def _prepare(config: Config | None = None) -> None:
 
 
 def _run_pipeline(config: Config) -> None:
-    _prepare(config)
+    prepare(config)
     from flows.retrain import retrain
 
     started = time.perf_counter()
@@ -85,7 +85,7 @@ def run(config: Path = typer.Argument(..., help="YAML config file, e.g. configs/
 @app.command()
 def status(name: str = typer.Option("demo", help="Pipeline name (the config's `name`).")) -> None:
     """Corpus versions, adapter versions and aliases recorded in MLflow."""
-    _prepare()
+    prepare()
     import mlflow
 
     from adapterops.tracking import corpus_experiment, tracking_uri
@@ -123,6 +123,9 @@ def config_fields() -> None:
 
 
 # Command modules in adapterops/commands/ register themselves here, one line each.
+from adapterops.commands import corpus as _corpus  # noqa: E402
+
+app.add_typer(_corpus.app, name="corpus")
 
 
 def main() -> None:

@@ -76,6 +76,7 @@ class Config(Section):
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal settings.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/held-out split settings.")
     approval: Literal["auto", "owner"] = Field("owner", description="'auto' approves as policy:auto; 'owner' waits for a contract owner.")
+    approval_timeout_hours: float = Field(72.0, gt=0, description="How long a run under a Prefect server waits for the owner's decision.")
     base_model: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local path of the base model, or the built-in tiny model.")
     base_model_revision: str | None = Field(None, description="Revision (commit) of the base model to pin.")
     trust_remote_code: bool = Field(False, description="Allow the base model's own code to run.")

@@ -2,29 +2,81 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.settings import get_current_settings
 
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, record_decision
-from tasks.corpus import find_version
+from tasks.corpus import diff_against_last_approved, find_version
+
+
+POLL_SECONDS = 10
+
+
+class CorpusDecision(RunInput):
+    """The form a contract owner fills in the Prefect UI to decide a corpus version."""
+
+    approver: str
+    decision: Literal["approve", "reject"]
+    note: str = ""
+
+
+def _served() -> bool:
+    """True under a Prefect server someone can open; the embedded one ends with this process."""
+    return bool(get_current_settings().api.url)
+
+
+def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
+    form = CorpusDecision.with_initial_data(
+        description=f"## Corpus {corpus['pipeline']} v{corpus['version']}\n\nDigest `{corpus['digest']}`. "
+                    f"Owners: {', '.join(corpus['owners'])}.\n\n{review}")
+    try:
+        answer = pause_flow_run(wait_for_input=form, timeout=int(config.approval_timeout_hours * 3600),
+                                poll_interval=POLL_SECONDS)
+    except FlowPauseTimeout:
+        raise AdapterOpsError(f"No decision on corpus version {corpus['version']} within {config.approval_timeout_hours} h; "
+                              f"it stays pending. Decide with `adapterops corpus approve {corpus['version']} --as NAME` "
+                              "and run again.") from None
+    decision = "approved" if answer.decision == "approve" else "rejected"
+    return record_decision(corpus["pipeline"], corpus["digest"], answer.approver, decision, answer.note,
+                           owners=corpus["owners"])
 
 
 @flow(name="approve")
 def approve(config: Config, corpus: dict) -> dict:
-    """Approve as policy:auto when configured; otherwise stop: the version awaits its owner."""
-    run = find_version(corpus["pipeline"], digest=corpus["digest"])
-    tags = run.data.tags if run else {}
-    if tags.get("corpus.status") == "approved" and tags.get("approval.digest") == corpus["digest"]:
-        return {"approver": tags.get("approval.approver"), "digest": corpus["digest"], "already": True}
+    """Approve as policy:auto when configured; else wait for an owner's form under a server, or stop."""
+    tags = find_version(corpus["pipeline"], digest=corpus["digest"]).data.tags
+    status = tags.get("corpus.status", "pending")
+    if status == "approved" and tags.get("approval.digest") == corpus["digest"]:
+        return {"approver": tags.get("approval.approver"), "digest": corpus["digest"], "decision": "approved"}
+    if status != "pending":
+        raise AdapterOpsError(f"Corpus version {corpus['version']} is {status} ({tags.get('approval.note', '')}); "
+                              "training will not run on it. Fix the data and re-curate.")
+    review = diff_against_last_approved(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]))
+    publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
     if config.approval == "auto":
         record = record_decision(corpus["pipeline"], corpus["digest"], AUTO_APPROVER, "approved",
                                  "approved by the pipeline's automatic policy", owners=corpus["owners"])
-        publish_markdown("approval", f"Corpus v{corpus['version']} approved",
-                         f"Approver `{AUTO_APPROVER}`, digest `{corpus['digest']}`.")
-        return record
-    raise AdapterOpsError(
-        f"Corpus version {corpus['version']} ({corpus['digest'][:19]}) awaits approval by an owner of contract "
-        f"{corpus['contract']} ({', '.join(corpus['owners'])}). Review it with `adapterops corpus show "
-        f"{corpus['version']}`, approve with `adapterops corpus approve {corpus['version']} --as NAME`, then run again.")
+    elif _served():
+        get_run_logger().info("Corpus v%s awaits an owner's decision in the Prefect UI (owners: %s)",
+                              corpus["version"], ", ".join(corpus["owners"]))
+        record = _wait_for_owner(config, corpus, review)
+    else:
+        raise AdapterOpsError(
+            f"Corpus version {corpus['version']} ({corpus['digest'][:19]}) awaits approval by an owner of contract "
+            f"{corpus['contract']} ({', '.join(corpus['owners'])}). Review it with `adapterops corpus show "
+            f"{corpus['version']} --name {corpus['pipeline']}`, approve with `adapterops corpus approve "
+            f"{corpus['version']} --name {corpus['pipeline']} --as NAME`, then run again.")
+    publish_markdown("approval", f"Corpus v{corpus['version']} {record['decision']}",
+                     f"By `{record['approver']}` at {record['time']}, digest `{corpus['digest']}`. {record['note']}")
+    if record["decision"] != "approved":
+        raise AdapterOpsError(f"Corpus version {corpus['version']} was rejected by {record['approver']}: "
+                              f"{record['note'] or 'no note'}. Fix the data and re-curate.")
+    return record

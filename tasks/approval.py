@@ -14,7 +14,7 @@ AUTO_APPROVER = "policy:auto"
 
 def decision_record(version: int, digest: str, approver: str, decision: str, note: str = "",
                     when: datetime | None = None) -> dict:
-    if decision not in ("approved", "rejected"):
+    if decision not in ("approved", "rejected", "superseded"):
         raise AdapterOpsError(f"A decision is 'approved' or 'rejected', not {decision!r}.")
     return {"version": version, "digest": digest, "approver": approver, "decision": decision, "note": note,
             "time": (when or datetime.now(timezone.utc)).isoformat()}
@@ -43,36 +43,69 @@ def verify_approved(tags: dict, recomputed_digest: str) -> None:
 
 # --- wrappers: MLflow tags and the append-only decision log ---------------------------------------
 
+def _append_log(client, run, record: dict) -> None:
+    """Append to the version's decision log (file + numbered MLflow tag); earlier entries stay."""
+    from adapterops.storage import append_jsonl
+
+    tags = run.data.tags
+    log = Path(tags["corpus.path"]).parent / f"decisions-v{int(tags['corpus.version']):04d}.jsonl"
+    append_jsonl(record, log)
+    count = sum(1 for key in client.get_run(run.info.run_id).data.tags if key.startswith("approval.log."))
+    client.set_tag(run.info.run_id, f"approval.log.{count + 1}",
+                   f"{record['time']} {record['approver']} {record['decision']} {record['note']}"[:5000])
+    client.log_artifact(run.info.run_id, str(log), artifact_path="approvals")
+
+
 def record_decision(pipeline: str, digest: str, approver: str, decision: str, note: str = "",
                     owners: list[str] | None = None) -> dict:
-    """Tag the version's run with the decision and append it to the version's decision log."""
+    """Decide a pending version as one of its contract's owners; an approval supersedes older ones."""
     import mlflow
 
-    from adapterops.storage import append_jsonl
-    from tasks.corpus import find_version
+    from tasks.corpus import find_version, list_versions
+    from tasks.validate import load_contract
 
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"No corpus version of {pipeline!r} has digest {digest}; list versions with `adapterops corpus list`.")
     tags = run.data.tags
-    if owners is not None:
-        check_owner(approver, owners, tags.get("contract", "?"))
-    record = decision_record(int(tags["corpus.version"]), digest, approver, decision, note)
-    log = Path(tags["corpus.path"]).parent / f"decisions-v{int(tags['corpus.version']):04d}.jsonl"
-    append_jsonl(record, log)
+    version = int(tags["corpus.version"])
+    status = tags.get("corpus.status", "pending")
+    if status != "pending":
+        raise AdapterOpsError(f"Corpus version {version} is already {status} ({tags.get('approval.approver', '')} at "
+                              f"{tags.get('approval.time', '?')}); decisions are final. Re-curate to get a new version.")
+    check_owner(approver, owners if owners is not None else load_contract(tags["contract"]).owners, tags["contract"])
+    record = decision_record(version, digest, approver, decision, note)
     client = mlflow.MlflowClient()
-    count = sum(1 for key in tags if key.startswith("approval.log."))
+    _append_log(client, run, record)
     for key, value in {"corpus.status": decision, "approval.status": decision, "approval.approver": approver,
-                       "approval.digest": digest, "approval.time": record["time"], "approval.note": note,
-                       f"approval.log.{count + 1}": f"{record['time']} {approver} {decision}"}.items():
+                       "approval.digest": digest, "approval.time": record["time"], "approval.note": note}.items():
         client.set_tag(run.info.run_id, key, value)
-    client.log_artifact(run.info.run_id, str(log), artifact_path="approvals")
+    if decision == "approved":
+        for older in list_versions(pipeline):
+            if older.data.tags.get("corpus.status") == "approved" and older.info.run_id != run.info.run_id:
+                _append_log(client, older, decision_record(int(older.data.tags["corpus.version"]),
+                                                           older.data.tags["corpus.digest"], approver, "superseded",
+                                                           f"superseded by version {version}"))
+                client.set_tag(older.info.run_id, "corpus.status", "superseded")
+                client.set_tag(older.info.run_id, "corpus.superseded_by", str(version))
+        _emit_approved(pipeline, version, digest, approver)
     return record
 
 
+def _emit_approved(pipeline: str, version: int, digest: str, approver: str) -> None:
+    """Prefect event a deployment trigger can start training from."""
+    from prefect.events import emit_event
+
+    emit_event(event="adapterops.corpus.approved",
+               resource={"prefect.resource.id": f"adapterops.corpus.{pipeline}.v{version}",
+                         "prefect.resource.name": f"{pipeline} corpus v{version}"},
+               payload={"pipeline": pipeline, "version": version, "digest": digest, "approver": approver})
+
+
 def require_approved(pipeline: str, digest: str) -> dict:
-    """Re-hash the corpus files and check the approval; returns the version's tags."""
+    """Re-hash the corpus files, check the approval and the approver; returns the version's tags."""
     from tasks.corpus import corpus_digest, find_version, load_manifest
+    from tasks.validate import load_contract
 
     run = find_version(pipeline, digest=digest)
     if run is None:
@@ -83,4 +116,10 @@ def require_approved(pipeline: str, digest: str) -> dict:
     recomputed = corpus_digest(pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet"),
                                manifest["settings"], manifest["contract_version"])
     verify_approved(run.data.tags, recomputed)
+    approver = run.data.tags.get("approval.approver", "")
+    owners = load_contract(run.data.tags["contract"]).owners
+    if approver not in owners:
+        raise AdapterOpsError(f"Corpus version {run.data.tags['corpus.version']} was approved by {approver!r}, who is not "
+                              f"an owner of contract {run.data.tags['contract']} ({', '.join(owners)}); training refused. "
+                              "Ask an owner to approve a new version.")
     return dict(run.data.tags)

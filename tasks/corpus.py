@@ -167,3 +167,67 @@ def _last_approved(experiment: str) -> str | None:
     runs = mlflow.search_runs([experiment], filter_string="tags.`corpus.status` = 'approved'",
                               order_by=["attributes.start_time DESC"], output_format="list", max_results=1)
     return runs[0].data.tags["corpus.digest"] if runs else None
+
+
+# --- versions side by side -------------------------------------------------------------------------
+
+def diff_records(old: pd.DataFrame, new: pd.DataFrame) -> dict:
+    """Ids added, removed and changed (same id, other content) from old to new, and records per source."""
+    def keyed(frame):
+        return {str(r[0]): tuple(r[1:]) for r in frame[list(CANONICAL_FIELDS)].itertuples(index=False)}
+
+    before, after = keyed(old), keyed(new)
+    sources = sorted(set(old["source"].dropna()) | set(new["source"].dropna()))
+    return {"added": sorted(after.keys() - before.keys()), "removed": sorted(before.keys() - after.keys()),
+            "changed": sorted(k for k in before.keys() & after.keys() if before[k] != after[k]),
+            "sources": {s: {"old": int((old["source"] == s).sum()), "new": int((new["source"] == s).sum())}
+                        for s in sources}}
+
+
+def diff_markdown(diff: dict, old_label: str, new_label: str, sample: int = 10) -> str:
+    lines = [f"**{old_label} → {new_label}**: {len(diff['added'])} added, {len(diff['removed'])} removed, "
+             f"{len(diff['changed'])} changed", "", "| source | before | after |", "|---|---|---|"]
+    lines += [f"| {s} | {c['old']} | {c['new']} |" for s, c in diff["sources"].items()]
+    for kind in ("added", "removed", "changed"):
+        if diff[kind]:
+            shown = ", ".join(diff[kind][:sample]) + (" …" if len(diff[kind]) > sample else "")
+            lines.append(f"\n{kind}: {shown}")
+    return "\n".join(lines)
+
+
+def list_versions(pipeline: str) -> list:
+    """The MLflow runs of every corpus version of a pipeline, oldest first."""
+    import mlflow
+
+    from adapterops.tracking import corpus_experiment, ensure_experiment
+
+    experiment = ensure_experiment(corpus_experiment(pipeline))
+    runs = mlflow.search_runs([experiment], output_format="list")
+    return sorted((r for r in runs if "corpus.version" in r.data.tags), key=lambda r: int(r.data.tags["corpus.version"]))
+
+
+def get_version(pipeline: str, version: int):
+    run = find_version(pipeline, version=version)
+    if run is None:
+        raise AdapterOpsError(f"Corpus {pipeline!r} has no version {version}; list them with `adapterops corpus list --name {pipeline}`.")
+    return run
+
+
+def version_records(run) -> pd.DataFrame:
+    from pathlib import Path
+
+    folder = Path(run.data.tags["corpus.path"])
+    return pd.concat([pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet")],
+                     ignore_index=True)
+
+
+def diff_against_last_approved(pipeline: str, run) -> str:
+    """What the approver reviews: this version against the last approved one (or 'first version')."""
+    approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"
+                and r.info.run_id != run.info.run_id]
+    new_label = f"v{run.data.tags['corpus.version']}"
+    if not approved:
+        return f"{new_label} is the first version to be approved: {len(version_records(run))} records."
+    last = approved[-1]
+    return diff_markdown(diff_records(version_records(last), version_records(run)),
+                         f"v{last.data.tags['corpus.version']} (approved)", new_label)

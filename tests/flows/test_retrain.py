@@ -72,9 +72,11 @@ def test_rerun_with_identical_inputs_reuses_the_corpus_version_and_gates_against
     assert second["release"]["previous_production"] == first["adapter"]["version"]
 
 
-def test_owner_approval_stops_the_run_before_training(prefect_harness):
+def test_owner_approval_stops_the_run_before_training(prefect_harness, monkeypatch):
+    import flows.approve
     from flows.retrain import retrain
 
+    monkeypatch.setattr(flows.approve, "_served", lambda: False)
     config = parse_config(SMALL | {"name": "owned", "approval": "owner"})
     with pytest.raises(AdapterOpsError, match="awaits approval by an owner"):
         retrain(config)

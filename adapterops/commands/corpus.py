@@ -1,0 +1,95 @@
+"""`adapterops corpus list | show | diff | approve | reject`: corpus versions and their owners' decisions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Corpus versions: list, inspect, compare, approve or reject.")
+out = Console()
+NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
+
+
+def _setup() -> None:
+    from adapterops.cli import prepare
+
+    prepare()
+
+
+@app.command("list")
+def list_versions(name: str = NAME) -> None:
+    """Every version with its digest, status, approver and counts."""
+    _setup()
+    from tasks.corpus import list_versions as versions
+
+    table = Table(title=f"Corpus versions of {name}")
+    for column in ("version", "digest", "status", "approver", "created", "kept", "duplicates", "quarantined"):
+        table.add_column(column)
+    for run in versions(name):
+        t, m = run.data.tags, run.data.metrics
+        table.add_row(t["corpus.version"], t["corpus.digest"][:19], t.get("corpus.status", ""),
+                      t.get("approval.approver", ""), Path(t["corpus.path"]).name,
+                      *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
+    out.print(table)
+
+
+@app.command()
+def show(version: int, name: str = NAME) -> None:
+    """A version's manifest, decision log and the diff against the last approved version."""
+    _setup()
+    from tasks.corpus import diff_against_last_approved, get_version, load_manifest
+
+    run = get_version(name, version)
+    manifest = load_manifest(run)
+    out.print(f"[bold]{name} corpus v{version}[/]  status [bold]{run.data.tags.get('corpus.status')}[/]  "
+              f"digest {manifest['digest']}")
+    out.print_json(json.dumps({k: manifest[k] for k in ("counts", "contract", "contract_version", "parent",
+                                                        "code_version", "created", "sources")}, default=str))
+    log = sorted((k, v) for k, v in run.data.tags.items() if k.startswith("approval.log."))
+    for _, entry in sorted(log, key=lambda kv: int(kv[0].rsplit(".", 1)[1])):
+        out.print(f"  decision: {entry}")
+    out.print(Markdown(diff_against_last_approved(name, run)))
+
+
+@app.command()
+def diff(a: int, b: int, name: str = NAME) -> None:
+    """Records added, removed and changed from version A to version B, and per-source counts."""
+    _setup()
+    from tasks.corpus import diff_markdown, diff_records, get_version, version_records
+
+    old, new = get_version(name, a), get_version(name, b)
+    out.print(Markdown(diff_markdown(diff_records(version_records(old), version_records(new)), f"v{a}", f"v{b}")))
+
+
+def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool) -> None:
+    _setup()
+    from tasks.approval import record_decision
+    from tasks.corpus import diff_against_last_approved, get_version
+
+    run = get_version(name, version)
+    out.print(Markdown(diff_against_last_approved(name, run)))
+    if not yes and not typer.confirm(f"Record '{decision}' for {name} corpus v{version} as {approver}?"):
+        raise typer.Exit(1)
+    record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note)
+    out.print(f"{name} corpus v{version} {decision} by {approver} at {record['time']} (digest {record['digest'][:19]}).")
+
+
+@app.command()
+def approve(version: int, approver: str = typer.Option(..., "--as", help="Your name as listed in the contract's owners."),
+            note: str = typer.Option("", help="Why, for the decision log."), name: str = NAME,
+            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation after the diff.")) -> None:
+    """Approve a pending version (contract owners only); training may then use it."""
+    _decide(version, name, approver, note, "approved", yes)
+
+
+@app.command()
+def reject(version: int, approver: str = typer.Option(..., "--as", help="Your name as listed in the contract's owners."),
+           note: str = typer.Option("", help="Why, for the decision log."), name: str = NAME,
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation after the diff.")) -> None:
+    """Reject a pending version (contract owners only); training will refuse it."""
+    _decide(version, name, approver, note, "rejected", yes)

@@ -1,0 +1,144 @@
+"""Owner approval: by CLI, by the Prefect form of a paused run, and every refusal of training."""
+
+import contextvars
+import threading
+import time
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from adapterops.cli import app
+from adapterops.config import parse_config
+from adapterops.errors import AdapterOpsError
+
+SMALL = {"approval": "owner", "demo_records": 150, "train": {"max_steps": 2, "batch_size": 2},
+         "approval_timeout_hours": 0.05}
+
+
+def curate_pending(name):
+    from flows.curate import curate
+
+    config = parse_config(SMALL | {"name": name})
+    return config, curate(config)
+
+
+def corpus_tags(corpus):
+    from tasks.corpus import find_version
+
+    return find_version(corpus["pipeline"], digest=corpus["digest"]).data.tags
+
+
+def test_without_a_server_the_run_stops_and_names_the_waiting_version(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+
+    config, corpus = curate_pending("stops")
+    monkeypatch.setattr(approve_module, "_served", lambda: False)
+    with pytest.raises(AdapterOpsError, match=r"awaits approval by an owner .*adapterops corpus approve 1"):
+        approve_module.approve(config, corpus)
+    assert corpus_tags(corpus)["corpus.status"] == "pending"
+
+
+def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.flow_runs import resume_flow_run
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    config, corpus = curate_pending("form")
+    outcome = {}
+
+    def run():
+        try:
+            outcome["record"] = approve_module.approve(config, corpus)
+        except Exception as error:  # reported below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    worker.start()
+    paused = []
+    with get_client(sync_client=True) as client:
+        for _ in range(60):
+            paused = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
+            if paused:
+                break
+            time.sleep(0.5)
+    assert paused, "the approve flow never paused for input"
+    resume_flow_run(paused[0].id, run_input={"approver": "dana.k", "decision": "approve", "note": "reviewed diff"})
+    worker.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["record"]["approver"] == "dana.k"
+    tags = corpus_tags(corpus)
+    assert tags["corpus.status"] == "approved" and tags["approval.note"] == "reviewed diff"
+
+
+def test_cli_approval_refusals_and_the_append_only_log(prefect_harness):
+    from tasks.approval import require_approved
+
+    _, first = curate_pending("cli")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["corpus", "approve", "1", "--name", "cli", "--as", "mallory", "--yes"])
+    assert refused.exit_code != 0 and "not an owner" in str(refused.exception)
+    with pytest.raises(AdapterOpsError, match="version 1 is pending"):
+        require_approved("cli", first["digest"])
+    result = runner.invoke(app, ["corpus", "approve", "1", "--name", "cli", "--as", "dana.k", "--note", "ok", "--yes"])
+    assert result.exit_code == 0, result.output
+    require_approved("cli", first["digest"])
+    again = runner.invoke(app, ["corpus", "reject", "1", "--name", "cli", "--as", "dana.k", "--yes"])
+    assert "already approved" in str(again.exception)
+    log = [v for k, v in corpus_tags(first).items() if k.startswith("approval.log.")]
+    assert len(log) == 1 and "dana.k approved" in log[0]
+    with pytest.raises(AdapterOpsError, match="matches no corpus version"):
+        require_approved("cli", "sha256:" + "0" * 64)
+
+
+def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harness, monkeypatch):
+    from tasks.approval import record_decision, require_approved
+    from tasks.corpus import find_version
+
+    config, first = curate_pending("supersede")
+    record_decision("supersede", first["digest"], "dana.k", "approved", "v1 fine")
+    second_config = parse_config(SMALL | {"name": "supersede", "demo_records": 160})
+    from flows.curate import curate
+
+    second = curate(second_config)
+    assert second["version"] == 2 and second["digest"] != first["digest"]
+    record_decision("supersede", second["digest"], "dana.k", "approved", "v2 fine")
+    old = find_version("supersede", digest=first["digest"]).data.tags
+    assert old["corpus.status"] == "superseded" and old["corpus.superseded_by"] == "2"
+    with pytest.raises(AdapterOpsError, match="version 1 is superseded"):
+        require_approved("supersede", first["digest"])
+    third = curate(parse_config(SMALL | {"name": "supersede", "demo_records": 170}))
+    record_decision("supersede", third["digest"], "dana.k", "rejected", "PII found")
+    with pytest.raises(AdapterOpsError, match="version 3 is rejected"):
+        require_approved("supersede", third["digest"])
+
+
+def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness, monkeypatch, tmp_path):
+    from tasks.approval import record_decision, require_approved
+
+    _, corpus = curate_pending("exowner")
+    record_decision("exowner", corpus["digest"], "dana.k", "approved")
+    contract = tmp_path / "support_tickets.yaml"
+    from tasks.validate import CONTRACTS_DIR
+
+    contract.write_text((CONTRACTS_DIR / "support_tickets.yaml").read_text().replace("  - dana.k ", "  - sam.p "))
+    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
+    with pytest.raises(AdapterOpsError, match="not an owner of contract"):
+        require_approved("exowner", corpus["digest"])
+
+
+def test_diff_shows_added_removed_changed_and_sources():
+    import pandas as pd
+
+    from tasks.corpus import diff_records
+
+    cols = ["id", "source", "timestamp", "prompt", "completion"]
+    old = pd.DataFrame([["a", "email", "t", "p", "c"], ["b", "chat", "t", "p", "c"]], columns=cols)
+    new = pd.DataFrame([["a", "email", "t", "p2", "c"], ["c", "chat", "t", "p", "c"], ["d", "chat", "t", "p", "c"]],
+                       columns=cols)
+    diff = diff_records(old, new)
+    assert (diff["added"], diff["removed"], diff["changed"]) == (["c", "d"], ["b"], ["a"])
+    assert diff["sources"] == {"chat": {"old": 1, "new": 2}, "email": {"old": 1, "new": 1}}
