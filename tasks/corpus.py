@@ -78,16 +78,10 @@ def load_manifest(run) -> dict:
 def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version."""
     import shutil
-    import warnings
     from datetime import datetime, timezone
     from pathlib import Path
 
     import mlflow
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.schema import Schema
-    from mlflow.types import ColSpec
-
     from adapterops.storage import write_json, write_parquet
     from adapterops.tracking import corpus_experiment, ensure_experiment
     from adapterops.workspace import resolve_workspace
@@ -140,7 +134,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     if folder.exists():
         shutil.rmtree(folder)
     staging.replace(folder)
-    schema = Schema([ColSpec("string", c) for c in CANONICAL_FIELDS])
     with mlflow.start_run(experiment_id=experiment, run_name=f"corpus-v{number}") as run:
         mlflow.set_tags({"corpus.digest": digest, "corpus.version": str(number), "corpus.status": "pending",
                          "corpus.path": str(folder), "contract": valid["contract"],
@@ -148,12 +141,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
-        for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
-            with warnings.catch_warnings():  # MLflow registers the local file source twice and warns it picked one
-                warnings.simplefilter("ignore", UserWarning)
-                source = resolve_dataset_source((folder / f"{name}.parquet").as_uri())
-            dataset = MetaDataset(source=source, name=f"{pipeline}-{name}",
-                                  digest=records_digest(part)[:16], schema=schema)
+        for name, dataset in corpus_datasets(folder, pipeline):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")
     return {"pipeline": pipeline, "digest": digest, "version": number, "path": str(folder), "run_id": run.info.run_id,
@@ -231,3 +219,53 @@ def diff_against_last_approved(pipeline: str, run) -> str:
     last = approved[-1]
     return diff_markdown(diff_records(version_records(last), version_records(run)),
                          f"v{last.data.tags['corpus.version']} (approved)", new_label)
+
+
+# --- lineage: what a training run and an adapter version name ----------------------------------
+
+def lineage_tags(corpus: dict, corpus_tags: dict) -> dict:
+    """Tags that let a user walk from an adapter version back to its approved corpus and reports."""
+    return {"corpus.version": str(corpus["version"]), "corpus.digest": corpus["digest"],
+            "corpus.run_id": corpus["run_id"], "contract": corpus["contract"],
+            "contract.version": str(corpus["contract_version"]),
+            "approval.approver": corpus_tags.get("approval.approver", ""),
+            "approval.time": corpus_tags.get("approval.time", ""),
+            "eval.digest": corpus_tags.get("corpus.eval_digest", "")}
+
+
+def lineage_markdown(corpus: dict) -> str:
+    """A model-version description linking to the corpus version's run in the MLflow UI."""
+    import mlflow
+
+    experiment = mlflow.get_run(corpus["run_id"]).info.experiment_id
+    return (f"Trained on [corpus {corpus['pipeline']} v{corpus['version']}](#/experiments/{experiment}/runs/"
+            f"{corpus['run_id']}) (digest `{corpus['digest']}`, contract {corpus['contract']} "
+            f"v{corpus['contract_version']}); its run holds the manifest, quarantine, duplicates and approvals.")
+
+
+def corpus_datasets(folder, pipeline: str):
+    """(name, MLflow dataset) for the train, held-out and eval files: logged by reference, schema and digest."""
+    import warnings
+    from pathlib import Path
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.schema import Schema
+    from mlflow.types import ColSpec
+
+    schema = Schema([ColSpec("string", c) for c in CANONICAL_FIELDS])
+    for name in ("train", "heldout", "eval"):
+        path = Path(folder) / f"{name}.parquet"
+        with warnings.catch_warnings():  # MLflow registers the local file source twice and warns it picked one
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path.as_uri())
+        digest = records_digest(pd.read_parquet(path))[:16]
+        yield name, MetaDataset(source=source, name=f"{pipeline}-{name}", digest=digest, schema=schema)
+
+
+def log_corpus_inputs(corpus: dict) -> None:
+    """Name the corpus version's datasets as inputs of the active MLflow run."""
+    import mlflow
+
+    for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"]):
+        mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
