@@ -126,6 +126,8 @@ def config_fields() -> None:
 from adapterops.commands import corpus as _corpus  # noqa: E402
 
 app.add_typer(_corpus.app, name="corpus")
+from adapterops.commands.contract import register as _register_contract  # noqa: E402
+_register_contract(app)  # `contract check`, `validate`
 
 
 def main() -> None:

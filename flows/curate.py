@@ -1,4 +1,4 @@
-"""curate: ingest → dedup → contract → split → corpus version."""
+"""curate: ingest → PII → dedup → contract → split → corpus version."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
 from tasks.corpus import publish_version
 from tasks.dedup import DedupParams, dedup_file
-from tasks.ingest import ingest_files
+from tasks.inputs import ingest_files
+from tasks.pii import pii_file
 from tasks.split import split_file
 from tasks.validate import validate_file
 
 ingest_task = task(name="ingest")(ingest_files)
+pii_task = task(name="pii")(pii_file)
 dedup_task = task(name="dedup")(dedup_file)
 validate_task = task(name="validate")(validate_file)
 split_task = task(name="split")(split_file)
@@ -37,7 +39,8 @@ def curate(config: Config) -> dict:
     params = DedupParams(**config.dedup.model_dump())
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
-    deduped = dedup_task(ingested["records"], params, stage)
+    pii = pii_task(ingested["records"], config.contract, stage)
+    deduped = dedup_task(pii["records"], params, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
     validated = validate_task(deduped["kept_records"], config.contract, stage)
@@ -45,7 +48,7 @@ def curate(config: Config) -> dict:
                   counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
     split = split_task(validated["valid"], eval_paths, params, config.split.heldout_fraction, config.split.seed,
                        config.columns, stage)
-    corpus = version_task(config.name, {"ingest": ingested, "dedup": deduped, "validate": validated, "split": split},
+    corpus = version_task(config.name, {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split},
                           curation_settings(config), stage)
     state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
     publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",

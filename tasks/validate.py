@@ -2,160 +2,167 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapterops.errors import AdapterOpsError
+from tasks.contract import CONTRACTS_DIR, Contract, ExpectationSpec, build_expectation, load_contract  # noqa: F401
 
-CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
-
-
-class ColumnSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["string", "integer", "number", "boolean"] = "string"
-    required: bool = True
+TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
+                 "boolean": r"^(?i:true|false)$"}
 
 
-class ExpectationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    severity: Literal["quarantine", "fail"] = "quarantine"
+def schema_expectations(contract: Contract) -> list[tuple[str, ExpectationSpec]]:
+    """The schema as GX expectations (required → not null, typed → pattern), each with its quarantine reason."""
+    specs = []
+    for column, spec in contract.schema_.items():
+        if spec.required:
+            specs.append((f"missing_required: {column}",
+                          ExpectationSpec(type="expect_column_values_to_not_be_null", kwargs={"column": column})))
+        if spec.type in TYPE_PATTERNS:
+            specs.append((f"wrong_type: {column} expected {spec.type}", ExpectationSpec(
+                type="expect_column_values_to_match_regex", kwargs={"column": column, "regex": TYPE_PATTERNS[spec.type]})))
+    return specs
 
 
-class Bounds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    min_rows: int = 1
-    max_quarantined_fraction: float = 1.0
+@dataclass
+class ContractRun:
+    result: dict                                                    # the GX validation result, as JSON
+    failing: dict[str, list[str]] = field(default_factory=dict)     # record id -> quarantine reasons
+    problems: list[str] = field(default_factory=list)               # 'fail'-severity checks that failed
+    checks: list[dict] = field(default_factory=list)                # one summary row per expectation
 
 
-class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    version: int
-    description: str = ""
-    scope: str = ""
-    owners: list[str] = Field(min_length=1)
-    schema_: dict[str, ColumnSpec] = Field(alias="schema")
-    expectations: list[ExpectationSpec] = Field(default_factory=list)
-    bounds: Bounds = Field(default_factory=Bounds)
+def _label(config) -> str:
+    return f"{config.type}({config.kwargs.get('column', '')})"
 
 
-def contract_path(name_or_path: str) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
-        return candidate
-    root = Path(os.environ.get("ADAPTEROPS_CONTRACTS", CONTRACTS_DIR))
-    return root / f"{name_or_path}.yaml"
-
-
-def load_contract(name_or_path: str) -> Contract:
-    """Load and check a contract; each problem is one line that names the file and the field."""
-    path = contract_path(name_or_path)
-    if not path.is_file():
-        raise AdapterOpsError(f"Contract {name_or_path!r} not found at {path}; add data_contracts/{name_or_path}.yaml or pass a path.")
-    try:
-        contract = Contract.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise AdapterOpsError(f"{path}: field '{field}': {first['msg']}.") from None
-    except yaml.YAMLError as error:
-        raise AdapterOpsError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
-    for spec in contract.expectations:
-        _build_expectation(spec, path)
-    return contract
-
-
-def _build_expectation(spec: ExpectationSpec, origin: Path | str):
-    from great_expectations.expectations.registry import get_expectation_impl
-    try:
-        cls = get_expectation_impl(spec.type)
-    except Exception:
-        raise AdapterOpsError(f"{origin}: unknown expectation type {spec.type!r}; use a Great Expectations name such as expect_column_values_to_not_be_null.") from None
-    try:
-        return cls(**spec.kwargs)
-    except Exception as error:
-        raise AdapterOpsError(f"{origin}: expectation {spec.type}: bad arguments {spec.kwargs} ({str(error).splitlines()[0]}).") from None
-
-
-def run_contract(frame: pd.DataFrame, contract: Contract) -> tuple[dict, dict[str, list[str]], list[str]]:
-    """Validate `frame`; returns (GX result JSON, failing id -> reasons, failed 'fail'-severity checks)."""
+def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None = None) -> ContractRun:
+    """Validate `frame` (it needs an `id` column) with an ephemeral GX context; Data Docs go to docs_dir if given."""
     import great_expectations as gx
 
+    missing = [c for c in contract.schema_ if c not in frame.columns]
+    if missing:
+        raise AdapterOpsError(f"Contract {contract.name}: schema column(s) {missing} are not in the records "
+                              f"(they have {list(frame.columns)}); map them in the config's `columns` or fix the schema.")
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    actions = []
+    if docs_dir is not None:
+        context.add_data_docs_site("contract", {"class_name": "SiteBuilder", "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["contract"])]
     source = context.data_sources.add_or_update_pandas(f"{contract.name}_source")
-    asset = source.add_dataframe_asset("records")
-    batch = asset.add_batch_definition_whole_dataframe("all_records")
+    batch = source.add_dataframe_asset("records").add_batch_definition_whole_dataframe("all_records")
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}_v{contract.version}"))
-    for spec in contract.expectations:
-        expectation = _build_expectation(spec, contract.name)
-        expectation.meta = {"severity": spec.severity}
+    entries = schema_expectations(contract) + [(None, spec) for spec in contract.expectations]
+    for number, (reason, spec) in enumerate(entries):
+        expectation = build_expectation(spec, contract.name)
+        expectation.meta = {"severity": spec.severity, "entry": number}
         suite.add_expectation(expectation)
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{contract.name}_validation", data=batch, suite=suite))
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=f"{contract.name}_checkpoint", validation_definitions=[definition],
+        name=f"{contract.name}_checkpoint", validation_definitions=[definition], actions=actions,
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]}))
     result = checkpoint.run(batch_parameters={"dataframe": frame.reset_index(drop=True)})
     suite_result = next(iter(result.run_results.values()))
-    failing: dict[str, list[str]] = {}
-    failed_checks: list[str] = []
+    return _map_results(suite_result, entries)
+
+
+def _map_results(suite_result, entries) -> ContractRun:
+    """Failing row ids (from GX's unexpected index list) per quarantine check; failed 'fail' checks as problems."""
+    run = ContractRun(result=suite_result.to_json_dict())
     for item in suite_result.results:
-        if item.success:
-            continue
         config = item.expectation_config
-        label = f"{config.type}({config.kwargs.get('column', '')})"
-        if (config.meta or {}).get("severity") == "fail":
-            failed_checks.append(label)
-            continue
-        for row in item.result.get("unexpected_index_list") or []:
-            failing.setdefault(str(row["id"]), []).append(label)
-    return suite_result.to_json_dict(), failing, failed_checks
+        reason, spec = entries[config.meta["entry"]]
+        label = reason or _label(config)
+        rows = item.result.get("unexpected_index_list") or []
+        run.checks.append({"check": label, "severity": spec.severity, "success": bool(item.success),
+                           "unexpected": int(item.result.get("unexpected_count") or 0)})
+        if (item.exception_info or {}).get("raised_exception"):
+            run.problems.append(f"{label} could not run ({item.exception_info.get('exception_message')})")
+        elif spec.severity == "fail":
+            if not item.success:
+                run.problems.append(f"{label} failed")
+        elif rows:  # quarantine: every failing row leaves, whatever `mostly` says about the whole column
+            for row in rows:
+                run.failing.setdefault(str(row["id"]), []).append(label)
+        elif not item.success:
+            run.problems.append(f"{label} failed and names no rows to quarantine; give it severity fail")
+    return run
 
 
-def check_bounds(contract: Contract, rows_in: int, quarantined: int) -> list[str]:
-    """Dataset-level bounds that reject the version when broken."""
-    problems = []
+def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd.DataFrame | None = None) -> list[str]:
+    """Dataset-level bounds that reject the version when broken (counts, text lengths, distributions)."""
+    bounds, problems = contract.bounds, []
     kept = rows_in - quarantined
-    if kept < contract.bounds.min_rows:
-        problems.append(f"{kept} rows pass the contract, fewer than min_rows={contract.bounds.min_rows}")
-    if rows_in and quarantined / rows_in > contract.bounds.max_quarantined_fraction:
+    if kept < bounds.min_rows:
+        problems.append(f"{kept} rows pass the contract, fewer than min_rows={bounds.min_rows}")
+    if rows_in and quarantined / rows_in > bounds.max_quarantined_fraction:
         problems.append(f"{quarantined / rows_in:.1%} of rows quarantined, above max_quarantined_fraction="
-                        f"{contract.bounds.max_quarantined_fraction:.0%}")
+                        f"{bounds.max_quarantined_fraction:.0%}")
+    if passing is None or passing.empty:
+        return problems
+    for column, bound in bounds.text_length.items():
+        median = float(passing[column].fillna("").str.len().median())
+        if bound.min_median is not None and median < bound.min_median:
+            problems.append(f"median length of {column} is {median:.0f}, below min_median={bound.min_median:g}")
+        if bound.max_median is not None and median > bound.max_median:
+            problems.append(f"median length of {column} is {median:.0f}, above max_median={bound.max_median:g}")
+    for column, shares in bounds.distribution.items():
+        observed = passing[column].value_counts(normalize=True)
+        for value, (low, high) in shares.items():
+            share = float(observed.get(value, 0.0))
+            if not low <= share <= high:
+                problems.append(f"{column}={value} is {share:.1%} of passing rows, outside [{low:.0%}, {high:.0%}]")
     return problems
+
+
+def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str]) -> str:
+    verdict = "**rejected**: " + "; ".join(problems) if problems else "**passed**"
+    lines = [f"Contract `{contract.name}` v{contract.version} (owners: {', '.join(contract.owners)}): {verdict}", "",
+             f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
+             "| check | severity | success | unexpected rows |", "|---|---|---|---|"]
+    lines += [f"| {c['check']} | {c['severity']} | {'yes' if c['success'] else 'no'} | {c['unexpected']} |" for c in run.checks]
+    return "\n".join(lines)
 
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
 def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
-    """valid.parquet, the contract's quarantine rows and the full GX result under stage_dir."""
+    """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
+    import shutil
+
+    from adapterops.reporting import publish_markdown
     from adapterops.storage import write_json, write_parquet
-    from tasks.ingest import QUARANTINE_FIELDS
+    from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)
     frame = pd.read_parquet(records_path)
-    result, failing, failed_checks = run_contract(frame, contract)
-    write_json(result, stage_dir / "validation.json")
-    bad = frame["id"].astype(str).isin(failing)
+    docs = stage_dir / "data_docs"
+    shutil.rmtree(docs, ignore_errors=True)
+    run = run_contract(frame, contract, docs)
+    write_json(run.result, stage_dir / "validation.json")
+    bad = frame["id"].astype(str).isin(run.failing)
     quarantine = pd.DataFrame([
-        {"id": rid, "input_file": row.input_file, "input_line": row.input_line, "stage": "contract",
-         "reason": "; ".join(failing[rid]), "raw": f"{row.prompt!r} -> {row.completion!r}"[:2000]}
+        quarantine_row(rid, row.input_file, row.input_line, "contract", "contract: " + "; ".join(run.failing[rid]),
+                       f"{row.prompt!r} -> {row.completion!r}")
         for rid, row in zip(frame.loc[bad, "id"].astype(str), frame.loc[bad].itertuples())
     ], columns=list(QUARANTINE_FIELDS))
     write_parquet(quarantine, stage_dir / "contract_quarantine.parquet")
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
-    problems = failed_checks + check_bounds(contract, len(frame), int(bad.sum()))
+    problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
+    summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
+    (stage_dir / "validation.md").write_text(summary + "\n", encoding="utf-8")
+    publish_markdown("contract-summary", f"Contract {contract.name} v{contract.version}", summary)
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
-                              + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'}.")
+                              + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")
     return {"valid": str(stage_dir / "valid.parquet"), "quarantine": str(stage_dir / "contract_quarantine.parquet"),
-            "result": str(stage_dir / "validation.json"), "input": len(frame), "kept": int((~bad).sum()),
-            "quarantined": int(bad.sum()), "contract": contract.name, "contract_version": contract.version,
-            "owners": contract.owners}
+            "result": str(stage_dir / "validation.json"), "data_docs": str(docs), "input": len(frame),
+            "kept": int((~bad).sum()), "quarantined": int(bad.sum()), "contract": contract.name,
+            "contract_version": contract.version, "owners": contract.owners}

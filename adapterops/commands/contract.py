@@ -1,0 +1,101 @@
+"""`adapterops contract check FILE` and `adapterops validate INPUT --contract NAME`: contracts outside a flow."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from adapterops.errors import AdapterOpsError
+
+app = typer.Typer(no_args_is_help=True, help="Data contracts: check a contract file.")
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command("check")
+def check(files: list[Path] = typer.Argument(..., help="Contract YAML file(s), e.g. data_contracts/support_tickets.yaml.")) -> None:
+    """Check contract files: schema, owners, expectation names and arguments, bounds, PII policy."""
+    import yaml
+
+    from tasks.contract import Contract, contract_problems
+
+    failed = False
+    for path in files:
+        if not path.is_file():
+            raise AdapterOpsError(f"Contract file {path} does not exist; pass the path of a YAML contract.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise AdapterOpsError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
+        problems = contract_problems(data, path)
+        for problem in problems:
+            err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        if problems:
+            failed = True
+            continue
+        contract = Contract.model_validate(data)
+        out.print(f"ok: {path}: {contract.name} v{contract.version}, {len(contract.expectations)} expectations, "
+                  f"owners {', '.join(contract.owners)}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or folders (JSONL, CSV, Parquet, HF dataset)."),
+             contract: str = typer.Option(..., "--contract", help="Contract name (data_contracts/NAME.yaml) or path."),
+             output: Path = typer.Option(Path("validated"), "--out", help="Folder for the passing rows, quarantine and result."),
+             config: Optional[Path] = typer.Option(None, "--config", help="Run config whose `columns` map the input.")) -> None:
+    """Run one contract standalone: writes passing.parquet, quarantine.parquet, validation.json and Data Docs."""
+    from adapterops.config import Columns, load_config
+
+    columns = load_config(config).columns if config else Columns()
+    counts, problem = validate_inputs(inputs, contract, columns, output)
+    out.print(f"{counts['input']} rows in: {counts['passing']} pass, {counts['quarantined']} quarantined "
+              f"({', '.join(f'{k} {v}' for k, v in counts['by_stage'].items())}). Written to {output}/: passing.parquet, "
+              f"quarantine.parquet, validation.json, validation.md, pii.json, data_docs/index.html", highlight=False, soft_wrap=True)
+    if problem:
+        raise problem
+
+
+def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> tuple[dict, AdapterOpsError | None]:
+    """ingest → PII → contract on `inputs`, results under `output`; the contract's rejection is returned, not raised."""
+    import pandas as pd
+
+    from adapterops.storage import write_parquet
+    from tasks.inputs import ingest_files
+    from tasks.pii import pii_file
+    from tasks.validate import validate_file
+
+    stages = output / "stages"
+    shutil.rmtree(stages, ignore_errors=True)
+    ingested = ingest_files(inputs, columns, stages)
+    pii = pii_file(ingested["records"], contract, stages)
+    problem = None
+    try:
+        validate_file(pii["records"], contract, stages)
+    except AdapterOpsError as error:
+        if not (stages / "valid.parquet").is_file():
+            raise                               # no result to write: the contract could not run at all
+        problem = error
+    parts = {"ingest": ingested["quarantine"], "pii": pii["quarantine"], "contract": stages / "contract_quarantine.parquet"}
+    quarantine = pd.concat([pd.read_parquet(p) for p in parts.values()], ignore_index=True)
+    passing = pd.read_parquet(stages / "valid.parquet")
+    write_parquet(quarantine, output / "quarantine.parquet")
+    write_parquet(passing, output / "passing.parquet")
+    for name in ("validation.json", "validation.md", "pii.json"):
+        shutil.copyfile(stages / name, output / name)
+    shutil.rmtree(output / "data_docs", ignore_errors=True)
+    shutil.copytree(stages / "data_docs", output / "data_docs")
+    counts = {"input": ingested["input"], "passing": len(passing), "quarantined": len(quarantine),
+              "by_stage": {k: int((quarantine["stage"] == k).sum()) for k in parts}}
+    if counts["input"] != counts["passing"] + counts["quarantined"]:
+        raise AdapterOpsError(f"Record accounting does not add up: {counts}. Please report this.")
+    return counts, problem
+
+
+def register(main_app: typer.Typer) -> None:
+    main_app.add_typer(app, name="contract")
+    main_app.command("validate")(validate)
