@@ -45,6 +45,7 @@ class LoraConfig(Section):
     target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Module names to adapt, or 'all-linear'.")
+    qlora: bool = Field(False, description="Load the base in 4 bits (QLoRA); needs CUDA and bitsandbytes.")
 
 
 class TrainConfig(Section):
@@ -57,6 +58,16 @@ class TrainConfig(Section):
     log_every: int = Field(5, ge=1, description="Steps between logged metrics.")
     prompt_template: str = Field("### Ticket\n{prompt}\n### Response\n",
                                  description="Template that renders a prompt when the tokenizer has no chat template.")
+    packing: bool = Field(True, description="Pack examples into rows without padding (positions restart per example); off: padded batches.")
+    pack_length: int = Field(0, ge=0, description="Most tokens per packed row; 0: the whole step's examples in one row.")
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel; 'auto': flash_attention_2 on CUDA when installed, else sdpa.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
+    checkpoint_every: int = Field(50, ge=0, description="Steps between resumable checkpoints; 0: none.")
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
+    retries: int = Field(1, ge=0, description="Retries of the training task; a retry resumes from the last checkpoint.")
+    system_metrics: bool = Field(True, description="Log CPU, memory and GPU use to MLflow while training.")
+    work_pool: str | None = Field(None, description="Prefect work pool that trains (deployment train/POOL); unset: in process.")
 
 
 class ReleaseConfig(Section):

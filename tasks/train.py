@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,23 +45,60 @@ def resolve_base_model(cfg: Config, models_dir: Path) -> BaseModelRef:
     return BaseModelRef(cfg.base_model, cfg.base_model, cfg.base_model_revision or "main")
 
 
-def load_base_model(ref: BaseModelRef, trust_remote_code: bool = False, device: str = "cpu"):
+def detect_device() -> str:
+    """'cuda:N' for this process's GPU (LOCAL_RANK under accelerate launch / torchrun), else 'cpu'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def attention_implementation(requested: str, device: str) -> str:
+    """flash_attention_2 on CUDA when installed (varlen kernel: packed examples fully isolated), else sdpa."""
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def quantization_config(lora: LoraConfig, device: str):
+    """A 4-bit NF4 config for QLoRA, or None; refuses QLoRA where it cannot run."""
+    if not lora.qlora:
+        return None
+    if not device.startswith("cuda"):
+        raise AdapterOpsError("lora.qlora needs a CUDA GPU; turn it off to train on CPU.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise AdapterOpsError("lora.qlora needs bitsandbytes: `pip install bitsandbytes` on the GPU worker, or turn it off.")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_base_model(ref: BaseModelRef, trust_remote_code: bool = False, device: str = "cpu",
+                    attention: str = "auto", quantization=None):
     """Model and tokenizer through the same from_pretrained path for a hub id or a local folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     revision = None if ref.revision.startswith("sha256:") else ref.revision
+    extra = {"quantization_config": quantization, "device_map": {"": device}} if quantization is not None else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(ref.path, revision=revision, trust_remote_code=trust_remote_code)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = AutoModelForCausalLM.from_pretrained(ref.path, revision=revision, dtype=dtype,
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code,
+                                                     attn_implementation=attention_implementation(attention, device),
+                                                     **extra)
     except OSError as error:
         raise AdapterOpsError(f"Cannot load base model {ref.path!r} (revision {ref.revision}): {str(error).splitlines()[0]} "
                               "Point base_model at a local folder or a hub id present in the local cache.") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device), tokenizer
+    return (model if quantization is not None else model.to(device)), tokenizer
 
 
 def render_prompt(tokenizer, prompt: str, template: str) -> str:
@@ -101,11 +142,71 @@ def collate(batch: list[Example], pad_id: int):
     return ids, mask, labels
 
 
-def wrap_with_lora(model, lora: LoraConfig, seed: int):
+def pack_rows(batch: list[Example], capacity: int) -> list[list[Example]]:
+    """Group examples into rows of at most `capacity` tokens (first fit, longest first); 0: one row."""
+    if capacity <= 0:
+        return [list(batch)]
+    rows: list[list[Example]] = []
+    room: list[int] = []
+    for example in sorted(batch, key=lambda e: -len(e.input_ids)):
+        n = len(example.input_ids)
+        slot = next((i for i, free in enumerate(room) if free >= n), None)
+        if slot is None:
+            rows.append([example])
+            room.append(capacity - n)
+        else:
+            rows[slot].append(example)
+            room[slot] -= n
+    return rows
+
+
+def collate_packed(batch: list[Example], pad_id: int, capacity: int = 0) -> dict:
+    """Examples laid end to end per row, position ids restarting at 0 for each, no attention mask.
+
+    With position ids, no mask and use_cache=False, transformers builds a block-diagonal causal
+    mask (sdpa, eager: full isolation, but attention still costs the whole row's length squared)
+    or calls the varlen kernel (flash_attention_2: isolation at each example's own cost). The first
+    label of each example is ignored: it would otherwise be predicted from the previous example.
+    A short row is filled with a pad segment (its own positions, no loss) up to the longest row.
+    """
+    import torch
+
+    rows = pack_rows(batch, capacity)
+    width = max(sum(len(e.input_ids) for e in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for example in row:
+            n = len(example.input_ids)
+            ids[r, at:at + n] = torch.tensor(example.input_ids)
+            labels[r, at + 1:at + n] = torch.tensor(example.labels[1:])
+            positions[r, at:at + n] = torch.arange(n)
+            at += n
+        positions[r, at:] = torch.arange(width - at)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def model_inputs(batch: list[Example], pad_id: int, cfg: TrainConfig) -> tuple[dict, int]:
+    """Keyword arguments for the model's forward pass (packed or padded) and the real token count."""
+    real = sum(len(e.input_ids) for e in batch)
+    if cfg.packing:
+        return collate_packed(batch, pad_id, cfg.pack_length), real
+    ids, mask, labels = collate(batch, pad_id)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}, real
+
+
+def wrap_with_lora(model, lora: LoraConfig, seed: int, gradient_checkpointing: bool = False):
     """Seed, then add LoRA layers: their initialisation is the same on every run."""
     import torch
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    if lora.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     torch.manual_seed(seed)
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=lora.target_modules, task_type="CAUSAL_LM")
@@ -113,52 +214,108 @@ def wrap_with_lora(model, lora: LoraConfig, seed: int):
 
 
 def learning_rate_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then linear decay to zero at max_steps: the schedule's whole state is the step."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     remaining = max(1, cfg.max_steps - cfg.warmup_steps)
     return cfg.learning_rate * max(0.0, 1 - (step - cfg.warmup_steps) / remaining)
 
 
-def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
-               on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train the LoRA parameters of `model` in place; returns the per-step metrics."""
+def next_batch(examples: list[Example], queue: list[int], order, size: int) -> list[Example]:
+    """Take `size` examples from the shuffled queue (mutated), reshuffling with `order` when it runs dry."""
     import torch
+
+    batch = []
+    while len(batch) < size:
+        if not queue:
+            queue.extend(torch.randperm(len(examples), generator=order).tolist())
+        batch.append(examples[queue.pop()])
+    return batch
+
+
+def run_fingerprint(examples: list[Example], cfg: TrainConfig, named_params: dict) -> str:
+    """Digest of what decides the training trajectory: a checkpoint resumes only a run with the same one."""
+    bookkeeping = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
+    digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", exclude=bookkeeping), sort_keys=True).encode())
+    digest.update(json.dumps({n: list(p.shape) for n, p in named_params.items()}).encode())
+    for example in examples:
+        digest.update(json.dumps([example.input_ids, example.labels]).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched on several processes."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
+               on_step: Callable[[int, dict], None] | None = None,
+               checkpoints: Path | None = None, resume: bool = False) -> list[dict]:
+    """Train the LoRA parameters of `model` in place; returns the per-step metrics.
+
+    With `checkpoints`, writes a resumable checkpoint every cfg.checkpoint_every steps; with
+    `resume`, continues from the newest one there (restored steps are replayed through on_step).
+    Under several processes each takes its share of every step's examples and gradients are averaged.
+    """
+    import torch
+
+    from tasks.checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 
     if not examples:
         raise AdapterOpsError("No training examples: the approved corpus has no train records with a completion.")
+    rank, world = distributed_rank()
+    if cfg.batch_size < world:
+        raise AdapterOpsError(f"train.batch_size {cfg.batch_size} is below the {world} processes; raise it to at least {world}.")
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.learning_rate, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
-    queue: list[int] = []
-    history = []
+    state = TrainingState(fingerprint=run_fingerprint(examples, cfg, named))
+    latest = latest_checkpoint(checkpoints) if resume else None
+    if latest is not None:
+        state = load_checkpoint(latest, named, optimizer, order, state.fingerprint)
+        for step, metrics in enumerate(state.history):
+            if on_step:
+                on_step(step, metrics)
+    forward = model
+    if world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
-    for step in range(cfg.max_steps):
+    for step in range(state.step, cfg.max_steps):
         started = time.perf_counter()
-        batch = []
-        while len(batch) < cfg.batch_size:
-            if not queue:
-                queue = torch.randperm(len(examples), generator=order).tolist()
-            batch.append(examples[queue.pop()])
-        ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+        batch = next_batch(examples, state.queue, order, cfg.batch_size)
+        inputs, real_tokens = model_inputs(batch[rank::world], tokenizer.pad_token_id, cfg)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, cfg)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = forward(**inputs, use_cache=False).loss  # a cache turns off packed-sequence masking
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
-        metrics = {"loss": loss.item(), "learning_rate": optimizer.param_groups[0]["lr"],
-                   "grad_norm": float(grad_norm), "tokens_per_second": float(mask.sum()) / elapsed}
+        metrics = {"loss": loss.item(), "learning_rate": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                   "tokens_per_second": real_tokens * world / elapsed,
+                   "computed_tokens_per_second": inputs["input_ids"].numel() * world / elapsed}
         if not math.isfinite(metrics["loss"]):
             raise AdapterOpsError(f"Training diverged at step {step} (loss {metrics['loss']}); lower train.learning_rate.")
-        history.append(metrics)
+        state.history.append(metrics)
+        state.step = step + 1
         if on_step:
             on_step(step, metrics)
+        if checkpoints and rank == 0 and cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0
+                                                                   or state.step == cfg.max_steps):
+            save_checkpoint(checkpoints, state, named, optimizer, order, cfg.keep_checkpoints)
     model.eval()
-    return history
+    return state.history
 
 
 def save_adapter(model, directory: Path) -> Path:
@@ -180,6 +337,51 @@ def expected_adapter_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
+def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Path, resume: bool = False,
+               on_step: Callable[[int, dict], None] | None = None) -> dict:
+    """The recipe: load the base → prepare the data → wrap with LoRA → train → save the adapter.
+
+    Checkpoints go to out_dir/checkpoints (cleared on a fresh start), the adapter to out_dir/adapter
+    and the loss curve to out_dir/history.json. Returns what was done, for tracking and reporting.
+    """
+    import shutil
+
+    device = detect_device()
+    model, tokenizer = load_base_model(base, cfg.trust_remote_code, device, cfg.train.attention,
+                                       quantization_config(cfg.lora, device))
+    examples, truncated = tokenize_examples(records, tokenizer, cfg.train.prompt_template, cfg.train.max_length)
+    model = wrap_with_lora(model, cfg.lora, cfg.train.seed, cfg.train.gradient_checkpointing)
+    checkpoints = out_dir / "checkpoints"
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    from tasks.checkpoints import latest_checkpoint
+
+    resumed_from = latest_checkpoint(checkpoints) if resume else None
+    history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume)
+    rank, _ = distributed_rank()
+    result = {"device": device, "examples": len(examples), "truncated": truncated, "history": history,
+              "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else 0,
+              "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
+    if rank == 0:
+        save_adapter(model, out_dir / "adapter")
+        staging = out_dir / ".history.json.partial"
+        staging.write_text(json.dumps(history), encoding="utf-8")
+        staging.replace(out_dir / "history.json")
+    return result
+
+
+def load_records(path) -> list[dict]:
+    """Prompt/completion records of a corpus Parquet file."""
+    import pandas as pd
+
+    return pd.read_parquet(path)[["prompt", "completion"]].to_dict("records")
+
+
+def load_examples(path, tokenizer, cfg: TrainConfig) -> tuple[list[Example], int]:
+    return tokenize_examples(load_records(path), tokenizer, cfg.prompt_template, cfg.max_length)
+
+
 # --- wrapper: the training run in MLflow and the registered adapter version ----------------------
 
 def flatten(data: dict, prefix: str = "") -> dict:
@@ -192,40 +394,34 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def load_examples(path, tokenizer, cfg: TrainConfig) -> tuple[list[Example], int]:
-    import pandas as pd
+def train_run_dir(cfg: Config, corpus: dict) -> Path:
+    """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
+    from adapterops.workspace import resolve_workspace
 
-    records = pd.read_parquet(path)[["prompt", "completion"]].to_dict("records")
-    return tokenize_examples(records, tokenizer, cfg.prompt_template, cfg.max_length)
+    return resolve_workspace().runs_dir / "train" / cfg.name / f"corpus-v{corpus['version']}-{corpus['digest'][-12:]}"
 
 
-def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, dict], None] | None = None) -> dict:
-    """Refuse unapproved bytes, train the adapter, log the run and register the adapter-only model."""
-
+def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, dict], None] | None = None,
+                  resume: bool = False, extra_tags: dict | None = None) -> dict:
+    """Refuse unapproved bytes, run the recipe, log the run and register the adapter-only model."""
     import mlflow
-    import torch
 
     from adapterops.tracking import adapter_experiment, ensure_experiment
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
-    model, tokenizer = load_base_model(base, cfg.trust_remote_code, device)
-    folder = Path(corpus["path"])
-    train_examples, truncated = load_examples(folder / "train.parquet", tokenizer, cfg.train)
-    model = wrap_with_lora(model, cfg.lora, cfg.train.seed)
+    records = load_records(Path(corpus["path"]) / "train.parquet")
     experiment = ensure_experiment(adapter_experiment(cfg.name))
-    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}") as run:
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}",
+                          log_system_metrics=cfg.train.system_metrics) as run:
         mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "corpus.digest": corpus["digest"],
                          "corpus.version": str(corpus["version"]), "corpus.run_id": corpus["run_id"],
                          "approval.approver": corpus_tags.get("approval.approver", ""),
                          "contract": corpus["contract"], "contract.version": str(corpus["contract_version"]),
-                         "device": device, "stage": "train"})
+                         "stage": "train"} | (extra_tags or {}))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(cfg.model_dump(mode="json")).items()})
-        mlflow.log_metrics({"data.train_examples": len(train_examples), "data.truncated": truncated,
-                            "model.trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
 
         def on_step(step: int, metrics: dict) -> None:
             if step % cfg.train.log_every == 0 or step == cfg.train.max_steps - 1:
@@ -233,20 +429,20 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
             if progress:
                 progress(step, metrics)
 
-        history = train_lora(model, tokenizer, train_examples, cfg.train, on_step)
-        adapter_dir = Path(run_dir) / "adapter"
-        weights = save_adapter(model, adapter_dir)
-        expected = expected_adapter_bytes(model)
+        done = run_recipe(cfg, base, records, Path(run_dir), resume, on_step)
+        history = done["history"]
+        mlflow.set_tags({"device": done["device"], "train.resumed_from_step": str(done["resumed_from_step"])})
+        mlflow.log_metrics({"data.train_examples": done["examples"], "data.truncated": done["truncated"],
+                            "model.trainable_parameters": done["trainable_parameters"]})
+        adapter_dir = Path(done["adapter_dir"])
+        weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
             name="adapter", python_model=str(Path(__file__).resolve().parent.parent / "adapterops" / "serving.py"),
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
             model_config={"serving.base_name": base.name, "serving.base_path": base.path, "serving.base_revision": base.revision,
                           "serving.prompt_template": cfg.train.prompt_template},
             pip_requirements=["torch==2.13.0", "transformers>=5.24,<5.25", "peft>=0.21.2,<0.22"])
-        logged_bytes = _logged_bytes(info.model_uri)
-        if logged_bytes > expected * 1.5 + 1_000_000:
-            raise AdapterOpsError(f"The logged adapter is {logged_bytes} bytes, far above the {expected} its LoRA "
-                                  "weights need: base weights were logged. This is a bug; please report it.")
+        logged_bytes = check_logged_artifact(info.model_uri, done["expected_adapter_bytes"])
         mlflow.log_metrics({"adapter.bytes": weights.stat().st_size, "adapter.logged_bytes": logged_bytes,
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
@@ -256,15 +452,55 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
                            "contract.version": str(corpus["contract_version"]), "train.run_id": run.info.run_id,
                            "eval.digest": corpus_tags.get("corpus.eval_digest", "")}.items():
             client.set_model_version_tag(cfg.release.model_name, version, key, value)
-    return {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,
-            "adapter_dir": str(adapter_dir), "adapter_bytes": weights.stat().st_size, "logged_bytes": logged_bytes,
-            "base_name": base.name, "base_path": base.path, "base_revision": base.revision,
-            "final_loss": history[-1]["loss"], "steps": len(history), "device": device}
+        adapter = {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,
+                   "adapter_dir": str(adapter_dir), "adapter_bytes": weights.stat().st_size, "logged_bytes": logged_bytes,
+                   "base_name": base.name, "base_path": base.path, "base_revision": base.revision,
+                   "final_loss": history[-1]["loss"], "steps": len(history), "device": done["device"].split(":")[0],
+                   "truncated": done["truncated"], "resumed_from_step": done["resumed_from_step"]}
+        mlflow.log_dict(adapter, "adapter.json")
+    return adapter
 
 
-def _logged_bytes(model_uri: str) -> int:
-    """Total size of the files logged under a model URI."""
+def check_logged_artifact(model_uri: str, expected_bytes: int) -> int:
+    """Total bytes logged under a model URI; fails if it holds base weights or far more than the adapter needs."""
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    return sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
+    files = [p for p in local.rglob("*") if p.is_file()]
+    foreign = [p.name for p in files if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".gguf"}
+               and p.name != "adapter_model.safetensors"]
+    total = sum(p.stat().st_size for p in files)
+    if foreign or total > expected_bytes * 1.5 + 1_000_000:
+        raise AdapterOpsError(f"The logged adapter at {model_uri} is {total} bytes (weights files: {foreign or 'adapter only'}), "
+                              f"far above the {expected_bytes} its LoRA weights need: base weights were logged. "
+                              "This is a bug; please report it with the run id.")
+    return total
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The recipe alone, without MLflow or Prefect, e.g. on several GPUs:
+    `accelerate launch -m tasks.train CONFIG --data train.parquet --out DIR [--resume]`."""
+    import argparse
+
+    from adapterops.config import load_config
+    from adapterops.workspace import resolve_workspace
+
+    parser = argparse.ArgumentParser(prog="python -m tasks.train", description=main.__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--data", required=True, help="Parquet file with prompt and completion columns.")
+    parser.add_argument("--out", required=True, help="Folder for checkpoints, the adapter and history.json.")
+    parser.add_argument("--resume", action="store_true", help="Continue from the newest checkpoint in --out.")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        base = resolve_base_model(cfg, resolve_workspace().models_dir)
+        done = run_recipe(cfg, base, load_records(args.data), Path(args.out), args.resume)
+    except AdapterOpsError as error:
+        raise SystemExit(f"error: {error}") from None
+    if distributed_rank()[0] == 0:
+        print(f"trained {len(done['history'])} steps on {done['examples']} examples ({done['truncated']} truncated), "
+              f"final loss {done['history'][-1]['loss']:.4f}, adapter in {done['adapter_dir']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -51,3 +51,54 @@ def test_disabled_adapter_gives_the_base_model_loss(tiny_model_dir):
 def test_paired_difference_interval_contains_the_mean():
     result = paired_difference([1.0, 2.0, 3.0], [1.5, 2.5, 3.0])
     assert result["ci_low"] <= result["mean"] == -1 / 3 <= result["ci_high"]
+
+
+def test_packed_rows_restart_positions_and_keep_examples_apart(tiny_model_dir):
+    from tasks.train import collate, collate_packed, pack_rows
+
+    model, tokenizer = load(tiny_model_dir)
+    examples, _ = tokenize_examples(RECORDS[:5] + [{"prompt": "short", "completion": "ok"}], tokenizer,
+                                    CFG.prompt_template, CFG.max_length)
+    packed = collate_packed(examples, tokenizer.pad_token_id)
+    assert packed["input_ids"].shape == (1, sum(len(e.input_ids) for e in examples))
+    starts = (packed["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert starts == [sum(len(e.input_ids) for e in examples[:i]) for i in range(len(examples))]
+    assert all(len(row) >= 1 and sum(len(e.input_ids) for e in row) <= 120 for row in pack_rows(examples, 120))
+    ids, mask, labels = collate(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        padded_loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        packed_loss = model(**packed, use_cache=False).loss
+        rows_loss = model(**collate_packed(examples, tokenizer.pad_token_id, capacity=120), use_cache=False).loss
+    # Equal losses: no token attended across an example boundary (block-diagonal mask under sdpa).
+    assert torch.allclose(packed_loss, padded_loss, atol=1e-5) and torch.allclose(rows_loss, padded_loss, atol=1e-5)
+
+
+def test_packed_and_padded_training_follow_the_same_curve(tiny_model_dir):
+    curves = []
+    for packing in (True, False):
+        model, tokenizer = load(tiny_model_dir)
+        examples, _ = tokenize_examples(RECORDS, tokenizer, CFG.prompt_template, CFG.max_length)
+        model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=CFG.seed)
+        curves.append([h["loss"] for h in train_lora(model, tokenizer, examples, CFG.model_copy(update={"packing": packing}))])
+    assert torch.allclose(torch.tensor(curves[0]), torch.tensor(curves[1]), atol=1e-4)
+
+
+def test_gradient_checkpointing_and_all_linear_train_only_lora(tiny_model_dir):
+    model, tokenizer = load(tiny_model_dir)
+    examples, _ = tokenize_examples(RECORDS[:4], tokenizer, CFG.prompt_template, CFG.max_length)
+    model = wrap_with_lora(model, LoraConfig(r=2, alpha=4, target_modules="all-linear"), seed=1,
+                           gradient_checkpointing=True)
+    history = train_lora(model, tokenizer, examples, CFG.model_copy(update={"max_steps": 2}))
+    assert len(history) == 2 and all(h["grad_norm"] > 0 for h in history)
+    assert not any("lm_head" in n and p.requires_grad for n, p in model.named_parameters())
+
+
+def test_qlora_on_cpu_is_refused_with_what_to_do():
+    import pytest
+
+    from adapterops.errors import AdapterOpsError
+    from tasks.train import quantization_config
+
+    with pytest.raises(AdapterOpsError, match="needs a CUDA GPU"):
+        quantization_config(LoraConfig(qlora=True), "cpu")
+    assert quantization_config(LoraConfig(), "cpu") is None
