@@ -1,0 +1,41 @@
+"""The curate flow's contract and PII steps: what the corpus version carries, in its folder and in MLflow."""
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from adapterops.config import parse_config
+
+PLANTED = ("dana.k@example.com", "+1 415 555 0132", "4111 1111 1111 1111")
+
+
+@pytest.fixture(scope="module")
+def corpus(prefect_harness, workspace):
+    from flows.curate import curate
+
+    return curate(parse_config({"name": "contracted", "approval": "auto", "demo_records": 200}))
+
+
+def test_the_version_carries_the_gx_result_data_docs_and_pii_report(corpus):
+    folder = Path(corpus["path"])
+    assert (folder / "validation.json").is_file() and (folder / "data_docs" / "index.html").is_file()
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(corpus["run_id"], "corpus")}
+    assert {"corpus/validation.json", "corpus/data_docs", "corpus/pii.json"} <= artifacts
+    assert corpus["contract_version"] == 1
+
+
+def test_pii_is_redacted_or_quarantined_per_policy_and_the_counts_add_up(corpus):
+    folder = Path(corpus["path"])
+    kept = pd.concat([pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "heldout")])
+    text = " ".join(kept["prompt"].fillna("")) + " ".join(kept["completion"].fillna(""))
+    assert not any(value in text for value in PLANTED)
+    assert "[EMAIL]" in text and "[PHONE]" in text                        # redacted in place: email, phone
+    quarantine = pd.read_parquet(folder / "quarantine.parquet")
+    assert list(quarantine.loc[quarantine["stage"] == "pii", "reason"]) == ["pii: card"]
+    assert {"ingest", "pii", "contract"} <= set(quarantine["stage"])
+    assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED)
+    counts = corpus["counts"]
+    assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"] == \
+        len(kept) + counts["duplicates"] + len(quarantine)
