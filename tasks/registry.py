@@ -55,3 +55,26 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
         mlflow.set_tags({"release.decision": "promoted" if decision.promote else "held", "release.reason": decision.reason})
     return {"model_name": name, "version": version, "promoted": decision.promote, "reason": decision.reason,
             "previous_production": previous, "time": when}
+
+
+# --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
+
+def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
+    """What decides an adapter's bytes: the corpus digest, the base model revision and the recipe."""
+    import hashlib
+    import json
+
+    text = json.dumps({"corpus": corpus_digest, "base": base_revision, "recipe": recipe}, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def find_trained_version(model_name: str, key: str):
+    """The registered version already trained with this training key, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(f"name = '{model_name}' and tag.`train.key` = '{key}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version)) if versions else None
