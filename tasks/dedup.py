@@ -1,28 +1,30 @@
 """Exact and MinHash near-duplicate removal: one row per input record, nothing lost.
 
-Signatures are computed for all documents at once in numpy with datasketch's `affine32`
-permutation scheme (MurmurHash3 pre-mix, then a*h+b mod 2^32), so they are interchangeable with
-`datasketch.MinHash(scheme="affine32")`; datasketch's `MinHashLSH` is the index.
+Raw text → normalised UTF-8 → word (or character) n-gram hashes → MinHash signatures in
+compiled, GIL-free kernels (tasks/dedup_kernels.py), then datasketch's `MinHashLSH` as the
+candidate index, exact-Jaccard verification of every candidate, union-find clusters and a
+deterministic keeper. Signatures use datasketch's `affine32` scheme (MurmurHash3 fmix32 pre-mix,
+then a*h+b mod 2^32), so they are interchangeable with `datasketch.MinHash(scheme="affine32")`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import unicodedata
-from dataclasses import dataclass
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-import xxhash
 from datasketch import LeanMinHash, MinHashLSH
 
 from adapterops.errors import AdapterOpsError
+from tasks import dedup_kernels as kernels
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+_MAX32 = np.iinfo(np.uint32).max
 SCHEME = "affine32"
+RESULT_COLUMNS = ["id", "cluster_id", "kept", "duplicate_of", "jaccard", "kind"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ class DedupParams:
     ngram: int = 5
     keep: str = "longest"
     seed: int = 1
+    shingle: str = "word"
 
+
+# --- text → shingle hashes --------------------------------------------------------------------------
 
 def normalise_text(text: str) -> str:
     """NFKC, case-folded, punctuation removed, whitespace collapsed: variants become equal."""
@@ -40,46 +45,88 @@ def normalise_text(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 
-def exact_key(normalised: str) -> str:
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest()
+def _ranges(offsets: np.ndarray, workers: int) -> list[tuple[int, int]]:
+    """Contiguous document ranges with about equal work (by offsets) for `workers` threads."""
+    docs = len(offsets) - 1
+    parts = max(1, min(workers, docs)) if docs else 1
+    targets = np.linspace(offsets[0], offsets[-1], parts + 1)[1:-1]
+    cuts = [0, *np.searchsorted(offsets[1:], targets, side="left").tolist(), docs]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
-def shingle_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Word n-gram hashes of normalised texts, flattened, with per-document offsets.
+def _run_ranges(kernel, offsets: np.ndarray, workers: int, *args) -> None:
+    ranges = _ranges(offsets, workers)
+    if len(ranges) <= 1:
+        for a, b in ranges:
+            kernel(*args, a, b)
+        return
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        list(pool.map(lambda r: kernel(*args, *r), ranges))
 
-    Words are hashed once per distinct word (stable across runs); n-grams combine word hashes
-    in numpy. A text shorter than n words is one shingle of all its words; an empty text has none.
-    """
-    words_per_doc = [t.split() for t in texts]
-    lengths = np.fromiter((len(w) for w in words_per_doc), dtype=np.int64, count=len(texts))
-    flat = [w for words in words_per_doc for w in words]
-    codes, uniques = pd.factorize(pd.Series(flat, dtype=object), sort=False)
-    word_hash = np.fromiter((xxhash.xxh64_intdigest(u.encode("utf-8")) for u in uniques),
-                            dtype=np.uint64, count=len(uniques))
-    tokens = word_hash[codes] if len(flat) else np.zeros(0, dtype=np.uint64)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(texts) else np.zeros(0, np.int64)
-    counts = np.where(lengths >= ngram, lengths - ngram + 1, np.minimum(lengths, 1))
-    width = np.minimum(lengths, ngram)
-    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    total = int(offsets[-1])
-    doc_of = np.repeat(np.arange(len(texts)), counts)
-    first = starts[doc_of] + (np.arange(total) - offsets[:-1][doc_of])
-    span = width[doc_of]
-    hashes = np.zeros(total, dtype=np.uint64)
-    for k in range(ngram):
-        live = k < span
-        hashes[live] = hashes[live] * _MIX + tokens[first[live] + k]
+
+@dataclass(frozen=True)
+class NormalisedTexts:
+    """Normalised UTF-8 texts in one buffer; document d is buffer[starts[d]:ends[d]]."""
+    buffer: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def text(self, d: int) -> str:
+        return self.buffer[self.starts[d]:self.ends[d]].tobytes().decode("utf-8")
+
+
+def normalise_texts(texts: list[str], workers: int = 1) -> NormalisedTexts:
+    """normalise_text for many texts: ASCII in a compiled kernel, other scripts through unicodedata."""
+    prepared = [t if t.isascii() else normalise_text(t) for t in texts]
+    encoded = [t.encode("utf-8") for t in prepared]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    out = np.empty(max(len(raw), 1), dtype=np.uint8)
+    ends = np.zeros(len(encoded), dtype=np.int64)
+    _run_ranges(kernels.normalise_ascii_into, offsets, workers, raw, offsets, out, ends)
+    return NormalisedTexts(out, offsets[:-1].copy(), ends)
+
+
+def token_hashes(texts: NormalisedTexts, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One 64-bit hash per word (or per character), flattened, with per-document offsets."""
+    if shingle not in ("word", "char"):
+        raise AdapterOpsError(f"dedup.shingle must be 'word' or 'char', not {shingle!r}.")
+    counter, writer = ((kernels.word_counts, kernels.word_hashes_into) if shingle == "word"
+                       else (kernels.char_counts, kernels.char_hashes_into))
+    counts = counter(texts.buffer, texts.starts, texts.ends)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    tokens = np.empty(int(offsets[-1]), dtype=np.uint64)
+    _run_ranges(writer, offsets, workers, texts.buffer, texts.starts, texts.ends, tokens, offsets)
+    return tokens, offsets
+
+
+def ngram_hashes(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Hash of every window of `ngram` tokens; a document shorter than that is one shingle of all of them."""
+    counts = kernels.ngram_counts(np.diff(token_offsets), ngram)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    hashes = np.empty(int(offsets[-1]), dtype=np.uint64)
+    _run_ranges(kernels.ngram_hashes_into, offsets, workers, tokens, token_offsets, ngram, offsets, hashes)
     return hashes, offsets
 
 
-def _fmix32(values: np.ndarray) -> np.ndarray:
-    s1, m1, s2, m2, s3 = _FMIX32
-    values = values ^ (values >> s1)
-    values = values * m1
-    values = values ^ (values >> s2)
-    values = values * m2
-    return values ^ (values >> s3)
+def shingle_hashes(texts: list[str], ngram: int, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of texts (normalised here; normalising twice changes nothing), with offsets."""
+    tokens, offsets = token_hashes(normalise_texts(list(texts), workers), shingle, workers)
+    return ngram_hashes(tokens, offsets, ngram, workers)
 
+
+def exact_key(normalised: str) -> str:
+    """Hex key of a normalised text: equal texts, equal keys (128 bits)."""
+    data = np.frombuffer(normalised.encode("utf-8"), dtype=np.uint8)
+    keys = kernels.text_keys(data, np.zeros(1, np.int64), np.array([len(data)], np.int64))
+    return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
+
+
+# --- shingle hashes → MinHash signatures ----------------------------------------------------------
 
 def permutations(num_perm: int, seed: int) -> np.ndarray:
     """The (a, b) arrays datasketch's affine32 scheme draws for this seed."""
@@ -89,27 +136,15 @@ def permutations(num_perm: int, seed: int) -> np.ndarray:
     return np.array([a, b])
 
 
-def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int,
-                       chunk: int = 1 << 18) -> np.ndarray:
+def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int, workers: int = 1) -> np.ndarray:
     """One affine32 MinHash signature per document (rows); empty documents get all-max rows."""
-    docs = len(offsets) - 1
-    signatures = np.full((docs, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    folded = _fmix32((hashes ^ (hashes >> np.uint64(32))).astype(np.uint32))
+    signatures = np.full((len(offsets) - 1, num_perm), _MAX32, dtype=np.uint32)
     a, b = permutations(num_perm, seed)
-    doc_starts = offsets[:-1]
-    nonempty = np.flatnonzero(offsets[1:] > doc_starts)
-    # Process whole documents per chunk so each min-reduction sees complete shingle runs.
-    i = 0
-    while i < len(nonempty):
-        j = int(np.searchsorted(offsets[nonempty + 1], offsets[nonempty[i]] + chunk, side="right"))
-        j = max(j, i + 1)
-        block = nonempty[i:j]
-        lo, hi = int(offsets[block[0]]), int(offsets[block[-1] + 1])
-        permuted = folded[lo:hi, None] * a[None, :] + b[None, :]
-        signatures[block] = np.minimum.reduceat(permuted, offsets[block] - lo, axis=0)
-        i = j
+    _run_ranges(kernels.minhash_into, offsets, workers, hashes, offsets, a, b, signatures)
     return signatures
 
+
+# --- signatures → candidate pairs (datasketch MinHashLSH) ------------------------------------------
 
 def choose_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """Bands x rows with high recall at the threshold; candidates are verified, so extra ones only cost time.
@@ -120,28 +155,88 @@ def choose_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     best = (num_perm, 1)
     for rows in range(1, num_perm + 1):
         bands = num_perm // rows
-        if 1 - (1 - threshold ** rows) ** bands >= 0.94:
+        if bands >= 2 and 1 - (1 - threshold ** rows) ** bands >= 0.94:
             best = (bands, rows)
     return best
 
 
-def candidate_pairs(signatures: np.ndarray, active: np.ndarray, params: DedupParams) -> set[tuple[int, int]]:
-    """Pairs of row indices that share at least one LSH band in datasketch's MinHashLSH."""
+def band_keys(signatures: np.ndarray, band: int, rows: int, members: np.ndarray) -> list[bytes]:
+    """MinHashLSH's bucket key (big-endian bytes of the band's hash values) for each member row."""
+    block = np.ascontiguousarray(signatures[members, band * rows:(band + 1) * rows]).byteswap().tobytes()
+    width = 4 * rows
+    return [block[k:k + width] for k in range(0, len(block), width)]
+
+
+def shared_band_members(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """Rows whose band values equal another row's in this band (a 64-bit fingerprint pre-filter)."""
+    if len(signatures) < 2:
+        return np.zeros(0, dtype=np.int64)
+    values = signatures[:, band * rows:(band + 1) * rows].astype(np.uint64)
+    fingerprint = np.zeros(len(signatures), dtype=np.uint64)
+    for column in range(rows):
+        fingerprint = fingerprint * np.uint64(0x9E3779B97F4A7C15) + values[:, column] + np.uint64(column + 1)
+    order = np.argsort(fingerprint, kind="stable")
+    ordered = fingerprint[order]
+    same = ordered[1:] == ordered[:-1]
+    shared = np.zeros(len(ordered), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return np.sort(order[shared])
+
+
+def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: DedupParams,
+                    shared_only: bool = True, storage_config: dict | None = None) -> MinHashLSH:
+    """datasketch MinHashLSH over the given signature rows (keys: row numbers), filled in bulk.
+
+    With shared_only, a band's bucket is stored only when two or more rows fall into it: singleton
+    buckets cannot produce a candidate pair, and leaving them out keeps the index small and fast
+    (an incremental run rebuilds it from stored signatures). The first row goes through datasketch's
+    own insertion session with a LeanMinHash, which records the permutation scheme in the index.
+    """
     bands, rows = choose_bands(params.threshold, params.num_perm)
-    lsh = MinHashLSH(num_perm=params.num_perm, params=(bands, rows))
+    lsh = MinHashLSH(num_perm=params.num_perm, params=(bands, rows), storage_config=storage_config)
+    if len(rows_to_index) == 0:
+        return lsh
+    rows_to_index = np.asarray(rows_to_index, dtype=np.int64)
+    first = int(rows_to_index[0])
+    subset = signatures[rows_to_index]
     with lsh.insertion_session() as session:
-        for index in active:
-            session.insert(int(index), LeanMinHash(seed=params.seed, hashvalues=signatures[index], scheme=SCHEME),
-                           check_duplication=False)
-    pairs: set[tuple[int, int]] = set()
-    for table in lsh.hashtables:
-        for key in table.keys():
+        session.insert(first, LeanMinHash(seed=params.seed, hashvalues=signatures[first], scheme=SCHEME),
+                       check_duplication=False)
+        for band, table in enumerate(lsh.hashtables):
+            local = shared_band_members(subset, band, rows) if shared_only else np.arange(len(rows_to_index))
+            members = rows_to_index[local]
+            for key, row in zip(band_keys(signatures, band, rows, members), members.tolist()):
+                if row != first:
+                    table.insert(key, row, buffer=True)
+    return lsh
+
+
+def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
+    """(i, j) row pairs, i < j, sharing at least one bucket, read from the index's storage; sorted, unique."""
+    left: list[int] = []
+    right: list[int] = []
+    for table, counts in zip(lsh.hashtables, lsh.get_counts()):
+        for key, count in counts.items():
+            if count < 2:
+                continue
             members = sorted(table.get(key))
             for x in range(len(members)):
                 for y in range(x + 1, len(members)):
-                    pairs.add((members[x], members[y]))
-    return pairs
+                    left.append(members[x])
+                    right.append(members[y])
+    if not left:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.column_stack([np.array(left, np.int64), np.array(right, np.int64)]), axis=0)
 
+
+def candidate_pairs(signatures: np.ndarray, active: np.ndarray, params: DedupParams) -> set[tuple[int, int]]:
+    """Pairs of row indices that share at least one LSH band in datasketch's MinHashLSH."""
+    pairs = lsh_candidate_pairs(build_lsh_index(signatures, np.asarray(active), params))
+    return {(int(i), int(j)) for i, j in pairs}
+
+
+# --- verification and clusters ---------------------------------------------------------------------
 
 def exact_jaccard(hashes: np.ndarray, offsets: np.ndarray, i: int, j: int) -> float:
     left = np.unique(hashes[offsets[i]:offsets[i + 1]])
@@ -150,98 +245,205 @@ def exact_jaccard(hashes: np.ndarray, offsets: np.ndarray, i: int, j: int) -> fl
     return len(np.intersect1d(left, right, assume_unique=True)) / union if union else 1.0
 
 
-class _UnionFind:
-    def __init__(self, size: int):
-        self.parent = list(range(size))
+@dataclass(frozen=True)
+class Sketches:
+    """What clustering needs of each record, without its text: the stored form for incremental runs."""
+    ids: np.ndarray            # str
+    text_keys: np.ndarray      # (n, 2) uint64: equal normalised texts, equal keys
+    lengths: np.ndarray        # normalised length in bytes (keeper "longest")
+    timestamps: np.ndarray     # int64 ns since epoch, max when unknown (keeper "earliest")
+    signatures: np.ndarray     # (n, num_perm) uint32
+    sets: np.ndarray           # sorted unique shingle hashes, flattened (exact Jaccard)
+    set_offsets: np.ndarray
+    anchor: np.ndarray = field(default=None)  # rows from a previous corpus version: keepers, no output row
 
-    def find(self, x: int) -> int:
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
+    def take(self, rows: np.ndarray) -> "Sketches":
+        starts, ends = self.set_offsets[rows], self.set_offsets[rows + 1]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        pieces = [self.sets[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        sets = np.concatenate(pieces) if pieces else np.zeros(0, np.uint64)
+        return Sketches(self.ids[rows], self.text_keys[rows], self.lengths[rows], self.timestamps[rows],
+                        self.signatures[rows], sets, offsets, self.anchors()[rows])
 
-    def union(self, x: int, y: int) -> None:
-        rx, ry = self.find(x), self.find(y)
-        if rx != ry:
-            self.parent[max(rx, ry)] = min(rx, ry)
+    def anchors(self) -> np.ndarray:
+        return self.anchor if self.anchor is not None else np.zeros(len(self.ids), dtype=bool)
 
 
-def _keeper_order(frame: pd.DataFrame, normalised: list[str], keep: str) -> np.ndarray:
-    """Rank of each row as a cluster's keeper (lower wins); ties fall back to input order."""
-    position = np.arange(len(frame))
+def concat_sketches(parts: list[Sketches]) -> Sketches:
+    """Sketches of several shards as one, in order."""
+    shifts = np.cumsum([0] + [len(p.sets) for p in parts[:-1]])
+    offsets = np.concatenate([np.zeros(1, np.int64)] + [p.set_offsets[1:] + s for p, s in zip(parts, shifts)])
+    return Sketches(np.concatenate([p.ids for p in parts]), np.concatenate([p.text_keys for p in parts]),
+                    np.concatenate([p.lengths for p in parts]), np.concatenate([p.timestamps for p in parts]),
+                    np.concatenate([p.signatures for p in parts]), np.concatenate([p.sets for p in parts]),
+                    offsets, np.concatenate([p.anchors() for p in parts]))
+
+
+def record_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]) -> list[str]:
+    """The text a record is compared by: its text columns joined by a space."""
+    columns = [frame[c].fillna("").astype(str) for c in text_columns]
+    joined = columns[0]
+    for column in columns[1:]:
+        joined = joined + " " + column
+    return joined.tolist()
+
+
+def _timestamps(frame: pd.DataFrame) -> np.ndarray:
+    if "timestamp" not in frame:
+        return np.full(len(frame), np.iinfo(np.int64).max, dtype=np.int64)
+    parsed = pd.to_datetime(frame["timestamp"], errors="coerce", utc=True, format="mixed")
+    values = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(parsed.isna().to_numpy(), np.iinfo(np.int64).max, values)
+
+
+def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
+                   workers: int = 1) -> Sketches:
+    """Normalise, shingle and MinHash every record of a frame (one shard)."""
+    texts = normalise_texts(record_texts(frame, text_columns), workers)
+    tokens, token_offsets = token_hashes(texts, params.shingle, workers)
+    hashes, offsets = ngram_hashes(tokens, token_offsets, params.ngram, workers)
+    del tokens
+    signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed, workers)
+    sets, set_offsets = kernels.sorted_unique_sets(hashes, offsets)
+    return Sketches(frame["id"].astype(str).to_numpy(dtype=object), kernels.text_keys(texts.buffer, texts.starts, texts.ends),
+                    texts.ends - texts.starts, _timestamps(frame), signatures, sets, set_offsets)
+
+
+def keeper_rank(sketches: Sketches, keep: str) -> np.ndarray:
+    """Rank of each row as a cluster's keeper (lower wins); anchors first, ties fall back to input order."""
+    position = np.arange(len(sketches.ids))
     if keep == "longest":
-        primary = -np.array([len(t) for t in normalised])
+        primary = -sketches.lengths
     elif keep == "earliest":
-        primary = pd.to_datetime(frame["timestamp"], errors="coerce", utc=True).rank(method="first", na_option="bottom").to_numpy()
+        primary = sketches.timestamps
     elif keep == "first":
         primary = position
     else:
         raise AdapterOpsError(f"dedup.keep must be longest, earliest or first, not {keep!r}.")
-    return np.lexsort((position, primary)).argsort()
+    return np.lexsort((position, primary, ~sketches.anchors())).argsort()
 
 
-def dedup_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion")) -> pd.DataFrame:
-    """One row per input record: id, cluster_id, kept, duplicate_of, jaccard, kind (unique/exact/near)."""
+def exact_groups(text_keys: np.ndarray) -> np.ndarray:
+    """Group number per row; rows with equal normalised text share it."""
+    return np.unique(text_keys, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def verified_pairs(sketches: Sketches, rows: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs among `rows` from the LSH index, kept when their exact Jaccard reaches the threshold."""
+    pairs = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, params))
+    anchors = sketches.anchors()
+    pairs = pairs[~(anchors[pairs[:, 0]] & anchors[pairs[:, 1]])]   # a previous version is already deduplicated
+    jaccard = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, pairs[:, 0], pairs[:, 1])
+    keep = jaccard >= params.threshold
+    return pairs[keep], jaccard[keep]
+
+
+def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
+    """One row per non-anchor record: id, cluster_id (its keeper's id), kept, duplicate_of, jaccard, kind."""
+    n = len(sketches.ids)
+    groups = exact_groups(sketches.text_keys)
+    _, representatives = np.unique(groups, return_index=True)
+    nonempty = sketches.set_offsets[representatives + 1] > sketches.set_offsets[representatives]
+    near, _ = verified_pairs(sketches, np.sort(representatives[nonempty]), params)
+    first_of_group = np.full(groups.max() + 1 if n else 0, -1, dtype=np.int64)
+    first_of_group[groups[::-1]] = np.arange(n)[::-1]
+    exact_left, exact_right = first_of_group[groups], np.arange(n)
+    left = np.concatenate([exact_left, near[:, 0]])
+    right = np.concatenate([exact_right, near[:, 1]])
+    roots = kernels.union_find_roots(n, left, right)
+    rank = keeper_rank(sketches, params.keep)
+    order = np.lexsort((rank, roots))
+    is_first = np.ones(n, dtype=bool)
+    is_first[1:] = roots[order][1:] != roots[order][:-1]
+    keeper_of_root = np.zeros(n, dtype=np.int64)
+    keeper_of_root[roots[order][is_first]] = order[is_first]
+    keeper = keeper_of_root[roots]
+    kept = keeper == np.arange(n)
+    same_text = groups == groups[keeper]
+    removed = np.flatnonzero(~kept)
+    jaccard = np.ones(n)
+    jaccard[removed] = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, removed, keeper[removed])
+    kind = np.where(kept, "unique", np.where(same_text, "exact", "near")).astype(object)
+    ids = sketches.ids.astype(str)
+    table = pd.DataFrame({"id": ids, "cluster_id": ids[keeper], "kept": kept,
+                          "duplicate_of": np.where(kept, None, ids[keeper]), "jaccard": jaccard, "kind": kind})
+    table = table[~sketches.anchors()].reset_index(drop=True)
+    check_accounting(table, n - int(sketches.anchors().sum()))
+    return table
+
+
+def check_accounting(table: pd.DataFrame, expected: int) -> None:
+    """Kept + removed = input, each input id exactly once, every removed row names a kept keeper."""
+    removed = table[~table["kept"]]
+    if (len(table) != expected or table["id"].duplicated().any()
+            or removed["duplicate_of"].isna().any() or int(table["kept"].sum()) + len(removed) != expected):
+        raise AdapterOpsError("internal accounting error in dedup: kept + removed != input; please report it.")
+
+
+def reusable_previous(previous: Sketches | None, current_ids: np.ndarray, params_num_perm: int) -> Sketches | None:
+    """Previous-version sketches as anchors: those whose id is not an input record of this run."""
+    if previous is None or len(previous.ids) == 0:
+        return None
+    if previous.signatures.shape[1] != params_num_perm:
+        raise AdapterOpsError(f"previous signatures have {previous.signatures.shape[1]} permutations, this run "
+                              f"{params_num_perm}; run without the previous version or with the same num_perm.")
+    rows = np.flatnonzero(~pd.Index(previous.ids.astype(str)).isin(current_ids))
+    taken = previous.take(rows)
+    return replace(taken, anchor=np.ones(len(rows), dtype=bool))
+
+
+def dedup_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
+                  workers: int = 1, previous: Sketches | None = None) -> pd.DataFrame:
+    """One row per input record: id, cluster_id, kept, duplicate_of, jaccard, kind (unique/exact/near).
+
+    With `previous` (sketches stored with an earlier corpus version), its records that are not in
+    this input act as anchors: a new record that duplicates one is removed in its favour.
+    """
+    return cluster_sketches(prepare_sketches(frame, params, text_columns, workers, previous), params)
+
+
+def prepare_sketches(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
+                     workers: int = 1, previous: Sketches | None = None) -> Sketches:
+    """Sketches of the input records, after any previous-version anchors."""
     if frame["id"].duplicated().any():
         raise AdapterOpsError("dedup needs unique ids; quarantine duplicate ids at ingest first.")
-    texts = frame[list(text_columns)].fillna("").astype(str).agg(" ".join, axis=1).tolist()
-    normalised = [normalise_text(t) for t in texts]
-    rank = _keeper_order(frame, normalised, params.keep)
-    n = len(frame)
-    uf = _UnionFind(n)
-    kind = np.array(["unique"] * n, dtype=object)
-    exact_groups: dict[str, int] = {}
-    for index, key in enumerate(exact_key(t) for t in normalised):
-        if key in exact_groups:
-            uf.union(exact_groups[key], index)
-            kind[index] = "exact"
-        else:
-            exact_groups[key] = index
-    representatives = np.array(sorted(exact_groups.values()), dtype=np.int64)
-    hashes, offsets = shingle_hashes(normalised, params.ngram)
-    signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed)
-    active = representatives[offsets[representatives + 1] > offsets[representatives]]
-    for i, j in sorted(candidate_pairs(signatures, active, params)):
-        if exact_jaccard(hashes, offsets, i, j) >= params.threshold:
-            uf.union(i, j)
-    roots = np.array([uf.find(i) for i in range(n)])
-    keeper_of_root: dict[int, int] = {}
-    for index in np.argsort(rank, kind="stable"):
-        keeper_of_root.setdefault(int(roots[index]), int(index))
-    ids = frame["id"].astype(str).to_numpy()
-    keeper = np.array([keeper_of_root[int(r)] for r in roots])
-    kept = keeper == np.arange(n)
-    jaccard = np.ones(n)
-    for index in np.flatnonzero(~kept):
-        if normalised[index] != normalised[keeper[index]]:
-            kind[index] = "near"
-            jaccard[index] = exact_jaccard(hashes, offsets, index, keeper[index])
-        else:
-            kind[index] = "exact"
-    kind[kept] = "unique"
-    result = pd.DataFrame({"id": ids, "cluster_id": ids[keeper], "kept": kept,
-                           "duplicate_of": np.where(kept, None, ids[keeper]), "jaccard": jaccard, "kind": kind})
-    if len(result) != n or int(result["kept"].sum()) + int((~result["kept"]).sum()) != n:
-        raise AdapterOpsError("internal accounting error in dedup: kept + removed != input; please report it.")
-    return result
+    current = sketch_records(frame, params, text_columns, workers)
+    anchors = reusable_previous(previous, current.ids.astype(str), params.num_perm)
+    return concat_sketches([anchors, current]) if anchors is not None else current
 
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def dedup_file(records_path: str, params: DedupParams, stage_dir) -> dict:
-    """kept.parquet and duplicates.parquet (one row per input record) under stage_dir."""
+SKETCH_ARRAYS = ("text_keys", "lengths", "timestamps", "signatures", "sets", "set_offsets")
+
+
+def save_sketches(sketches: Sketches, folder) -> str:
+    """signatures.npy and friends plus ids.parquet in `folder` (no pickle), written to a staging folder first."""
+    import shutil
     from pathlib import Path
 
-    from adapterops.storage import write_parquet
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in SKETCH_ARRAYS:
+        np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
+    pd.DataFrame({"id": sketches.ids.astype(str)}).to_parquet(staging / "ids.parquet", index=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.replace(folder)
+    return str(folder)
 
-    frame = pd.read_parquet(records_path)
-    table = dedup_records(frame, params) if len(frame) else pd.DataFrame(
-        columns=["id", "cluster_id", "kept", "duplicate_of", "jaccard", "kind"])
-    stage_dir = Path(stage_dir)
-    write_parquet(table, stage_dir / "duplicates.parquet")
-    kept_ids = set(table.loc[table["kept"], "id"])
-    write_parquet(frame[frame["id"].astype(str).isin(kept_ids)], stage_dir / "kept.parquet")
-    counts = table["kind"].value_counts().to_dict()
-    return {"kept_records": str(stage_dir / "kept.parquet"), "duplicates": str(stage_dir / "duplicates.parquet"),
-            "input": len(frame), "kept": len(kept_ids), "exact": int(counts.get("exact", 0)),
-            "near": int(counts.get("near", 0)), "bands_rows": list(choose_bands(params.threshold, params.num_perm))}
+
+def load_sketches(folder) -> Sketches:
+    """Sketches saved by save_sketches; the error says what to do when the folder is not one."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    missing = [n for n in (*SKETCH_ARRAYS, "ids") if not (folder / (n + (".parquet" if n == "ids" else ".npy"))).is_file()]
+    if missing:
+        raise AdapterOpsError(f"{folder} holds no stored dedup signatures (missing {', '.join(missing)}); "
+                              "pass the signatures folder of an earlier dedup run or corpus version, or run without one.")
+    arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in SKETCH_ARRAYS}
+    ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str).to_numpy(dtype=object)
+    return Sketches(ids=ids, **arrays)

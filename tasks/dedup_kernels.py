@@ -1,0 +1,239 @@
+"""Compiled inner loops of near-duplicate removal (numba, no GIL): n-gram hashing, MinHash, Jaccard.
+
+Each kernel works on flat arrays with per-document offsets, so a caller splits documents into
+ranges and runs ranges on threads. Results do not depend on how documents are split.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, nogil=True)
+def ngram_counts(lengths: np.ndarray, n: int) -> np.ndarray:
+    """Shingles per document: length - n + 1, one for a document shorter than n, none when empty."""
+    counts = np.empty(len(lengths), dtype=np.int64)
+    for d in range(len(lengths)):
+        length = lengths[d]
+        counts[d] = length - n + 1 if length >= n else min(length, 1)
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def ngram_hashes_into(tokens, token_offsets, n, shingle_offsets, out, first_doc, last_doc):
+    """out[shingle] = Horner hash of each window of n token hashes (shorter documents: all tokens)."""
+    for d in range(first_doc, last_doc):
+        start, stop = token_offsets[d], token_offsets[d + 1]
+        width = min(n, stop - start)
+        position = shingle_offsets[d]
+        for s in range(start, stop - width + 1):
+            h = np.uint64(0)
+            for k in range(width):
+                h = h * MIX + tokens[s + k]
+            out[position] = h
+            position += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold32(h):
+    # datasketch's affine32 input: a 32-bit value put through MurmurHash3's fmix32.
+    v = np.uint32((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+    v ^= v >> np.uint32(16)
+    v = np.uint32(v * np.uint32(0x85EBCA6B))
+    v ^= v >> np.uint32(13)
+    v = np.uint32(v * np.uint32(0xC2B2AE35))
+    v ^= v >> np.uint32(16)
+    return v
+
+
+@numba.njit(cache=True, nogil=True)
+def minhash_into(hashes, offsets, a, b, out, first_doc, last_doc):
+    """out[doc, p] = min over the document's shingles of (a[p] * fmix32(fold(h)) + b[p]) mod 2^32."""
+    perms = a.shape[0]
+    for d in range(first_doc, last_doc):
+        row = out[d]
+        for s in range(offsets[d], offsets[d + 1]):
+            v = _fold32(hashes[s])
+            for p in range(perms):
+                permuted = np.uint32(v * a[p] + b[p])
+                if permuted < row[p]:
+                    row[p] = permuted
+
+
+@numba.njit(cache=True, nogil=True)
+def sorted_unique_sets(hashes, offsets):
+    """Each document's shingle hashes sorted and de-duplicated, with new offsets (for Jaccard)."""
+    out = np.empty_like(hashes)
+    new_offsets = np.zeros(len(offsets), dtype=np.int64)
+    position = 0
+    for d in range(len(offsets) - 1):
+        block = np.sort(hashes[offsets[d]:offsets[d + 1]])
+        for k in range(len(block)):
+            if k == 0 or block[k] != block[k - 1]:
+                out[position] = block[k]
+                position += 1
+        new_offsets[d + 1] = position
+    return out[:position], new_offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_jaccard(sets, offsets, left, right):
+    """Exact Jaccard of each (left[k], right[k]) pair of sorted unique sets; two empty sets → 1."""
+    result = np.empty(len(left), dtype=np.float64)
+    for k in range(len(left)):
+        i, j = left[k], right[k]
+        x, x_end, y, y_end = offsets[i], offsets[i + 1], offsets[j], offsets[j + 1]
+        size = (x_end - x) + (y_end - y)
+        shared = 0
+        while x < x_end and y < y_end:
+            if sets[x] == sets[y]:
+                shared += 1
+                x += 1
+                y += 1
+            elif sets[x] < sets[y]:
+                x += 1
+            else:
+                y += 1
+        union = size - shared
+        result[k] = shared / union if union else 1.0
+    return result
+
+
+@numba.njit(cache=True, nogil=True)
+def union_find_roots(size, left, right):
+    """Root (smallest member) of each element's component after joining every (left, right) pair."""
+    parent = np.arange(size)
+    for k in range(len(left)):
+        x, y = left[k], right[k]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x != y:
+            if x < y:
+                parent[y] = x
+            else:
+                parent[x] = y
+    for k in range(size):
+        root = k
+        while parent[root] != root:
+            root = parent[root]
+        parent[k] = root
+    return parent
+
+
+@numba.njit(cache=True, nogil=True)
+def _fmix64(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def normalise_ascii_into(buffer, offsets, out, ends, first_doc, last_doc):
+    """normalise_text for ASCII bytes: lower case, every run of non-alphanumerics one space, trimmed.
+
+    Bytes >= 0x80 count as word characters, so text already normalised by normalise_text passes
+    through unchanged. Each document is written from its input start; ends[d] receives its end.
+    """
+    for d in range(first_doc, last_doc):
+        position = offsets[d]
+        pending_space = False
+        for k in range(offsets[d], offsets[d + 1]):
+            c = buffer[k]
+            if 65 <= c <= 90:
+                c += 32
+            if not ((48 <= c <= 57) or (97 <= c <= 122) or c >= 128):
+                pending_space = position > offsets[d]
+                continue
+            if pending_space:
+                out[position] = 32
+                position += 1
+                pending_space = False
+            out[position] = c
+            position += 1
+        ends[d] = position
+
+
+@numba.njit(cache=True, nogil=True)
+def word_hashes_into(text, starts, ends, out, out_offsets, first_doc, last_doc):
+    """FNV-1a 64 + fmix64 hash of each space-separated word of normalised UTF-8 text."""
+    for d in range(first_doc, last_doc):
+        position = out_offsets[d]
+        h = np.uint64(0xCBF29CE484222325)
+        in_word = False
+        for k in range(starts[d], ends[d]):
+            c = text[k]
+            if c == 32:
+                if in_word:
+                    out[position] = _fmix64(h)
+                    position += 1
+                h = np.uint64(0xCBF29CE484222325)
+                in_word = False
+            else:
+                h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
+                in_word = True
+        if in_word:
+            out[position] = _fmix64(h)
+
+
+@numba.njit(cache=True, nogil=True)
+def word_counts(text, starts, ends):
+    counts = np.zeros(len(starts), dtype=np.int64)
+    for d in range(len(starts)):
+        if ends[d] > starts[d]:
+            spaces = 0
+            for k in range(starts[d], ends[d]):
+                if text[k] == 32:
+                    spaces += 1
+            counts[d] = spaces + 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def char_counts(text, starts, ends):
+    """Code points per document (UTF-8 continuation bytes are not counted)."""
+    counts = np.zeros(len(starts), dtype=np.int64)
+    for d in range(len(starts)):
+        for k in range(starts[d], ends[d]):
+            if (text[k] & 0xC0) != 0x80:
+                counts[d] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def char_hashes_into(text, starts, ends, out, out_offsets, first_doc, last_doc):
+    """One hash per code point (its UTF-8 bytes mixed), so character n-grams work for any script."""
+    for d in range(first_doc, last_doc):
+        position = out_offsets[d] - 1
+        for k in range(starts[d], ends[d]):
+            c = np.uint64(text[k])
+            if (c & np.uint64(0xC0)) != np.uint64(0x80):
+                position += 1
+                out[position] = np.uint64(0)
+            out[position] = _fmix64((out[position] << np.uint64(8)) ^ c ^ np.uint64(0xA5A5A5A5))
+
+
+@numba.njit(cache=True, nogil=True)
+def text_keys(text, starts, ends):
+    """Two independent 64-bit hashes of each normalised text: equal texts, equal keys."""
+    keys = np.empty((len(starts), 2), dtype=np.uint64)
+    for d in range(len(starts)):
+        h1 = np.uint64(0xCBF29CE484222325)
+        h2 = np.uint64(0x84222325CBF29CE4) ^ np.uint64(ends[d] - starts[d])
+        for k in range(starts[d], ends[d]):
+            c = np.uint64(text[k])
+            h1 = (h1 ^ c) * np.uint64(0x100000001B3)
+            h2 = (h2 + c) * np.uint64(0x9E3779B97F4A7C15)
+            h2 ^= h2 >> np.uint64(29)
+        keys[d, 0] = _fmix64(h1)
+        keys[d, 1] = _fmix64(h2)
+    return keys
