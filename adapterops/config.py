@@ -28,7 +28,8 @@ class Columns(Section):
 class DedupConfig(Section):
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard at or above which two records are near-duplicates.")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations per signature.")
-    ngram: int = Field(5, ge=1, le=16, description="Word n-gram size of the shingles.")
+    ngram: int = Field(5, ge=1, le=16, description="n-gram size of the shingles, in words (or characters with shingle: char).")
+    shingle: Literal["word", "char"] = Field("word", description="Shingles of words, or of characters for short texts.")
     keep: Literal["longest", "earliest", "first"] = Field("longest", description="Which record of a duplicate cluster is kept.")
     seed: int = Field(1, description="Seed of the MinHash permutations.")
 

@@ -112,6 +112,11 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     for name in ("train", "heldout", "eval"):
         shutil.copyfile(split[name], staging / f"{name}.parquet")
     shutil.copyfile(dedup["duplicates"], staging / "duplicates.parquet")
+    # dedup's report and stored signatures travel with the version (incremental dedup reads them next time)
+    if dedup.get("report"):
+        shutil.copyfile(dedup["report"], staging / "dedup_report.json")
+    if dedup.get("signatures"):
+        shutil.copytree(dedup["signatures"], staging / "signatures")
     shutil.copyfile(valid["result"], staging / "validation.json")
     quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
     # --- issue 4: PII quarantine, PII report and the contract's rendered Data Docs travel with the version ---

@@ -78,13 +78,16 @@ class NormalisedTexts:
 def normalise_texts(texts: list[str], workers: int = 1) -> NormalisedTexts:
     """normalise_text for many texts: ASCII in a compiled kernel, other scripts through unicodedata."""
     prepared = [t if t.isascii() else normalise_text(t) for t in texts]
-    encoded = [t.encode("utf-8") for t in prepared]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    joined = "".join(prepared)
+    lengths = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
+    if not joined.isascii():
+        for index in (k for k, t in enumerate(prepared) if not t.isascii()):
+            lengths[index] = len(prepared[index].encode("utf-8"))
+    offsets = np.zeros(len(prepared) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
     out = np.empty(max(len(raw), 1), dtype=np.uint8)
-    ends = np.zeros(len(encoded), dtype=np.int64)
+    ends = np.zeros(len(prepared), dtype=np.int64)
     _run_ranges(kernels.normalise_ascii_into, offsets, workers, raw, offsets, out, ends)
     return NormalisedTexts(out, offsets[:-1].copy(), ends)
 
@@ -120,10 +123,23 @@ def shingle_hashes(texts: list[str], ngram: int, shingle: str = "word", workers:
 
 
 def exact_key(normalised: str) -> str:
-    """Hex key of a normalised text: equal texts, equal keys (128 bits)."""
-    data = np.frombuffer(normalised.encode("utf-8"), dtype=np.uint8)
-    keys = kernels.text_keys(data, np.zeros(1, np.int64), np.array([len(data)], np.int64))
+    """Hex key of a normalised text's words: equal texts, equal keys (128 bits)."""
+    tokens, offsets = token_hashes(normalise_texts([normalised]), "word")
+    keys = kernels.token_keys(tokens, offsets)
     return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
+
+
+def sorted_unique_sets(hashes: np.ndarray, offsets: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's shingle hashes sorted and de-duplicated, with new offsets (for exact Jaccard)."""
+    values = hashes.copy()
+    _run_ranges(kernels.sort_segments_into, offsets, workers, values, offsets)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    keep[offsets[:-1][offsets[:-1] < len(values)]] = True
+    kept_before = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    new_offsets = kept_before[offsets]
+    return values[keep], new_offsets
 
 
 # --- shingle hashes → MinHash signatures ----------------------------------------------------------
@@ -206,9 +222,12 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
         for band, table in enumerate(lsh.hashtables):
             local = shared_band_members(subset, band, rows) if shared_only else np.arange(len(rows_to_index))
             members = rows_to_index[local]
+            buckets: dict[bytes, list[int]] = {}
             for key, row in zip(band_keys(signatures, band, rows, members), members.tolist()):
                 if row != first:
-                    table.insert(key, row, buffer=True)
+                    buckets.setdefault(key, []).append(row)
+            for key, rows_in_bucket in buckets.items():
+                table.insert(key, *rows_in_bucket, buffer=True)
     return lsh
 
 
@@ -221,13 +240,20 @@ def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
             if count < 2:
                 continue
             members = sorted(table.get(key))
+            if count == 2:
+                left.append(members[0])
+                right.append(members[1])
+                continue
             for x in range(len(members)):
                 for y in range(x + 1, len(members)):
                     left.append(members[x])
                     right.append(members[y])
     if not left:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.column_stack([np.array(left, np.int64), np.array(right, np.int64)]), axis=0)
+    i, j = np.array(left, np.int64), np.array(right, np.int64)
+    width = int(j.max()) + 1
+    codes = np.unique(i * width + j)
+    return np.column_stack([codes // width, codes % width])
 
 
 def candidate_pairs(signatures: np.ndarray, active: np.ndarray, params: DedupParams) -> set[tuple[int, int]]:
@@ -303,10 +329,11 @@ def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple
     texts = normalise_texts(record_texts(frame, text_columns), workers)
     tokens, token_offsets = token_hashes(texts, params.shingle, workers)
     hashes, offsets = ngram_hashes(tokens, token_offsets, params.ngram, workers)
+    keys = kernels.token_keys(tokens, token_offsets)
     del tokens
     signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed, workers)
-    sets, set_offsets = kernels.sorted_unique_sets(hashes, offsets)
-    return Sketches(frame["id"].astype(str).to_numpy(dtype=object), kernels.text_keys(texts.buffer, texts.starts, texts.ends),
+    sets, set_offsets = sorted_unique_sets(hashes, offsets, workers)
+    return Sketches(frame["id"].astype(str).to_numpy(dtype=object), keys,
                     texts.ends - texts.starts, _timestamps(frame), signatures, sets, set_offsets)
 
 
@@ -326,7 +353,13 @@ def keeper_rank(sketches: Sketches, keep: str) -> np.ndarray:
 
 def exact_groups(text_keys: np.ndarray) -> np.ndarray:
     """Group number per row; rows with equal normalised text share it."""
-    return np.unique(text_keys, axis=0, return_inverse=True)[1].reshape(-1)
+    order = np.lexsort((text_keys[:, 1], text_keys[:, 0]))
+    ordered = text_keys[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    groups = np.empty(len(order), dtype=np.int64)
+    groups[order] = np.cumsum(starts) - 1
+    return groups
 
 
 def verified_pairs(sketches: Sketches, rows: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
@@ -416,6 +449,89 @@ def prepare_sketches(frame: pd.DataFrame, params: DedupParams, text_columns: tup
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
 SKETCH_ARRAYS = ("text_keys", "lengths", "timestamps", "signatures", "sets", "set_offsets")
+SHARD_ROWS = 50_000
+
+
+def shard_bounds(rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int]]:
+    """[start, stop) row ranges of at most shard_rows; at least one (possibly empty) range."""
+    return [(a, min(a + shard_rows, rows)) for a in range(0, rows, shard_rows)] or [(0, 0)]
+
+
+def sketch_in_shards(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...], workers: int = 1,
+                     on_shard=None) -> Sketches:
+    """sketch_records shard by shard (bounded memory); on_shard(rows_done) reports progress."""
+    parts = []
+    for start, stop in shard_bounds(len(frame)):
+        parts.append(sketch_records(frame.iloc[start:stop], params, text_columns, workers))
+        if on_shard:
+            on_shard(stop - start)
+    return concat_sketches(parts)
+
+
+def write_outputs(frame: pd.DataFrame, sketches: Sketches, params: DedupParams, out_dir,
+                  text_columns: tuple[str, ...] = ("prompt", "completion"), id_column: str = "id") -> dict:
+    """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and signatures/ to out_dir."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from adapterops.storage import write_json, write_parquet
+    from tasks.dedup_report import build_report
+
+    out_dir = Path(out_dir)
+    table = cluster_sketches(sketches, params) if len(sketches.ids) else pd.DataFrame(columns=RESULT_COLUMNS)
+    write_parquet(table, out_dir / "duplicates.parquet")
+    kept_mask = frame[id_column].astype(str).isin(set(table.loc[table["kept"].astype(bool), "id"]))
+    write_parquet(frame[kept_mask.to_numpy()], out_dir / "kept.parquet")
+    save_sketches(sketches, out_dir / "signatures")
+    shown = _report_texts(frame, table, text_columns, id_column)
+    sources = frame["source"] if "source" in frame else None
+    report = build_report(table, shown, sources, asdict(params) | {"bands_rows": list(choose_bands(params.threshold, params.num_perm))})
+    write_json(report, out_dir / "report.json")
+    counts = report["counts"]
+    return {"kept_records": str(out_dir / "kept.parquet"), "duplicates": str(out_dir / "duplicates.parquet"),
+            "report": str(out_dir / "report.json"), "signatures": str(out_dir / "signatures"),
+            "input": counts["input"], "kept": counts["kept"], "exact": counts["exact"], "near": counts["near"],
+            "bands_rows": list(choose_bands(params.threshold, params.num_perm))}
+
+
+def _report_texts(frame: pd.DataFrame, table: pd.DataFrame, text_columns, id_column: str) -> dict[str, str]:
+    """Texts of the records the report shows (largest clusters only), by id."""
+    removed = table[~table["kept"].astype(bool)]
+    top = removed.groupby("cluster_id").size().sort_values(ascending=False, kind="stable").head(5).index
+    wanted = set(top) | set(removed.loc[removed["cluster_id"].isin(top), "id"])
+    part = frame[frame[id_column].astype(str).isin(wanted).to_numpy()]
+    return dict(zip(part[id_column].astype(str), record_texts(part, text_columns)))
+
+
+def publish_dedup_report(summary: dict) -> None:
+    """The report as a Prefect markdown artifact (logged when run outside a flow)."""
+    import json
+    from pathlib import Path
+
+    from adapterops.reporting import publish_markdown
+    from tasks.dedup_report import report_markdown
+
+    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
+    publish_markdown("dedup-report", "Duplicate removal report", report_markdown(report))
+
+
+def dedup_file(records_path: str, params: DedupParams, stage_dir, previous_signatures: str | None = None,
+               workers: int = 1) -> dict:
+    """kept.parquet, duplicates.parquet (one row per input record), report.json and signatures/ under stage_dir.
+
+    previous_signatures: the signatures/ folder of the last corpus version; its records that are not
+    in this input are kept in favour of new duplicates of them.
+    """
+    frame = pd.read_parquet(records_path)
+    if frame["id"].astype(str).duplicated().any():
+        raise AdapterOpsError("dedup needs unique ids; quarantine duplicate ids at ingest first.")
+    current = sketch_in_shards(frame, params, ("prompt", "completion"), workers)
+    previous = load_sketches(previous_signatures) if previous_signatures else None
+    anchors = reusable_previous(previous, current.ids.astype(str), params.num_perm)
+    sketches = concat_sketches([anchors, current]) if anchors is not None else current
+    summary = write_outputs(frame, sketches, params, stage_dir)
+    publish_dedup_report(summary)
+    return summary
 
 
 def save_sketches(sketches: Sketches, folder) -> str:

@@ -64,19 +64,10 @@ def minhash_into(hashes, offsets, a, b, out, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def sorted_unique_sets(hashes, offsets):
-    """Each document's shingle hashes sorted and de-duplicated, with new offsets (for Jaccard)."""
-    out = np.empty_like(hashes)
-    new_offsets = np.zeros(len(offsets), dtype=np.int64)
-    position = 0
-    for d in range(len(offsets) - 1):
-        block = np.sort(hashes[offsets[d]:offsets[d + 1]])
-        for k in range(len(block)):
-            if k == 0 or block[k] != block[k - 1]:
-                out[position] = block[k]
-                position += 1
-        new_offsets[d + 1] = position
-    return out[:position], new_offsets
+def sort_segments_into(values, offsets, first_doc, last_doc):
+    """Sort each document's segment of values in place."""
+    for d in range(first_doc, last_doc):
+        values[offsets[d]:offsets[d + 1]].sort()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -223,17 +214,15 @@ def char_hashes_into(text, starts, ends, out, out_offsets, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def text_keys(text, starts, ends):
-    """Two independent 64-bit hashes of each normalised text: equal texts, equal keys."""
-    keys = np.empty((len(starts), 2), dtype=np.uint64)
-    for d in range(len(starts)):
-        h1 = np.uint64(0xCBF29CE484222325)
-        h2 = np.uint64(0x84222325CBF29CE4) ^ np.uint64(ends[d] - starts[d])
-        for k in range(starts[d], ends[d]):
-            c = np.uint64(text[k])
-            h1 = (h1 ^ c) * np.uint64(0x100000001B3)
-            h2 = (h2 + c) * np.uint64(0x9E3779B97F4A7C15)
-            h2 ^= h2 >> np.uint64(29)
+def token_keys(tokens, offsets):
+    """Two independent 64-bit hashes of each document's token sequence: equal texts, equal keys."""
+    keys = np.empty((len(offsets) - 1, 2), dtype=np.uint64)
+    for d in range(len(offsets) - 1):
+        h1 = np.uint64(0x243F6A8885A308D3) ^ np.uint64(offsets[d + 1] - offsets[d])
+        h2 = np.uint64(0x13198A2E03707344)
+        for k in range(offsets[d], offsets[d + 1]):
+            h1 = (h1 ^ tokens[k]) * np.uint64(0x100000001B3)
+            h2 = _fmix64(h2 + tokens[k])
         keys[d, 0] = _fmix64(h1)
-        keys[d, 1] = _fmix64(h2)
+        keys[d, 1] = h2
     return keys

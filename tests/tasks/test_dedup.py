@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from datasketch import MinHash
+from datasketch import LeanMinHash, MinHash
 
 from adapterops.errors import AdapterOpsError
 from tasks.dedup import (DedupParams, choose_bands, dedup_records, minhash_signatures, normalise_text,
@@ -72,3 +72,130 @@ def test_duplicate_ids_are_refused():
     data.loc[1, "id"] = "r0"
     with pytest.raises(AdapterOpsError, match="unique ids"):
         dedup_records(data, DedupParams())
+
+
+# --- issue 3: scale, incremental, report, CLI, shards --------------------------------------------------
+
+import json  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tasks.dedup import (build_lsh_index, dedup_file, exact_key, load_sketches, lsh_candidate_pairs,  # noqa: E402
+                         normalise_texts, sketch_records)
+
+
+def test_vectorised_normalisation_equals_normalise_text():
+    texts = ["  Hello,   WORLD!! ", "ﬁne_day", "Straße ÉTÉ", "日本語、テキスト。", "", "a--b__c", "x\ty\nz", "١٢٣ arabic"]
+    normalised = normalise_texts(texts, workers=2)
+    assert [normalised.text(k) for k in range(len(texts))] == [normalise_text(t) for t in texts]
+
+
+def test_results_do_not_depend_on_worker_count_or_run():
+    rng = np.random.default_rng(3)
+    words = BASE.split()
+    texts = [" ".join(rng.choice(words, 40)) for _ in range(60)] + [BASE, BASE + " again", BASE.upper()]
+    first = dedup_records(frame(texts), DedupParams(), workers=1)
+    pd.testing.assert_frame_equal(first, dedup_records(frame(texts), DedupParams(), workers=3))
+    pd.testing.assert_frame_equal(first, dedup_records(frame(texts), DedupParams(), workers=1))
+
+
+def test_shared_bucket_index_finds_the_same_candidates_as_the_full_index():
+    rng = np.random.default_rng(5)
+    words = BASE.split()
+    texts = [" ".join(w if rng.random() > k / 80 else "x" + w for w in words) for k in range(80)]
+    sketches = sketch_records(frame(texts), DedupParams())
+    rows = np.arange(len(texts))
+    pruned = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, DedupParams()))
+    full = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, DedupParams(), shared_only=False))
+    assert len(full) > 0 and np.array_equal(pruned, full)
+    lsh = build_lsh_index(sketches.signatures, rows, DedupParams(), shared_only=False)
+    assert 0 in lsh.query(LeanMinHash(seed=1, hashvalues=sketches.signatures[0], scheme="affine32"))
+
+
+def test_empty_one_word_very_long_and_non_latin_texts():
+    long_text = " ".join(f"word{k}" for k in range(20000))
+    texts = ["", "", "one", "ONE", long_text, long_text + " end", "Привет мир как дела сегодня у тебя",
+             "привет мир как дела сегодня у тебя!", "مرحبا بالعالم كيف حالك اليوم يا صديقي"]
+    table = dedup_records(frame(texts), DedupParams())
+    assert table["kept"].tolist() == [True, False, True, False, False, True, True, False, True]
+    assert table.loc[1, "kind"] == "exact" and table.loc[3, "duplicate_of"] == "r2"
+    assert table.loc[4, "kind"] == "near" and table.loc[4, "jaccard"] > 0.99
+
+
+def test_character_ngrams_catch_short_near_duplicates_that_words_miss():
+    texts = ["reset my password", "reset my pasword", "cancel my order"]
+    words = dedup_records(frame(texts), DedupParams(threshold=0.5, ngram=2))
+    chars = dedup_records(frame(texts), DedupParams(threshold=0.5, ngram=3, shingle="char"))
+    assert words["kept"].tolist() == [True, True, True]
+    assert chars["kept"].tolist() == [True, False, True] and chars.loc[1, "duplicate_of"] == "r0"
+
+
+def test_exact_key_ignores_formatting_only():
+    assert exact_key(normalise_text("Hello,  World")) == exact_key("hello world") != exact_key("hello worlds")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["", "a b", BASE, BASE.upper(), BASE + " x", "ÉTÉ été", "z " * 30, "k"]), max_size=25),
+       st.sampled_from(["longest", "first"]))
+def test_every_record_is_accounted_for_exactly_once(texts, keep):
+    table = dedup_records(frame(texts), DedupParams(keep=keep))
+    assert table["id"].tolist() == [f"r{i}" for i in range(len(texts))]
+    kept_ids = set(table.loc[table["kept"], "id"])
+    removed = table[~table["kept"]]
+    assert int(table["kept"].sum()) + len(removed) == len(texts)
+    assert set(removed["duplicate_of"]) <= kept_ids and (table.loc[table["kept"], "cluster_id"] == table.loc[table["kept"], "id"]).all()
+
+
+def test_dedup_file_writes_report_and_signatures_and_runs_incrementally(tmp_path):
+    first = frame([BASE, BASE + " thanks", "an unrelated ticket about shipping delays to the north"])
+    first["source"] = ["mail", "chat", "mail"]
+    first.to_parquet(tmp_path / "v1.parquet")
+    summary = dedup_file(str(tmp_path / "v1.parquet"), DedupParams(), tmp_path / "v1")
+    report = json.loads((tmp_path / "v1" / "report.json").read_text())
+    assert report["counts"] == {"input": 3, "kept": 2, "exact": 0, "near": 1, "removed": 1}
+    assert {r["source"]: r["near"] for r in report["by_source"]} == {"chat": 0, "mail": 1}
+    assert report["largest_clusters"][0]["kept_id"] == "r1" and report["largest_clusters"][0]["duplicates"][0]["id"] == "r0"
+    assert sum(h["records"] for h in report["jaccard_histogram"]) == 1
+    assert len(load_sketches(summary["signatures"]).ids) == 3
+    new = pd.DataFrame({"id": ["n1", "n2"], "prompt": [BASE.upper() + " thanks!", "brand new question"],
+                        "completion": ["ok", "ok"], "timestamp": ["2026-02-01"] * 2})
+    new.to_parquet(tmp_path / "v2.parquet")
+    dedup_file(str(tmp_path / "v2.parquet"), DedupParams(), tmp_path / "v2", previous_signatures=summary["signatures"])
+    table = pd.read_parquet(tmp_path / "v2" / "duplicates.parquet")
+    assert table["id"].tolist() == ["n1", "n2"]
+    assert table["duplicate_of"].fillna("-").tolist() == ["r1", "-"] and table.loc[0, "kind"] == "exact"
+    with pytest.raises(AdapterOpsError, match="no stored dedup signatures"):
+        dedup_file(str(tmp_path / "v2.parquet"), DedupParams(), tmp_path / "v3", previous_signatures=str(tmp_path))
+
+
+def test_cli_dedup_writes_outputs_and_explains_a_missing_column(tmp_path):
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    pd.DataFrame({"key": ["a", "b", "c"], "body": [BASE, BASE.upper(), "other text"]}).to_csv(tmp_path / "in.csv", index=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["dedup", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out"),
+                                 "--id-column", "key", "--text-column", "body", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(tmp_path / "out" / "kept.parquet")["key"].tolist() == ["a", "c"]
+    assert pd.read_parquet(tmp_path / "out" / "duplicates.parquet")["duplicate_of"].fillna("-").tolist() == ["-", "a", "-"]
+    assert (tmp_path / "out" / "report.json").is_file()
+    bad = runner.invoke(app, ["dedup", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o2"), "--id-column", "key"])
+    assert bad.exit_code != 0 and "--text-column" in str(bad.exception)
+
+
+def test_sharded_flow_on_a_two_worker_dask_cluster_matches_in_process(prefect_harness, tmp_path):
+    from flows.dedup import run_dedup
+
+    rng = np.random.default_rng(11)
+    words = BASE.split()
+    texts = [" ".join(rng.choice(words, 35)) for _ in range(40)] + [BASE, BASE + " please", BASE.lower()]
+    records = frame(texts)
+    records.to_parquet(tmp_path / "records.parquet")
+    expected = dedup_records(records, DedupParams())
+    summary = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "dask"), dask_address="local",
+                        workers=2, shard_rows=15)
+    pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
+    threads = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "threads"), shard_rows=15)
+    pd.testing.assert_frame_equal(pd.read_parquet(threads["duplicates"]), expected, check_dtype=False)
