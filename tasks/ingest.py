@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
+import decimal
 import json
 import math
 from dataclasses import dataclass, field
@@ -58,8 +60,10 @@ def _text(value, column: str) -> tuple[str | None, str | None]:
         return None, None
     if isinstance(value, str):
         return (None, f"nul_byte: {column}") if "\x00" in value else (value, None)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
         return str(value), None
+    if isinstance(value, (datetime.date, datetime.time)):      # typed Parquet / Arrow timestamps
+        return value.isoformat(), None
     kind = {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
     return None, f"wrong_type: {column} is {kind}, expected text"
 
@@ -161,7 +165,8 @@ def parse_csv(data: bytes, input_file: str, columns: Columns, seen_ids: set[str]
         physical.pop()
     header, position = None, 0                  # position: physical lines consumed so far
     while position < len(physical):
-        reader = csv.reader(iter(physical[position:]), delimiter=delimiter, strict=True)
+        lines = (physical[i] for i in range(position, len(physical)))   # no copy: restarts stay cheap
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         base, start = position, position
         try:
             for row in reader:
@@ -174,6 +179,9 @@ def parse_csv(data: bytes, input_file: str, columns: Columns, seen_ids: set[str]
                     continue
                 _csv_row(row, header, start + 1, input_file, columns, seen, raw, out)
         except csv.Error as error:
+            if header is None:
+                raise AdapterOpsError(f"{input_file}: the header (line {position + 1}) cannot be parsed as CSV "
+                                      f"({error}); fix its quoting.") from None
             # Quarantine only the row's first line and resume after it: a stray quote costs one line, not the file.
             out.lines += 1
             reason = "line_too_long" if "field larger" in str(error) else "csv_quoting"

@@ -119,9 +119,13 @@ def test_csv_empty_fields_are_missing_and_a_bom_is_removed():
 
 
 def test_typed_rows_check_types_and_treat_nan_as_missing():
-    rows = [{**GOOD, "id": 1}, {**GOOD, "id": 2, "prompt": float("nan")}, {**GOOD, "id": 3, "prompt": [1]}]
+    from datetime import datetime, timezone
+
+    rows = [{**GOOD, "id": 1, "timestamp": datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)},
+            {**GOOD, "id": 2, "prompt": float("nan")}, {**GOOD, "id": 3, "prompt": [1]}]
     result = parse_rows(rows, "in.parquet", Columns())
     assert [r["id"] for r in result.records] == ["1", "2"] and result.records[1]["prompt"] is None
+    assert result.records[0]["timestamp"] == "2026-01-02T03:04:00+00:00"
     assert reasons(result) == [(3, "wrong_type")]
 
 
@@ -210,3 +214,8 @@ def test_fuzz_csv_accounting_holds_and_no_row_is_lost(rows, noise):
     assert result.lines == len(result.records) + len(result.quarantine)
     covered = {r["input_line"] for r in result.records} | {q["input_line"] for q in result.quarantine}
     assert len(covered) == result.lines                       # one place per row, each at its own line
+
+
+def test_an_unparseable_csv_header_is_one_clear_error():
+    with pytest.raises(AdapterOpsError, match=r"in.csv: the header \(line 1\) cannot be parsed"):
+        parse_csv(b'id,"prompt\n', "in.csv", Columns())
