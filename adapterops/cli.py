@@ -128,6 +128,7 @@ from adapterops.commands import corpus as _corpus  # noqa: E402
 app.add_typer(_corpus.app, name="corpus")
 from adapterops.commands.contract import register as _register_contract  # noqa: E402
 _register_contract(app)  # `contract check`, `validate`
+from adapterops.commands import train as _train; app.command("train")(_train.train)  # noqa: E402,E702
 from adapterops.commands import dedup as _dedup; app.command("dedup")(_dedup.dedup)  # noqa: E402,E702
 
 

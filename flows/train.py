@@ -1,34 +1,86 @@
-"""train: the approved corpus → a registered, adapter-only model version."""
+"""train: the approved corpus → a registered, adapter-only model version, in process or on a GPU work pool."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 
 from adapterops.config import Config
+from adapterops.errors import AdapterOpsError
 from adapterops.reporting import publish_table
-from adapterops.workspace import resolve_workspace
-from tasks.train import train_adapter
+from tasks.train import train_adapter, train_run_dir, truncation_note
 
 
-@task(name="train-lora")
-def train_step(config: Config, corpus: dict) -> dict:
+def retry_unless_user_error(task, run, state) -> bool:
+    """Retry crashes and lost workers (the retry resumes from the last checkpoint); a user error would fail again."""
+    return not isinstance(state.result(raise_on_failure=False), AdapterOpsError)
+
+
+@task(name="train-lora", retry_condition_fn=retry_unless_user_error)
+def train_step(config: Config, corpus: dict, resume: bool = False) -> dict:
     logger = get_run_logger()
-    run_dir = resolve_workspace().runs_dir / f"train-{flow_run.get_id() or 'local'}"
+    resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
+    if resume:
+        logger.info("resuming from the last checkpoint, if any, in %s", train_run_dir(config, corpus))
 
     def progress(step: int, metrics: dict) -> None:
         if step % config.train.log_every == 0 or step == config.train.max_steps - 1:
             logger.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", step + 1, config.train.max_steps,
                         metrics["loss"], metrics["learning_rate"], metrics["tokens_per_second"])
 
-    return train_adapter(config, corpus, run_dir, progress)
+    adapter = train_adapter(config, corpus, train_run_dir(config, corpus), progress, resume=resume,
+                            extra_tags={"prefect.flow_run_id": str(flow_run.get_id() or "")})
+    if note := truncation_note(adapter, config):
+        logger.warning(note)
+    return adapter
 
 
 @flow(name="train")
-def train(config: Config, corpus: dict) -> dict:
-    """Train on the approved corpus version; refuses anything else."""
-    adapter = train_step(config, corpus)
+def train(config: Config, corpus: dict, resume: bool = False) -> dict:
+    """Train on the approved corpus version (refuses anything else); on a retry, resume from the last checkpoint."""
+    adapter = train_step.with_options(retries=config.train.retries)(config, corpus, resume)
     publish_table("adapter", f"Adapter {adapter['model_name']} v{adapter['version']}", [
         {"what": k, "value": str(adapter[k])} for k in
-        ("version", "base_name", "base_revision", "steps", "final_loss", "adapter_bytes", "logged_bytes", "device")])
+        ("version", "base_name", "base_revision", "steps", "final_loss", "truncated", "resumed_from_step",
+         "adapter_bytes", "logged_bytes", "device")])
     return adapter
+
+
+def deployment_name(config: Config) -> str:
+    """The train deployment that runs on the configured work pool (deployments/prefect.yaml)."""
+    return f"train/{config.train.work_pool}"
+
+
+def adapter_of_flow_run(config: Config, flow_run_id: str) -> dict:
+    """The adapter a train flow run registered, read back from MLflow (shared by the worker and us)."""
+    import mlflow
+
+    from adapterops.tracking import adapter_experiment, ensure_experiment
+
+    runs = mlflow.search_runs([ensure_experiment(adapter_experiment(config.name))], output_format="list",
+                              filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'FINISHED'")
+    if not runs:
+        raise AdapterOpsError(f"Train flow run {flow_run_id} finished but logged no training run to MLflow; check that "
+                              "the worker uses the same MLFLOW_TRACKING_URI as this flow.")
+    return mlflow.artifacts.load_dict(f"runs:/{runs[0].info.run_id}/adapter.json")
+
+
+def train_on_work_pool(config: Config, corpus: dict) -> dict:
+    """Run the train deployment on config.train.work_pool, wait for it, and return its adapter."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    name = deployment_name(config)
+    try:
+        run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus},
+                             timeout=None, poll_interval=10)
+    except ObjectNotFound:
+        raise AdapterOpsError(f"No deployment {name!r} for work pool {config.train.work_pool!r}: create it with "
+                              "`prefect deploy --prefect-file deployments/prefect.yaml --all`, or unset train.work_pool "
+                              "to train in process.") from None
+    if not run.state or not run.state.is_completed():
+        state = run.state.name if run.state else "unknown"
+        raise AdapterOpsError(f"Training flow run {run.name} on work pool {config.train.work_pool!r} ended {state}: "
+                              f"{run.state.message if run.state else ''} See its logs in the Prefect UI; after fixing, "
+                              "`adapterops train CONFIG --resume` continues from its last checkpoint.")
+    return adapter_of_flow_run(config, str(run.id))

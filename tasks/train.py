@@ -54,13 +54,64 @@ def detect_device() -> str:
     return "cpu"
 
 
-def attention_implementation(requested: str, device: str) -> str:
-    """flash_attention_2 on CUDA when installed (varlen kernel: packed examples fully isolated), else sdpa."""
+def attention_implementation(requested: str, device: str, packing: bool = False) -> str:
+    """The attention kernel for 'auto': examples packed into a row must not see each other.
+
+    flash_attention_2 on CUDA when installed (varlen: isolated, each example at its own cost);
+    else for packed rows 'sdpa_packed' (below: isolated, one causal sdpa call per example);
+    else sdpa. Explicit 'sdpa'/'eager' isolate packed examples with a block-diagonal mask.
+    """
     if requested != "auto":
         return requested
     if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
+    if packing:
+        register_packed_sdpa()
+        return PACKED_SDPA
     return "sdpa"
+
+
+PACKED_SDPA = "sdpa_packed"
+
+
+def packed_segments(position_ids) -> list[list[tuple[int, int]]]:
+    """(start, end) of each example in each row: a new example starts where its position id is 0."""
+    width = position_ids.shape[-1]
+    rows = []
+    for row in position_ids.tolist():
+        starts = [i for i, p in enumerate(row) if p == 0] or [0]
+        rows.append(list(zip(starts, starts[1:] + [width])))
+    return rows
+
+
+def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """Causal sdpa run separately on each packed example: isolation at each example's own cost.
+
+    Registered without a mask function, so transformers builds no mask: rows are either packed
+    (position ids restart per example) or right-padded (causal attention never reaches the padding).
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    position_ids = kwargs.pop("position_ids", None)
+    if position_ids is None or attention_mask is not None or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    segments = packed_segments(position_ids.expand(query.shape[0], -1))
+    rows = []
+    for r, row in enumerate(segments):
+        parts = [torch.nn.functional.scaled_dot_product_attention(
+            query[r:r + 1, :, s:e], key[r:r + 1, :, s:e], value[r:r + 1, :, s:e], is_causal=e - s > 1,
+            dropout_p=dropout if module.training else 0.0, scale=scaling) for s, e in row]
+        rows.append(torch.cat(parts, dim=2))
+    return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
+
+
+def register_packed_sdpa() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED_SDPA, packed_sdpa_attention)
 
 
 def quantization_config(lora: LoraConfig, device: str):
@@ -79,7 +130,7 @@ def quantization_config(lora: LoraConfig, device: str):
 
 
 def load_base_model(ref: BaseModelRef, trust_remote_code: bool = False, device: str = "cpu",
-                    attention: str = "auto", quantization=None):
+                    attention: str = "auto", quantization=None, packing: bool = False):
     """Model and tokenizer through the same from_pretrained path for a hub id or a local folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,7 +142,7 @@ def load_base_model(ref: BaseModelRef, trust_remote_code: bool = False, device: 
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = AutoModelForCausalLM.from_pretrained(ref.path, revision=revision, dtype=dtype,
                                                      trust_remote_code=trust_remote_code,
-                                                     attn_implementation=attention_implementation(attention, device),
+                                                     attn_implementation=attention_implementation(attention, device, packing),
                                                      **extra)
     except OSError as error:
         raise AdapterOpsError(f"Cannot load base model {ref.path!r} (revision {ref.revision}): {str(error).splitlines()[0]} "
@@ -188,11 +239,14 @@ def collate_packed(batch: list[Example], pad_id: int, capacity: int = 0) -> dict
     return {"input_ids": ids, "labels": labels, "position_ids": positions}
 
 
-def model_inputs(batch: list[Example], pad_id: int, cfg: TrainConfig) -> tuple[dict, int]:
-    """Keyword arguments for the model's forward pass (packed or padded) and the real token count."""
+def model_inputs(batch: list[Example], pad_id: int, cfg: TrainConfig, attention: str = "sdpa") -> tuple[dict, int]:
+    """Keyword arguments for the model's forward pass (packed or padded) and the real token count.
+
+    flash_attention_2 detects packed examples only in a single row, so it always gets one.
+    """
     real = sum(len(e.input_ids) for e in batch)
     if cfg.packing:
-        return collate_packed(batch, pad_id, cfg.pack_length), real
+        return collate_packed(batch, pad_id, 0 if attention == "flash_attention_2" else cfg.pack_length), real
     ids, mask, labels = collate(batch, pad_id)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}, real
 
@@ -274,6 +328,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     if cfg.batch_size < world:
         raise AdapterOpsError(f"train.batch_size {cfg.batch_size} is below the {world} processes; raise it to at least {world}.")
     device = next(model.parameters()).device
+    attention = getattr(model.config, "_attn_implementation", "sdpa")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.learning_rate, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
@@ -291,7 +346,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     for step in range(state.step, cfg.max_steps):
         started = time.perf_counter()
         batch = next_batch(examples, state.queue, order, cfg.batch_size)
-        inputs, real_tokens = model_inputs(batch[rank::world], tokenizer.pad_token_id, cfg)
+        inputs, real_tokens = model_inputs(batch[rank::world], tokenizer.pad_token_id, cfg, attention)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, cfg)
@@ -348,7 +403,7 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
 
     device = detect_device()
     model, tokenizer = load_base_model(base, cfg.trust_remote_code, device, cfg.train.attention,
-                                       quantization_config(cfg.lora, device))
+                                       quantization_config(cfg.lora, device), cfg.train.packing)
     examples, truncated = tokenize_examples(records, tokenizer, cfg.train.prompt_template, cfg.train.max_length)
     model = wrap_with_lora(model, cfg.lora, cfg.train.seed, cfg.train.gradient_checkpointing)
     checkpoints = out_dir / "checkpoints"
@@ -394,6 +449,14 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
+def truncation_note(adapter: dict, cfg: Config) -> str | None:
+    """A warning when examples were cut at max_length (their completion tails were not trained on)."""
+    if not adapter["truncated"]:
+        return None
+    return (f"{adapter['truncated']} of {adapter['examples']} training examples were longer than train.max_length="
+            f"{cfg.train.max_length} tokens and were cut; raise train.max_length if their endings matter.")
+
+
 def train_run_dir(cfg: Config, corpus: dict) -> Path:
     """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
     from adapterops.workspace import resolve_workspace
@@ -409,6 +472,7 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from adapterops.tracking import adapter_experiment, ensure_experiment
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
+    from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"])
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
@@ -416,12 +480,11 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}",
                           log_system_metrics=cfg.train.system_metrics) as run:
-        mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "corpus.digest": corpus["digest"],
-                         "corpus.version": str(corpus["version"]), "corpus.run_id": corpus["run_id"],
-                         "approval.approver": corpus_tags.get("approval.approver", ""),
-                         "contract": corpus["contract"], "contract.version": str(corpus["contract_version"]),
-                         "stage": "train"} | (extra_tags or {}))
+        lineage = lineage_tags(corpus, corpus_tags)
+        mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "stage": "train"}
+                        | lineage | (extra_tags or {}))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(cfg.model_dump(mode="json")).items()})
+        log_corpus_inputs(corpus)
 
         def on_step(step: int, metrics: dict) -> None:
             if step % cfg.train.log_every == 0 or step == cfg.train.max_steps - 1:
@@ -447,16 +510,16 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
-        for key, value in {"base_model": base.name, "base_model.revision": base.revision,
-                           "corpus.digest": corpus["digest"], "corpus.version": str(corpus["version"]),
-                           "contract.version": str(corpus["contract_version"]), "train.run_id": run.info.run_id,
-                           "eval.digest": corpus_tags.get("corpus.eval_digest", "")}.items():
+        for key, value in ({"base_model": base.name, "base_model.revision": base.revision,
+                            "train.run_id": run.info.run_id} | lineage).items():
             client.set_model_version_tag(cfg.release.model_name, version, key, value)
+        client.update_model_version(cfg.release.model_name, version, description=lineage_markdown(corpus))
         adapter = {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,
                    "adapter_dir": str(adapter_dir), "adapter_bytes": weights.stat().st_size, "logged_bytes": logged_bytes,
                    "base_name": base.name, "base_path": base.path, "base_revision": base.revision,
                    "final_loss": history[-1]["loss"], "steps": len(history), "device": done["device"].split(":")[0],
-                   "truncated": done["truncated"], "resumed_from_step": done["resumed_from_step"]}
+                   "examples": done["examples"], "truncated": done["truncated"],
+                   "resumed_from_step": done["resumed_from_step"]}
         mlflow.log_dict(adapter, "adapter.json")
     return adapter
 

@@ -71,12 +71,18 @@ def test_packed_rows_restart_positions_and_keep_examples_apart(tiny_model_dir):
         rows_loss = model(**collate_packed(examples, tokenizer.pad_token_id, capacity=120), use_cache=False).loss
     # Equal losses: no token attended across an example boundary (block-diagonal mask under sdpa).
     assert torch.allclose(packed_loss, padded_loss, atol=1e-5) and torch.allclose(rows_loss, padded_loss, atol=1e-5)
+    per_example, _ = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "sha256:x"), packing=True)
+    assert per_example.config._attn_implementation == "sdpa_packed"
+    with torch.no_grad():
+        for capacity in (0, 120):
+            loss = per_example(**collate_packed(examples, tokenizer.pad_token_id, capacity), use_cache=False).loss
+            assert torch.allclose(loss, padded_loss, atol=1e-5)
 
 
 def test_packed_and_padded_training_follow_the_same_curve(tiny_model_dir):
     curves = []
     for packing in (True, False):
-        model, tokenizer = load(tiny_model_dir)
+        model, tokenizer = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "sha256:x"), packing=packing)
         examples, _ = tokenize_examples(RECORDS, tokenizer, CFG.prompt_template, CFG.max_length)
         model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=CFG.seed)
         curves.append([h["loss"] for h in train_lora(model, tokenizer, examples, CFG.model_copy(update={"packing": packing}))])
