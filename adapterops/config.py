@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapterops.errors import AdapterOpsError
 
@@ -30,8 +30,37 @@ class DedupConfig(Section):
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations per signature.")
     ngram: int = Field(5, ge=1, le=16, description="n-gram size of the shingles, in words (or characters with shingle: char).")
     shingle: Literal["word", "char"] = Field("word", description="Shingles of words, or of characters for short texts.")
-    keep: Literal["longest", "earliest", "first"] = Field("longest", description="Which record of a duplicate cluster is kept.")
+    keep: Literal["longest", "earliest", "first", "source_priority"] = Field(
+        "longest", description="Record a duplicate cluster keeps: longest, earliest (timestamp), first (input order), or by source_priority.")
+    source_priority: list[str] = Field(
+        default_factory=list, description="Sources, most preferred first, for keep: source_priority; unlisted ones rank last, ties go to the longest.")
     seed: int = Field(1, description="Seed of the MinHash permutations.")
+    workers: int = Field(1, ge=1, description="Shards sketched in parallel Prefect tasks; 1: one in-process task. Same result either way.")
+    dask_address: str | None = Field(
+        None, description="Dask scheduler (tcp://host:8786) or 'local' (a LocalCluster) that runs the shards; unset: threads.")
+
+    # How the work is spread, not what is kept: left out of the corpus digest.
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "dask_address"})
+
+    @field_validator("dask_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and value != "local" and "://" not in value:
+            raise ValueError("use 'local' or a scheduler address such as tcp://scheduler:8786")
+        return value
+
+    @model_validator(mode="after")
+    def _priority_named(self) -> "DedupConfig":
+        if self.keep == "source_priority" and not self.source_priority:
+            raise ValueError("keep: source_priority needs the sources listed in dedup.source_priority, most preferred first")
+        return self
+
+    def settings(self) -> dict:
+        """The fields that decide which records are kept (they enter the corpus digest)."""
+        settings = self.model_dump(exclude=set(self.RUNTIME_FIELDS))
+        if self.keep != "source_priority":   # unused: leave digests of configs without it unchanged
+            settings.pop("source_priority")
+        return settings
 
 
 class SplitConfig(Section):

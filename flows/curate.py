@@ -9,7 +9,8 @@ from adapterops.config import Config
 from adapterops.reporting import counts_rows, publish_markdown, publish_table
 from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
-from tasks.corpus import publish_version
+from flows.dedup import run_dedup
+from tasks.corpus import last_approved_signatures, publish_version
 from tasks.dedup import DedupParams, dedup_file
 from tasks.inputs import ingest_files
 from tasks.pii import pii_file
@@ -19,6 +20,7 @@ from tasks.validate import validate_file
 ingest_task = task(name="ingest")(ingest_files)
 pii_task = task(name="pii")(pii_file)
 dedup_task = task(name="dedup")(dedup_file)
+previous_signatures_task = task(name="dedup-previous-signatures")(last_approved_signatures)
 validate_task = task(name="validate")(validate_file)
 split_task = task(name="split")(split_file)
 version_task = task(name="corpus-version")(publish_version)
@@ -26,7 +28,7 @@ version_task = task(name="corpus-version")(publish_version)
 
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
-    return {"dedup": config.dedup.model_dump(), "split": config.split.model_dump(),
+    return {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
             "columns": config.columns.model_dump()}
 
 
@@ -36,11 +38,11 @@ def curate(config: Config) -> dict:
     stage = resolve_workspace().runs_dir / f"curate-{flow_run.get_id() or 'local'}"
     sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
     eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
-    params = DedupParams(**config.dedup.model_dump())
+    params = DedupParams(**config.dedup.settings())
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
     pii = pii_task(ingested["records"], config.contract, stage)
-    deduped = dedup_task(pii["records"], params, stage)
+    deduped = dedup(pii["records"], params, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
     validated = validate_task(deduped["kept_records"], config.contract, stage)
@@ -55,3 +57,14 @@ def curate(config: Config) -> dict:
                      f"**Digest** `{corpus['digest']}` ({state})\n\n" +
                      "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
     return corpus
+
+
+def dedup(records: str, params: DedupParams, config: Config, stage) -> dict:
+    """Deduplicate against the last approved version's stored signatures: in one task, or sharded
+    across parallel tasks (threads, or Dask) when dedup.workers > 1 or a Dask address is set."""
+    previous = previous_signatures_task(config.name)
+    settings = config.dedup
+    if settings.workers > 1 or settings.dask_address:
+        return run_dedup(records, params, str(stage), settings.dask_address, settings.workers,
+                         previous_signatures=previous)
+    return dedup_task(records, params, stage, previous_signatures=previous)

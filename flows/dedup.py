@@ -7,17 +7,27 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 
-from tasks.dedup import (DedupParams, concat_sketches, load_sketches, publish_dedup_report, reusable_previous,
-                         save_sketches, shard_bounds, sketch_records, write_outputs)
+from adapterops.storage import write_parquet
+from tasks.dedup import (TEXT_COLUMNS, DedupParams, check_unique_ids, concat_sketches, empty_sketches, load_sketches,
+                         publish_dedup_report, save_sketches, sketch_columns, sketch_records, with_previous,
+                         write_outputs)
+from tasks.record_batches import iter_frames
 
-TEXT_COLUMNS = ("prompt", "completion")
+
+@task(name="dedup-split-shards")
+def split_shards(records_path: str, folder: str, shard_rows: int) -> list[str]:
+    """The columns dedup reads, written as one small Parquet file per shard (the input is read once, in batches)."""
+    columns = sketch_columns(records_path, TEXT_COLUMNS)
+    paths = []
+    for k, frame in enumerate(iter_frames(records_path, columns=columns, batch_rows=shard_rows)):
+        paths.append(str(write_parquet(frame, Path(folder) / f"rows-{k:05d}.parquet")))
+    return paths
 
 
 @task(name="dedup-sketch-shard")
-def sketch_shard(records_path: str, start: int, stop: int, params: DedupParams, folder: str) -> str:
-    """Sketch rows [start, stop) of the records file; hands back the folder it saved them in."""
-    frame = pd.read_parquet(records_path).iloc[start:stop]
-    return save_sketches(sketch_records(frame, params, TEXT_COLUMNS), folder)
+def sketch_shard(shard_path: str, params: DedupParams, folder: str) -> str:
+    """Sketch one shard file; hands back the folder it saved the sketches in (a path, not the arrays)."""
+    return save_sketches(sketch_records(pd.read_parquet(shard_path), params, TEXT_COLUMNS), folder)
 
 
 @flow(name="dedup-sharded")
@@ -25,15 +35,14 @@ def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_
                   previous_signatures: str | None = None) -> dict:
     """Same outputs as tasks.dedup.dedup_file, with the shards sketched in parallel by the flow's task runner."""
     shards = Path(stage_dir) / "shards"
-    rows = len(pd.read_parquet(records_path, columns=["id"]))
-    futures = [sketch_shard.submit(records_path, a, b, params, str(shards / f"{k:05d}"))
-               for k, (a, b) in enumerate(shard_bounds(rows, shard_rows))]
-    current = concat_sketches([load_sketches(f.result()) for f in futures])
-    frame = pd.read_parquet(records_path)
-    anchors = reusable_previous(load_sketches(previous_signatures), current.ids.astype(str), params.num_perm) \
-        if previous_signatures else None
-    summary = write_outputs(frame, concat_sketches([anchors, current]) if anchors is not None else current,
-                            params, stage_dir, TEXT_COLUMNS)
+    paths = split_shards(records_path, str(shards / "rows"), shard_rows)
+    futures = [sketch_shard.submit(path, params, str(shards / f"sketches-{k:05d}")) for k, path in enumerate(paths)]
+    # memory-mapped parts, copied one by one into the whole: the peak is the sketches once
+    current = concat_sketches([load_sketches(f.result(), mmap=True) for f in futures]) if futures \
+        else empty_sketches(params.num_perm)
+    check_unique_ids(current.ids)
+    summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
+                            stage_dir, TEXT_COLUMNS)
     publish_dedup_report(summary)
     return summary
 

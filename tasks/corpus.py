@@ -199,6 +199,17 @@ def list_versions(pipeline: str) -> list:
     return sorted((r for r in runs if "corpus.version" in r.data.tags), key=lambda r: int(r.data.tags["corpus.version"]))
 
 
+def last_approved_signatures(pipeline: str) -> str | None:
+    """The signatures/ folder of the pipeline's approved corpus version, for incremental dedup; None if there is none."""
+    from pathlib import Path
+
+    approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"]
+    if not approved:
+        return None
+    folder = Path(approved[-1].data.tags["corpus.path"]) / "signatures"
+    return str(folder) if folder.is_dir() else None   # versions made before signatures were stored have none
+
+
 def get_version(pipeline: str, version: int):
     run = find_version(pipeline, version=version)
     if run is None:

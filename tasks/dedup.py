@@ -35,6 +35,10 @@ class DedupParams:
     keep: str = "longest"
     seed: int = 1
     shingle: str = "word"
+    source_priority: tuple[str, ...] = ()   # keep="source_priority": most preferred source first
+
+    def __post_init__(self):
+        object.__setattr__(self, "source_priority", tuple(self.source_priority))
 
 
 # --- text → shingle hashes --------------------------------------------------------------------------
@@ -129,9 +133,18 @@ def exact_key(normalised: str) -> str:
     return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
 
 
+def set_values(hashes: np.ndarray) -> np.ndarray:
+    """64-bit shingle hashes folded to the 32 bits the Jaccard sets store.
+
+    Half the memory of the largest array dedup keeps; a collision inside one pair's ~300 shingles has
+    a chance of about 1e-5 and then moves its Jaccard by one shingle.
+    """
+    return (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)
+
+
 def sorted_unique_sets(hashes: np.ndarray, offsets: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's shingle hashes sorted and de-duplicated, with new offsets (for exact Jaccard)."""
-    values = hashes.copy()
+    """Each document's shingle hashes (as set_values) sorted and de-duplicated, with new offsets (for exact Jaccard)."""
+    values = set_values(hashes) if hashes.dtype == np.uint64 else hashes.copy()
     _run_ranges(kernels.sort_segments_into, offsets, workers, values, offsets)
     keep = np.ones(len(values), dtype=bool)
     keep[1:] = values[1:] != values[:-1]
@@ -215,12 +228,14 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
         return lsh
     rows_to_index = np.asarray(rows_to_index, dtype=np.int64)
     first = int(rows_to_index[0])
-    subset = signatures[rows_to_index]
     with lsh.insertion_session() as session:
         session.insert(first, LeanMinHash(seed=params.seed, hashvalues=signatures[first], scheme=SCHEME),
                        check_duplication=False)
         for band, table in enumerate(lsh.hashtables):
-            local = shared_band_members(subset, band, rows) if shared_only else np.arange(len(rows_to_index))
+            # one band's columns at a time: never a copy of all the signatures
+            block = signatures[rows_to_index, band * rows:(band + 1) * rows]
+            local = shared_band_members(block, 0, rows) if shared_only else np.arange(len(rows_to_index))
+            del block
             members = rows_to_index[local]
             buckets: dict[bytes, list[int]] = {}
             for key, row in zip(band_keys(signatures, band, rows, members), members.tolist()):
@@ -279,31 +294,72 @@ class Sketches:
     lengths: np.ndarray        # normalised length in bytes (keeper "longest")
     timestamps: np.ndarray     # int64 ns since epoch, max when unknown (keeper "earliest")
     signatures: np.ndarray     # (n, num_perm) uint32
-    sets: np.ndarray           # sorted unique shingle hashes, flattened (exact Jaccard)
+    sets: np.ndarray           # sorted unique 32-bit shingle hashes, flattened (exact Jaccard)
     set_offsets: np.ndarray
     anchor: np.ndarray = field(default=None)  # rows from a previous corpus version: keepers, no output row
+    sources: np.ndarray = field(default=None)  # str or None per row (keeper by source priority, report)
 
     def take(self, rows: np.ndarray) -> "Sketches":
         starts, ends = self.set_offsets[rows], self.set_offsets[rows + 1]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(ends - starts, out=offsets[1:])
         pieces = [self.sets[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-        sets = np.concatenate(pieces) if pieces else np.zeros(0, np.uint64)
+        sets = np.concatenate(pieces) if pieces else np.zeros(0, np.uint32)
         return Sketches(self.ids[rows], self.text_keys[rows], self.lengths[rows], self.timestamps[rows],
-                        self.signatures[rows], sets, offsets, self.anchors()[rows])
+                        self.signatures[rows], sets, offsets, self.anchors()[rows], self.source_values()[rows])
 
     def anchors(self) -> np.ndarray:
         return self.anchor if self.anchor is not None else np.zeros(len(self.ids), dtype=bool)
 
+    def source_values(self) -> np.ndarray:
+        return self.sources if self.sources is not None else np.full(len(self.ids), None, dtype=object)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS (Arrow's pool, glibc's heap) between stages of a big run.
+
+    Both allocators keep freed blocks for reuse; without this, a stage's peak sits on top of what
+    the previous stage already freed.
+    """
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc: nothing to trim
+        pass
+
 
 def concat_sketches(parts: list[Sketches]) -> Sketches:
-    """Sketches of several shards as one, in order."""
-    shifts = np.cumsum([0] + [len(p.sets) for p in parts[:-1]])
-    offsets = np.concatenate([np.zeros(1, np.int64)] + [p.set_offsets[1:] + s for p, s in zip(parts, shifts)])
-    return Sketches(np.concatenate([p.ids for p in parts]), np.concatenate([p.text_keys for p in parts]),
-                    np.concatenate([p.lengths for p in parts]), np.concatenate([p.timestamps for p in parts]),
-                    np.concatenate([p.signatures for p in parts]), np.concatenate([p.sets for p in parts]),
-                    offsets, np.concatenate([p.anchors() for p in parts]))
+    """Sketches of several shards as one, in order.
+
+    Consumes `parts` (the list is emptied): each part is copied into the preallocated result and
+    released, so the peak is the result plus one part, not twice the whole.
+    """
+    if len(parts) == 1:
+        return parts.pop()
+    rows = sum(len(p.ids) for p in parts)
+    width = parts[0].signatures.shape[1] if parts else 0
+    total_sets = sum(len(p.sets) for p in parts)
+    out = Sketches(np.empty(rows, dtype=object), np.empty((rows, 2), np.uint64), np.empty(rows, np.int64),
+                   np.empty(rows, np.int64), np.empty((rows, width), np.uint32), np.empty(total_sets, np.uint32),
+                   np.zeros(rows + 1, np.int64), np.empty(rows, dtype=bool), np.empty(rows, dtype=object))
+    row, position = 0, 0
+    while parts:
+        part = parts.pop(0)
+        n, m = len(part.ids), len(part.sets)
+        for name in ("ids", "text_keys", "lengths", "timestamps", "signatures"):
+            getattr(out, name)[row:row + n] = getattr(part, name)
+        out.anchor[row:row + n] = part.anchors()
+        out.sources[row:row + n] = part.source_values()
+        out.sets[position:position + m] = part.sets
+        out.set_offsets[row + 1:row + n + 1] = part.set_offsets[1:] + position
+        row, position = row + n, position + m
+        del part
+        release_memory()
+    return out
 
 
 def record_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]) -> list[str]:
@@ -324,7 +380,7 @@ def _timestamps(frame: pd.DataFrame) -> np.ndarray:
 
 
 def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
-                   workers: int = 1) -> Sketches:
+                   workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """Normalise, shingle and MinHash every record of a frame (one shard)."""
     texts = normalise_texts(record_texts(frame, text_columns), workers)
     tokens, token_offsets = token_hashes(texts, params.shingle, workers)
@@ -333,22 +389,38 @@ def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple
     del tokens
     signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed, workers)
     sets, set_offsets = sorted_unique_sets(hashes, offsets, workers)
-    return Sketches(frame["id"].astype(str).to_numpy(dtype=object), keys,
-                    texts.ends - texts.starts, _timestamps(frame), signatures, sets, set_offsets)
+    sources = (frame[source_column].astype(object).where(frame[source_column].notna(), None).to_numpy(dtype=object)
+               if source_column in frame else None)
+    return Sketches(frame[id_column].astype(str).to_numpy(dtype=object), keys, texts.ends - texts.starts,
+                    _timestamps(frame), signatures, sets, set_offsets, sources=sources)
 
 
-def keeper_rank(sketches: Sketches, keep: str) -> np.ndarray:
-    """Rank of each row as a cluster's keeper (lower wins); anchors first, ties fall back to input order."""
+def source_ranks(sources: np.ndarray, priority: tuple[str, ...]) -> np.ndarray:
+    """Position of each row's source in `priority` (0 = most preferred); unlisted or missing sources rank last."""
+    ranks = pd.Series(sources, dtype=object).map({name: k for k, name in enumerate(priority)})
+    return ranks.fillna(len(priority)).to_numpy(dtype=np.int64)
+
+
+def keeper_rank(sketches: Sketches, keep: str, priority: tuple[str, ...] = ()) -> np.ndarray:
+    """Rank of each row as a cluster's keeper (lower wins); anchors first, ties fall back to input order.
+
+    keep="source_priority" ranks by the source's place in `priority`, then longest, then input order.
+    """
     position = np.arange(len(sketches.ids))
+    keys = [position]
     if keep == "longest":
-        primary = -sketches.lengths
+        keys.append(-sketches.lengths)
     elif keep == "earliest":
-        primary = sketches.timestamps
+        keys.append(sketches.timestamps)
     elif keep == "first":
-        primary = position
+        pass
+    elif keep == "source_priority":
+        if not priority:
+            raise AdapterOpsError("dedup.keep source_priority needs dedup.source_priority: list the sources, most preferred first.")
+        keys += [-sketches.lengths, source_ranks(sketches.source_values(), priority)]
     else:
-        raise AdapterOpsError(f"dedup.keep must be longest, earliest or first, not {keep!r}.")
-    return np.lexsort((position, primary, ~sketches.anchors())).argsort()
+        raise AdapterOpsError(f"dedup.keep must be longest, earliest, first or source_priority, not {keep!r}.")
+    return np.lexsort((*keys, ~sketches.anchors())).argsort()
 
 
 def exact_groups(text_keys: np.ndarray) -> np.ndarray:
@@ -385,7 +457,7 @@ def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
     left = np.concatenate([exact_left, near[:, 0]])
     right = np.concatenate([exact_right, near[:, 1]])
     roots = kernels.union_find_roots(n, left, right)
-    rank = keeper_rank(sketches, params.keep)
+    rank = keeper_rank(sketches, params.keep, params.source_priority)
     order = np.lexsort((rank, roots))
     is_first = np.ones(n, dtype=bool)
     is_first[1:] = roots[order][1:] != roots[order][:-1]
@@ -439,9 +511,8 @@ def dedup_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[
 def prepare_sketches(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
                      workers: int = 1, previous: Sketches | None = None) -> Sketches:
     """Sketches of the input records, after any previous-version anchors."""
-    if frame["id"].duplicated().any():
-        raise AdapterOpsError("dedup needs unique ids; quarantine duplicate ids at ingest first.")
     current = sketch_records(frame, params, text_columns, workers)
+    check_unique_ids(current.ids)
     anchors = reusable_previous(previous, current.ids.astype(str), params.num_perm)
     return concat_sketches([anchors, current]) if anchors is not None else current
 
@@ -450,6 +521,7 @@ def prepare_sketches(frame: pd.DataFrame, params: DedupParams, text_columns: tup
 
 SKETCH_ARRAYS = ("text_keys", "lengths", "timestamps", "signatures", "sets", "set_offsets")
 SHARD_ROWS = 50_000
+TEXT_COLUMNS = ("prompt", "completion")
 
 
 def shard_bounds(rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int]]:
@@ -457,50 +529,107 @@ def shard_bounds(rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int
     return [(a, min(a + shard_rows, rows)) for a in range(0, rows, shard_rows)] or [(0, 0)]
 
 
+def empty_sketches(num_perm: int) -> Sketches:
+    return Sketches(np.empty(0, dtype=object), np.empty((0, 2), np.uint64), np.empty(0, np.int64),
+                    np.empty(0, np.int64), np.empty((0, num_perm), np.uint32), np.empty(0, np.uint32),
+                    np.zeros(1, np.int64))
+
+
+def sketch_batches(frames, params: DedupParams, text_columns: tuple[str, ...] = TEXT_COLUMNS, workers: int = 1,
+                   id_column: str = "id", on_batch=None) -> Sketches:
+    """sketch_records batch by batch (bounded memory: only sketches are kept); on_batch(rows) reports progress."""
+    parts = []
+    for frame in frames:
+        parts.append(sketch_records(frame, params, text_columns, workers, id_column))
+        if on_batch:
+            on_batch(len(frame))
+    release_memory()
+    return concat_sketches(parts) if parts else empty_sketches(params.num_perm)
+
+
 def sketch_in_shards(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...], workers: int = 1,
                      on_shard=None) -> Sketches:
-    """sketch_records shard by shard (bounded memory); on_shard(rows_done) reports progress."""
-    parts = []
-    for start, stop in shard_bounds(len(frame)):
-        parts.append(sketch_records(frame.iloc[start:stop], params, text_columns, workers))
-        if on_shard:
-            on_shard(stop - start)
-    return concat_sketches(parts)
+    """sketch_records over an in-memory frame, shard by shard."""
+    frames = (frame.iloc[start:stop] for start, stop in shard_bounds(len(frame)))
+    return sketch_batches(frames, params, text_columns, workers, on_batch=on_shard)
 
 
-def write_outputs(frame: pd.DataFrame, sketches: Sketches, params: DedupParams, out_dir,
-                  text_columns: tuple[str, ...] = ("prompt", "completion"), id_column: str = "id") -> dict:
-    """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and signatures/ to out_dir."""
+def check_unique_ids(ids: np.ndarray, hint: str = "quarantine duplicate ids at ingest first") -> None:
+    duplicated = pd.Index(ids).duplicated()
+    if duplicated.any():
+        raise AdapterOpsError(f"dedup needs unique ids, and id {ids[np.argmax(duplicated)]!r} appears more than once; {hint}.")
+
+
+def with_previous(current: Sketches, previous_signatures: str | None, num_perm: int) -> Sketches:
+    """The run's sketches after the anchors from a previous version's signatures folder (if one is given)."""
+    if not previous_signatures:
+        return current
+    anchors = reusable_previous(load_sketches(previous_signatures, mmap=True), current.ids.astype(str), num_perm)
+    return concat_sketches([anchors, current]) if anchors is not None else current
+
+
+def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str = "id",
+                   source_column: str = "source") -> list[str]:
+    """The columns sketching reads: id, texts, and source and timestamp when the file has them."""
+    from tasks.record_batches import column_names
+
+    present = column_names(records_path)
+    missing = [c for c in (id_column, *text_columns) if c not in present]
+    if missing:
+        raise AdapterOpsError(f"{records_path} has no column {missing[0]!r} (columns: {', '.join(map(str, present))}); "
+                              "name the id and text columns that the file has.")
+    optional = [c for c in (source_column, "timestamp") if c in present and c not in (id_column, *text_columns)]
+    return [id_column, *dict.fromkeys(text_columns), *optional]
+
+
+def write_outputs(records_path, sketches: Sketches, params: DedupParams, out_dir,
+                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id") -> dict:
+    """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and signatures/ to out_dir.
+
+    The records file is read again in batches (kept rows, the report's samples): its texts are never
+    all in memory at once.
+    """
     from dataclasses import asdict
     from pathlib import Path
 
     from adapterops.storage import write_json, write_parquet
     from tasks.dedup_report import build_report
+    from tasks.record_batches import write_rows_with_ids
 
     out_dir = Path(out_dir)
     table = cluster_sketches(sketches, params) if len(sketches.ids) else pd.DataFrame(columns=RESULT_COLUMNS)
+    release_memory()
     write_parquet(table, out_dir / "duplicates.parquet")
-    kept_mask = frame[id_column].astype(str).isin(set(table.loc[table["kept"].astype(bool), "id"]))
-    write_parquet(frame[kept_mask.to_numpy()], out_dir / "kept.parquet")
+    sources = sketches.source_values()[~sketches.anchors()]
     save_sketches(sketches, out_dir / "signatures")
-    shown = _report_texts(frame, table, text_columns, id_column)
-    sources = frame["source"] if "source" in frame else None
-    report = build_report(table, shown, sources, asdict(params) | {"bands_rows": list(choose_bands(params.threshold, params.num_perm))})
+    write_rows_with_ids(records_path, out_dir / "kept.parquet", id_column, table.loc[table["kept"].astype(bool), "id"])
+    release_memory()
+    shown = _report_texts(records_path, table, text_columns, id_column)
+    sources = pd.Series(sources, dtype=object) if any(s is not None for s in sources) else None
+    bands_rows = list(choose_bands(params.threshold, params.num_perm))
+    report = build_report(table, shown, sources, asdict(params) | {"bands_rows": bands_rows})
     write_json(report, out_dir / "report.json")
     counts = report["counts"]
     return {"kept_records": str(out_dir / "kept.parquet"), "duplicates": str(out_dir / "duplicates.parquet"),
             "report": str(out_dir / "report.json"), "signatures": str(out_dir / "signatures"),
             "input": counts["input"], "kept": counts["kept"], "exact": counts["exact"], "near": counts["near"],
-            "bands_rows": list(choose_bands(params.threshold, params.num_perm))}
+            "bands_rows": bands_rows}
 
 
-def _report_texts(frame: pd.DataFrame, table: pd.DataFrame, text_columns, id_column: str) -> dict[str, str]:
-    """Texts of the records the report shows (largest clusters only), by id."""
+def _report_texts(records_path, table: pd.DataFrame, text_columns, id_column: str) -> dict[str, str]:
+    """Texts of the records the report shows (largest clusters only), by id, read batch by batch."""
+    from tasks.record_batches import iter_frames
+
     removed = table[~table["kept"].astype(bool)]
     top = removed.groupby("cluster_id").size().sort_values(ascending=False, kind="stable").head(5).index
     wanted = set(top) | set(removed.loc[removed["cluster_id"].isin(top), "id"])
-    part = frame[frame[id_column].astype(str).isin(wanted).to_numpy()]
-    return dict(zip(part[id_column].astype(str), record_texts(part, text_columns)))
+    texts: dict[str, str] = {}
+    if not wanted:
+        return texts
+    for frame in iter_frames(records_path, columns=[id_column, *dict.fromkeys(text_columns)]):
+        part = frame[frame[id_column].astype(str).isin(wanted).to_numpy()]
+        texts.update(zip(part[id_column].astype(str), record_texts(part, text_columns)))
+    return texts
 
 
 def publish_dedup_report(summary: dict) -> None:
@@ -520,22 +649,21 @@ def dedup_file(records_path: str, params: DedupParams, stage_dir, previous_signa
     """kept.parquet, duplicates.parquet (one row per input record), report.json and signatures/ under stage_dir.
 
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
-    in this input are kept in favour of new duplicates of them.
+    in this input are kept in favour of new duplicates of them. The records file is read in batches.
     """
-    frame = pd.read_parquet(records_path)
-    if frame["id"].astype(str).duplicated().any():
-        raise AdapterOpsError("dedup needs unique ids; quarantine duplicate ids at ingest first.")
-    current = sketch_in_shards(frame, params, ("prompt", "completion"), workers)
-    previous = load_sketches(previous_signatures) if previous_signatures else None
-    anchors = reusable_previous(previous, current.ids.astype(str), params.num_perm)
-    sketches = concat_sketches([anchors, current]) if anchors is not None else current
-    summary = write_outputs(frame, sketches, params, stage_dir)
+    from tasks.record_batches import iter_frames
+
+    frames = iter_frames(records_path, columns=sketch_columns(records_path, TEXT_COLUMNS))
+    current = sketch_batches(frames, params, TEXT_COLUMNS, workers)
+    check_unique_ids(current.ids)
+    summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
+                            stage_dir, TEXT_COLUMNS)
     publish_dedup_report(summary)
     return summary
 
 
 def save_sketches(sketches: Sketches, folder) -> str:
-    """signatures.npy and friends plus ids.parquet in `folder` (no pickle), written to a staging folder first."""
+    """signatures.npy and friends plus ids.parquet (id, source) in `folder` (no pickle), via a staging folder."""
     import shutil
     from pathlib import Path
 
@@ -545,14 +673,15 @@ def save_sketches(sketches: Sketches, folder) -> str:
     staging.mkdir(parents=True)
     for name in SKETCH_ARRAYS:
         np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
-    pd.DataFrame({"id": sketches.ids.astype(str)}).to_parquet(staging / "ids.parquet", index=False)
+    pd.DataFrame({"id": sketches.ids.astype(str), "source": pd.Series(sketches.source_values(), dtype="string")}
+                 ).to_parquet(staging / "ids.parquet", index=False)
     shutil.rmtree(folder, ignore_errors=True)
     staging.replace(folder)
     return str(folder)
 
 
-def load_sketches(folder) -> Sketches:
-    """Sketches saved by save_sketches; the error says what to do when the folder is not one."""
+def load_sketches(folder, mmap: bool = False) -> Sketches:
+    """Sketches saved by save_sketches (arrays memory-mapped with mmap); the error says what to do when the folder is not one."""
     from pathlib import Path
 
     folder = Path(folder)
@@ -560,6 +689,11 @@ def load_sketches(folder) -> Sketches:
     if missing:
         raise AdapterOpsError(f"{folder} holds no stored dedup signatures (missing {', '.join(missing)}); "
                               "pass the signatures folder of an earlier dedup run or corpus version, or run without one.")
-    arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in SKETCH_ARRAYS}
-    ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str).to_numpy(dtype=object)
-    return Sketches(ids=ids, **arrays)
+    arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False, mmap_mode="r" if mmap else None) for n in SKETCH_ARRAYS}
+    names = pd.read_parquet(folder / "ids.parquet")
+    ids = names["id"].astype(str).to_numpy(dtype=object)
+    sources = (names["source"].astype(object).where(names["source"].notna(), None).to_numpy(dtype=object)
+               if "source" in names else None)   # folders written before sources were stored have none
+    if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold, re-sort, de-duplicate
+        arrays["sets"], arrays["set_offsets"] = sorted_unique_sets(np.asarray(arrays["sets"]), np.asarray(arrays["set_offsets"]))
+    return Sketches(ids=ids, sources=sources, **arrays)

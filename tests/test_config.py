@@ -44,3 +44,22 @@ def test_demo_config_file_matches_embedded_demo_and_says_how_to_run():
     assert text.splitlines()[0].startswith("# Run with: adapterops run configs/demo.yaml")
     assert load_config(ROOT / "configs" / "demo.yaml") == parse_config(DEMO_SETTINGS)
     assert yaml.safe_load(text)["approval"] == "auto"
+
+
+def test_dedup_runtime_fields_stay_out_of_the_corpus_settings():
+    from flows.curate import curation_settings
+
+    plain = parse_config({})
+    spread = parse_config({"dedup": {"workers": 4, "dask_address": "tcp://scheduler:8786"}})
+    assert curation_settings(plain) == curation_settings(spread)
+    assert "workers" not in curation_settings(spread)["dedup"] and "source_priority" not in curation_settings(plain)["dedup"]
+    ranked = parse_config({"dedup": {"keep": "source_priority", "source_priority": ["email", "chat"]}})
+    assert curation_settings(ranked)["dedup"]["source_priority"] == ["email", "chat"]
+
+
+def test_dedup_source_priority_and_dask_address_are_checked():
+    with pytest.raises(AdapterOpsError, match=r"field 'dedup'.*source_priority"):
+        parse_config({"dedup": {"keep": "source_priority"}})
+    with pytest.raises(AdapterOpsError, match=r"field 'dedup.dask_address'.*tcp://"):
+        parse_config({"dedup": {"dask_address": "scheduler:8786"}})
+    assert parse_config({"dedup": {"dask_address": "local"}}).dedup.dask_address == "local"

@@ -185,17 +185,76 @@ def test_cli_dedup_writes_outputs_and_explains_a_missing_column(tmp_path):
     assert bad.exit_code != 0 and "--text-column" in str(bad.exception)
 
 
-def test_sharded_flow_on_a_two_worker_dask_cluster_matches_in_process(prefect_harness, tmp_path):
-    from flows.dedup import run_dedup
+# --- keeper by source priority, stored sets, streaming ------------------------------------------------
 
-    rng = np.random.default_rng(11)
+def test_keeper_by_source_priority_then_longest_then_input_order():
+    texts = [BASE, BASE + " please", BASE + " thank you", BASE.upper(), "unrelated words about a refund request now"]
+    records = frame(texts).assign(source=["chat", "forum", "forum", "email", "chat"])
+    by_priority = dedup_records(records, DedupParams(keep="source_priority", source_priority=("email", "forum")))
+    assert by_priority["kept"].tolist() == [False, False, False, True, True]
+    assert set(by_priority.loc[:2, "duplicate_of"]) == {"r3"}
+    forum_first = dedup_records(records, DedupParams(keep="source_priority", source_priority=["forum"]))
+    assert forum_first["cluster_id"].tolist()[:4] == ["r2"] * 4      # the longer of the two forum records
+    unlisted = dedup_records(records, DedupParams(keep="source_priority", source_priority=("web",)))
+    assert unlisted["kept"].tolist() == [False, False, True, False, True]   # all rank last: longest wins
+    shuffled = records.iloc[[3, 1, 0, 2, 4]].reset_index(drop=True)
+    again = dedup_records(shuffled, DedupParams(keep="source_priority", source_priority=("email", "forum")))
+    assert again.set_index("id").loc[by_priority["id"], "kept"].tolist() == by_priority["kept"].tolist()
+
+
+def test_keeper_by_source_priority_needs_the_list_and_missing_sources_rank_last():
+    with pytest.raises(AdapterOpsError, match="source_priority"):
+        dedup_records(frame([BASE, BASE]), DedupParams(keep="source_priority"))
+    no_source = dedup_records(frame([BASE, BASE + " please"]), DedupParams(keep="source_priority", source_priority=("x",)))
+    assert no_source["kept"].tolist() == [False, True]
+
+
+def test_signatures_saved_before_sets_were_32_bit_still_load(tmp_path):
+    from tasks.dedup import save_sketches
+
+    sketches = sketch_records(frame([BASE, BASE + " please", "short one"]), DedupParams())
+    hashes, offsets = shingle_hashes([normalise_text(t) + " ok" for t in [BASE, BASE + " please", "short one"]], 5)
+    pieces = [np.unique(hashes[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]   # the old form: sorted unique 64-bit
+    old_offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])])
+    old = sketches.__class__(**{**sketches.__dict__, "sets": np.concatenate(pieces), "set_offsets": old_offsets})
+    save_sketches(old, tmp_path / "old")
+    loaded = load_sketches(tmp_path / "old")
+    assert loaded.sets.dtype == np.uint32
+    assert np.array_equal(loaded.sets, sketches.sets) and np.array_equal(loaded.set_offsets, sketches.set_offsets)
+
+
+def test_dedup_file_reads_parquet_in_batches_with_the_same_result(tmp_path, monkeypatch):
+    import tasks.record_batches
+
+    rng = np.random.default_rng(2)
     words = BASE.split()
-    texts = [" ".join(rng.choice(words, 35)) for _ in range(40)] + [BASE, BASE + " please", BASE.lower()]
-    records = frame(texts)
-    records.to_parquet(tmp_path / "records.parquet")
+    texts = [" ".join(rng.choice(words, 30)) for _ in range(30)] + [BASE, BASE.upper(), BASE + " again"]
+    records = frame(texts).assign(source=["mail"] * len(texts), extra=range(len(texts)))
+    records.to_parquet(tmp_path / "in.parquet", row_group_size=7)
+    monkeypatch.setattr(tasks.record_batches, "BATCH_ROWS", 4)
+    monkeypatch.setattr(tasks.record_batches.iter_frames, "__defaults__", (None, 4))
+    summary = dedup_file(str(tmp_path / "in.parquet"), DedupParams(), tmp_path / "out")
     expected = dedup_records(records, DedupParams())
-    summary = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "dask"), dask_address="local",
-                        workers=2, shard_rows=15)
     pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
-    threads = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "threads"), shard_rows=15)
-    pd.testing.assert_frame_equal(pd.read_parquet(threads["duplicates"]), expected, check_dtype=False)
+    kept = pd.read_parquet(summary["kept_records"])
+    assert list(kept.columns) == list(records.columns)
+    assert kept["id"].tolist() == expected.loc[expected["kept"], "id"].tolist()
+
+
+def test_cli_keeps_by_source_priority_from_parquet(tmp_path):
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    pd.DataFrame({"id": ["a", "b", "c"], "text": [BASE, BASE.upper(), "other text"],
+                  "origin": ["scraped", "curated", "scraped"]}).to_parquet(tmp_path / "in.parquet")
+    runner = CliRunner()
+    args = ["dedup", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out"), "--keep", "source_priority",
+            "--source-column", "origin"]
+    result = runner.invoke(app, args + ["--source-priority", "curated", "--source-priority", "scraped"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(tmp_path / "out" / "kept.parquet")["id"].tolist() == ["b", "c"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {r["source"] for r in report["by_source"]} == {"curated", "scraped"}
+    missing = runner.invoke(app, args)
+    assert missing.exit_code != 0 and "--source-priority" in str(missing.exception)
