@@ -285,3 +285,17 @@ def log_corpus_inputs(corpus: dict) -> None:
 
     for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"]):
         mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
+
+
+def corpus_ref(pipeline: str, digest: str) -> dict:
+    """The reference the flows pass around, rebuilt from a stored version (e.g. for an approval event)."""
+    from tasks.validate import load_contract
+
+    run = find_version(pipeline, digest=digest)
+    if run is None:
+        raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; list them with "
+                              f"`adapterops corpus list --name {pipeline}`.")
+    tags, manifest = run.data.tags, load_manifest(run)
+    return {"pipeline": pipeline, "digest": digest, "version": int(tags["corpus.version"]), "path": tags["corpus.path"],
+            "run_id": run.info.run_id, "new": False, "counts": manifest["counts"], "contract": manifest["contract"],
+            "contract_version": manifest["contract_version"], "owners": load_contract(manifest["contract"]).owners}

@@ -13,6 +13,7 @@ from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
 
 SMALL = {"approval": "owner", "demo_records": 150, "train": {"max_steps": 2, "batch_size": 2},
+         "release": {"model_name": "approval-tests"},
          "approval_timeout_hours": 0.05}
 
 
@@ -142,3 +143,17 @@ def test_diff_shows_added_removed_changed_and_sources():
     diff = diff_records(old, new)
     assert (diff["added"], diff["removed"], diff["changed"]) == (["c", "d"], ["b"], ["a"])
     assert diff["sources"] == {"chat": {"old": 1, "new": 2}, "email": {"old": 1, "new": 1}}
+
+
+def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
+    from flows.approved import train_approved
+    from tasks.approval import record_decision
+
+    config, corpus = curate_pending("event")
+    with pytest.raises(AdapterOpsError, match="pending"):
+        train_approved(config, corpus["digest"])
+    record_decision("event", corpus["digest"], "dana.k", "approved")
+    result = train_approved(config, corpus["digest"])
+    version = mlflow.MlflowClient().get_model_version(config.release.model_name, result["adapter"]["version"])
+    assert version.tags["corpus.digest"] == corpus["digest"] and version.tags["approval.approver"] == "dana.k"
+    assert result["release"]["version"] == result["adapter"]["version"]
