@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +44,8 @@ def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_
     check_unique_ids(current.ids)
     summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
                             stage_dir, TEXT_COLUMNS)
+    del current
+    shutil.rmtree(shards, ignore_errors=True)   # intermediate: the outputs and signatures/ are written
     publish_dedup_report(summary)
     return summary
 

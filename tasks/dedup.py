@@ -146,13 +146,8 @@ def sorted_unique_sets(hashes: np.ndarray, offsets: np.ndarray, workers: int = 1
     """Each document's shingle hashes (as set_values) sorted and de-duplicated, with new offsets (for exact Jaccard)."""
     values = set_values(hashes) if hashes.dtype == np.uint64 else hashes.copy()
     _run_ranges(kernels.sort_segments_into, offsets, workers, values, offsets)
-    keep = np.ones(len(values), dtype=bool)
-    keep[1:] = values[1:] != values[:-1]
-    keep[offsets[:-1][offsets[:-1] < len(values)]] = True
-    kept_before = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept_before[1:])
-    new_offsets = kept_before[offsets]
-    return values[keep], new_offsets
+    new_offsets = kernels.unique_sorted_segments(values, np.asarray(offsets, dtype=np.int64))
+    return values[:new_offsets[-1]].copy(), new_offsets
 
 
 # --- shingle hashes → MinHash signatures ----------------------------------------------------------
@@ -196,21 +191,29 @@ def band_keys(signatures: np.ndarray, band: int, rows: int, members: np.ndarray)
     return [block[k:k + width] for k in range(0, len(block), width)]
 
 
-def shared_band_members(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
-    """Rows whose band values equal another row's in this band (a 64-bit fingerprint pre-filter)."""
-    if len(signatures) < 2:
-        return np.zeros(0, dtype=np.int64)
-    values = signatures[:, band * rows:(band + 1) * rows].astype(np.uint64)
-    fingerprint = np.zeros(len(signatures), dtype=np.uint64)
-    for column in range(rows):
-        fingerprint = fingerprint * np.uint64(0x9E3779B97F4A7C15) + values[:, column] + np.uint64(column + 1)
+def band_groups(block: np.ndarray, shared_only: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Rows of one band grouped by equal values: (order, group starts, group ends) into that order.
+
+    Sorting by a 64-bit fingerprint of the band's values brings equal rows together without a Python
+    loop per row. With shared_only, only groups of two or more rows. None in the (about 1 in 2^40 per
+    band at a million rows) case of two different value rows with one fingerprint: the caller then
+    groups by the values themselves.
+    """
+    fingerprint = np.zeros(len(block), dtype=np.uint64)
+    for column in range(block.shape[1]):
+        fingerprint = fingerprint * np.uint64(0x9E3779B97F4A7C15) + block[:, column].astype(np.uint64) + np.uint64(column + 1)
     order = np.argsort(fingerprint, kind="stable")
     ordered = fingerprint[order]
-    same = ordered[1:] == ordered[:-1]
-    shared = np.zeros(len(ordered), dtype=bool)
-    shared[1:] |= same
-    shared[:-1] |= same
-    return np.sort(order[shared])
+    same_print = ordered[1:] == ordered[:-1]
+    boundary = np.flatnonzero(same_print)
+    if len(boundary) and not (block[order[boundary]] == block[order[boundary + 1]]).all():
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], ~same_print]))
+    ends = np.append(starts[1:], len(order))
+    if shared_only:
+        wide = ends - starts >= 2
+        starts, ends = starts[wide], ends[wide]
+    return order, starts, ends
 
 
 def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: DedupParams,
@@ -234,38 +237,52 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
         for band, table in enumerate(lsh.hashtables):
             # one band's columns at a time: never a copy of all the signatures
             block = signatures[rows_to_index, band * rows:(band + 1) * rows]
-            local = shared_band_members(block, 0, rows) if shared_only else np.arange(len(rows_to_index))
-            del block
-            members = rows_to_index[local]
-            buckets: dict[bytes, list[int]] = {}
-            for key, row in zip(band_keys(signatures, band, rows, members), members.tolist()):
-                if row != first:
-                    buckets.setdefault(key, []).append(row)
-            for key, rows_in_bucket in buckets.items():
-                table.insert(key, *rows_in_bucket, buffer=True)
+            groups = band_groups(block, shared_only)
+            if groups is None:
+                _fill_band_by_keys(table, signatures, band, rows, rows_to_index, first)
+                continue
+            order, starts, ends = groups
+            keys = np.ascontiguousarray(block[order[starts]]).byteswap().tobytes()
+            members = rows_to_index[order].tolist()
+            width = 4 * rows
+            for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+                bucket = [r for r in members[a:b] if r != first] if first in members[a:b] else members[a:b]
+                if bucket:
+                    table.insert(keys[g * width:(g + 1) * width], *bucket, buffer=True)
     return lsh
+
+
+def _fill_band_by_keys(table, signatures: np.ndarray, band: int, rows: int, rows_to_index: np.ndarray, first: int) -> None:
+    """One band's buckets grouped by their exact keys in a dict (the fingerprint-collision fallback)."""
+    buckets: dict[bytes, list[int]] = {}
+    for key, row in zip(band_keys(signatures, band, rows, rows_to_index), rows_to_index.tolist()):
+        if row != first:
+            buckets.setdefault(key, []).append(row)
+    for key, rows_in_bucket in buckets.items():
+        table.insert(key, *rows_in_bucket, buffer=True)
 
 
 def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
     """(i, j) row pairs, i < j, sharing at least one bucket, read from the index's storage; sorted, unique."""
     left: list[int] = []
     right: list[int] = []
-    for table, counts in zip(lsh.hashtables, lsh.get_counts()):
-        for key, count in counts.items():
-            if count < 2:
-                continue
-            members = sorted(table.get(key))
-            if count == 2:
-                left.append(members[0])
-                right.append(members[1])
-                continue
-            for x in range(len(members)):
-                for y in range(x + 1, len(members)):
-                    left.append(members[x])
-                    right.append(members[y])
+    for table in lsh.hashtables:
+        for key in table.keys():
+            members = table.get(key)
+            if len(members) == 2:          # most buckets: ordered below, in numpy
+                x, y = members
+                left.append(x)
+                right.append(y)
+            elif len(members) > 2:
+                ordered = sorted(members)
+                for x in range(len(ordered)):
+                    for y in range(x + 1, len(ordered)):
+                        left.append(ordered[x])
+                        right.append(ordered[y])
     if not left:
         return np.zeros((0, 2), dtype=np.int64)
-    i, j = np.array(left, np.int64), np.array(right, np.int64)
+    a, b = np.array(left, np.int64), np.array(right, np.int64)
+    i, j = np.minimum(a, b), np.maximum(a, b)
     width = int(j.max()) + 1
     codes = np.unique(i * width + j)
     return np.column_stack([codes // width, codes % width])
@@ -645,15 +662,15 @@ def publish_dedup_report(summary: dict) -> None:
 
 
 def dedup_file(records_path: str, params: DedupParams, stage_dir, previous_signatures: str | None = None,
-               workers: int = 1) -> dict:
+               workers: int = 1, batch_rows: int = SHARD_ROWS) -> dict:
     """kept.parquet, duplicates.parquet (one row per input record), report.json and signatures/ under stage_dir.
 
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
-    in this input are kept in favour of new duplicates of them. The records file is read in batches.
+    in this input are kept in favour of new duplicates of them. The records file is read batch_rows at a time.
     """
     from tasks.record_batches import iter_frames
 
-    frames = iter_frames(records_path, columns=sketch_columns(records_path, TEXT_COLUMNS))
+    frames = iter_frames(records_path, columns=sketch_columns(records_path, TEXT_COLUMNS), batch_rows=batch_rows)
     current = sketch_batches(frames, params, TEXT_COLUMNS, workers)
     check_unique_ids(current.ids)
     summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,

@@ -226,3 +226,19 @@ def token_keys(tokens, offsets):
         keys[d, 0] = _fmix64(h1)
         keys[d, 1] = h2
     return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def unique_sorted_segments(values, offsets):
+    """Drop repeats inside each sorted segment, compacting values in place; returns the new offsets."""
+    new_offsets = np.empty_like(offsets)
+    new_offsets[0] = 0
+    position = 0
+    for d in range(len(offsets) - 1):
+        for k in range(offsets[d], offsets[d + 1]):
+            # writes land at or before k, so values[k - 1] still holds its own value here
+            if k == offsets[d] or values[k] != values[k - 1]:
+                values[position] = values[k]
+                position += 1
+        new_offsets[d + 1] = position
+    return new_offsets

@@ -223,17 +223,13 @@ def test_signatures_saved_before_sets_were_32_bit_still_load(tmp_path):
     assert np.array_equal(loaded.sets, sketches.sets) and np.array_equal(loaded.set_offsets, sketches.set_offsets)
 
 
-def test_dedup_file_reads_parquet_in_batches_with_the_same_result(tmp_path, monkeypatch):
-    import tasks.record_batches
-
+def test_dedup_file_reads_parquet_in_batches_with_the_same_result(tmp_path):
     rng = np.random.default_rng(2)
     words = BASE.split()
     texts = [" ".join(rng.choice(words, 30)) for _ in range(30)] + [BASE, BASE.upper(), BASE + " again"]
     records = frame(texts).assign(source=["mail"] * len(texts), extra=range(len(texts)))
     records.to_parquet(tmp_path / "in.parquet", row_group_size=7)
-    monkeypatch.setattr(tasks.record_batches, "BATCH_ROWS", 4)
-    monkeypatch.setattr(tasks.record_batches.iter_frames, "__defaults__", (None, 4))
-    summary = dedup_file(str(tmp_path / "in.parquet"), DedupParams(), tmp_path / "out")
+    summary = dedup_file(str(tmp_path / "in.parquet"), DedupParams(), tmp_path / "out", batch_rows=4)
     expected = dedup_records(records, DedupParams())
     pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
     kept = pd.read_parquet(summary["kept_records"])
@@ -258,3 +254,25 @@ def test_cli_keeps_by_source_priority_from_parquet(tmp_path):
     assert {r["source"] for r in report["by_source"]} == {"curated", "scraped"}
     missing = runner.invoke(app, args)
     assert missing.exit_code != 0 and "--source-priority" in str(missing.exception)
+
+
+def test_index_grouped_by_exact_keys_when_fingerprints_collide(monkeypatch):
+    import tasks.dedup
+
+    rng = np.random.default_rng(5)
+    words = BASE.split()
+    texts = [" ".join(w if rng.random() > k / 80 else "x" + w for w in words) for k in range(80)]
+    sketches = sketch_records(frame(texts), DedupParams())
+    rows = np.arange(len(texts))
+    grouped = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, DedupParams()))
+    monkeypatch.setattr(tasks.dedup, "band_groups", lambda block, shared_only=True: None)
+    by_keys = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, DedupParams()))
+    assert len(grouped) > 0 and np.array_equal(grouped, by_keys)
+
+
+def test_sets_are_sorted_unique_per_document():
+    from tasks.dedup import sorted_unique_sets
+
+    values = np.array([5, 3, 5, 1, 9, 9, 9, 2, 2, 7], dtype=np.uint32)
+    sets, offsets = sorted_unique_sets(values, np.array([0, 4, 4, 7, 10]))
+    assert sets.tolist() == [1, 3, 5, 9, 2, 7] and offsets.tolist() == [0, 3, 3, 4, 6]
