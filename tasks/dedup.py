@@ -541,11 +541,6 @@ SHARD_ROWS = 50_000
 TEXT_COLUMNS = ("prompt", "completion")
 
 
-def shard_bounds(rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int]]:
-    """[start, stop) row ranges of at most shard_rows; at least one (possibly empty) range."""
-    return [(a, min(a + shard_rows, rows)) for a in range(0, rows, shard_rows)] or [(0, 0)]
-
-
 def empty_sketches(num_perm: int) -> Sketches:
     return Sketches(np.empty(0, dtype=object), np.empty((0, 2), np.uint64), np.empty(0, np.int64),
                     np.empty(0, np.int64), np.empty((0, num_perm), np.uint32), np.empty(0, np.uint32),
@@ -562,13 +557,6 @@ def sketch_batches(frames, params: DedupParams, text_columns: tuple[str, ...] = 
             on_batch(len(frame))
     release_memory()
     return concat_sketches(parts) if parts else empty_sketches(params.num_perm)
-
-
-def sketch_in_shards(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...], workers: int = 1,
-                     on_shard=None) -> Sketches:
-    """sketch_records over an in-memory frame, shard by shard."""
-    frames = (frame.iloc[start:stop] for start, stop in shard_bounds(len(frame)))
-    return sketch_batches(frames, params, text_columns, workers, on_batch=on_shard)
 
 
 def check_unique_ids(ids: np.ndarray, hint: str = "quarantine duplicate ids at ingest first") -> None:
