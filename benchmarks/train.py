@@ -7,6 +7,8 @@ Each variant runs in its own process (so its peak RSS is its own) on the same ba
 seeded order, handed to the Trainer as a sequential dataset. Reported: real (non-pad) tokens/s,
 computed tokens/s (every position the model processed, padding included), padding ratio and peak RSS.
 Targets on 2 CPU cores: recipe padded >= 1.0x the reference, recipe packed >= 1.4x (real tokens/s).
+Real tokens per CPU-second is printed too: on a shared machine it moves less with other load.
+The loss column is the recipe's final step loss and the Trainer's mean training loss.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def run_recipe_variant(model, tokenizer, examples, cfg) -> dict:
     from tasks.train import model_inputs, train_lora
 
     computed = sum(model_inputs(b, tokenizer.pad_token_id, cfg)[0]["input_ids"].numel() for b in batches_of(examples, cfg))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     history = train_lora(model, tokenizer, examples, cfg)
-    return {"seconds": time.perf_counter() - started, "computed_tokens": computed, "final_loss": history[-1]["loss"]}
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+            "computed_tokens": computed, "final_loss": history[-1]["loss"]}
 
 
 def run_reference(model, tokenizer, examples, cfg, bf16: bool) -> dict:
@@ -86,9 +89,10 @@ def run_reference(model, tokenizer, examples, cfg, bf16: bool) -> dict:
                              train_sampling_strategy="sequential", remove_unused_columns=False, bf16=bf16,
                              disable_tqdm=True, use_cpu=not bf16)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = trainer.train()
-    return {"seconds": time.perf_counter() - started, "computed_tokens": computed["tokens"],
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+            "computed_tokens": computed["tokens"],
             "final_loss": result.training_loss}
 
 
@@ -168,6 +172,7 @@ def measure(variant: str, args) -> dict:
               else run_recipe_variant(model, tokenizer, examples, cfg))
     real = sum(len(e.input_ids) for batch in batches_of(examples, cfg) for e in batch)
     row = {"variant": variant, "real_tokens_per_s": real / result["seconds"],
+           "real_tokens_per_cpu_s": real / result["cpu_seconds"],
            "computed_tokens_per_s": result["computed_tokens"] / result["seconds"],
            "padding_ratio": 1 - real / result["computed_tokens"], "peak_rss_mb": peak_rss_mb(),
            "seconds": result["seconds"], "final_loss": result["final_loss"], "parameters": total_params}
@@ -197,38 +202,37 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1, help="Runs per variant; the best is reported.")
+    parser.add_argument("--repeats", type=int, default=3, help="Rounds over the variants; each one's best is reported.")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "adapterops-bench-models"))
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(measure(args.variant, args)))
         return
-    rows = []
-    passthrough = [a for a in sys.argv[1:]]
-    for variant in VARIANTS:
-        runs = []
-        for _ in range(args.repeats):
-            done = subprocess.run([sys.executable, __file__, "--variant", variant, *passthrough], capture_output=True,
+    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    for _ in range(args.repeats):  # rounds interleave the variants, so a burst of load hits them alike
+        for variant in VARIANTS:
+            done = subprocess.run([sys.executable, __file__, "--variant", variant, *sys.argv[1:]], capture_output=True,
                                   text=True, cwd=ROOT)
             if done.returncode != 0:
                 raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
-            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        rows.append(max(runs, key=lambda r: r["real_tokens_per_s"]))
-    report(rows, args)
+            runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    report([max(runs[v], key=lambda r: r["real_tokens_per_s"]) for v in VARIANTS], args)
 
 
 def report(rows: list[dict], args) -> None:
-    reference = rows[0]["real_tokens_per_s"]
+    reference, reference_cpu = rows[0]["real_tokens_per_s"], rows[0]["real_tokens_per_cpu_s"]
     where = f"GPU, dims {args.dims}" if args.gpu else f"CPU, {args.threads} threads, tiny model, {args.data} data"
     print(f"{where}; {args.steps} steps x {args.batch_size} examples, max_length {args.max_length}\n")
-    header = f"{'variant':20} {'real tok/s':>11} {'computed tok/s':>15} {'padding':>8} {'peak RSS MB':>12} {'vs ref':>7} {'loss':>7}"
+    header = (f"{'variant':20} {'real tok/s':>11} {'computed tok/s':>15} {'padding':>8} {'peak RSS MB':>12} {'vs ref':>7} "
+              f"{'tok/CPU-s':>10} {'vs ref':>7} {'loss':>7}")
     if args.gpu:
         header += f" {'MFU':>6} {'GPU MB':>8}"
     print(header)
     for row in rows:
         line = (f"{row['variant']:20} {row['real_tokens_per_s']:11.0f} {row['computed_tokens_per_s']:15.0f} "
                 f"{row['padding_ratio']:8.1%} {row['peak_rss_mb']:12.0f} {row['real_tokens_per_s'] / reference:6.2f}x "
+                f"{row['real_tokens_per_cpu_s']:10.0f} {row['real_tokens_per_cpu_s'] / reference_cpu:6.2f}x "
                 f"{row['final_loss']:7.3f}")
         if args.gpu:
             line += f" {row['mfu']:6.1%} {row['peak_gpu_mb']:8.0f}"

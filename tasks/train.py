@@ -563,6 +563,10 @@ def main(argv: list[str] | None = None) -> None:
     if distributed_rank()[0] == 0:
         print(f"trained {len(done['history'])} steps on {done['examples']} examples ({done['truncated']} truncated), "
               f"final loss {done['history'][-1]['loss']:.4f}, adapter in {done['adapter_dir']}")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -36,3 +36,10 @@ def test_training_on_a_pool_without_its_deployment_says_how_to_deploy(prefect_ha
     config = parse_config({"name": "pooled", "train": {"work_pool": "nowhere"}})
     with pytest.raises(AdapterOpsError, match="prefect deploy --prefect-file deployments/prefect.yaml"):
         train_on_work_pool(config, {"pipeline": "pooled", "digest": "sha256:0", "version": 1})
+
+
+def test_train_command_without_an_approved_corpus_says_what_to_run():
+    from adapterops.commands.train import approved_corpus
+
+    with pytest.raises(AdapterOpsError, match="no approved corpus version"):
+        approved_corpus("never-curated")

@@ -108,3 +108,20 @@ def test_qlora_on_cpu_is_refused_with_what_to_do():
     with pytest.raises(AdapterOpsError, match="needs a CUDA GPU"):
         quantization_config(LoraConfig(qlora=True), "cpu")
     assert quantization_config(LoraConfig(), "cpu") is None
+
+
+def test_logged_artifact_with_base_weights_or_too_many_bytes_fails_the_run(tmp_path):
+    import pytest
+
+    from adapterops.errors import AdapterOpsError
+    from tasks.train import check_logged_artifact
+
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"\0" * 1000)
+    assert check_logged_artifact(str(tmp_path), expected_bytes=1000) == 1000
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 10)
+    with pytest.raises(AdapterOpsError, match="base weights were logged"):
+        check_logged_artifact(str(tmp_path), expected_bytes=1000)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "blob.json").write_bytes(b"\0" * 2_000_000)
+    with pytest.raises(AdapterOpsError, match="far above"):
+        check_logged_artifact(str(tmp_path), expected_bytes=1000)
