@@ -1,6 +1,7 @@
 """Training speed, side by side on the same data: this recipe vs a plain transformers.Trainer + peft.
 
 Run with: .venv/bin/python benchmarks/train.py            (CPU, tiny model, 2 threads)
+     or:  .venv/bin/python benchmarks/train.py --interleaved (recipe variants alternating step by step)
      or:  bash benchmarks/train_gpu.sh                     (GPU, ~0.5B Llama-shaped random init, bf16)
 
 Each variant runs in its own process (so its peak RSS is its own) on the same batches: the recipe's
@@ -183,6 +184,37 @@ def measure(variant: str, args) -> dict:
     return row
 
 
+def interleaved(args) -> None:
+    """Recipe padded vs packed (per-example sdpa) vs packed (block-diagonal mask), one process, steps
+    alternating on the same batches: forward + backward time only, robust to load from other processes."""
+    import torch
+
+    from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.tiny_model import ensure_tiny_model
+    from tasks.train import BaseModelRef, load_base_model, model_inputs, tokenize_examples, wrap_with_lora
+
+    torch.set_num_threads(args.threads)
+    path, models = ensure_tiny_model(Path(args.models_dir)), {}
+    for name, attention, packing in (("padded", "sdpa", False), ("packed", "auto", True), ("packed-mask", "sdpa", True)):
+        model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), attention=attention, packing=packing)
+        cfg = TrainConfig(packing=packing, max_length=args.max_length, batch_size=args.batch_size, max_steps=args.steps)
+        models[name] = (wrap_with_lora(model, LoraConfig(r=8, alpha=16), seed=cfg.seed), cfg)
+    examples, _ = tokenize_examples(variable_records(args.records, 3), tokenizer, TrainConfig().prompt_template, args.max_length)
+    seconds, real = dict.fromkeys(models, 0.0), 0
+    for batch in batches_of(examples, models["padded"][1]):
+        real += sum(len(e.input_ids) for e in batch)
+        for name, (model, cfg) in models.items():
+            inputs, _ = model_inputs(batch, tokenizer.pad_token_id, cfg, model.config._attn_implementation)
+            started = time.perf_counter()
+            model(**inputs, use_cache=False).loss.backward()
+            seconds[name] += time.perf_counter() - started
+            model.zero_grad()
+    print(f"interleaved, CPU, {args.threads} threads, {args.steps} steps x {args.batch_size}: forward+backward real tokens/s")
+    for name, (model, _) in models.items():
+        print(f"{name:12} {real / seconds[name]:7.0f}  {seconds['padded'] / seconds[name]:5.2f}x padded  "
+              f"({model.config._attn_implementation})")
+
+
 def _demo_records(count: int) -> list[dict]:
     from adapterops.demo_data import generate_records
 
@@ -205,7 +237,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Rounds over the variants; each one's best is reported.")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "adapterops-bench-models"))
+    parser.add_argument("--interleaved", action="store_true", help="Recipe variants step by step in one process.")
     args = parser.parse_args()
+    if args.interleaved:
+        interleaved(args)
+        return
     if args.variant:
         print(json.dumps(measure(args.variant, args)))
         return
