@@ -162,7 +162,7 @@ def measure(variant: str, args) -> dict:
         from adapterops.tiny_model import ensure_tiny_model
 
         path = ensure_tiny_model(Path(args.models_dir))
-        model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"))
+        model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), packing=packing)
         records = variable_records(args.records, 3) if args.data == "variable" else _demo_records(args.records)
         examples, _ = tokenize_examples(records, tokenizer, cfg.prompt_template, cfg.max_length)
     total_params = sum(p.numel() for p in model.parameters())
@@ -176,10 +176,11 @@ def measure(variant: str, args) -> dict:
            "real_tokens_per_cpu_s": real / result["cpu_seconds"],
            "computed_tokens_per_s": result["computed_tokens"] / result["seconds"],
            "padding_ratio": 1 - real / result["computed_tokens"], "peak_rss_mb": peak_rss_mb(),
-           "seconds": result["seconds"], "final_loss": result["final_loss"], "parameters": total_params}
+           "seconds": result["seconds"], "final_loss": result["final_loss"], "parameters": total_params,
+           "attention": model.config._attn_implementation}
     if args.gpu:
         flops = model_flops_per_token(model.get_base_model(), [e for b in batches_of(examples, cfg) for e in b])
-        row |= {"attention": model.config._attn_implementation, "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
+        row |= {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
                 "mfu": flops * row["real_tokens_per_s"] / (args.peak_tflops * 1e12)}
     return row
 
@@ -260,13 +261,13 @@ def report(rows: list[dict], args) -> None:
     reference, reference_cpu = rows[0]["real_tokens_per_s"], rows[0]["real_tokens_per_cpu_s"]
     where = f"GPU, dims {args.dims}" if args.gpu else f"CPU, {args.threads} threads, tiny model, {args.data} data"
     print(f"{where}; {args.steps} steps x {args.batch_size} examples, max_length {args.max_length}\n")
-    header = (f"{'variant':20} {'real tok/s':>11} {'computed tok/s':>15} {'padding':>8} {'peak RSS MB':>12} {'vs ref':>7} "
+    header = (f"{'variant':20} {'attention':12} {'real tok/s':>11} {'computed tok/s':>15} {'padding':>8} {'peak RSS MB':>12} {'vs ref':>7} "
               f"{'tok/CPU-s':>10} {'vs ref':>7} {'loss':>7}")
     if args.gpu:
         header += f" {'MFU':>6} {'GPU MB':>8}"
     print(header)
     for row in rows:
-        line = (f"{row['variant']:20} {row['real_tokens_per_s']:11.0f} {row['computed_tokens_per_s']:15.0f} "
+        line = (f"{row['variant']:20} {row['attention']:12} {row['real_tokens_per_s']:11.0f} {row['computed_tokens_per_s']:15.0f} "
                 f"{row['padding_ratio']:8.1%} {row['peak_rss_mb']:12.0f} {row['real_tokens_per_s'] / reference:6.2f}x "
                 f"{row['real_tokens_per_cpu_s']:10.0f} {row['real_tokens_per_cpu_s'] / reference_cpu:6.2f}x "
                 f"{row['final_loss']:7.3f}")
