@@ -83,7 +83,7 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (linear decay, short warm-up).")
     warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps.")
-    max_length: int = Field(384, ge=16, description="Tokens per example; longer examples are truncated and counted.")
+    max_length: int = Field(1024, ge=16, description="Tokens per example; longer examples are truncated and counted.")
     seed: int = Field(42, description="Seed set before the LoRA layers are created.")
     log_every: int = Field(5, ge=1, description="Steps between logged metrics.")
     prompt_template: str = Field("### Ticket\n{prompt}\n### Response\n",
