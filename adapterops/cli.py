@@ -58,10 +58,17 @@ def _run_pipeline(config: Config) -> None:
 
 
 def _print_summary(result: dict, seconds: float) -> None:
-    corpus, adapter, evaluation, release = (result[k] for k in ("corpus", "adapter", "evaluation", "release"))
+    corpus = result["corpus"]
     table = Table(title=f"retrain finished in {seconds:.0f} s", show_header=False)
     table.add_row("corpus", f"v{corpus['version']}  {corpus['digest'][:23]}  "
                             + ", ".join(f"{k} {v}" for k, v in corpus["counts"].items()))
+    if reused := result.get("reused"):
+        table.add_row("adapter", f"unchanged: {reused['model_name']} v{reused['version']} was already trained from this "
+                                 f"corpus and recipe (aliases: {', '.join(reused['aliases']) or 'none'}); nothing to do")
+        table.add_row("workspace", str(resolve_workspace().root))
+        out.print(table)
+        return
+    adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
     table.add_row("adapter", f"{adapter['model_name']} v{adapter['version']}  ({adapter['logged_bytes'] / 1e6:.2f} MB logged, "
                              f"base {adapter['base_name']} {adapter['base_revision']})")
     table.add_row("held-out loss", f"base {evaluation['base']['loss']:.4f} → candidate {evaluation['candidate']['loss']:.4f}")

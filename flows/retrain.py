@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
 
 from adapterops.config import Config
+from adapterops.reporting import publish_markdown
 from flows.approve import approve
 from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.release import release
 from flows.train import train, train_on_work_pool
+from tasks.registry import reusable_version
+
+reuse_task = task(name="find-trained-adapter")(reusable_version)
 
 
 @flow(name="retrain")
 def retrain(config: Config) -> dict:
+    """The whole chain; an unchanged corpus and recipe stops after approval: it was trained already."""
     corpus = curate(config)
     approve(config, corpus)
+    if (existing := reuse_task(config, corpus)) is not None:
+        publish_markdown("retrain-unchanged", "Nothing to train",
+                         f"{existing['model_name']} v{existing['version']} was already trained from corpus "
+                         f"v{corpus['version']} with this recipe ({existing['decision'] or 'no release decision'}).")
+        return {"corpus": corpus, "reused": existing}
     # On a GPU work pool when one is configured (run_deployment, waits for it), else in this process.
     adapter = train_on_work_pool(config, corpus) if config.train.work_pool else train(config, corpus)
     evaluation = evaluate(config, corpus, adapter)

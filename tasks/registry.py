@@ -78,3 +78,17 @@ def find_trained_version(model_name: str, key: str):
     except MlflowException:
         return None
     return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def reusable_version(cfg, corpus: dict) -> dict | None:
+    """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
+    from adapterops.workspace import resolve_workspace
+    from tasks.train import recipe_settings, resolve_base_model
+
+    base = resolve_base_model(cfg, resolve_workspace().models_dir)
+    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base.revision,
+                                                                      recipe_settings(cfg)))
+    if found is None:
+        return None
+    return {"model_name": cfg.release.model_name, "version": str(found.version), "aliases": list(found.aliases),
+            "decision": found.tags.get("release.decision", ""), "reason": found.tags.get("release.reason", "")}

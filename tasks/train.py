@@ -457,6 +457,16 @@ def truncation_note(adapter: dict, cfg: Config) -> str | None:
             f"{cfg.train.max_length} tokens and were cut; raise train.max_length if their endings matter.")
 
 
+# Settings that change how a run is watched or scheduled, not the adapter's bytes.
+OPERATIONAL_FIELDS = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
+
+
+def recipe_settings(cfg: Config) -> dict:
+    """The parts of the config that decide the adapter: base model, LoRA and training settings."""
+    return {"base_model": cfg.base_model, "lora": cfg.lora.model_dump(mode="json"),
+            "train": cfg.train.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)}
+
+
 def train_run_dir(cfg: Config, corpus: dict) -> Path:
     """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
     from adapterops.workspace import resolve_workspace
@@ -473,6 +483,7 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
     from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
+    from tasks.registry import training_key
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"])
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
@@ -510,8 +521,9 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
+        reuse_key = training_key(corpus["digest"], base.revision, recipe_settings(cfg))
         for key, value in ({"base_model": base.name, "base_model.revision": base.revision,
-                            "train.run_id": run.info.run_id} | lineage).items():
+                            "train.run_id": run.info.run_id, "train.key": reuse_key} | lineage).items():
             client.set_model_version_tag(cfg.release.model_name, version, key, value)
         client.update_model_version(cfg.release.model_name, version, description=lineage_markdown(corpus))
         adapter = {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,

@@ -61,13 +61,17 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert "eval.base.loss" in train_run.data.metrics and "eval.candidate.loss" in train_run.data.metrics
 
 
-def test_rerun_with_identical_inputs_reuses_the_corpus_version_and_gates_against_production(first_run):
+def test_rerun_with_identical_inputs_trains_nothing_and_a_new_recipe_gates_against_production(first_run):
     from flows.retrain import retrain
 
     config, first = first_run
-    second = retrain(config)
-    assert second["corpus"]["digest"] == first["corpus"]["digest"]
-    assert not second["corpus"]["new"] and second["corpus"]["version"] == first["corpus"]["version"]
+    again = retrain(config)
+    assert again["corpus"]["digest"] == first["corpus"]["digest"] and not again["corpus"]["new"]
+    assert again["reused"]["version"] == first["adapter"]["version"] and "adapter" not in again
+    changed = parse_config(SMALL | {"name": "e2e", "train": SMALL["train"] | {"seed": 7, "log_every": 5}})
+    second = retrain(changed)
+    assert second["corpus"]["version"] == first["corpus"]["version"]
+    assert second["adapter"]["version"] != first["adapter"]["version"]
     assert second["evaluation"]["production"]["version"] == first["adapter"]["version"]
     assert second["release"]["previous_production"] == first["adapter"]["version"]
 
