@@ -157,3 +157,29 @@ def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
     version = mlflow.MlflowClient().get_model_version(config.release.model_name, result["adapter"]["version"])
     assert version.tags["corpus.digest"] == corpus["digest"] and version.tags["approval.approver"] == "dana.k"
     assert result["release"]["version"] == result["adapter"]["version"]
+
+
+def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect_harness, monkeypatch):
+    import fnmatch
+    from pathlib import Path
+
+    import prefect.events
+    import yaml
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from tasks.approval import record_decision
+
+    emitted = []
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
+    _, corpus = curate_pending("emits")
+    record_decision("emits", corpus["digest"], "dana.k", "approved")
+    assert len(emitted) == 1 and emitted[0]["payload"]["digest"] == corpus["digest"]
+
+    declared = yaml.safe_load((Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text())
+    deployment = next(d for d in declared["deployments"] if d["name"] == "on-approval")
+    assert deployment["entrypoint"] == "flows/approved.py:train_approved"
+    trigger = DeploymentEventTrigger.model_validate(deployment["triggers"][0])
+    assert emitted[0]["event"] in trigger.expect
+    pattern = deployment["triggers"][0]["match"]["prefect.resource.id"]
+    assert fnmatch.fnmatch(emitted[0]["resource"]["prefect.resource.id"], pattern)
+    assert trigger.parameters == {"digest": "{{ event.payload.digest }}"}
