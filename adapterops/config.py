@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapterops.errors import AdapterOpsError
@@ -150,13 +149,9 @@ def parse_config(data: dict | None, origin: str = "config") -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read a YAML config file into a Config."""
-    path = Path(path)
-    if not path.is_file():
-        raise AdapterOpsError(f"Config file {path} does not exist; pass the path of a YAML config such as configs/demo.yaml.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise AdapterOpsError(f"{path}: not valid YAML ({error.__class__.__name__}: {str(error).splitlines()[0]}).") from None
+    from adapterops.storage import read_yaml
+
+    data = read_yaml(Path(path), f"Config file {path} does not exist; pass the path of a YAML config such as configs/demo.yaml.")
     return parse_config(data, str(path))
 
 

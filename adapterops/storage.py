@@ -46,3 +46,18 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return "sha256:" + digest.hexdigest()
+
+
+def read_yaml(path: Path, missing: str):
+    """Parse a YAML file; a missing file raises `missing`, a malformed one names the file and the problem."""
+    import yaml
+
+    from adapterops.errors import AdapterOpsError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterOpsError(missing)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise AdapterOpsError(f"{path}: not valid YAML ({error.__class__.__name__}: {str(error).splitlines()[0]}).") from None

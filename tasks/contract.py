@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapterops.errors import AdapterOpsError
@@ -121,13 +120,10 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
 
 def load_contract(name_or_path: str) -> Contract:
     """Load and check a contract; the first problem is raised as one line naming the file and the field."""
+    from adapterops.storage import read_yaml
+
     path = contract_path(name_or_path)
-    if not path.is_file():
-        raise AdapterOpsError(f"Contract {name_or_path!r} not found at {path}; add data_contracts/{name_or_path}.yaml or pass a path.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise AdapterOpsError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
+    data = read_yaml(path, f"Contract {name_or_path!r} not found at {path}; add data_contracts/{name_or_path}.yaml or pass a path.")
     problems = contract_problems(data, path)
     if problems:
         more = f" ({len(problems) - 1} more: run `adapterops contract check {path}`)" if len(problems) > 1 else ""

@@ -19,18 +19,12 @@ err = Console(stderr=True)
 @app.command("check")
 def check(files: list[Path] = typer.Argument(..., help="Contract YAML file(s), e.g. data_contracts/support_tickets.yaml.")) -> None:
     """Check contract files: schema, owners, expectation names and arguments, bounds, PII policy."""
-    import yaml
-
+    from adapterops.storage import read_yaml
     from tasks.contract import Contract, contract_problems
 
     failed = False
     for path in files:
-        if not path.is_file():
-            raise AdapterOpsError(f"Contract file {path} does not exist; pass the path of a YAML contract.")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise AdapterOpsError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
+        data = read_yaml(path, f"Contract file {path} does not exist; pass the path of a YAML contract.")
         problems = contract_problems(data, path)
         for problem in problems:
             err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
