@@ -37,15 +37,13 @@ class _HideUserErrorTracebacks(logging.Filter):
 def prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
-    import prefect  # noqa: F401  (sets up Prefect's logging so the filter lands on its handlers)
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     # The embedded Prefect server's connection pool logs a cancelled rollback when the process exits.
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_HideUserErrorTracebacks())
+    # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
 
 
 def _run_pipeline(config: Config) -> None:
