@@ -101,3 +101,9 @@ def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
             train_adapter(config, result["corpus"], tmp_path)
     finally:
         train_file.write_bytes(original)
+
+
+def test_the_registered_adapter_serves_through_mlflow_pyfunc(first_run):
+    model = mlflow.pyfunc.load_model("models:/e2e-adapter@production")
+    replies = model.predict(["Hello support, I was charged twice this month. Thank you. Dana"])
+    assert len(replies) == 1 and isinstance(replies[0], str)
