@@ -93,27 +93,21 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
     prepare()
     import mlflow
 
-    from adapterops.tracking import corpus_experiment, tracking_uri
+    from adapterops.commands.corpus import versions_table
+    from adapterops.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.get_experiment_by_name(corpus_experiment(name))
-    corpora = Table(title=f"Corpus versions of {name}")
-    for column in ("version", "digest", "status", "approver", "kept", "duplicates", "quarantined"):
-        corpora.add_column(column)
-    runs = mlflow.search_runs([experiment.experiment_id], output_format="list",
-                              order_by=["attributes.start_time ASC"]) if experiment else []
-    for r in runs:
-        t, m = r.data.tags, r.data.metrics
-        corpora.add_row(t.get("corpus.version", "?"), t.get("corpus.digest", "")[:19], t.get("corpus.status", ""),
-                        t.get("approval.approver", ""), *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
-    out.print(corpora)
+    out.print(versions_table(name))
     client = mlflow.MlflowClient()
     adapters = Table(title="Adapter versions")
     for column in ("model", "version", "aliases", "corpus", "decision", "reason"):
         adapters.add_column(column)
     for model in client.search_registered_models():
+        # search results leave a version's aliases empty; the registered model maps alias -> version
+        aliases = model.aliases
         for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
-            adapters.add_row(model.name, v.version, ", ".join(v.aliases), "v" + v.tags.get("corpus.version", "?"),
+            held = [alias for alias, version in aliases.items() if str(version) == str(v.version)]
+            adapters.add_row(model.name, str(v.version), ", ".join(sorted(held)), "v" + v.tags.get("corpus.version", "?"),
                              v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))
     out.print(adapters)
 

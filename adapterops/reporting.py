@@ -7,13 +7,16 @@ import logging
 log = logging.getLogger("adapterops")
 
 
+def _in_prefect_run() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
 def publish_table(key: str, title: str, rows: list[dict]) -> None:
     from prefect.artifacts import create_table_artifact
-    from prefect.context import get_run_context
 
-    try:
-        get_run_context()
-    except Exception:
+    if not _in_prefect_run():
         log.info("%s: %s", title, rows)
         return
     create_table_artifact(key=key, table=rows, description=title)
@@ -21,11 +24,8 @@ def publish_table(key: str, title: str, rows: list[dict]) -> None:
 
 def publish_markdown(key: str, title: str, markdown: str) -> None:
     from prefect.artifacts import create_markdown_artifact
-    from prefect.context import get_run_context
 
-    try:
-        get_run_context()
-    except Exception:
+    if not _in_prefect_run():
         log.info("%s\n%s", title, markdown)
         return
     create_markdown_artifact(key=key, markdown=f"## {title}\n\n{markdown}", description=title)

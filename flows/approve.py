@@ -52,14 +52,15 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
 @flow(name="approve")
 def approve(config: Config, corpus: dict) -> dict:
     """Approve as policy:auto when configured; else wait for an owner's form under a server, or stop."""
-    tags = find_version(corpus["pipeline"], digest=corpus["digest"]).data.tags
+    version_run = find_version(corpus["pipeline"], digest=corpus["digest"])
+    tags = version_run.data.tags
     status = tags.get("corpus.status", "pending")
     if status == "approved" and tags.get("approval.digest") == corpus["digest"]:
         return {"approver": tags.get("approval.approver"), "digest": corpus["digest"], "decision": "approved"}
     if status != "pending":
         raise AdapterOpsError(f"Corpus version {corpus['version']} is {status} ({tags.get('approval.note', '')}); "
                               "training will not run on it. Fix the data and re-curate.")
-    review = diff_against_last_approved(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]))
+    review = diff_against_last_approved(corpus["pipeline"], version_run)
     publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
     if config.approval == "auto":
         record = record_decision(corpus["pipeline"], corpus["digest"], AUTO_APPROVER, "approved",

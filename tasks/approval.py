@@ -62,7 +62,7 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     import mlflow
 
     from tasks.corpus import find_version, list_versions
-    from tasks.validate import load_contract
+    from tasks.contract import load_contract
 
     run = find_version(pipeline, digest=digest)
     if run is None:
@@ -105,7 +105,7 @@ def _emit_approved(pipeline: str, version: int, digest: str, approver: str) -> N
 def require_approved(pipeline: str, digest: str) -> dict:
     """Re-hash the corpus files, check the approval and the approver; returns the version's tags."""
     from tasks.corpus import corpus_digest, find_version, load_manifest
-    from tasks.validate import load_contract
+    from tasks.contract import load_contract
 
     run = find_version(pipeline, digest=digest)
     if run is None:

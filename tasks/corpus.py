@@ -129,8 +129,10 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
-    eval_digest = "sha256:" + records_digest(evaluation)
+    record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
+    eval_digest = "sha256:" + record_digests["eval"]
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
+                "record_digests": record_digests,
                 "sources": ingest["files"], "counts": counts, "contract": valid["contract"],
                 "contract_version": valid["contract_version"], "settings": settings,
                 "parent": _last_approved(experiment), "code_version": _code_version(),
@@ -146,7 +148,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
-        for name, dataset in corpus_datasets(folder, pipeline):
+        for name, dataset in corpus_datasets(folder, pipeline, record_digests):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")
     return {"pipeline": pipeline, "digest": digest, "version": number, "path": str(folder), "run_id": run.info.run_id,
@@ -259,7 +261,7 @@ def lineage_markdown(corpus: dict) -> str:
             f"v{corpus['contract_version']}); its run holds the manifest, quarantine, duplicates and approvals.")
 
 
-def corpus_datasets(folder, pipeline: str):
+def corpus_datasets(folder, pipeline: str, record_digests: dict):
     """(name, MLflow dataset) for the train, held-out and eval files: logged by reference, schema and digest."""
     import warnings
     from pathlib import Path
@@ -275,21 +277,24 @@ def corpus_datasets(folder, pipeline: str):
         with warnings.catch_warnings():  # MLflow registers the local file source twice and warns it picked one
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(path.as_uri())
-        digest = records_digest(pd.read_parquet(path))[:16]
-        yield name, MetaDataset(source=source, name=f"{pipeline}-{name}", digest=digest, schema=schema)
+        yield name, MetaDataset(source=source, name=f"{pipeline}-{name}", digest=record_digests[name][:16], schema=schema)
 
 
 def log_corpus_inputs(corpus: dict) -> None:
-    """Name the corpus version's datasets as inputs of the active MLflow run."""
+    """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
+    import json
+    from pathlib import Path
+
     import mlflow
 
-    for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"]):
+    manifest = json.loads((Path(corpus["path"]) / "manifest.json").read_text(encoding="utf-8"))
+    for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"], manifest["record_digests"]):
         mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
 
 
 def corpus_ref(pipeline: str, digest: str) -> dict:
     """The reference the flows pass around, rebuilt from a stored version (e.g. for an approval event)."""
-    from tasks.validate import load_contract
+    from tasks.contract import load_contract
 
     run = find_version(pipeline, digest=digest)
     if run is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
-from tasks.contract import CONTRACTS_DIR, Contract, ExpectationSpec, build_expectation, load_contract  # noqa: F401
+from tasks.contract import Contract, ExpectationSpec, build_expectation, load_contract
 
 TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
                  "boolean": r"^(?i:true|false)$"}

@@ -21,10 +21,8 @@ def _setup() -> None:
     prepare()
 
 
-@app.command("list")
-def list_versions(name: str = NAME) -> None:
-    """Every version with its digest, status, approver and counts."""
-    _setup()
+def versions_table(name: str) -> Table:
+    """Every version of a pipeline's corpus with its digest, status, approver and counts."""
     from tasks.corpus import list_versions as versions
 
     table = Table(title=f"Corpus versions of {name}")
@@ -35,7 +33,14 @@ def list_versions(name: str = NAME) -> None:
         table.add_row(t["corpus.version"], t["corpus.digest"][:19], t.get("corpus.status", ""),
                       t.get("approval.approver", ""), Path(t["corpus.path"]).name,
                       *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
-    out.print(table)
+    return table
+
+
+@app.command("list")
+def list_versions(name: str = NAME) -> None:
+    """Every version with its digest, status, approver and counts."""
+    _setup()
+    out.print(versions_table(name))
 
 
 @app.command()

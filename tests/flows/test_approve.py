@@ -123,7 +123,7 @@ def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness,
     _, corpus = curate_pending("exowner")
     record_decision("exowner", corpus["digest"], "dana.k", "approved")
     contract = tmp_path / "support_tickets.yaml"
-    from tasks.validate import CONTRACTS_DIR
+    from tasks.contract import CONTRACTS_DIR
 
     contract.write_text((CONTRACTS_DIR / "support_tickets.yaml").read_text().replace("  - dana.k ", "  - sam.p "))
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))

@@ -107,3 +107,14 @@ def test_the_registered_adapter_serves_through_mlflow_pyfunc(first_run):
     model = mlflow.pyfunc.load_model("models:/e2e-adapter@production")
     replies = model.predict(["Hello support, I was charged twice this month. Thank you. Dana"])
     assert len(replies) == 1 and isinstance(replies[0], str)
+
+
+def test_status_lists_corpus_versions_and_adapter_aliases(first_run):
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    result = CliRunner().invoke(app, ["status", "--name", "e2e"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Corpus versions of e2e" in result.output and "policy:auto" in result.output
+    assert any("e2e-adapter" in line and "production" in line for line in result.output.splitlines())
