@@ -28,12 +28,17 @@ def counts_by_source(table: pd.DataFrame, sources: pd.Series | None) -> list[dic
     return rows
 
 
+def cluster_sizes(table: pd.DataFrame, limit: int = 5) -> pd.Series:
+    """Removed records per cluster for the `limit` largest clusters (cluster_id -> size), largest first."""
+    removed = table[~table["kept"].astype(bool)]
+    return removed.groupby("cluster_id").size().sort_values(ascending=False, kind="stable").head(limit)
+
+
 def largest_clusters(table: pd.DataFrame, texts: dict[str, str], limit: int = 5, members: int = 3) -> list[dict]:
     """The biggest clusters: the kept record's text beside a few removed ones, with their Jaccard."""
     removed = table[~table["kept"]]
-    sizes = removed.groupby("cluster_id").size().sort_values(ascending=False, kind="stable")
     clusters = []
-    for cluster_id, size in sizes.head(limit).items():
+    for cluster_id, size in cluster_sizes(table, limit).items():
         part = removed[removed["cluster_id"] == cluster_id].sort_values("jaccard", kind="stable").head(members)
         clusters.append({"kept_id": cluster_id, "size": int(size) + 1,
                          "kept_text": texts.get(cluster_id, "")[:SAMPLE_CHARS],

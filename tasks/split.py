@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from tasks.dedup import DedupParams, exact_jaccard, minhash_signatures, normalise_text, shingle_hashes, candidate_pairs
+from tasks.dedup import DedupParams, sketch_records, verified_pairs
 
 
 def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Series:
@@ -19,23 +19,24 @@ def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Serie
 
 
 def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupParams) -> dict[str, str]:
-    """Train ids that near-duplicate a held-out record (Jaccard >= threshold), mapped to that record's id."""
+    """Train ids that near-duplicate a held-out record (Jaccard >= threshold), mapped to that record's id.
+
+    Uses dedup's own sketches and verified pairs, so both stages agree on shingles and Jaccard.
+    """
     if train.empty or heldout.empty:
         return {}
-    both = pd.concat([heldout, train], ignore_index=True)
-    texts = [normalise_text(f"{p} {c}") for p, c in zip(both["prompt"].fillna(""), both["completion"].fillna(""))]
-    hashes, offsets = shingle_hashes(texts, params.ngram)
-    signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed)
-    active = np.flatnonzero(offsets[1:] > offsets[:-1])
+    both = pd.concat([heldout, train], ignore_index=True).assign(id=lambda f: f["id"].astype(str))
+    sketches = sketch_records(both, params)
+    rows = np.flatnonzero(np.diff(sketches.set_offsets) > 0)
+    pairs, _ = verified_pairs(sketches, rows, params)
     n_held = len(heldout)
-    ids = both["id"].astype(str).tolist()
+    ids = sketches.ids
     leaks: dict[str, str] = {}
-    for i, j in sorted(candidate_pairs(signatures, active, params)):
+    for i, j in pairs.tolist():
         if (i < n_held) == (j < n_held):
             continue
         held, tr = (i, j) if i < n_held else (j, i)
-        if ids[tr] not in leaks and (texts[i] == texts[j] or exact_jaccard(hashes, offsets, i, j) >= params.threshold):
-            leaks[ids[tr]] = ids[held]
+        leaks.setdefault(ids[tr], ids[held])
     return leaks
 
 
