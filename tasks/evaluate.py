@@ -74,11 +74,16 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict) -> dict:
     from peft import PeftModel
 
     from adapterops.tracking import adapter_experiment, ensure_experiment
-    from tasks.train import BaseModelRef, load_base_model, load_examples
+    from tasks.train import BaseModelRef, detect_device, load_base_model, load_examples
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
-    base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, adapter["device"])
-    model = PeftModel.from_pretrained(base, adapter["adapter_dir"], adapter_name="candidate").eval()
+    # this may run on another machine than training (a CPU pool after a GPU worker): use this one's device,
+    # and the adapter's local folder only where it exists, else the registered copy
+    base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())
+    adapter_dir = adapter["adapter_dir"]
+    if not Path(adapter_dir).is_dir():
+        adapter_dir = _adapter_path(adapter["model_name"], adapter["version"])
+    model = PeftModel.from_pretrained(base, adapter_dir, adapter_name="candidate").eval()
     examples, truncated = load_examples(Path(corpus["path"]) / "eval.parquet", tokenizer, cfg.train)
     pad = tokenizer.pad_token_id
     candidate = per_example_loss(model, examples, pad)

@@ -287,10 +287,13 @@ def next_batch(examples: list[Example], queue: list[int], order, size: int) -> l
     return batch
 
 
+# Settings that change how a run is watched or scheduled, not the adapter's bytes.
+OPERATIONAL_FIELDS = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
+
+
 def run_fingerprint(examples: list[Example], cfg: TrainConfig, named_params: dict) -> str:
     """Digest of what decides the training trajectory: a checkpoint resumes only a run with the same one."""
-    bookkeeping = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
-    digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", exclude=bookkeeping), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS), sort_keys=True).encode())
     digest.update(json.dumps({n: list(p.shape) for n, p in named_params.items()}).encode())
     for example in examples:
         digest.update(json.dumps([example.input_ids, example.labels]).encode())
@@ -455,10 +458,6 @@ def truncation_note(adapter: dict, cfg: Config) -> str | None:
         return None
     return (f"{adapter['truncated']} of {adapter['examples']} training examples were longer than train.max_length="
             f"{cfg.train.max_length} tokens and were cut; raise train.max_length if their endings matter.")
-
-
-# Settings that change how a run is watched or scheduled, not the adapter's bytes.
-OPERATIONAL_FIELDS = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
 
 
 def recipe_settings(cfg: Config) -> dict:

@@ -18,7 +18,7 @@ out = Console()
 
 def approved_corpus(pipeline: str, version: int | None = None) -> dict:
     """The corpus reference training takes: the given version, else the newest approved one."""
-    from tasks.corpus import get_version, list_versions
+    from tasks.corpus import corpus_ref, get_version, list_versions
 
     if version is not None:
         run = get_version(pipeline, version)
@@ -28,10 +28,7 @@ def approved_corpus(pipeline: str, version: int | None = None) -> dict:
             raise AdapterOpsError(f"Pipeline {pipeline!r} has no approved corpus version to train on: run "
                                   "`adapterops run CONFIG` to curate one, then approve it with `adapterops corpus approve`.")
         run = approved[-1]
-    tags = run.data.tags
-    return {"pipeline": pipeline, "digest": tags["corpus.digest"], "version": int(tags["corpus.version"]),
-            "path": tags["corpus.path"], "run_id": run.info.run_id, "contract": tags.get("contract", ""),
-            "contract_version": int(tags.get("contract.version", "0"))}
+    return corpus_ref(pipeline, run.data.tags["corpus.digest"])
 
 
 @contextmanager
