@@ -20,15 +20,16 @@ def retry_unless_user_error(task, run, state) -> bool:
 def train_step(config: Config, corpus: dict, resume: bool = False) -> dict:
     logger = get_run_logger()
     resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
+    run_dir = train_run_dir(config, corpus)
     if resume:
-        logger.info("resuming from the last checkpoint, if any, in %s", train_run_dir(config, corpus))
+        logger.info("resuming from the last checkpoint, if any, in %s", run_dir)
 
     def progress(step: int, metrics: dict) -> None:
         if step % config.train.log_every == 0 or step == config.train.max_steps - 1:
             logger.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", step + 1, config.train.max_steps,
                         metrics["loss"], metrics["learning_rate"], metrics["tokens_per_second"])
 
-    adapter = train_adapter(config, corpus, train_run_dir(config, corpus), progress, resume=resume,
+    adapter = train_adapter(config, corpus, run_dir, progress, resume=resume,
                             extra_tags={"prefect.flow_run_id": str(flow_run.get_id() or "")})
     if note := truncation_note(adapter, config):
         logger.warning(note)

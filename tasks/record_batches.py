@@ -6,6 +6,8 @@ time. JSONL is read whole (its column types are only known after the whole file 
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -60,7 +62,14 @@ def _parquet(path):
 
 
 def _read_jsonl(path) -> pd.DataFrame:
-    return pd.read_json(path, lines=True, dtype=False)
+    """A JSONL file parsed once per version of it: columns, batches and the kept rows all read it whole."""
+    stat = os.stat(path)
+    return _parsed_jsonl(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_jsonl(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return pd.read_json(path, lines=True, dtype=False)   # pandas 3 copy-on-write: callers cannot change it
 
 
 def iter_frames(path, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
