@@ -12,7 +12,10 @@ from __future__ import annotations
 import unicodedata
 import re
 from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field, replace
+from functools import partial
+from itertools import chain, compress, starmap
 
 import numpy as np
 import pandas as pd
@@ -110,20 +113,25 @@ def token_hashes(texts: NormalisedTexts, shingle: str = "word", workers: int = 1
     return tokens, offsets
 
 
-def ngram_hashes(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Hash of every window of `ngram` tokens; a document shorter than that is one shingle of all of them."""
+def shingle_values(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A 32-bit value for every window of `ngram` tokens; a document shorter than that is one shingle of all of them.
+
+    These values are both a document's Jaccard set (unsorted, a repeated shingle repeats) and its
+    MinHash input. 32 bits halve the memory of the largest array dedup keeps; a collision inside one
+    pair's ~300 shingles has a chance of about 1e-5 and then moves its Jaccard by one shingle.
+    """
     counts = kernels.ngram_counts(np.diff(token_offsets), ngram)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    hashes = np.empty(int(offsets[-1]), dtype=np.uint64)
-    _run_ranges(kernels.ngram_hashes_into, offsets, workers, tokens, token_offsets, ngram, offsets, hashes)
-    return hashes, offsets
+    values = np.empty(int(offsets[-1]), dtype=np.uint32)
+    _run_ranges(kernels.ngram_values_into, offsets, workers, tokens, token_offsets, ngram, offsets, values)
+    return values, offsets
 
 
-def shingle_hashes(texts: list[str], ngram: int, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes of texts (normalised here; normalising twice changes nothing), with offsets."""
+def shingle_texts(texts: list[str], ngram: int, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle values of texts (normalised here; normalising twice changes nothing), with offsets."""
     tokens, offsets = token_hashes(normalise_texts(list(texts), workers), shingle, workers)
-    return ngram_hashes(tokens, offsets, ngram, workers)
+    return shingle_values(tokens, offsets, ngram, workers)
 
 
 def exact_key(normalised: str) -> str:
@@ -133,21 +141,9 @@ def exact_key(normalised: str) -> str:
     return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
 
 
-def set_values(hashes: np.ndarray) -> np.ndarray:
-    """64-bit shingle hashes folded to the 32 bits the Jaccard sets store.
-
-    Half the memory of the largest array dedup keeps; a collision inside one pair's ~300 shingles has
-    a chance of about 1e-5 and then moves its Jaccard by one shingle.
-    """
+def fold_to_32(hashes: np.ndarray) -> np.ndarray:
+    """64-bit shingle hashes (signatures folders written before values were 32-bit) folded as shingle_values does."""
     return (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)
-
-
-def sorted_unique_sets(hashes: np.ndarray, offsets: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's shingle hashes (as set_values) sorted and de-duplicated, with new offsets (for exact Jaccard)."""
-    values = set_values(hashes) if hashes.dtype == np.uint64 else hashes.copy()
-    _run_ranges(kernels.sort_segments_into, offsets, workers, values, offsets)
-    new_offsets = kernels.unique_sorted_segments(values, np.asarray(offsets, dtype=np.int64))
-    return values[:new_offsets[-1]].copy(), new_offsets
 
 
 # --- shingle hashes → MinHash signatures ----------------------------------------------------------
@@ -160,11 +156,11 @@ def permutations(num_perm: int, seed: int) -> np.ndarray:
     return np.array([a, b])
 
 
-def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int, workers: int = 1) -> np.ndarray:
-    """One affine32 MinHash signature per document (rows); empty documents get all-max rows."""
+def minhash_signatures(values: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int, workers: int = 1) -> np.ndarray:
+    """One affine32 MinHash signature per document (rows) of its shingle values; empty documents get all-max rows."""
     signatures = np.full((len(offsets) - 1, num_perm), _MAX32, dtype=np.uint32)
     a, b = permutations(num_perm, seed)
-    _run_ranges(kernels.minhash_into, offsets, workers, hashes, offsets, a, b, signatures)
+    _run_ranges(kernels.minhash_into, offsets, workers, values, offsets, a, b, signatures)
     return signatures
 
 
@@ -182,13 +178,6 @@ def choose_bands(threshold: float, num_perm: int) -> tuple[int, int]:
         if bands >= 2 and 1 - (1 - threshold ** rows) ** bands >= 0.94:
             best = (bands, rows)
     return best
-
-
-def band_keys(signatures: np.ndarray, band: int, rows: int, members: np.ndarray) -> list[bytes]:
-    """MinHashLSH's bucket key (big-endian bytes of the band's hash values) for each member row."""
-    block = np.ascontiguousarray(signatures[members, band * rows:(band + 1) * rows]).byteswap().tobytes()
-    width = 4 * rows
-    return [block[k:k + width] for k in range(0, len(block), width)]
 
 
 def band_groups(block: np.ndarray, shared_only: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -223,7 +212,8 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
     With shared_only, a band's bucket is stored only when two or more rows fall into it: singleton
     buckets cannot produce a candidate pair, and leaving them out keeps the index small and fast
     (an incremental run rebuilds it from stored signatures). The first row goes through datasketch's
-    own insertion session with a LeanMinHash, which records the permutation scheme in the index.
+    own insertion session with a LeanMinHash, which records the permutation scheme in the index;
+    inserting it again into its buckets changes nothing, as the band tables store sets.
     """
     bands, rows = choose_bands(params.threshold, params.num_perm)
     lsh = MinHashLSH(num_perm=params.num_perm, params=(bands, rows), storage_config=storage_config)
@@ -239,50 +229,60 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
             block = signatures[rows_to_index, band * rows:(band + 1) * rows]
             groups = band_groups(block, shared_only)
             if groups is None:
-                _fill_band_by_keys(table, signatures, band, rows, rows_to_index, first)
-                continue
-            order, starts, ends = groups
-            keys = np.ascontiguousarray(block[order[starts]]).byteswap().tobytes()
-            members = rows_to_index[order].tolist()
-            width = 4 * rows
-            for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
-                bucket = [r for r in members[a:b] if r != first] if first in members[a:b] else members[a:b]
-                if bucket:
-                    table.insert(keys[g * width:(g + 1) * width], *bucket, buffer=True)
+                _fill_band_by_keys(table, block, rows_to_index)
+            else:
+                _fill_band(table, block, rows_to_index, *groups)
     return lsh
 
 
-def _fill_band_by_keys(table, signatures: np.ndarray, band: int, rows: int, rows_to_index: np.ndarray, first: int) -> None:
+def _fill_band(table, block: np.ndarray, rows_to_index: np.ndarray, order: np.ndarray, starts: np.ndarray,
+               ends: np.ndarray) -> None:
+    """One band's groups into its table: each group's bucket key (the big-endian bytes of its values) and rows.
+
+    Groups of one size are inserted together by a C-level map over (key, row, row, ...) tuples, so
+    there is no Python loop per bucket.
+    """
+    keys = band_key_list(block[order[starts]])
+    members = rows_to_index[order]
+    sizes = ends - starts
+    insert = partial(table.insert, buffer=True)
+    for size in np.unique(sizes).tolist():
+        chosen = sizes == size
+        columns = members[starts[chosen][:, None] + np.arange(size)].T.tolist()
+        deque(starmap(insert, zip(compress(keys, chosen), *columns)), maxlen=0)
+
+
+def band_key_list(block: np.ndarray) -> list[bytes]:
+    """MinHashLSH's bucket key of each row of a band's values: the values' big-endian bytes."""
+    swapped = np.ascontiguousarray(block, dtype=">u4")
+    return swapped.view(np.dtype((np.void, swapped.shape[1] * 4))).ravel().tolist()
+
+
+def _fill_band_by_keys(table, block: np.ndarray, rows_to_index: np.ndarray) -> None:
     """One band's buckets grouped by their exact keys in a dict (the fingerprint-collision fallback)."""
     buckets: dict[bytes, list[int]] = {}
-    for key, row in zip(band_keys(signatures, band, rows, rows_to_index), rows_to_index.tolist()):
-        if row != first:
-            buckets.setdefault(key, []).append(row)
+    for key, row in zip(band_key_list(block), rows_to_index.tolist()):
+        buckets.setdefault(key, []).append(row)
     for key, rows_in_bucket in buckets.items():
         table.insert(key, *rows_in_bucket, buffer=True)
 
 
 def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
     """(i, j) row pairs, i < j, sharing at least one bucket, read from the index's storage; sorted, unique."""
-    left: list[int] = []
-    right: list[int] = []
+    left: list[np.ndarray] = []
+    right: list[np.ndarray] = []
     for table in lsh.hashtables:
-        for key in table.keys():
-            members = table.get(key)
-            if len(members) == 2:          # most buckets: ordered below, in numpy
-                x, y = members
-                left.append(x)
-                right.append(y)
-            elif len(members) > 2:
-                ordered = sorted(members)
-                for x in range(len(ordered)):
-                    for y in range(x + 1, len(ordered)):
-                        left.append(ordered[x])
-                        right.append(ordered[y])
-    if not left:
+        buckets = list(map(table.get, table.keys()))
+        offsets = np.zeros(len(buckets) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, buckets), dtype=np.int64, count=len(buckets)), out=offsets[1:])
+        members = np.fromiter(chain.from_iterable(buckets), dtype=np.int64, count=int(offsets[-1]))
+        a, b = kernels.bucket_pairs(members, offsets)
+        left.append(a)
+        right.append(b)
+    i = np.concatenate(left) if left else np.zeros(0, np.int64)
+    j = np.concatenate(right) if right else np.zeros(0, np.int64)
+    if not len(i):
         return np.zeros((0, 2), dtype=np.int64)
-    a, b = np.array(left, np.int64), np.array(right, np.int64)
-    i, j = np.minimum(a, b), np.maximum(a, b)
     width = int(j.max()) + 1
     codes = np.unique(i * width + j)
     return np.column_stack([codes // width, codes % width])
@@ -298,7 +298,7 @@ class Sketches:
     lengths: np.ndarray        # normalised length in bytes (keeper "longest")
     timestamps: np.ndarray     # int64 ns since epoch, max when unknown (keeper "earliest")
     signatures: np.ndarray     # (n, num_perm) uint32
-    sets: np.ndarray           # sorted unique 32-bit shingle hashes, flattened (exact Jaccard)
+    sets: np.ndarray           # 32-bit shingle values, flattened, in text order (exact Jaccard)
     set_offsets: np.ndarray
     anchor: np.ndarray = field(default=None)  # rows from a previous corpus version: keepers, no output row
     sources: np.ndarray = field(default=None)  # str or None per row (keeper by source priority, report)
@@ -388,11 +388,10 @@ def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple
     """Normalise, shingle and MinHash every record of a frame (one shard)."""
     texts = normalise_texts(record_texts(frame, text_columns), workers)
     tokens, token_offsets = token_hashes(texts, params.shingle, workers)
-    hashes, offsets = ngram_hashes(tokens, token_offsets, params.ngram, workers)
+    sets, set_offsets = shingle_values(tokens, token_offsets, params.ngram, workers)
     keys = kernels.token_keys(tokens, token_offsets)
     del tokens
-    signatures = minhash_signatures(hashes, offsets, params.num_perm, params.seed, workers)
-    sets, set_offsets = sorted_unique_sets(hashes, offsets, workers)
+    signatures = minhash_signatures(sets, set_offsets, params.num_perm, params.seed, workers)
     sources = (frame[source_column].astype(object).where(frame[source_column].notna(), None).to_numpy(dtype=object)
                if source_column in frame else None)
     return Sketches(frame[id_column].astype(str).to_numpy(dtype=object), keys, texts.ends - texts.starts,
@@ -686,6 +685,6 @@ def load_sketches(folder, mmap: bool = False) -> Sketches:
     ids = names["id"].astype(str).to_numpy(dtype=object)
     sources = (names["source"].astype(object).where(names["source"].notna(), None).to_numpy(dtype=object)
                if "source" in names else None)   # folders written before sources were stored have none
-    if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold, re-sort, de-duplicate
-        arrays["sets"], arrays["set_offsets"] = sorted_unique_sets(np.asarray(arrays["sets"]), np.asarray(arrays["set_offsets"]))
+    if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold them
+        arrays["sets"] = fold_to_32(np.asarray(arrays["sets"]))
     return Sketches(ids=ids, sources=sources, **arrays)

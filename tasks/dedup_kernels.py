@@ -23,8 +23,12 @@ def ngram_counts(lengths: np.ndarray, n: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def ngram_hashes_into(tokens, token_offsets, n, shingle_offsets, out, first_doc, last_doc):
-    """out[shingle] = Horner hash of each window of n token hashes (shorter documents: all tokens)."""
+def ngram_values_into(tokens, token_offsets, n, shingle_offsets, out, first_doc, last_doc):
+    """out[shingle] = 32-bit value of each window of n token hashes (shorter documents: all tokens).
+
+    The window's 64-bit Horner hash is folded to 32 bits (high half XOR low half): the value the
+    Jaccard sets store and the input of datasketch's affine32 scheme.
+    """
     for d in range(first_doc, last_doc):
         start, stop = token_offsets[d], token_offsets[d + 1]
         width = min(n, stop - start)
@@ -33,14 +37,13 @@ def ngram_hashes_into(tokens, token_offsets, n, shingle_offsets, out, first_doc,
             h = np.uint64(0)
             for k in range(width):
                 h = h * MIX + tokens[s + k]
-            out[position] = h
+            out[position] = np.uint32((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
             position += 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _fold32(h):
-    # datasketch's affine32 input: a 32-bit value put through MurmurHash3's fmix32.
-    v = np.uint32((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+def _fmix32(v):
+    # MurmurHash3's fmix32: datasketch's affine32 scheme mixes each 32-bit input with it.
     v ^= v >> np.uint32(16)
     v = np.uint32(v * np.uint32(0x85EBCA6B))
     v ^= v >> np.uint32(13)
@@ -50,13 +53,13 @@ def _fold32(h):
 
 
 @numba.njit(cache=True, nogil=True)
-def minhash_into(hashes, offsets, a, b, out, first_doc, last_doc):
-    """out[doc, p] = min over the document's shingles of (a[p] * fmix32(fold(h)) + b[p]) mod 2^32."""
+def minhash_into(values, offsets, a, b, out, first_doc, last_doc):
+    """out[doc, p] = min over the document's shingle values of (a[p] * fmix32(v) + b[p]) mod 2^32."""
     perms = a.shape[0]
     for d in range(first_doc, last_doc):
         row = out[d]
         for s in range(offsets[d], offsets[d + 1]):
-            v = _fold32(hashes[s])
+            v = _fmix32(values[s])
             for p in range(perms):
                 permuted = np.uint32(v * a[p] + b[p])
                 if permuted < row[p]:
@@ -64,31 +67,51 @@ def minhash_into(hashes, offsets, a, b, out, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def sort_segments_into(values, offsets, first_doc, last_doc):
-    """Sort each document's segment of values in place."""
-    for d in range(first_doc, last_doc):
-        values[offsets[d]:offsets[d + 1]].sort()
+def pair_jaccard(values, offsets, left, right):
+    """Exact Jaccard of the value sets of documents left[k] and right[k]; two empty sets → 1.
 
-
-@numba.njit(cache=True, nogil=True)
-def pair_jaccard(sets, offsets, left, right):
-    """Exact Jaccard of each (left[k], right[k]) pair of sorted unique sets; two empty sets → 1."""
+    A document's values may come in any order and repeat (a repeated shingle counts once). Each
+    pair goes through one open-addressing table; a slot belongs to the current pair when its stamp
+    is that pair's number, so the table is never cleared.
+    """
     result = np.empty(len(left), dtype=np.float64)
+    largest = 1
     for k in range(len(left)):
-        i, j = left[k], right[k]
-        x, x_end, y, y_end = offsets[i], offsets[i + 1], offsets[j], offsets[j + 1]
-        size = (x_end - x) + (y_end - y)
+        size = offsets[left[k] + 1] - offsets[left[k]] + offsets[right[k] + 1] - offsets[right[k]]
+        largest = max(largest, size)
+    bits = 1
+    while (1 << bits) < 2 * largest:
+        bits += 1
+    mask = (1 << bits) - 1
+    slots = np.empty(1 << bits, dtype=np.uint32)
+    stamps = np.zeros(1 << bits, dtype=np.int64)
+    owners = np.empty(1 << bits, dtype=np.uint8)      # 1: in the left set only, 2: right only, 3: both
+    for k in range(len(left)):
+        stamp = k + 1
+        in_left = 0
+        in_right = 0
         shared = 0
-        while x < x_end and y < y_end:
-            if sets[x] == sets[y]:
-                shared += 1
-                x += 1
-                y += 1
-            elif sets[x] < sets[y]:
-                x += 1
-            else:
-                y += 1
-        union = size - shared
+        for side in range(2):
+            d = left[k] if side == 0 else right[k]
+            mark = np.uint8(1 << side)
+            for s in range(offsets[d], offsets[d + 1]):
+                value = values[s]
+                slot = (np.uint32(value * np.uint32(0x9E3779B1)) >> np.uint32(32 - bits)) & mask
+                while stamps[slot] == stamp and slots[slot] != value:
+                    slot = (slot + 1) & mask
+                if stamps[slot] != stamp:
+                    stamps[slot] = stamp
+                    slots[slot] = value
+                    owners[slot] = mark
+                    if side == 0:
+                        in_left += 1
+                    else:
+                        in_right += 1
+                elif owners[slot] & mark == 0:    # first time on the right side: shared with the left
+                    owners[slot] |= mark
+                    in_right += 1
+                    shared += 1
+        union = in_left + in_right - shared
         result[k] = shared / union if union else 1.0
     return result
 
@@ -229,16 +252,19 @@ def token_keys(tokens, offsets):
 
 
 @numba.njit(cache=True, nogil=True)
-def unique_sorted_segments(values, offsets):
-    """Drop repeats inside each sorted segment, compacting values in place; returns the new offsets."""
-    new_offsets = np.empty_like(offsets)
-    new_offsets[0] = 0
+def bucket_pairs(members, offsets):
+    """Every (smaller, larger) pair of rows inside each bucket; bucket b is members[offsets[b]:offsets[b + 1]]."""
+    total = 0
+    for b in range(len(offsets) - 1):
+        size = offsets[b + 1] - offsets[b]
+        total += size * (size - 1) // 2
+    left = np.empty(total, dtype=np.int64)
+    right = np.empty(total, dtype=np.int64)
     position = 0
-    for d in range(len(offsets) - 1):
-        for k in range(offsets[d], offsets[d + 1]):
-            # writes land at or before k, so values[k - 1] still holds its own value here
-            if k == offsets[d] or values[k] != values[k - 1]:
-                values[position] = values[k]
+    for b in range(len(offsets) - 1):
+        for x in range(offsets[b], offsets[b + 1]):
+            for y in range(x + 1, offsets[b + 1]):
+                left[position] = min(members[x], members[y])
+                right[position] = max(members[x], members[y])
                 position += 1
-        new_offsets[d + 1] = position
-    return new_offsets
+    return left, right

@@ -5,7 +5,7 @@ from datasketch import LeanMinHash, MinHash
 
 from adapterops.errors import AdapterOpsError
 from tasks.dedup import (DedupParams, choose_bands, dedup_records, minhash_signatures, normalise_text,
-                         shingle_hashes)
+                         shingle_texts)
 
 BASE = ("the customer reports that the invoice for the annual plan lists twelve seats although the "
         "team only has nine active users and asks for a corrected invoice before the end of the month")
@@ -22,11 +22,10 @@ def test_normalisation_makes_case_spacing_and_punctuation_variants_equal():
 
 
 def test_signatures_equal_datasketch_affine32_minhash():
-    hashes, offsets = shingle_hashes([normalise_text(BASE)], 5)
-    ours = minhash_signatures(hashes, offsets, 128, seed=1)[0]
-    folded = (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)
+    values, offsets = shingle_texts([normalise_text(BASE)], 5)
+    ours = minhash_signatures(values, offsets, 128, seed=1)[0]
     reference = MinHash(num_perm=128, seed=1, hashfunc=lambda v: v)
-    reference.update_batch([int(v) for v in folded])
+    reference.update_batch([int(v) for v in values])
     assert np.array_equal(reference.hashvalues, ours)
 
 
@@ -212,18 +211,23 @@ def test_keeper_by_source_priority_needs_the_list_and_missing_sources_rank_last(
     assert no_source["kept"].tolist() == [False, True]
 
 
-def test_signatures_saved_before_sets_were_32_bit_still_load(tmp_path):
-    from tasks.dedup import save_sketches
+def test_signatures_saved_as_sorted_64_bit_sets_still_load(tmp_path):
+    from tasks.dedup import Sketches, save_sketches, verified_pairs
 
-    sketches = sketch_records(frame([BASE, BASE + " please", "short one"]), DedupParams())
-    hashes, offsets = shingle_hashes([normalise_text(t) + " ok" for t in [BASE, BASE + " please", "short one"]], 5)
-    pieces = [np.unique(hashes[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]   # the old form: sorted unique 64-bit
+    texts = [BASE, BASE + " please", "short one", BASE.replace("invoice", "bill")]
+    sketches = sketch_records(frame(texts), DedupParams())
+    high = np.uint64(0xABCD) << np.uint64(32)     # any high half: the low half is XORed with it when folded
+    pieces = [np.unique(sketches.sets[a:b].astype(np.uint64) ^ high ^ (high >> np.uint64(32)))
+              for a, b in zip(sketches.set_offsets[:-1], sketches.set_offsets[1:])]   # the old form: sorted unique 64-bit
     old_offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])])
-    old = sketches.__class__(**{**sketches.__dict__, "sets": np.concatenate(pieces), "set_offsets": old_offsets})
+    old = Sketches(**{**sketches.__dict__, "sets": np.concatenate(pieces), "set_offsets": old_offsets})
     save_sketches(old, tmp_path / "old")
     loaded = load_sketches(tmp_path / "old")
     assert loaded.sets.dtype == np.uint32
-    assert np.array_equal(loaded.sets, sketches.sets) and np.array_equal(loaded.set_offsets, sketches.set_offsets)
+    params = DedupParams(threshold=0.5)
+    new_pairs, new_jaccard = verified_pairs(sketches, np.arange(len(texts)), params)
+    old_pairs, old_jaccard = verified_pairs(loaded, np.arange(len(texts)), params)
+    assert len(new_pairs) == 2 and np.array_equal(new_pairs, old_pairs) and np.array_equal(new_jaccard, old_jaccard)
 
 
 def test_dedup_file_reads_parquet_in_batches_with_the_same_result(tmp_path):
@@ -269,9 +273,10 @@ def test_index_grouped_by_exact_keys_when_fingerprints_collide(monkeypatch):
     assert len(grouped) > 0 and np.array_equal(grouped, by_keys)
 
 
-def test_sets_are_sorted_unique_per_document():
-    from tasks.dedup import sorted_unique_sets
+def test_pair_jaccard_counts_each_value_once_in_any_order():
+    from tasks.dedup_kernels import pair_jaccard
 
-    values = np.array([5, 3, 5, 1, 9, 9, 9, 2, 2, 7], dtype=np.uint32)
-    sets, offsets = sorted_unique_sets(values, np.array([0, 4, 4, 7, 10]))
-    assert sets.tolist() == [1, 3, 5, 9, 2, 7] and offsets.tolist() == [0, 3, 3, 4, 6]
+    values = np.array([5, 3, 5, 1, 9, 9, 9, 7, 3, 1, 4, 5], dtype=np.uint32)
+    offsets = np.array([0, 4, 4, 7, 12])       # {1, 3, 5}, {}, {9}, {1, 3, 4, 5, 7}
+    left, right = np.array([0, 1, 0, 3, 2, 0]), np.array([3, 1, 1, 0, 2, 0])
+    assert pair_jaccard(values, offsets, left, right).tolist() == [0.6, 1.0, 0.0, 0.6, 1.0, 1.0]
