@@ -127,7 +127,7 @@ def clusters_from_candidates(sets: list[set], candidates) -> list[int]:
 
 
 def run_adapterops(texts: list[str], workers: int) -> list[int]:
-    frame = pd.DataFrame({"id": [str(k) for k in range(len(texts))], "text": texts})
+    frame = pd.DataFrame({"id": [str(k) for k in range(len(texts))], "text": texts}, dtype=object)   # the strings as they are
     table = dedup_records(frame, DedupParams(threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, keep="first"),
                           text_columns=("text",), workers=workers)
     return table["cluster_id"].astype(int).tolist()

@@ -19,6 +19,8 @@ from itertools import chain, compress, starmap
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasketch import LeanMinHash, MinHashLSH
 
 from adapterops.errors import AdapterOpsError
@@ -82,8 +84,21 @@ class NormalisedTexts:
         return self.buffer[self.starts[d]:self.ends[d]].tobytes().decode("utf-8")
 
 
-def normalise_texts(texts: list[str], workers: int = 1) -> NormalisedTexts:
-    """normalise_text for many texts: ASCII in a compiled kernel, other scripts through unicodedata."""
+def normalise_texts(texts, workers: int = 1) -> NormalisedTexts:
+    """normalise_text for many texts: ASCII in a compiled kernel, other scripts through unicodedata.
+
+    texts: a list of str, or an Arrow string array, whose UTF-8 buffer is read as it is (no Python
+    string is made for an ASCII text).
+    """
+    raw, offsets = _arrow_utf8(texts) if isinstance(texts, (pa.Array, pa.ChunkedArray)) else _joined_utf8(texts)
+    out = np.empty(max(len(raw), 1), dtype=np.uint8)
+    ends = np.zeros(len(offsets) - 1, dtype=np.int64)
+    _run_ranges(kernels.normalise_ascii_into, offsets, workers, raw, offsets, out, ends)
+    return NormalisedTexts(out, offsets[:-1].copy(), ends)
+
+
+def _joined_utf8(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes in one buffer, non-ASCII ones normalised first, with per-text offsets."""
     prepared = [t if t.isascii() else normalise_text(t) for t in texts]
     joined = "".join(prepared)
     lengths = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
@@ -92,20 +107,33 @@ def normalise_texts(texts: list[str], workers: int = 1) -> NormalisedTexts:
             lengths[index] = len(prepared[index].encode("utf-8"))
     offsets = np.zeros(len(prepared) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
-    out = np.empty(max(len(raw), 1), dtype=np.uint8)
-    ends = np.zeros(len(prepared), dtype=np.int64)
-    _run_ranges(kernels.normalise_ascii_into, offsets, workers, raw, offsets, out, ends)
-    return NormalisedTexts(out, offsets[:-1].copy(), ends)
+    return np.frombuffer(joined.encode("utf-8"), dtype=np.uint8), offsets
+
+
+def _arrow_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow string array's UTF-8 buffer and offsets (nulls as empty texts, non-ASCII ones normalised first)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    other = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if other.any():
+        replaced = [normalise_text(t) for t in texts.filter(pa.array(other)).to_pylist()]
+        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(replaced, pa.large_string()))
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return raw, offsets
 
 
 def token_hashes(texts: NormalisedTexts, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """One 64-bit hash per word (or per character), flattened, with per-document offsets."""
     if shingle not in ("word", "char"):
         raise AdapterOpsError(f"dedup.shingle must be 'word' or 'char', not {shingle!r}.")
-    counter, writer = ((kernels.word_counts, kernels.word_hashes_into) if shingle == "word"
-                       else (kernels.char_counts, kernels.char_hashes_into))
-    counts = counter(texts.buffer, texts.starts, texts.ends)
+    counter, writer = ((kernels.word_counts_into, kernels.word_hashes_into) if shingle == "word"
+                       else (kernels.char_counts_into, kernels.char_hashes_into))
+    counts = np.empty(len(texts.starts), dtype=np.int64)
+    bounds = np.append(texts.starts, texts.ends[-1:] if len(texts.ends) else [0])
+    _run_ranges(counter, bounds, workers, texts.buffer, texts.starts, texts.ends, counts)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     tokens = np.empty(int(offsets[-1]), dtype=np.uint64)
@@ -137,8 +165,15 @@ def shingle_texts(texts: list[str], ngram: int, shingle: str = "word", workers: 
 def exact_key(normalised: str) -> str:
     """Hex key of a normalised text's words: equal texts, equal keys (128 bits)."""
     tokens, offsets = token_hashes(normalise_texts([normalised]), "word")
-    keys = kernels.token_keys(tokens, offsets)
+    keys = text_keys(tokens, offsets)
     return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
+
+
+def text_keys(tokens: np.ndarray, offsets: np.ndarray, workers: int = 1) -> np.ndarray:
+    """(documents, 2) uint64 keys of each document's token sequence: equal normalised texts, equal keys."""
+    keys = np.empty((len(offsets) - 1, 2), dtype=np.uint64)
+    _run_ranges(kernels.token_keys_into, offsets, workers, tokens, offsets, keys)
+    return keys
 
 
 def fold_to_32(hashes: np.ndarray) -> np.ndarray:
@@ -221,13 +256,19 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
         return lsh
     rows_to_index = np.asarray(rows_to_index, dtype=np.int64)
     first = int(rows_to_index[0])
-    with lsh.insertion_session() as session:
+    def grouped(band: int):
+        # one band's columns at a time: never a copy of all the signatures
+        block = signatures[rows_to_index, band * rows:(band + 1) * rows]
+        return block, band_groups(block, shared_only)
+
+    with lsh.insertion_session() as session, ThreadPoolExecutor(1) as pool:
         session.insert(first, LeanMinHash(seed=params.seed, hashvalues=signatures[first], scheme=SCHEME),
                        check_duplication=False)
+        upcoming = pool.submit(grouped, 0)
         for band, table in enumerate(lsh.hashtables):
-            # one band's columns at a time: never a copy of all the signatures
-            block = signatures[rows_to_index, band * rows:(band + 1) * rows]
-            groups = band_groups(block, shared_only)
+            block, groups = upcoming.result()
+            if band + 1 < bands:   # numpy sorts the next band without the GIL while this one fills the table
+                upcoming = pool.submit(grouped, band + 1)
             if groups is None:
                 _fill_band_by_keys(table, block, rows_to_index)
             else:
@@ -375,6 +416,25 @@ def record_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]) -> list[str
     return joined.tolist()
 
 
+def compared_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]):
+    """record_texts, as one Arrow array when every text column holds Arrow strings (as Parquet batches do).
+
+    Then no Python string is made per record: a million records of ~1 KB would take a GB more.
+    """
+    if not all(_is_arrow_string(frame[c]) for c in text_columns):
+        return record_texts(frame, text_columns)
+    arrays = [pc.fill_null(pa.array(frame[c]).cast(pa.large_string()), "") for c in text_columns]
+    return arrays[0] if len(arrays) == 1 else pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
+
+
+def _is_arrow_string(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "pyarrow"
+    return isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                                 or pa.types.is_large_string(dtype.pyarrow_dtype))
+
+
 def _timestamps(frame: pd.DataFrame) -> np.ndarray:
     if "timestamp" not in frame:
         return np.full(len(frame), np.iinfo(np.int64).max, dtype=np.int64)
@@ -386,10 +446,10 @@ def _timestamps(frame: pd.DataFrame) -> np.ndarray:
 def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
                    workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """Normalise, shingle and MinHash every record of a frame (one shard)."""
-    texts = normalise_texts(record_texts(frame, text_columns), workers)
+    texts = normalise_texts(compared_texts(frame, text_columns), workers)
     tokens, token_offsets = token_hashes(texts, params.shingle, workers)
     sets, set_offsets = shingle_values(tokens, token_offsets, params.ngram, workers)
-    keys = kernels.token_keys(tokens, token_offsets)
+    keys = text_keys(tokens, token_offsets, workers)
     del tokens
     signatures = minhash_signatures(sets, set_offsets, params.num_perm, params.seed, workers)
     sources = (frame[source_column].astype(object).where(frame[source_column].notna(), None).to_numpy(dtype=object)

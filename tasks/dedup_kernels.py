@@ -200,27 +200,27 @@ def word_hashes_into(text, starts, ends, out, out_offsets, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def word_counts(text, starts, ends):
-    counts = np.zeros(len(starts), dtype=np.int64)
-    for d in range(len(starts)):
+def word_counts_into(text, starts, ends, counts, first_doc, last_doc):
+    """counts[d] = words in document d (normalised text: one space between words)."""
+    for d in range(first_doc, last_doc):
+        counts[d] = 0
         if ends[d] > starts[d]:
             spaces = 0
             for k in range(starts[d], ends[d]):
                 if text[k] == 32:
                     spaces += 1
             counts[d] = spaces + 1
-    return counts
 
 
 @numba.njit(cache=True, nogil=True)
-def char_counts(text, starts, ends):
-    """Code points per document (UTF-8 continuation bytes are not counted)."""
-    counts = np.zeros(len(starts), dtype=np.int64)
-    for d in range(len(starts)):
+def char_counts_into(text, starts, ends, counts, first_doc, last_doc):
+    """counts[d] = code points in document d (UTF-8 continuation bytes are not counted)."""
+    for d in range(first_doc, last_doc):
+        counts[d] = 0
         for k in range(starts[d], ends[d]):
             if (text[k] & 0xC0) != 0x80:
                 counts[d] += 1
-    return counts
+
 
 
 @numba.njit(cache=True, nogil=True)
@@ -237,10 +237,9 @@ def char_hashes_into(text, starts, ends, out, out_offsets, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def token_keys(tokens, offsets):
-    """Two independent 64-bit hashes of each document's token sequence: equal texts, equal keys."""
-    keys = np.empty((len(offsets) - 1, 2), dtype=np.uint64)
-    for d in range(len(offsets) - 1):
+def token_keys_into(tokens, offsets, keys, first_doc, last_doc):
+    """keys[d] = two independent 64-bit hashes of document d's token sequence: equal texts, equal keys."""
+    for d in range(first_doc, last_doc):
         h1 = np.uint64(0x243F6A8885A308D3) ^ np.uint64(offsets[d + 1] - offsets[d])
         h2 = np.uint64(0x13198A2E03707344)
         for k in range(offsets[d], offsets[d + 1]):
@@ -248,7 +247,6 @@ def token_keys(tokens, offsets):
             h2 = _fmix64(h2 + tokens[k])
         keys[d, 0] = _fmix64(h1)
         keys[d, 1] = h2
-    return keys
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from datasketch import LeanMinHash, MinHash
 
@@ -87,6 +88,21 @@ def test_vectorised_normalisation_equals_normalise_text():
     texts = ["  Hello,   WORLD!! ", "ﬁne_day", "Straße ÉTÉ", "日本語、テキスト。", "", "a--b__c", "x\ty\nz", "١٢٣ arabic"]
     normalised = normalise_texts(texts, workers=2)
     assert [normalised.text(k) for k in range(len(texts))] == [normalise_text(t) for t in texts]
+    from_arrow = normalise_texts(pa.array(["dropped", *texts, None])[1:], workers=2)   # a slice, with a null
+    assert [from_arrow.text(k) for k in range(len(texts) + 1)] == [normalise_text(t) for t in texts] + [""]
+
+
+def test_arrow_string_frames_give_the_same_result_as_python_strings():
+    texts = [BASE, BASE.upper() + "!", "Straße ÉTÉ " + BASE, "strasse été " + BASE, None, "日本語 の テキスト"]
+    records = frame(texts).assign(completion=["ok", None, "x", "x", "y", "z"])
+    as_objects = records.astype({"prompt": object, "completion": object})
+    as_arrow = records.astype({"prompt": pd.StringDtype("pyarrow"), "completion": pd.ArrowDtype(pa.string())})
+    from tasks.dedup import compared_texts
+    assert isinstance(compared_texts(as_arrow, ("prompt", "completion")), pa.Array)
+    assert not isinstance(compared_texts(as_objects, ("prompt", "completion")), pa.Array)
+    expected = dedup_records(as_objects, DedupParams())
+    assert expected["kind"].tolist() == ["near", "near", "unique", "exact", "unique", "unique"]
+    pd.testing.assert_frame_equal(dedup_records(as_arrow, DedupParams()), expected)
 
 
 def test_results_do_not_depend_on_worker_count_or_run():
