@@ -408,12 +408,10 @@ def concat_sketches(parts: list[Sketches]) -> Sketches:
 
 
 def record_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]) -> list[str]:
-    """The text a record is compared by: its text columns joined by a space."""
-    columns = [frame[c].fillna("").astype(str) for c in text_columns]
-    joined = columns[0]
-    for column in columns[1:]:
-        joined = joined + " " + column
-    return joined.tolist()
+    """The text a record is compared by: its text columns joined by a space (missing values as empty text)."""
+    columns = [[v if type(v) is str else str(v) for v in frame[c].to_numpy(dtype=object, na_value="")]
+               for c in text_columns]
+    return columns[0] if len(columns) == 1 else [" ".join(parts) for parts in zip(*columns)]
 
 
 def compared_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]):
