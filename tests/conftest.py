@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,12 @@ os.environ.pop("PREFECT_API_URL", None)
 from adapterops.workspace import configure_environment, resolve_workspace  # noqa: E402
 
 configure_environment(resolve_workspace())
+
+
+def pytest_unconfigure(config):
+    """Remove the session's workspace (about 200 MB); ADAPTEROPS_KEEP_TEST_HOME=1 keeps it to look at."""
+    if os.environ.get("ADAPTEROPS_KEEP_TEST_HOME") != "1":
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
