@@ -617,15 +617,20 @@ def with_previous(current: Sketches, previous_signatures: str | None, num_perm: 
 
 
 def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str = "id",
-                   source_column: str = "source") -> list[str]:
-    """The columns sketching reads: id, texts, and source and timestamp when the file has them."""
+                   source_column: str = "source", options: dict[str, str] | None = None) -> list[str]:
+    """The columns sketching reads: id, texts, and source and timestamp when the file has them.
+
+    options: the command-line option that names each column, for the error when one is missing.
+    """
     from tasks.record_batches import column_names
 
     present = column_names(records_path)
     missing = [c for c in (id_column, *text_columns) if c not in present]
     if missing:
+        option = (options or {}).get(missing[0])
+        fix = f"name the right one with {option}" if option else "name the id and text columns that the file has"
         raise AdapterOpsError(f"{records_path} has no column {missing[0]!r} (columns: {', '.join(map(str, present))}); "
-                              "name the id and text columns that the file has.")
+                              f"{fix}.")
     optional = [c for c in (source_column, "timestamp") if c in present and c not in (id_column, *text_columns)]
     return [id_column, *dict.fromkeys(text_columns), *optional]
 

@@ -21,18 +21,6 @@ PROGRESS_FROM_BYTES = 20 << 20
 KEEPERS = ("longest", "earliest", "first", "source_priority")
 
 
-def check_columns(path: Path, id_column: str, text_column: str) -> list[str]:
-    """The file's columns, with the id and text columns checked; the error says which option to fix."""
-    from tasks.record_batches import column_names
-
-    columns = column_names(path)
-    for option, column in (("--id-column", id_column), ("--text-column", text_column)):
-        if column not in columns:
-            raise AdapterOpsError(f"{path} has no column {column!r} (columns: {', '.join(map(str, columns))}); "
-                                  f"name the right one with {option}.")
-    return columns
-
-
 def expected_rows(path: Path) -> int | None:
     """Rows in the file when its metadata says so (Parquet), else None."""
     if path.suffix.lower() != ".parquet":
@@ -57,20 +45,20 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
           source_column: str = typer.Option("source", help="Column naming each record's source (per-source counts, --keep source_priority)."),
           previous: Optional[Path] = typer.Option(None, help="signatures/ folder of an earlier run: its records stay kept.")) -> None:
     """Remove exact and near-duplicate records; one row per input record in duplicates.parquet."""
-    from tasks.dedup import DedupParams, check_unique_ids, sketch_batches, with_previous, write_outputs
+    from tasks.dedup import DedupParams, check_unique_ids, sketch_batches, sketch_columns, with_previous, write_outputs
     from tasks.record_batches import iter_frames
 
     if keep not in KEEPERS:
         raise AdapterOpsError(f"--keep must be {', '.join(KEEPERS[:-1])} or {KEEPERS[-1]}, not {keep!r}.")
     if keep == "source_priority" and not source_priority:
         raise AdapterOpsError("--keep source_priority needs the sources in order: --source-priority A --source-priority B.")
-    columns = check_columns(input, id_column, text_column)
-    if keep == "source_priority" and source_column not in columns:
+    read = sketch_columns(input, (text_column,), id_column, source_column,
+                          options={id_column: "--id-column", text_column: "--text-column"})
+    if keep == "source_priority" and source_column not in read:
         raise AdapterOpsError(f"{input} has no column {source_column!r} for --keep source_priority; "
                               "name the source column with --source-column.")
     params = DedupParams(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
                          shingle="char" if char else "word", source_priority=tuple(source_priority))
-    read = [id_column, *dict.fromkeys([text_column] + [c for c in (source_column, "timestamp") if c in columns])]
     total = expected_rows(input)
     quiet = total < PROGRESS_FROM_ROWS if total is not None else input.stat().st_size < PROGRESS_FROM_BYTES
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

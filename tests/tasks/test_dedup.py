@@ -201,6 +201,8 @@ def test_cli_dedup_writes_outputs_and_explains_a_missing_column(tmp_path):
     assert (tmp_path / "out" / "report.json").is_file()
     bad = runner.invoke(app, ["dedup", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o2"), "--id-column", "key"])
     assert bad.exit_code != 0 and "--text-column" in str(bad.exception)
+    no_id = runner.invoke(app, ["dedup", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o3"), "--text-column", "body"])
+    assert no_id.exit_code != 0 and "'id'" in str(no_id.exception) and "--id-column" in str(no_id.exception)
 
 
 # --- keeper by source priority, stored sets, streaming ------------------------------------------------
