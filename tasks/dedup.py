@@ -248,7 +248,8 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
     buckets cannot produce a candidate pair, and leaving them out keeps the index small and fast
     (an incremental run rebuilds it from stored signatures). The first row goes through datasketch's
     own insertion session with a LeanMinHash, which records the permutation scheme in the index;
-    inserting it again into its buckets changes nothing, as the band tables store sets.
+    inserting it again into its buckets changes nothing, as the band tables store sets. The other
+    rows are only in the band tables: `query()` finds them, `in` and `remove()` do not.
     """
     bands, rows = choose_bands(params.threshold, params.num_perm)
     lsh = MinHashLSH(num_perm=params.num_perm, params=(bands, rows), storage_config=storage_config)
