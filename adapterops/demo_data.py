@@ -145,9 +145,19 @@ def write_demo_data(directory: Path, count: int, seed: int) -> tuple[Path, Path]
     train = directory / "train.jsonl"
     evaluation = directory / "eval.jsonl"
     _write_atomic(train, "\n".join(demo_lines(count, seed)) + "\n")
-    eval_records = generate_records(max(40, count // 10), seed + 1000, id_prefix="E")
-    _write_atomic(evaluation, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in eval_records))
+    _write_atomic(evaluation, "\n".join(eval_lines(max(40, count // 10), seed)) + "\n")
     return train, evaluation
+
+
+def eval_lines(count: int, seed: int) -> list[str]:
+    """JSONL lines of the held-out workload sample: real traffic, so PII and broken rows turn up here too."""
+    records = generate_records(count, seed + 1000, id_prefix="E")
+    records[1]["prompt"] += " Reply to me at sam.r@example.org please."     # redacted
+    records[2]["prompt"] += " The card 5500 0000 0000 0004 was billed."     # quarantined
+    records[3]["completion"] = ""                                          # nothing to score against
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    lines.insert(count // 2, '{"id": "E999999", "prompt": "cut off')       # malformed
+    return lines
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -39,6 +39,10 @@ def curate(config: Config) -> dict:
     sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
     eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
     params = DedupParams(**config.dedup.settings())
+    # the eval set is real workload too: same readers, same PII policy
+    eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
+    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval",
+                                                     artifact_key="eval-pii")
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
     pii = pii_task(ingested["records"], config.contract, stage)
@@ -48,10 +52,11 @@ def curate(config: Config) -> dict:
     validated = validate_task(deduped["kept_records"], config.contract, stage)
     publish_table("contract", f"Contract {validated['contract']} v{validated['contract_version']}",
                   counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
-    split = split_task(validated["valid"], eval_paths, params, config.split.heldout_fraction, config.split.seed,
-                       config.columns, stage)
-    corpus = version_task(config.name, {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split},
-                          curation_settings(config), stage)
+    split = split_task(validated["valid"], eval_pii["records"], params, config.split.heldout_fraction,
+                       config.split.seed, stage)
+    stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
+              "eval_ingest": eval_ingested, "eval_pii": eval_pii}
+    corpus = version_task(config.name, stages, curation_settings(config), stage)
     state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
     publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
                      f"**Digest** `{corpus['digest']}` ({state})\n\n" +

@@ -33,12 +33,17 @@ def corpus_digest(train: pd.DataFrame, heldout: pd.DataFrame, settings: dict, co
 
 
 def check_accounting(counts: dict[str, int]) -> None:
-    """Every input record is kept, removed as a duplicate or quarantined: exactly once."""
+    """Every input record is kept, removed as a duplicate or quarantined: exactly once; every eval record
+    is in the eval set or quarantined."""
     placed = counts["kept"] + counts["duplicates"] + counts["quarantined"]
     if placed != counts["input"]:
         raise AdapterOpsError(
             f"Record accounting does not add up: input {counts['input']} != kept {counts['kept']} + duplicates "
             f"{counts['duplicates']} + quarantined {counts['quarantined']}; the corpus version was not written. Please report this.")
+    if "eval_input" in counts and counts["eval"] + counts["eval_quarantined"] != counts["eval_input"]:
+        raise AdapterOpsError(
+            f"Eval record accounting does not add up: input {counts['eval_input']} != eval {counts['eval']} + "
+            f"quarantined {counts['eval_quarantined']}; the corpus version was not written. Please report this.")
 
 
 # --- wrapper: writes the version folder and its MLflow run ----------------------------------------
@@ -96,6 +101,11 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
               + stages.get("pii", {}).get("quarantined", 0),  # issue 4: the PII step's quarantine
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
+    eval_quarantine_files = [stages[s]["quarantine"] for s in ("eval_ingest", "eval_pii") if s in stages]
+    eval_quarantine_files += [split["eval_quarantine"]] if split.get("eval_quarantine") else []
+    if "eval_ingest" in stages:
+        counts |= {"eval_input": stages["eval_ingest"]["input"],
+                   "eval_quarantined": sum(len(pd.read_parquet(p)) for p in eval_quarantine_files)}
     check_accounting(counts)
     existing = find_version(pipeline, digest=digest)
     if existing is not None:
@@ -124,11 +134,16 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
     if pii.get("report"):
         shutil.copyfile(pii["report"], staging / "pii.json")
+    if stages.get("eval_pii", {}).get("report"):
+        shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
         shutil.copytree(valid["data_docs"], staging / "data_docs")
     # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
+    if eval_quarantine_files:
+        write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine_files], ignore_index=True),
+                      staging / "eval_quarantine.parquet")
     record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
     eval_digest = "sha256:" + record_digests["eval"]
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,

@@ -152,7 +152,7 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def pii_file(records_path: str, contract_name: str, stage_dir) -> dict:
+def pii_file(records_path: str, contract_name: str, stage_dir, artifact_key: str = "pii") -> dict:
     """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir."""
     from pathlib import Path
 
@@ -172,7 +172,7 @@ def pii_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(pd.DataFrame(result.quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "pii_quarantine.parquet")
     write_json({"contract": contract.name, "contract_version": contract.version, "detectors": report},
                stage_dir / "pii.json")
-    publish_table("pii", f"PII found under contract {contract.name} v{contract.version}", report)
+    publish_table(artifact_key, f"PII found under contract {contract.name} v{contract.version}", report)
     return {"records": str(stage_dir / "pii_clean.parquet"), "quarantine": str(stage_dir / "pii_quarantine.parquet"),
             "report": str(stage_dir / "pii.json"), "input": len(frame), "kept": len(result.records),
             "quarantined": len(result.quarantine),

@@ -42,23 +42,39 @@ def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupP
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def split_file(valid_path: str, eval_paths: list, params: DedupParams, heldout_fraction: float, seed: int,
-               columns, stage_dir) -> dict:
-    """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined."""
+def unusable_eval_rows(evaluation: pd.DataFrame) -> pd.Series:
+    """Per eval record, why it cannot be scored ('' when it can): a prompt and a completion are needed."""
+    reasons = pd.Series("", index=evaluation.index, dtype=object)
+    for column in ("completion", "prompt"):
+        empty = evaluation[column].isna() | (evaluation[column].astype(str).str.strip() == "")
+        reasons[empty.to_numpy()] = f"eval_missing_field: {column}"
+    return reasons
+
+
+def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fraction: float, seed: int,
+               stage_dir) -> dict:
+    """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined.
+
+    eval_path: the evaluation records, already ingested and PII-checked; those that cannot be scored
+    go to eval_quarantine.parquet.
+    """
     from pathlib import Path
 
     from adapterops.storage import write_parquet
-    from tasks.ingest import QUARANTINE_FIELDS, parse_jsonl
+    from tasks.ingest import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(valid_path)
     side = assign_split(frame["id"], heldout_fraction, seed)
     train, heldout = frame[side == "train"], frame[side == "heldout"]
-    eval_records = []
-    for path in map(Path, eval_paths):
-        eval_records += parse_jsonl(path.read_bytes(), str(path), columns).records
-    evaluation = pd.DataFrame(eval_records, columns=list(frame.columns))
-    evaluation = evaluation[evaluation["prompt"].notna() & evaluation["completion"].notna()]
+    evaluation = pd.read_parquet(eval_path).reindex(columns=frame.columns)
+    reasons = unusable_eval_rows(evaluation)
+    unusable = evaluation[(reasons != "").to_numpy()]
+    eval_quarantine = pd.DataFrame({
+        "id": unusable["id"].astype(str), "input_file": unusable["input_file"], "input_line": unusable["input_line"],
+        "stage": "eval", "reason": reasons[reasons != ""], "raw": [f"{p!r}"[:2000] for p in unusable["prompt"]]},
+        columns=list(QUARANTINE_FIELDS))
+    evaluation = evaluation[(reasons == "").to_numpy()]
     leaks = leaking_train_ids(train, pd.concat([heldout, evaluation], ignore_index=True), params)
     leaked = train["id"].astype(str).isin(leaks)
     quarantine = pd.DataFrame([
@@ -70,7 +86,9 @@ def split_file(valid_path: str, eval_paths: list, params: DedupParams, heldout_f
     for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
         write_parquet(part, stage_dir / f"{name}.parquet")
     write_parquet(quarantine, stage_dir / "split_quarantine.parquet")
+    write_parquet(eval_quarantine, stage_dir / "eval_quarantine.parquet")
     return {"train": str(stage_dir / "train.parquet"), "heldout": str(stage_dir / "heldout.parquet"),
             "eval": str(stage_dir / "eval.parquet"), "quarantine": str(stage_dir / "split_quarantine.parquet"),
+            "eval_quarantine": str(stage_dir / "eval_quarantine.parquet"),
             "input": len(frame), "train_count": len(train), "heldout_count": len(heldout),
-            "eval_count": len(evaluation), "quarantined": int(leaked.sum())}
+            "eval_count": len(evaluation), "quarantined": int(leaked.sum()), "eval_quarantined": len(eval_quarantine)}

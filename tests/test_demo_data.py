@@ -27,6 +27,8 @@ def test_demo_export_plants_the_problems_curation_must_handle():
 
 def test_eval_file_is_separate_from_training_ids(tmp_path):
     train, evaluation = write_demo_data(tmp_path, 100, 3)
-    eval_ids = {json.loads(line)["id"] for line in evaluation.read_text().splitlines()}
+    lines = evaluation.read_text().splitlines()
+    eval_ids = {json.loads(line)["id"] for line in lines if line.endswith("}")}
+    assert len(eval_ids) == len(lines) - 1          # one planted malformed line
     assert all(i.startswith("E") for i in eval_ids)
     assert not eval_ids & {r["id"] for r in generate_records(100, 3)}

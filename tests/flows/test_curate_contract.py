@@ -9,6 +9,7 @@ import pytest
 from adapterops.config import parse_config
 
 PLANTED = ("dana.k@example.com", "+1 415 555 0132", "4111 1111 1111 1111")
+PLANTED_IN_EVAL = ("sam.r@example.org", "5500 0000 0000 0004")
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +40,17 @@ def test_pii_is_redacted_or_quarantined_per_policy_and_the_counts_add_up(corpus)
     counts = corpus["counts"]
     assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"] == \
         len(kept) + counts["duplicates"] + len(quarantine)
+
+
+def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_for(corpus):
+    folder = Path(corpus["path"])
+    evaluation = pd.read_parquet(folder / "eval.parquet")
+    text = " ".join(evaluation["prompt"]) + " ".join(evaluation["completion"])
+    assert not any(value in text for value in PLANTED_IN_EVAL) and "[EMAIL]" in text
+    quarantine = pd.read_parquet(folder / "eval_quarantine.parquet")
+    assert sorted(zip(quarantine["stage"], quarantine["reason"].str.split(":").str[0])) == [
+        ("eval", "eval_missing_field"), ("ingest", "malformed_json"), ("pii", "pii")]
+    assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED_IN_EVAL)
+    counts = corpus["counts"]
+    assert counts["eval_input"] == counts["eval"] + counts["eval_quarantined"] == len(evaluation) + len(quarantine)
+    assert (folder / "eval_pii.json").is_file()
