@@ -38,10 +38,10 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
         description=f"## Corpus {corpus['pipeline']} v{corpus['version']}\n\nDigest `{corpus['digest']}`. "
                     f"Owners: {', '.join(corpus['owners'])}.\n\n{review}")
     try:
-        answer = pause_flow_run(wait_for_input=form, timeout=int(config.approval_timeout_hours * 3600),
+        answer = pause_flow_run(wait_for_input=form, timeout=max(1, round(config.approval_timeout_hours * 3600)),
                                 poll_interval=POLL_SECONDS)
     except FlowPauseTimeout:
-        raise AdapterOpsError(f"No decision on corpus version {corpus['version']} within {config.approval_timeout_hours} h; "
+        raise AdapterOpsError(f"No decision on corpus version {corpus['version']} within {config.approval_timeout_hours:g} h; "
                               f"it stays pending. Decide with `adapterops corpus approve {corpus['version']} --as NAME` "
                               "and run again.") from None
     decision = "approved" if answer.decision == "approve" else "rejected"

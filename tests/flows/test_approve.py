@@ -75,6 +75,17 @@ def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, 
     assert tags["corpus.status"] == "approved" and tags["approval.note"] == "reviewed diff"
 
 
+def test_no_decision_before_the_timeout_leaves_the_version_pending(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    config, corpus = curate_pending("timeout")
+    config = config.model_copy(update={"approval_timeout_hours": 2 / 3600})
+    with pytest.raises(AdapterOpsError, match=r"No decision on corpus version 1 within .*stays pending.*corpus approve 1"):
+        approve_module.approve(config, corpus)
+    assert corpus_tags(corpus)["corpus.status"] == "pending"
+
+
 def test_cli_approval_refusals_and_the_append_only_log(prefect_harness):
     from tasks.approval import require_approved
 
