@@ -1,7 +1,5 @@
 """approve: bind an approval to the corpus digest, automatically or by a contract owner."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from prefect import flow, get_run_logger

@@ -1,7 +1,5 @@
 """train-approved: what a deployment trigger on `adapterops.corpus.approved` runs: train → evaluate → release."""
 
-from __future__ import annotations
-
 from prefect import flow
 
 from adapterops.config import Config

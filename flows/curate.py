@@ -1,7 +1,5 @@
 """curate: ingest → PII → dedup → contract → split → corpus version."""
 
-from __future__ import annotations
-
 from prefect import flow, task
 from prefect.runtime import flow_run
 

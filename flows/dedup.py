@@ -1,7 +1,5 @@
 """dedup at scale: shards sketched in parallel Prefect tasks (threads, or a Dask cluster), then clustered once."""
 
-from __future__ import annotations
-
 import shutil
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """evaluate: the candidate against the base model (adapter disabled) and production."""
 
-from __future__ import annotations
-
 from prefect import flow, task
 
 from adapterops.config import Config

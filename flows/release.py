@@ -1,7 +1,5 @@
 """release: alias the candidate; move production only through the gate."""
 
-from __future__ import annotations
-
 from prefect import flow, task
 
 from adapterops.config import Config

@@ -1,7 +1,5 @@
 """retrain: the scheduled end-to-end run, curate → approve → train → evaluate → release."""
 
-from __future__ import annotations
-
 from prefect import flow, task
 
 from adapterops.config import Config

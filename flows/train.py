@@ -1,7 +1,5 @@
 """train: the approved corpus → a registered, adapter-only model version, in process or on a GPU work pool."""
 
-from __future__ import annotations
-
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run, task_run
 
@@ -9,6 +7,9 @@ from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.reporting import publish_table
 from tasks.train import train_adapter, train_run_dir, truncation_note
+
+
+POLL_SECONDS = 10   # how often a run on a work pool is checked
 
 
 def retry_unless_user_error(task, run, state) -> bool:
@@ -74,7 +75,7 @@ def train_on_work_pool(config: Config, corpus: dict) -> dict:
     name = deployment_name(config)
     try:
         run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus},
-                             timeout=None, poll_interval=10)
+                             timeout=None, poll_interval=POLL_SECONDS)
     except ObjectNotFound:
         raise AdapterOpsError(f"No deployment {name!r} for work pool {config.train.work_pool!r}: create it with "
                               "`prefect deploy --prefect-file deployments/prefect.yaml --all`, or unset train.work_pool "

@@ -1,8 +1,10 @@
 """Deployments: the pools and schedules declared in deployments/prefect.yaml, and training on a work pool."""
 
 import importlib
+import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -36,6 +38,56 @@ def test_training_on_a_pool_without_its_deployment_says_how_to_deploy(prefect_ha
     config = parse_config({"name": "pooled", "train": {"work_pool": "nowhere"}})
     with pytest.raises(AdapterOpsError, match="prefect deploy --prefect-file deployments/prefect.yaml"):
         train_on_work_pool(config, {"pipeline": "pooled", "digest": "sha256:0", "version": 1})
+
+
+def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(prefect_harness, monkeypatch):
+    """A Prefect runner stands in for the GPU worker: it runs the train deployment in a subprocess."""
+    import asyncio
+    import contextvars
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.runner import Runner
+
+    import flows.train as train_module
+    from flows.approve import approve
+    from flows.curate import curate
+
+    monkeypatch.setattr(train_module, "POLL_SECONDS", 1)
+    config = parse_config({"name": "pooled-ok", "approval": "auto", "demo_records": 150,
+                           "train": {"max_steps": 2, "batch_size": 2, "work_pool": "test-worker"},
+                           "release": {"model_name": "pool-tests"}})
+    corpus = curate(config)
+    approve(config, corpus)
+    runner = Runner(name="test-worker", query_seconds=1, pause_on_shutdown=False)
+    deployment_id = runner.add_flow(train_module.train, name="test-worker")
+    outcome = {}
+
+    def submit():
+        try:
+            outcome["adapter"] = train_module.train_on_work_pool(config, corpus)
+        except Exception as error:  # reported below
+            outcome["error"] = error
+
+    caller = threading.Thread(target=contextvars.copy_context().run, args=(submit,), daemon=True)
+    caller.start()
+    waiting = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
+    with get_client(sync_client=True) as client:
+        for _ in range(120):
+            if client.read_flow_runs(flow_run_filter=waiting):
+                break
+            time.sleep(0.5)
+    asyncio.run(runner.start(run_once=True))
+    caller.join(timeout=180)
+    assert "error" not in outcome, outcome.get("error")
+    assert "adapter" in outcome, "the train deployment's run did not finish"
+    adapter = outcome["adapter"]
+    assert adapter["model_name"] == "pool-tests" and adapter["steps"] == 2
+    tags = mlflow.MlflowClient().get_model_version("pool-tests", adapter["version"]).tags
+    assert tags["corpus.digest"] == corpus["digest"] and tags["approval.approver"] == "policy:auto"
+    run = mlflow.get_run(adapter["run_id"])   # logged by the worker's process, found through its flow run id
+    assert run.data.tags["prefect.flow_run_id"] and run.info.status == "FINISHED"
 
 
 def test_train_command_without_an_approved_corpus_says_what_to_run():
