@@ -23,11 +23,16 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_json(data, path: Path) -> Path:
+def write_text(text: str, path: Path) -> Path:
+    """Write UTF-8 text atomically."""
     tmp = _staging(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write_json(data, path: Path) -> Path:
+    return write_text(json.dumps(data, indent=2, sort_keys=True, default=str), path)
 
 
 def append_jsonl(record: dict, path: Path) -> Path:

@@ -11,12 +11,14 @@ from flows.dedup import run_dedup
 from tasks.corpus import last_approved_signatures, publish_version
 from tasks.dedup import DedupParams, dedup_file
 from tasks.inputs import ingest_files
+from tasks.labeling import label_file
 from tasks.pii import pii_file
 from tasks.split import split_file
 from tasks.validate import validate_file
 
 ingest_task = task(name="ingest")(ingest_files)
 pii_task = task(name="pii")(pii_file)
+label_task = task(name="labels")(label_file)
 dedup_task = task(name="dedup")(dedup_file)
 previous_signatures_task = task(name="dedup-previous-signatures")(last_approved_signatures)
 validate_task = task(name="validate")(validate_file)
@@ -44,7 +46,11 @@ def curate(config: Config) -> dict:
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
     pii = pii_task(ingested["records"], config.contract, stage)
-    deduped = dedup(pii["records"], params, config, stage)
+    labeled = None
+    if config.labels:   # after PII: decisions were made on the redacted records a version holds
+        label_paths = [str(p) for name in config.labels for p in resolve_source(name, config)]
+        labeled = label_task(pii["records"], label_paths, stage)
+    deduped = dedup(labeled["records"] if labeled else pii["records"], params, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
     validated = validate_task(deduped["kept_records"], config.contract, stage)
@@ -53,7 +59,7 @@ def curate(config: Config) -> dict:
     split = split_task(validated["valid"], eval_pii["records"], params, config.split.heldout_fraction,
                        config.split.seed, stage)
     stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
-              "eval_ingest": eval_ingested, "eval_pii": eval_pii}
+              "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
     corpus = version_task(config.name, stages, curation_settings(config), stage)
     state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
     publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",

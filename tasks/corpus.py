@@ -99,7 +99,8 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
               "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
-              + stages.get("pii", {}).get("quarantined", 0),  # issue 4: the PII step's quarantine
+              + stages.get("pii", {}).get("quarantined", 0)  # issue 4: the PII step's quarantine
+              + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
     eval_quarantine_files = [stages[s]["quarantine"] for s in ("eval_ingest", "eval_pii") if s in stages]
     eval_quarantine_files += [split["eval_quarantine"]] if split.get("eval_quarantine") else []
@@ -134,6 +135,9 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
     if pii.get("report"):
         shutil.copyfile(pii["report"], staging / "pii.json")
+    if stages.get("label"):
+        quarantine_files.append(stages["label"]["quarantine"])
+        shutil.copyfile(stages["label"]["report"], staging / "labels.parquet")
     if stages.get("eval_pii", {}).get("report"):
         shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
@@ -148,7 +152,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     eval_digest = "sha256:" + record_digests["eval"]
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
                 "record_digests": record_digests,
-                "sources": ingest["files"], "counts": counts, "contract": valid["contract"],
+                "sources": ingest["files"], "labels": stages.get("label", {}).get("files", []), "counts": counts, "contract": valid["contract"],
                 "contract_version": valid["contract_version"], "settings": settings,
                 "parent": _last_approved(experiment), "code_version": _code_version(),
                 "created": datetime.now(timezone.utc).isoformat()}

@@ -1,0 +1,66 @@
+"""`adapterops label export | check`: a corpus version's records out to annotators, their decisions checked.
+
+Decisions come back into the corpus through the config's `labels:` list: the next curation applies
+them (corrections, rejections) and the result is a new version for the owner to approve.
+"""
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Labeling: export a corpus version as tasks, check annotated exports.")
+out = Console()
+NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
+
+
+def _version(name: str, version: int):
+    """The version's MLflow run and the reference its tasks carry."""
+    from adapterops.cli import prepare
+    from tasks.corpus import get_version
+
+    prepare()
+    run = get_version(name, version)
+    return run, {"pipeline": name, "version": version, "digest": run.data.tags["corpus.digest"]}
+
+
+@app.command()
+def export(version: int = typer.Argument(..., help="Corpus version to export."),
+           out_path: Path = typer.Option(..., "--out", help="Tasks file: .json for Label Studio, .jsonl for JSONL."),
+           fmt: str = typer.Option("", "--format", help="label-studio or jsonl (default: from the --out suffix)."),
+           split: str = typer.Option("train", help="Records to export: train, heldout or all."),
+           limit: int = typer.Option(None, min=1, help="Export a seeded random sample of this many records."),
+           seed: int = typer.Option(0, help="Seed of the sample."),
+           name: str = NAME) -> None:
+    """Write a version's records as labeling tasks, each carrying its corpus digest and record digest."""
+    from tasks.labeling import export_file
+
+    fmt = fmt or ("label-studio" if out_path.suffix.lower() == ".json" else "jsonl")
+    run, corpus = _version(name, version)
+    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed)
+    out.print(f"{written['count']} tasks from {name} corpus v{version} → {written['tasks']}")
+    if written["interface"]:
+        out.print(f"Label Studio labeling interface → {written['interface']} (paste it into the project's settings)")
+    out.print("After annotating, export the project as JSON and list the file under `labels:` in the config.")
+
+
+@app.command()
+def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json Label Studio, .jsonl)."),
+          version: int = typer.Option(..., help="Corpus version the tasks were exported from."),
+          name: str = NAME) -> None:
+    """What curation would do with each decision, against the version the tasks came from."""
+    import pandas as pd
+
+    from tasks.corpus import version_records
+    from tasks.labeling import apply_decisions, read_decisions
+
+    run, _ = _version(name, version)
+    decisions, problems = read_decisions([str(f) for f in files])
+    _, _, report = apply_decisions(version_records(run), decisions)
+    rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id"])
+    table = Table("outcome", "verdict", "decisions", title=f"{len(decisions) + len(problems)} tasks against "
+                                                         f"{name} corpus v{version}")
+    for (outcome, verdict), count in rows.fillna("-").groupby(["outcome", "verdict"]).size().items():
+        table.add_row(outcome, verdict, str(count))
+    out.print(table)

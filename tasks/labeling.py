@@ -1,0 +1,287 @@
+"""Labeling round trips: a corpus version's records out to annotators, their decisions back into curation.
+
+Export writes Label Studio tasks (with the labeling interface to create the project from) or JSONL.
+Every task carries where it came from: the corpus pipeline, version and digest, and the record's own
+digest. On the way back a decision applies only to the record it was made on: when the record's
+content has changed since the export, the decision is stale and is reported, not applied.
+
+A decision is one of: accept (the record stays as it is), correct (its completion is replaced by the
+annotator's) or reject (it is quarantined with the annotator's note). Rejections count as quarantined
+records, so the corpus accounting still adds up.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from adapterops.errors import AdapterOpsError
+from tasks.corpus import CANONICAL_FIELDS
+
+VERDICTS = ("accept", "correct", "reject")
+FORMATS = ("label-studio", "jsonl")
+PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
+
+LABEL_STUDIO_INTERFACE = """<View>
+  <Header value="Prompt"/>
+  <Text name="prompt" value="$prompt"/>
+  <Header value="Completion"/>
+  <Text name="completion" value="$completion"/>
+  <Choices name="verdict" toName="completion" choice="single" required="true" showInline="true">
+    <Choice value="accept"/>
+    <Choice value="correct"/>
+    <Choice value="reject"/>
+  </Choices>
+  <TextArea name="corrected_completion" toName="completion" rows="4" maxSubmissions="1" editable="true"
+            placeholder="The right completion (with verdict: correct)"/>
+  <TextArea name="note" toName="completion" rows="1" maxSubmissions="1" placeholder="Why (optional)"/>
+</View>
+"""
+
+
+def record_digest(record: dict) -> str:
+    """sha256 of a record's canonical fields: the same content, the same digest."""
+    values = [record.get(name) for name in CANONICAL_FIELDS]
+    values = [None if isinstance(v, float) and v != v else v for v in values]   # NaN and None alike
+    payload = json.dumps(values, ensure_ascii=False, default=str).encode("utf-8")
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    record_id: str
+    record_digest: str
+    corpus_digest: str
+    verdict: str
+    completion: str | None     # the corrected completion, with verdict "correct"
+    annotator: str
+    time: str
+    note: str
+    file: str
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
+    """One task per record, in the format's shape, each carrying its provenance."""
+    if fmt not in FORMATS:
+        raise AdapterOpsError(f"label format must be {' or '.join(FORMATS)}, not {fmt!r}.")
+    tasks = []
+    for record in frame.to_dict("records"):
+        provenance = {"record_id": str(record["id"]), "record_digest": record_digest(record),
+                      "corpus_pipeline": corpus["pipeline"], "corpus_version": int(corpus["version"]),
+                      "corpus_digest": corpus["digest"]}
+        texts = {"prompt": record.get("prompt") or "", "completion": record.get("completion") or ""}
+        if fmt == "label-studio":
+            tasks.append({"data": texts | provenance})
+        else:
+            tasks.append(provenance | texts | {"verdict": None, "corrected_completion": None, "note": None,
+                                               "annotator": None})
+    return tasks
+
+
+# --- import -----------------------------------------------------------------------------------------
+
+def _latest(annotations: list[dict]) -> dict | None:
+    kept = [a for a in annotations if not a.get("was_cancelled")]
+    return max(kept, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")) if kept else None
+
+
+def _annotator(value) -> str:
+    if isinstance(value, dict):
+        return str(value.get("email") or value.get("id") or "")
+    return "" if value is None else str(value)
+
+
+def _label_studio_values(annotation: dict) -> dict:
+    """verdict, corrected_completion and note from an annotation's result regions."""
+    values = {}
+    for region in annotation.get("result") or []:
+        value = region.get("value") or {}
+        if region.get("from_name") == "verdict" and value.get("choices"):
+            values["verdict"] = value["choices"][0]
+        elif region.get("from_name") in ("corrected_completion", "note") and value.get("text"):
+            values[region["from_name"]] = "\n".join(value["text"])
+    return values
+
+
+def decisions_from_label_studio(tasks: list, file: str) -> tuple[list[Decision], list[dict]]:
+    """Decisions from a Label Studio JSON export, and a problem row for each task that gives none."""
+    if not isinstance(tasks, list):
+        raise AdapterOpsError(f"{file}: a Label Studio export is a JSON list of tasks; export the project as JSON.")
+    rows = []
+    for task in tasks:
+        data = task.get("data") if isinstance(task, dict) else None
+        annotation = _latest(task.get("annotations") or []) if isinstance(data, dict) else None
+        values = _label_studio_values(annotation) if annotation else {}
+        rows.append((data, values, annotation and _annotator(annotation.get("completed_by")),
+                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or "")))
+    return _decisions(rows, file)
+
+
+def decisions_from_jsonl(lines: list[str], file: str) -> tuple[list[Decision], list[dict]]:
+    """Decisions from an annotated JSONL export, and a problem row for each line that gives none."""
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            rows.append(({"record_id": f"line {number}"}, {"problem": f"malformed_json: {error.msg}"}, None, None))
+            continue
+        if not isinstance(item, dict):
+            rows.append(({"record_id": f"line {number}"}, {"problem": "not_an_object"}, None, None))
+            continue
+        values = {k: item[k] for k in ("verdict", "corrected_completion", "note") if item.get(k)}
+        rows.append((item, values, _annotator(item.get("annotator")), str(item.get("time") or "")))
+    return _decisions(rows, file)
+
+
+def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
+    decisions, problems = [], []
+    for data, values, annotator, time in rows:
+        record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
+        problem = values.get("problem")
+        if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
+            problem = "missing_provenance: not a task exported by `adapterops label export`"
+        elif not problem and "verdict" not in values:
+            problem = "unlabeled"
+        elif not problem and values["verdict"] not in VERDICTS:
+            problem = f"unknown_verdict: {values['verdict']!r} (use {', '.join(VERDICTS)})"
+        elif not problem and values["verdict"] == "correct" and not values.get("corrected_completion", "").strip():
+            problem = "correct_without_text: verdict correct needs the corrected completion"
+        if problem:
+            problems.append({"record_id": record_id, "file": file, "outcome": problem.split(":")[0],
+                             "detail": problem})
+            continue
+        decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
+                                  values.get("corrected_completion"), annotator or "", time or "",
+                                  values.get("note", ""), file))
+    return decisions, problems
+
+
+def apply_decisions(frame: pd.DataFrame, decisions: list[Decision]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """(records with corrections applied and rejections removed, quarantine rows, one report row per decision).
+
+    A later decision on the same record supersedes an earlier one (files in the order given). A
+    decision on a record that is not in the input, or whose content changed since its export, is
+    reported and not applied.
+    """
+    latest: dict[str, Decision] = {}
+    report = []
+    for decision in decisions:
+        if decision.record_id in latest:
+            report.append(_report(latest[decision.record_id], "superseded"))
+        latest[decision.record_id] = decision
+    records = frame.to_dict("records")
+    kept, quarantine = [], []
+    for record in records:
+        decision = latest.pop(str(record["id"]), None)
+        if decision is None:
+            kept.append(record)
+            continue
+        if decision.record_digest != record_digest(record):
+            report.append(_report(decision, "stale"))
+            kept.append(record)
+            continue
+        report.append(_report(decision, "applied"))
+        if decision.verdict == "reject":
+            quarantine.append({"id": str(record["id"]), "input_file": record.get("input_file"),
+                               "input_line": record.get("input_line"), "stage": "label",
+                               "reason": f"label_rejected by {decision.annotator or 'an annotator'}"
+                                         + (f": {decision.note}" if decision.note else ""),
+                               "raw": f"{record.get('prompt')!r}"[:2000]})
+            continue
+        kept.append(record | ({"completion": decision.completion} if decision.verdict == "correct" else {}))
+    report += [_report(d, "not_in_input") for d in latest.values()]
+    return pd.DataFrame(kept, columns=frame.columns), quarantine, report
+
+
+def _report(decision: Decision, outcome: str) -> dict:
+    row = asdict(decision)
+    return {"record_id": row.pop("record_id"), "file": row.pop("file"), "outcome": outcome,
+            "detail": f"{decision.verdict} by {decision.annotator or '?'}", **row}
+
+
+def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
+    """Decisions and problems from annotated exports: .json is a Label Studio export, .jsonl our JSONL."""
+    from pathlib import Path
+
+    decisions, problems = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise AdapterOpsError(f"labels file {path} does not exist; pass an annotated export of `adapterops label export`.")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            try:
+                found = decisions_from_label_studio(json.loads(text), str(path))
+            except json.JSONDecodeError as error:
+                raise AdapterOpsError(f"{path} is not JSON ({error.msg} at line {error.lineno}); "
+                                      "export the Label Studio project as JSON.") from None
+        elif path.suffix.lower() == ".jsonl":
+            found = decisions_from_jsonl(text.splitlines(), str(path))
+        else:
+            raise AdapterOpsError(f"labels file {path}: use a Label Studio JSON export (.json) or JSONL (.jsonl).")
+        decisions += found[0]
+        problems += found[1]
+    return decisions, problems
+
+
+# --- wrappers: read and write the stage's files ------------------------------------------------------
+
+REPORT_COLUMNS = ["record_id", "file", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
+                  "completion", "annotator", "time", "note"]
+
+
+def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
+    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome)."""
+    from pathlib import Path
+
+    from adapterops.reporting import publish_table
+    from adapterops.storage import file_digest, write_parquet
+    from tasks.ingest import QUARANTINE_FIELDS
+
+    stage_dir = Path(stage_dir)
+    frame = pd.read_parquet(records_path)
+    decisions, problems = read_decisions(label_paths)
+    labeled, quarantine, report = apply_decisions(frame, decisions)
+    report = pd.DataFrame(report + problems, columns=REPORT_COLUMNS)
+    write_parquet(labeled, stage_dir / "labeled.parquet")
+    write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "label_quarantine.parquet")
+    write_parquet(report, stage_dir / "labels.parquet")
+    outcomes = report["outcome"].value_counts().to_dict()
+    applied = report[report["outcome"] == "applied"]["verdict"].value_counts().to_dict()
+    publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": int(v)} for k, v in outcomes.items()])
+    return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
+            "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
+            "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
+            "outcomes": {k: int(v) for k, v in outcomes.items()},
+            "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
+
+
+def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
+                limit: int | None = None, seed: int = 0) -> dict:
+    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it)."""
+    from pathlib import Path
+
+    from adapterops.storage import write_json, write_text
+
+    splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
+    if split not in splits:
+        raise AdapterOpsError(f"--split must be train, heldout or all, not {split!r}.")
+    frame = pd.concat([pd.read_parquet(Path(corpus_folder) / f"{name}.parquet") for name in splits[split]],
+                      ignore_index=True)
+    if limit is not None and limit < len(frame):
+        frame = frame.sample(n=limit, random_state=seed).sort_index()
+    tasks = export_tasks(frame, corpus, fmt)
+    out_path = Path(out_path)
+    interface = None
+    if fmt == "label-studio":
+        write_json(tasks, out_path)
+        interface = out_path.with_name(out_path.stem + ".interface.xml")
+        write_text(LABEL_STUDIO_INTERFACE, interface)
+    else:
+        write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), out_path)
+    return {"tasks": str(out_path), "interface": str(interface) if interface else None, "count": len(tasks)}
