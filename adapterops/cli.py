@@ -7,7 +7,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console

@@ -84,7 +84,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version."""
     import shutil
     from datetime import datetime, timezone
-    from pathlib import Path
 
     import mlflow
     from adapterops.storage import write_json, write_parquet

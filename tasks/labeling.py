@@ -175,28 +175,30 @@ def apply_decisions(frame: pd.DataFrame, decisions: list[Decision]) -> tuple[pd.
         if decision.record_id in latest:
             report.append(_report(latest[decision.record_id], "superseded"))
         latest[decision.record_id] = decision
-    records = frame.to_dict("records")
-    kept, quarantine = [], []
-    for record in records:
-        decision = latest.pop(str(record["id"]), None)
-        if decision is None:
-            kept.append(record)
-            continue
+    ids = frame["id"].astype(str)
+    touched = ids.isin(list(latest)).to_numpy()    # only records with a decision go through Python
+    rejected, corrected, quarantine = [], {}, []
+    for position, record in zip(frame.index[touched], frame[touched].to_dict("records")):
+        decision = latest.pop(str(record["id"]))
         if decision.record_digest != record_digest(record):
             report.append(_report(decision, "stale"))
-            kept.append(record)
             continue
         report.append(_report(decision, "applied"))
         if decision.verdict == "reject":
+            rejected.append(position)
             quarantine.append({"id": str(record["id"]), "input_file": record.get("input_file"),
                                "input_line": record.get("input_line"), "stage": "label",
                                "reason": f"label_rejected by {decision.annotator or 'an annotator'}"
                                          + (f": {decision.note}" if decision.note else ""),
                                "raw": f"{record.get('prompt')!r}"[:2000]})
-            continue
-        kept.append(record | ({"completion": decision.completion} if decision.verdict == "correct" else {}))
+        elif decision.verdict == "correct":
+            corrected[position] = decision.completion
+    kept = frame.drop(index=rejected)
+    if corrected:
+        kept = kept.copy()
+        kept.loc[list(corrected), "completion"] = list(corrected.values())
     report += [_report(d, "not_in_input") for d in latest.values()]
-    return pd.DataFrame(kept, columns=frame.columns), quarantine, report
+    return kept, quarantine, report
 
 
 def _report(decision: Decision, outcome: str) -> dict:

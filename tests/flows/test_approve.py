@@ -1,8 +1,5 @@
 """Owner approval: by CLI, by the Prefect form of a paused run, and every refusal of training."""
 
-import contextvars
-import threading
-import time
 
 import mlflow
 import pytest
@@ -42,35 +39,20 @@ def test_without_a_server_the_run_stops_and_names_the_waiting_version(prefect_ha
 
 def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, monkeypatch):
     import flows.approve as approve_module
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.flow_runs import resume_flow_run
 
+    from tests.flows.background import start_in_background, wait_for_flow_runs
+
     monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
     config, corpus = curate_pending("form")
-    outcome = {}
-
-    def run():
-        try:
-            outcome["record"] = approve_module.approve(config, corpus)
-        except Exception as error:  # reported below
-            outcome["error"] = error
-
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
-    worker.start()
-    paused = []
-    with get_client(sync_client=True) as client:
-        for _ in range(60):
-            paused = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
-            if paused:
-                break
-            time.sleep(0.5)
+    worker, outcome = start_in_background(approve_module.approve, config, corpus)
+    paused = wait_for_flow_runs(FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
     assert paused, "the approve flow never paused for input"
     resume_flow_run(paused[0].id, run_input={"approver": "dana.k", "decision": "approve", "note": "reviewed diff"})
     worker.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
-    assert outcome["record"]["approver"] == "dana.k"
+    assert outcome["result"]["approver"] == "dana.k"
     tags = corpus_tags(corpus)
     assert tags["corpus.status"] == "approved" and tags["approval.note"] == "reviewed diff"
 

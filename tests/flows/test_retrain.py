@@ -50,7 +50,7 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert str(version.version) == adapter["version"] and release["promoted"]
     assert version.tags["corpus.digest"] == result["corpus"]["digest"]
     assert version.tags["base_model.revision"].startswith("sha256:")
-    files = list(Path(mlflow.artifacts.download_artifacts(f"models:/e2e-adapter@production")).rglob("*"))
+    files = list(Path(mlflow.artifacts.download_artifacts("models:/e2e-adapter@production")).rglob("*"))
     names = {f.name for f in files}
     assert "adapter_model.safetensors" in names and "model.safetensors" not in names
     base_bytes = (Path(adapter["base_path"]) / "model.safetensors").stat().st_size

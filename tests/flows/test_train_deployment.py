@@ -1,7 +1,6 @@
 """Deployments: the pools and schedules declared in deployments/prefect.yaml, and training on a work pool."""
 
 import importlib
-import time
 from pathlib import Path
 
 import mlflow
@@ -43,16 +42,14 @@ def test_training_on_a_pool_without_its_deployment_says_how_to_deploy(prefect_ha
 def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(prefect_harness, monkeypatch):
     """A Prefect runner stands in for the GPU worker: it runs the train deployment in a subprocess."""
     import asyncio
-    import contextvars
-    import threading
 
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
     from prefect.runner import Runner
 
     import flows.train as train_module
     from flows.approve import approve
     from flows.curate import curate
+    from tests.flows.background import start_in_background, wait_for_flow_runs
 
     monkeypatch.setattr(train_module, "POLL_SECONDS", 1)
     config = parse_config({"name": "pooled-ok", "approval": "auto", "demo_records": 150,
@@ -62,27 +59,13 @@ def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(pre
     approve(config, corpus)
     runner = Runner(name="test-worker", query_seconds=1, pause_on_shutdown=False)
     deployment_id = runner.add_flow(train_module.train, name="test-worker")
-    outcome = {}
-
-    def submit():
-        try:
-            outcome["adapter"] = train_module.train_on_work_pool(config, corpus)
-        except Exception as error:  # reported below
-            outcome["error"] = error
-
-    caller = threading.Thread(target=contextvars.copy_context().run, args=(submit,), daemon=True)
-    caller.start()
-    waiting = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
-    with get_client(sync_client=True) as client:
-        for _ in range(120):
-            if client.read_flow_runs(flow_run_filter=waiting):
-                break
-            time.sleep(0.5)
+    caller, outcome = start_in_background(train_module.train_on_work_pool, config, corpus)
+    wait_for_flow_runs(FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
     asyncio.run(runner.start(run_once=True))
     caller.join(timeout=180)
     assert "error" not in outcome, outcome.get("error")
-    assert "adapter" in outcome, "the train deployment's run did not finish"
-    adapter = outcome["adapter"]
+    assert "result" in outcome, "the train deployment's run did not finish"
+    adapter = outcome["result"]
     assert adapter["model_name"] == "pool-tests" and adapter["steps"] == 2
     tags = mlflow.MlflowClient().get_model_version("pool-tests", adapter["version"]).tags
     assert tags["corpus.digest"] == corpus["digest"] and tags["approval.approver"] == "policy:auto"
