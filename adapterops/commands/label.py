@@ -42,7 +42,9 @@ def export(version: int = typer.Argument(..., help="Corpus version to export."),
     out.print(f"{written['count']} tasks from {name} corpus v{version} → {written['tasks']}")
     if written["interface"]:
         out.print(f"Label Studio labeling interface → {written['interface']} (paste it into the project's settings)")
-    out.print("After annotating, export the project as JSON and list the file under `labels:` in the config.")
+    how = ("export the Label Studio project as JSON" if written["interface"] else
+           "fill in verdict (accept, correct or reject), corrected_completion, note and annotator")
+    out.print(f"After annotating, {how}, and list the file under `labels:` in the config.")
 
 
 @app.command()
