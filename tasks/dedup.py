@@ -309,8 +309,15 @@ def _fill_band_by_keys(table, block: np.ndarray, rows_to_index: np.ndarray) -> N
         table.insert(key, *rows_in_bucket, buffer=True)
 
 
+ALL_PAIRS_UP_TO = 64   # larger buckets give a star and a chain, not every pair (see kernels.bucket_pairs)
+
+
 def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
-    """(i, j) row pairs, i < j, sharing at least one bucket, read from the index's storage; sorted, unique."""
+    """(i, j) row pairs, i < j, sharing a bucket, read from the index's storage; sorted, unique.
+
+    Every pair of a bucket of up to ALL_PAIRS_UP_TO rows; in a larger one, each row with the
+    bucket's first row and with its neighbour.
+    """
     left: list[np.ndarray] = []
     right: list[np.ndarray] = []
     for table in lsh.hashtables:
@@ -318,7 +325,7 @@ def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
         offsets = np.zeros(len(buckets) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, buckets), dtype=np.int64, count=len(buckets)), out=offsets[1:])
         members = np.fromiter(chain.from_iterable(buckets), dtype=np.int64, count=int(offsets[-1]))
-        a, b = kernels.bucket_pairs(members, offsets)
+        a, b = kernels.bucket_pairs(members, offsets, ALL_PAIRS_UP_TO)
         left.append(a)
         right.append(b)
     i = np.concatenate(left) if left else np.zeros(0, np.int64)

@@ -250,19 +250,37 @@ def token_keys_into(tokens, offsets, keys, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def bucket_pairs(members, offsets):
-    """Every (smaller, larger) pair of rows inside each bucket; bucket b is members[offsets[b]:offsets[b + 1]]."""
+def bucket_pairs(members, offsets, all_pairs_up_to):
+    """(smaller, larger) row pairs inside each bucket; bucket b is members[offsets[b]:offsets[b + 1]].
+
+    A bucket of up to all_pairs_up_to rows gives every pair. A larger one (a template filled in
+    thousands of times) gives a star from its smallest row plus a chain through the rows in order,
+    2n - 3 pairs instead of n(n - 1)/2: enough to join a cluster whose members are all alike,
+    without the quadratic pairs that would exhaust memory.
+    """
     total = 0
     for b in range(len(offsets) - 1):
         size = offsets[b + 1] - offsets[b]
-        total += size * (size - 1) // 2
+        total += size * (size - 1) // 2 if size <= all_pairs_up_to else 2 * size - 3
     left = np.empty(total, dtype=np.int64)
     right = np.empty(total, dtype=np.int64)
     position = 0
     for b in range(len(offsets) - 1):
-        for x in range(offsets[b], offsets[b + 1]):
-            for y in range(x + 1, offsets[b + 1]):
-                left[position] = min(members[x], members[y])
-                right[position] = max(members[x], members[y])
-                position += 1
+        start, stop = offsets[b], offsets[b + 1]
+        if stop - start <= all_pairs_up_to:
+            for x in range(start, stop):
+                for y in range(x + 1, stop):
+                    left[position] = min(members[x], members[y])
+                    right[position] = max(members[x], members[y])
+                    position += 1
+            continue
+        rows = np.sort(members[start:stop])
+        for k in range(1, len(rows)):
+            left[position] = rows[0]
+            right[position] = rows[k]
+            position += 1
+        for k in range(2, len(rows)):
+            left[position] = rows[k - 1]
+            right[position] = rows[k]
+            position += 1
     return left, right

@@ -298,3 +298,16 @@ def test_pair_jaccard_counts_each_value_once_in_any_order():
     offsets = np.array([0, 4, 4, 7, 12])       # {1, 3, 5}, {}, {9}, {1, 3, 4, 5, 7}
     left, right = np.array([0, 1, 0, 3, 2, 0]), np.array([3, 1, 1, 0, 2, 0])
     assert pair_jaccard(values, offsets, left, right).tolist() == [0.6, 1.0, 0.0, 0.6, 1.0, 1.0]
+
+
+def test_a_template_filled_in_hundreds_of_times_is_one_cluster_without_quadratic_pairs():
+    from tasks.dedup import ALL_PAIRS_UP_TO
+
+    n = 5 * ALL_PAIRS_UP_TO
+    texts = [f"{BASE} customer number {k}" for k in range(n)] + ["something else entirely, about shipping"]
+    sketches = sketch_records(frame(texts), DedupParams())
+    pairs = lsh_candidate_pairs(build_lsh_index(sketches.signatures, np.arange(len(texts)), DedupParams()))
+    assert len(pairs) <= 16 * (2 * n - 3) < n * (n - 1) // 2
+    table = dedup_records(frame(texts), DedupParams(keep="first"))
+    assert table["kept"].tolist() == [True] + [False] * (n - 1) + [True]
+    assert set(table.loc[1:n - 1, "duplicate_of"]) == {"r0"}
