@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapterops.config import ReleaseConfig
+from adapterops.errors import AdapterOpsError
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,86 @@ def decide_promotion(candidate_loss: float, base_loss: float, production_loss: f
     return Decision(True, f"held-out loss {candidate_loss:.4f} beats base {base_loss:.4f}; no production version yet")
 
 
+def production_entry(version: str, previous: str | None, action: str, by: str, reason: str, when: str) -> dict:
+    """One move of the production alias, as the audit trail keeps it (MLflow keeps no alias history)."""
+    return {"version": str(version), "previous": str(previous) if previous else None, "action": action, "by": by,
+            "reason": reason, "time": when}
+
+
+def rollback_target(history: list[dict], current: str | None, promoted: set[str], to_version: str | None) -> str:
+    """The version a rollback moves production to: to_version, else the one production held before its last move.
+
+    Only a version that passed the release gate once (promoted) is a target; rolling back twice
+    returns to where it started.
+    """
+    if current is None:
+        raise AdapterOpsError("No version is in production; there is nothing to roll back.")
+    if to_version is None:
+        last = history[-1] if history else None
+        if not last or last["version"] != str(current) or not last["previous"]:
+            raise AdapterOpsError(f"Production (v{current}) has no earlier version in its audit trail; name one with --to.")
+        to_version = last["previous"]
+    to_version = str(to_version)
+    if to_version == str(current):
+        raise AdapterOpsError(f"v{to_version} is already in production.")
+    if to_version not in promoted:
+        raise AdapterOpsError(f"v{to_version} never passed the release gate, so it is no rollback target "
+                              f"(versions that did: {', '.join(sorted(promoted, key=int)) or 'none'}); "
+                              "release it through the pipeline instead.")
+    return to_version
+
+
 # --- wrapper: aliases and the audit trail in the registry ------------------------------------------
+
+PRODUCTION_LOG = "production.log."
+
+
+def production_history(model_name: str) -> list[dict]:
+    """Every move of the production alias, oldest first, from the registered model's numbered log tags."""
+    import json
+
+    import mlflow
+
+    tags = mlflow.MlflowClient().get_registered_model(model_name).tags
+    numbered = sorted((int(k[len(PRODUCTION_LOG):]), v) for k, v in tags.items() if k.startswith(PRODUCTION_LOG))
+    return [json.loads(value) for _, value in numbered]
+
+
+def move_production(client, model_name: str, version: str, action: str, by: str, reason: str) -> dict:
+    """Point production at version and append the move to the audit trail (a numbered registered-model tag)."""
+    import json
+    from datetime import datetime, timezone
+
+    model = client.get_registered_model(model_name)
+    previous = model.aliases.get("production")
+    entry = production_entry(version, previous, action, by, reason, datetime.now(timezone.utc).isoformat())
+    client.set_registered_model_alias(model_name, "production", version)
+    count = sum(1 for key in model.tags if key.startswith(PRODUCTION_LOG))
+    client.set_registered_model_tag(model_name, f"{PRODUCTION_LOG}{count + 1}", json.dumps(entry)[:5000])
+    return entry
+
+
+def rollback_production(model_name: str, to_version: str | None, by: str, reason: str) -> dict:
+    """Move production back (to to_version, or to the version before the last move), recorded in the audit trail."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not reason.strip():
+        raise AdapterOpsError("A rollback needs a reason (--reason): it stays in the audit trail.")
+    client = mlflow.MlflowClient()
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException:
+        raise AdapterOpsError(f"No registered model {model_name!r}; see `adapterops status` for the adapters.") from None
+    current = model.aliases.get("production")
+    promoted = {str(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
+                if v.tags.get("release.decision") == "promoted"}
+    target = rollback_target(production_history(model_name), current, promoted, to_version)
+    entry = move_production(client, model_name, target, "rollback", by, reason)
+    client.set_model_version_tag(model_name, str(current), "release.rolled_back", f"{entry['time']} by {by}: {reason}")
+    return {"model_name": model_name, **entry}
+
+
 
 def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> dict:
     """Alias the new version 'candidate'; move 'production' only if the gate passes; record why."""
@@ -45,7 +125,7 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
                                 production["loss"] if production else None, release)
     previous = production["version"] if production else None
     if decision.promote:
-        client.set_registered_model_alias(name, "production", version)
+        move_production(client, name, version, "promote", "release gate", decision.reason)
     when = datetime.now(timezone.utc).isoformat()
     for key, value in {"release.decision": "promoted" if decision.promote else "held",
                        "release.reason": decision.reason, "release.time": when,

@@ -50,6 +50,9 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert str(version.version) == adapter["version"] and release["promoted"]
     assert version.tags["corpus.digest"] == result["corpus"]["digest"]
     assert version.tags["base_model.revision"].startswith("sha256:")
+    from tasks.registry import production_history
+    assert [(e["action"], e["version"], e["by"]) for e in production_history("e2e-adapter")][0] == \
+        ("promote", adapter["version"], "release gate")
     files = list(Path(mlflow.artifacts.download_artifacts("models:/e2e-adapter@production")).rglob("*"))
     names = {f.name for f in files}
     assert "adapter_model.safetensors" in names and "model.safetensors" not in names

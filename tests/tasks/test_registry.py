@@ -28,3 +28,67 @@ def test_training_key_follows_the_recipe_not_how_the_run_is_watched():
     assert key({}) != key({"train": {"seed": 1}})
     assert key({}) != key({"lora": {"r": 4}})
     assert training_key("sha256:a", "rev1", {}) != training_key("sha256:b", "rev1", {})
+
+
+# --- production audit trail and rollback ----------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from adapterops.errors import AdapterOpsError  # noqa: E402
+from tasks.registry import production_entry, rollback_target  # noqa: E402
+
+
+def moves(*pairs):
+    return [production_entry(v, p, "promote", "release gate", "", "t") for v, p in pairs]
+
+
+def test_rollback_goes_to_the_version_before_the_last_move_and_back_again():
+    assert rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, None) == "1"
+    after = moves(("1", None), ("2", "1")) + [production_entry("1", "2", "rollback", "lee", "bad replies", "t")]
+    assert rollback_target(after, "1", {"1", "2"}, None) == "2"
+    assert rollback_target(moves(("1", None), ("2", "1"), ("3", "2")), "3", {"1", "2", "3"}, "1") == "1"
+
+
+def test_rollback_refuses_what_is_not_a_known_good_version():
+    with pytest.raises(AdapterOpsError, match="nothing to roll back"):
+        rollback_target([], None, set(), None)
+    with pytest.raises(AdapterOpsError, match="no earlier version"):
+        rollback_target(moves(("1", None)), "1", {"1"}, None)
+    with pytest.raises(AdapterOpsError, match="never passed the release gate"):
+        rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, "3")
+    with pytest.raises(AdapterOpsError, match="already in production"):
+        rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, "2")
+
+
+def test_rollback_moves_the_alias_and_the_trail_records_every_move(tmp_path):
+    import mlflow
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+    from adapterops.tracking import tracking_uri
+    from tasks.registry import move_production, production_history, rollback_production
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client, name = mlflow.MlflowClient(), "rollback-tests"
+    client.create_registered_model(name)
+    (tmp_path / "adapter").mkdir()
+    for decision in ("promoted", "promoted", "held"):
+        version = client.create_model_version(name, source=str(tmp_path / "adapter")).version
+        client.set_model_version_tag(name, version, "release.decision", decision)
+    move_production(client, name, "1", "promote", "release gate", "beats base")
+    move_production(client, name, "2", "promote", "release gate", "beats v1")
+    with pytest.raises(AdapterOpsError, match="needs a reason"):
+        rollback_production(name, None, "lee", " ")
+    with pytest.raises(AdapterOpsError, match="never passed the release gate"):
+        rollback_production(name, "3", "lee", "try the held one")
+    entry = rollback_production(name, None, "lee", "v2 answers in the wrong language")
+    assert (entry["version"], entry["previous"]) == ("1", "2")
+    assert str(client.get_registered_model(name).aliases["production"]) == "1"
+    assert client.get_model_version(name, "2").tags["release.rolled_back"].endswith("v2 answers in the wrong language")
+    assert [(e["action"], e["version"], e["previous"]) for e in production_history(name)] == [
+        ("promote", "1", None), ("promote", "2", "1"), ("rollback", "1", "2")]
+    shown = CliRunner().invoke(app, ["release", "history", "--model", name])
+    assert shown.exit_code == 0 and "rollback" in shown.output and "lee" in shown.output
+    again = CliRunner().invoke(app, ["release", "rollback", "--model", name, "--reason", "fixed upstream", "--as", "kim"])
+    assert again.exit_code == 0, again.output
+    assert str(client.get_registered_model(name).aliases["production"]) == "2"

@@ -1,0 +1,45 @@
+"""`adapterops release history | rollback`: the production alias's moves, and moving it back."""
+
+import getpass
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adapterops.config import ReleaseConfig
+
+app = typer.Typer(no_args_is_help=True, help="Releases: the production audit trail and rollbacks.")
+out = Console()
+MODEL = typer.Option(ReleaseConfig().model_name, "--model", help="Registered model (the config's release.model_name).")
+
+
+def _setup() -> None:
+    from adapterops.cli import prepare
+
+    prepare()
+
+
+@app.command()
+def history(model: str = MODEL) -> None:
+    """Every move of the production alias: promotions by the release gate and rollbacks, oldest first."""
+    _setup()
+    from tasks.registry import production_history
+
+    table = Table("time", "action", "version", "previous", "by", "reason", title=f"Production of {model}")
+    for entry in production_history(model):
+        table.add_row(entry["time"], entry["action"], "v" + entry["version"],
+                      "v" + entry["previous"] if entry["previous"] else "-", entry["by"], entry["reason"])
+    out.print(table)
+
+
+@app.command()
+def rollback(reason: str = typer.Option(..., help="Why: kept in the audit trail."),
+             to: str = typer.Option(None, "--to", help="Version to put in production (default: the one before the last move)."),
+             by: str = typer.Option(None, "--as", help="Who rolls back (default: the login name)."),
+             model: str = MODEL) -> None:
+    """Move production back to an earlier version that passed the release gate."""
+    _setup()
+    from tasks.registry import rollback_production
+
+    entry = rollback_production(model, to, by or getpass.getuser(), reason)
+    out.print(f"{model}: production v{entry['previous']} → v{entry['version']} ({entry['time']}, {entry['by']}: {reason})")
