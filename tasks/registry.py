@@ -70,9 +70,19 @@ def production_history(model_name: str) -> list[dict]:
 
     import mlflow
 
-    tags = mlflow.MlflowClient().get_registered_model(model_name).tags
+    tags = registered_model(mlflow.MlflowClient(), model_name).tags
     numbered = sorted((int(k[len(PRODUCTION_LOG):]), v) for k, v in tags.items() if k.startswith(PRODUCTION_LOG))
     return [json.loads(value) for _, value in numbered]
+
+
+def registered_model(client, model_name: str):
+    """The registered model, or an error that says where to find the names."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(model_name)
+    except MlflowException:
+        raise AdapterOpsError(f"No registered model {model_name!r}; `adapterops status` lists the adapters.") from None
 
 
 def move_production(client, model_name: str, version: str, action: str, by: str, reason: str) -> dict:
@@ -92,15 +102,11 @@ def move_production(client, model_name: str, version: str, action: str, by: str,
 def rollback_production(model_name: str, to_version: str | None, by: str, reason: str) -> dict:
     """Move production back (to to_version, or to the version before the last move), recorded in the audit trail."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     if not reason.strip():
         raise AdapterOpsError("A rollback needs a reason (--reason): it stays in the audit trail.")
     client = mlflow.MlflowClient()
-    try:
-        model = client.get_registered_model(model_name)
-    except MlflowException:
-        raise AdapterOpsError(f"No registered model {model_name!r}; see `adapterops status` for the adapters.") from None
+    model = registered_model(client, model_name)
     current = model.aliases.get("production")
     promoted = {str(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
                 if v.tags.get("release.decision") == "promoted"}

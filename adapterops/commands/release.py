@@ -25,8 +25,13 @@ def history(model: str = MODEL) -> None:
     _setup()
     from tasks.registry import production_history
 
+    moves = production_history(model)
+    if not moves:
+        out.print(f"No moves of {model}'s production alias are recorded (moves made before AdapterOps kept "
+                  "this trail are not in it).")
+        return
     table = Table("time", "action", "version", "previous", "by", "reason", title=f"Production of {model}")
-    for entry in production_history(model):
+    for entry in moves:
         table.add_row(entry["time"], entry["action"], "v" + entry["version"],
                       "v" + entry["previous"] if entry["previous"] else "-", entry["by"], entry["reason"])
     out.print(table)

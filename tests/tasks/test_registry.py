@@ -87,6 +87,8 @@ def test_rollback_moves_the_alias_and_the_trail_records_every_move(tmp_path):
     assert client.get_model_version(name, "2").tags["release.rolled_back"].endswith("v2 answers in the wrong language")
     assert [(e["action"], e["version"], e["previous"]) for e in production_history(name)] == [
         ("promote", "1", None), ("promote", "2", "1"), ("rollback", "1", "2")]
+    with pytest.raises(AdapterOpsError, match="No registered model 'nope'"):
+        rollback_production("nope", None, "lee", "why")
     shown = CliRunner().invoke(app, ["release", "history", "--model", name])
     assert shown.exit_code == 0 and "rollback" in shown.output and "lee" in shown.output
     again = CliRunner().invoke(app, ["release", "rollback", "--model", name, "--reason", "fixed upstream", "--as", "kim"])
