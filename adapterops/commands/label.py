@@ -15,12 +15,17 @@ out = Console()
 NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
 
 
-def _version(name: str, version: int):
-    """The version's MLflow run and the reference its tasks carry."""
+def _version_setup() -> None:
     from adapterops.cli import prepare
-    from tasks.corpus import get_version
 
     prepare()
+
+
+def _version(name: str, version: int):
+    """The version's MLflow run and the reference its tasks carry."""
+    from tasks.corpus import get_version
+
+    _version_setup()
     run = get_version(name, version)
     return run, {"pipeline": name, "version": version, "digest": run.data.tags["corpus.digest"]}
 
@@ -49,16 +54,28 @@ def export(version: int = typer.Argument(..., help="Corpus version to export."),
 
 @app.command()
 def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json Label Studio, .jsonl)."),
-          version: int = typer.Option(..., help="Corpus version the tasks were exported from."),
+          version: int = typer.Option(None, help="Corpus version the tasks came from (default: the one they name)."),
           name: str = NAME) -> None:
     """What curation would do with each decision, against the version the tasks came from."""
     import pandas as pd
 
+    from adapterops.errors import AdapterOpsError
     from tasks.corpus import version_records
     from tasks.labeling import apply_decisions, read_decisions
 
-    run, _ = _version(name, version)
     decisions, problems = read_decisions([str(f) for f in files])
+    if version is None:
+        from tasks.corpus import find_version
+
+        digests = sorted({d.corpus_digest for d in decisions})
+        if len(digests) != 1:
+            raise AdapterOpsError(f"The tasks name {len(digests)} corpus versions; pass the one to check with --version.")
+        _version_setup()
+        found = find_version(name, digest=digests[0])
+        if found is None:
+            raise AdapterOpsError(f"No version of corpus {name!r} has digest {digests[0]}; check --name, or pass --version.")
+        version = int(found.data.tags["corpus.version"])
+    run, _ = _version(name, version)
     _, _, report = apply_decisions(version_records(run), decisions)
     rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id"])
     table = Table("outcome", "verdict", "decisions", title=f"{len(decisions) + len(problems)} tasks against "

@@ -37,9 +37,9 @@ def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefec
                                 "updated_at": "2026-11-28T12:00:00Z"}]
     (tmp_path / "annotated.json").write_text(json.dumps(tasks))
 
-    checked = runner.invoke(app, ["label", "check", str(tmp_path / "annotated.json"), "--version", "1", "--name", "labeled"])
+    checked = runner.invoke(app, ["label", "check", str(tmp_path / "annotated.json"), "--name", "labeled"])
     assert checked.exit_code == 0, checked.output
-    assert "applied" in checked.output and "unlabeled" in checked.output
+    assert "corpus v1" in checked.output and "applied" in checked.output and "unlabeled" in checked.output
 
     second = curate(parse_config(SMALL | {"labels": [str(tmp_path / "annotated.json")]}))
     assert second["new"] and second["version"] == 2
