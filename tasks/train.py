@@ -291,9 +291,9 @@ def next_batch(examples: list[Example], queue: list[int], order, size: int) -> l
 OPERATIONAL_FIELDS = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
 
 
-def run_fingerprint(examples: list[Example], cfg: TrainConfig, named_params: dict) -> str:
+def run_fingerprint(examples: list[Example], recipe: dict, named_params: dict) -> str:
     """Digest of what decides the training trajectory: a checkpoint resumes only a run with the same one."""
-    digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
     digest.update(json.dumps({n: list(p.shape) for n, p in named_params.items()}).encode())
     for example in examples:
         digest.update(json.dumps([example.input_ids, example.labels]).encode())
@@ -314,7 +314,7 @@ def distributed_rank() -> tuple[int, int]:
 
 def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
                on_step: Callable[[int, dict], None] | None = None,
-               checkpoints: Path | None = None, resume: bool = False) -> list[dict]:
+               checkpoints: Path | None = None, resume: bool = False, recipe: dict | None = None) -> list[dict]:
     """Train the LoRA parameters of `model` in place; returns the per-step metrics.
 
     With `checkpoints`, writes a resumable checkpoint every cfg.checkpoint_every steps; with
@@ -335,7 +335,9 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.learning_rate, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
-    state = TrainingState(fingerprint=run_fingerprint(examples, cfg, named))
+    # recipe: what the caller trained with beyond cfg (LoRA settings, base revision); a resume must match it too
+    recipe = {"train": cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)} | (recipe or {})
+    state = TrainingState(fingerprint=run_fingerprint(examples, recipe, named))
     latest = latest_checkpoint(checkpoints) if resume else None
     if latest is not None:
         state = load_checkpoint(latest, named, optimizer, order, state.fingerprint)
@@ -415,17 +417,18 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
     from tasks.checkpoints import latest_checkpoint
 
     resumed_from = latest_checkpoint(checkpoints) if resume else None
-    history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume)
+    history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume,
+                         recipe=recipe_settings(cfg) | {"base_revision": base.revision})
     rank, _ = distributed_rank()
     result = {"device": device, "examples": len(examples), "truncated": truncated, "history": history,
               "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else 0,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
     if rank == 0:
+        from adapterops.storage import write_json
+
         save_adapter(model, out_dir / "adapter")
-        staging = out_dir / ".history.json.partial"
-        staging.write_text(json.dumps(history), encoding="utf-8")
-        staging.replace(out_dir / "history.json")
+        write_json(history, out_dir / "history.json")
     return result
 
 
