@@ -44,7 +44,7 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
                               "and run again.") from None
     decision = "approved" if answer.decision == "approve" else "rejected"
     return record_decision(corpus["pipeline"], corpus["digest"], answer.approver, decision, answer.note,
-                           owners=corpus["owners"])
+                           owners=corpus["owners"], announce=False)
 
 
 @flow(name="approve")
@@ -62,7 +62,7 @@ def approve(config: Config, corpus: dict) -> dict:
     publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
     if config.approval == "auto":
         record = record_decision(corpus["pipeline"], corpus["digest"], AUTO_APPROVER, "approved",
-                                 "approved by the pipeline's automatic policy", owners=corpus["owners"])
+                                 "approved by the pipeline's automatic policy", owners=corpus["owners"], announce=False)
     elif _served():
         get_run_logger().info("Corpus v%s awaits an owner's decision in the Prefect UI (owners: %s)",
                               corpus["version"], ", ".join(corpus["owners"]))

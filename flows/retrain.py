@@ -19,6 +19,11 @@ def retrain(config: Config) -> dict:
     """The whole chain; an unchanged corpus and recipe stops after approval: it was trained already."""
     corpus = curate(config)
     approve(config, corpus)
+    return train_evaluate_release(config, corpus)
+
+
+def train_evaluate_release(config: Config, corpus: dict) -> dict:
+    """After approval, in the calling flow: skip what was trained already, else train → evaluate → release."""
     if (existing := reuse_task(config, corpus)) is not None:
         publish_markdown("retrain-unchanged", "Nothing to train",
                          f"{existing['model_name']} v{existing['version']} was already trained from corpus "

@@ -57,8 +57,13 @@ def _append_log(client, run, record: dict) -> None:
 
 
 def record_decision(pipeline: str, digest: str, approver: str, decision: str, note: str = "",
-                    owners: list[str] | None = None) -> dict:
-    """Decide a pending version as one of its contract's owners; an approval supersedes older ones."""
+                    owners: list[str] | None = None, announce: bool = True) -> dict:
+    """Decide a pending version as one of its contract's owners; an approval supersedes older ones.
+
+    announce: emit `adapterops.corpus.approved`, which starts the `on-approval` deployment. The
+    approve flow passes False: the run it belongs to trains the version itself, and the event
+    would start a second training of the same digest.
+    """
     import mlflow
 
     from tasks.corpus import find_version, list_versions
@@ -88,7 +93,8 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
                                                            f"superseded by version {version}"))
                 client.set_tag(older.info.run_id, "corpus.status", "superseded")
                 client.set_tag(older.info.run_id, "corpus.superseded_by", str(version))
-        _emit_approved(pipeline, version, digest, approver)
+        if announce:
+            _emit_approved(pipeline, version, digest, approver)
     return record
 
 

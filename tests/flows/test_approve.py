@@ -150,6 +150,8 @@ def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
     version = mlflow.MlflowClient().get_model_version(config.release.model_name, result["adapter"]["version"])
     assert version.tags["corpus.digest"] == corpus["digest"] and version.tags["approval.approver"] == "dana.k"
     assert result["release"]["version"] == result["adapter"]["version"]
+    again = train_approved(config, corpus["digest"])          # a repeated event trains nothing
+    assert again["reused"]["version"] == result["adapter"]["version"] and "adapter" not in again
 
 
 def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect_harness, monkeypatch):
@@ -176,3 +178,9 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
     pattern = deployment["triggers"][0]["match"]["prefect.resource.id"]
     assert fnmatch.fnmatch(emitted[0]["resource"]["prefect.resource.id"], pattern)
     assert trigger.parameters == {"digest": "{{ event.payload.digest }}"}
+
+    from flows.approve import approve
+
+    config, in_flow = curate_pending("emits-not")
+    approve(config.model_copy(update={"approval": "auto"}), in_flow)   # this run trains the version itself
+    assert len(emitted) == 1
