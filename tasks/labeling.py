@@ -18,6 +18,7 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.ingest import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
@@ -186,11 +187,9 @@ def apply_decisions(frame: pd.DataFrame, decisions: list[Decision]) -> tuple[pd.
         report.append(_report(decision, "applied"))
         if decision.verdict == "reject":
             rejected.append(position)
-            quarantine.append({"id": str(record["id"]), "input_file": record.get("input_file"),
-                               "input_line": record.get("input_line"), "stage": "label",
-                               "reason": f"label_rejected by {decision.annotator or 'an annotator'}"
-                                         + (f": {decision.note}" if decision.note else ""),
-                               "raw": f"{record.get('prompt')!r}"[:2000]})
+            reason = f"label_rejected by {decision.annotator or 'an annotator'}" + (f": {decision.note}" if decision.note else "")
+            quarantine.append(quarantine_row(record["id"], record.get("input_file"), record.get("input_line"),
+                                             "label", reason, str(record.get("prompt"))))
         elif decision.verdict == "correct":
             corrected[position] = decision.completion
     kept = frame.drop(index=rejected)

@@ -126,6 +126,8 @@ class PiiResult:
 
 def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
     """Quarantine, redact or allow each record's PII as the policy says; counts findings per detector."""
+    from tasks.ingest import quarantine_row   # ingest imports this module's masking
+
     out = PiiResult(counts={kind: {"found": 0, "records": 0} for kind in DETECTORS})
     redacting = {kind for kind in DETECTORS if getattr(policy, kind) == "redact"}
     for record in records:
@@ -138,9 +140,8 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
         blocking = [k for k in kinds if getattr(policy, k) == "quarantine"]
         if blocking:
             raw = " | ".join(f"{c}: {redact(record[c], fs)}" for c, fs in findings.items() if record.get(c))
-            out.quarantine.append({"id": str(record["id"]), "input_file": record.get("input_file"),
-                                   "input_line": record.get("input_line"), "stage": "pii",
-                                   "reason": "pii: " + ", ".join(blocking), "raw": raw[:2000]})
+            out.quarantine.append(quarantine_row(record["id"], record.get("input_file"), record.get("input_line"),
+                                                 "pii", "pii: " + ", ".join(blocking), raw))
             continue
         clean = dict(record)
         for column, fs in findings.items():

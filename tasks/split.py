@@ -61,7 +61,7 @@ def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fra
     from pathlib import Path
 
     from adapterops.storage import write_parquet
-    from tasks.ingest import QUARANTINE_FIELDS
+    from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(valid_path)
@@ -70,18 +70,16 @@ def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fra
     evaluation = pd.read_parquet(eval_path).reindex(columns=frame.columns)
     reasons = unusable_eval_rows(evaluation)
     unusable = evaluation[(reasons != "").to_numpy()]
-    eval_quarantine = pd.DataFrame({
-        "id": unusable["id"].astype(str), "input_file": unusable["input_file"], "input_line": unusable["input_line"],
-        "stage": "eval", "reason": reasons[reasons != ""], "raw": [f"{p!r}"[:2000] for p in unusable["prompt"]]},
-        columns=list(QUARANTINE_FIELDS))
+    eval_quarantine = pd.DataFrame([
+        quarantine_row(row.id, row.input_file, row.input_line, "eval", reason, str(row.prompt))
+        for row, reason in zip(unusable.itertuples(), reasons[reasons != ""])], columns=list(QUARANTINE_FIELDS))
     evaluation = evaluation[(reasons == "").to_numpy()]
     leaks = leaking_train_ids(train, pd.concat([heldout, evaluation], ignore_index=True), params)
     leaked = train["id"].astype(str).isin(leaks)
     quarantine = pd.DataFrame([
-        {"id": rid, "input_file": row.input_file, "input_line": row.input_line, "stage": "split",
-         "reason": f"near_duplicate_of_heldout: {leaks[rid]}", "raw": f"{row.prompt!r}"[:2000]}
-        for rid, row in zip(train.loc[leaked, "id"].astype(str), train.loc[leaked].itertuples())
-    ], columns=list(QUARANTINE_FIELDS))
+        quarantine_row(row.id, row.input_file, row.input_line, "split",
+                       f"near_duplicate_of_heldout: {leaks[str(row.id)]}", str(row.prompt))
+        for row in train.loc[leaked].itertuples()], columns=list(QUARANTINE_FIELDS))
     train = train[~leaked]
     for name, part in (("train", train), ("heldout", heldout), ("eval", evaluation)):
         write_parquet(part, stage_dir / f"{name}.parquet")

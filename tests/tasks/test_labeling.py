@@ -14,7 +14,7 @@ CORPUS = {"pipeline": "tickets", "version": 3, "digest": "sha256:abc"}
 
 def records():
     return pd.DataFrame({"id": ["a", "b", "c", "d"], "source": ["mail"] * 4, "timestamp": ["2026-01-01"] * 4,
-                         "prompt": ["reset my password", "refund please", "hello", "card declined"],
+                         "prompt": ["reset my password", "refund please", "hello from kim@example.com", "card declined"],
                          "completion": ["Triage: account", "Triage: billing", "Triage: other", "Triage: billing"],
                          "input_file": ["x.jsonl"] * 4, "input_line": [1, 2, 3, 4]})
 
@@ -49,6 +49,7 @@ def test_label_studio_round_trip_applies_each_verdict_with_its_provenance():
     assert labeled.set_index("id").loc["a", "completion"] == "Triage: account"
     assert [(q["id"], q["stage"], q["input_line"]) for q in quarantine] == [("c", "label", 3)]
     assert quarantine[0]["reason"] == "label_rejected by 7: greeting only"
+    assert "kim@example.com" not in quarantine[0]["raw"]        # quarantine rows leave the corpus: PII masked
     assert [r["outcome"] for r in report] == ["applied"] * 4
 
 
