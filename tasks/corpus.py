@@ -24,9 +24,13 @@ def records_digest(frame: pd.DataFrame) -> str:
 
 def corpus_digest(train: pd.DataFrame, heldout: pd.DataFrame, settings: dict, contract_version: int) -> str:
     """The corpus version's identity: its train and held-out bytes, the curation settings and the contract."""
+    return digest_of_parts(records_digest(train), records_digest(heldout), settings, contract_version)
+
+
+def digest_of_parts(train_digest: str, heldout_digest: str, settings: dict, contract_version: int) -> str:
+    """corpus_digest from the records digests already computed."""
     digest = hashlib.sha256()
-    for part in (records_digest(train), records_digest(heldout),
-                 json.dumps(settings, sort_keys=True), str(contract_version)):
+    for part in (train_digest, heldout_digest, json.dumps(settings, sort_keys=True), str(contract_version)):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
@@ -93,7 +97,8 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     train, heldout = pd.read_parquet(split["train"]), pd.read_parquet(split["heldout"])
     evaluation = pd.read_parquet(split["eval"])
-    digest = corpus_digest(train, heldout, settings, valid["contract_version"])
+    record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
+    digest = digest_of_parts(record_digests["train"], record_digests["heldout"], settings, valid["contract_version"])
     counts = {"input": ingest["input"], "kept": len(train) + len(heldout),
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
@@ -101,11 +106,10 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               + stages.get("pii", {}).get("quarantined", 0)  # issue 4: the PII step's quarantine
               + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
-    eval_quarantine_files = [stages[s]["quarantine"] for s in ("eval_ingest", "eval_pii") if s in stages]
-    eval_quarantine_files += [split["eval_quarantine"]] if split.get("eval_quarantine") else []
     if "eval_ingest" in stages:
         counts |= {"eval_input": stages["eval_ingest"]["input"],
-                   "eval_quarantined": sum(len(pd.read_parquet(p)) for p in eval_quarantine_files)}
+                   "eval_quarantined": stages["eval_ingest"]["quarantined"] + stages["eval_pii"]["quarantined"]
+                   + split["eval_quarantined"]}
     check_accounting(counts)
     existing = find_version(pipeline, digest=digest)
     if existing is not None:
@@ -144,10 +148,10 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
-    if eval_quarantine_files:
-        write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine_files], ignore_index=True),
+    if "eval_ingest" in stages:
+        eval_quarantine = [stages["eval_ingest"]["quarantine"], stages["eval_pii"]["quarantine"], split["eval_quarantine"]]
+        write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine], ignore_index=True),
                       staging / "eval_quarantine.parquet")
-    record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
     eval_digest = "sha256:" + record_digests["eval"]
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
                 "record_digests": record_digests,

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from adapterops.config import parse_config
+from adapterops.demo_data import eval_lines
 
 PLANTED = ("dana.k@example.com", "+1 415 555 0132", "4111 1111 1111 1111")
 PLANTED_IN_EVAL = ("sam.r@example.org", "5500 0000 0000 0004")
@@ -52,5 +53,7 @@ def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_fo
         ("eval", "eval_missing_field"), ("ingest", "malformed_json"), ("pii", "pii")]
     assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED_IN_EVAL)
     counts = corpus["counts"]
-    assert counts["eval_input"] == counts["eval"] + counts["eval_quarantined"] == len(evaluation) + len(quarantine)
+    planted = eval_lines(40, 2026)        # the demo eval file: 40 records and one malformed line
+    assert counts["eval_input"] == len(planted) == len(evaluation) + len(quarantine) == 41
+    assert (counts["eval"], counts["eval_quarantined"]) == (len(evaluation), len(quarantine)) == (38, 3)
     assert (folder / "eval_pii.json").is_file()

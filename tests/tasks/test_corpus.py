@@ -27,3 +27,7 @@ def test_accounting_must_add_up():
     check_accounting({"input": 10, "kept": 6, "duplicates": 3, "quarantined": 1})
     with pytest.raises(AdapterOpsError, match="does not add up"):
         check_accounting({"input": 10, "kept": 6, "duplicates": 3, "quarantined": 0})
+    main = {"input": 10, "kept": 6, "duplicates": 3, "quarantined": 1}
+    check_accounting(main | {"eval_input": 5, "eval": 4, "eval_quarantined": 1})
+    with pytest.raises(AdapterOpsError, match="Eval record accounting"):
+        check_accounting(main | {"eval_input": 5, "eval": 4, "eval_quarantined": 0})
