@@ -7,7 +7,7 @@ import pandas as pd
 from prefect import flow, task
 
 from adapterops.storage import write_parquet
-from tasks.dedup import (TEXT_COLUMNS, DedupParams, check_unique_ids, concat_sketches, empty_sketches, load_sketches,
+from tasks.dedup import (SHARD_ROWS, TEXT_COLUMNS, DedupParams, concat_sketches, empty_sketches, load_sketches,
                          publish_dedup_report, save_sketches, sketch_columns, sketch_records, with_previous,
                          write_outputs)
 from tasks.record_batches import iter_frames
@@ -30,7 +30,7 @@ def sketch_shard(shard_path: str, params: DedupParams, folder: str) -> str:
 
 
 @flow(name="dedup-sharded")
-def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_rows: int = 50_000,
+def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_rows: int = SHARD_ROWS,
                   previous_signatures: str | None = None) -> dict:
     """Same outputs as tasks.dedup.dedup_file, with the shards sketched in parallel by the flow's task runner."""
     shards = Path(stage_dir) / "shards"
@@ -39,7 +39,6 @@ def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_
     # memory-mapped parts, copied one by one into the whole: the peak is the sketches once
     current = concat_sketches([load_sketches(f.result(), mmap=True) for f in futures]) if futures \
         else empty_sketches(params.num_perm)
-    check_unique_ids(current.ids)
     summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
                             stage_dir, TEXT_COLUMNS)
     del current
@@ -62,7 +61,7 @@ def task_runner_for(dask_address: str | None, workers: int = 2):
 
 
 def run_dedup(records_path: str, params: DedupParams, stage_dir: str, dask_address: str | None = None,
-              workers: int = 2, shard_rows: int = 50_000, previous_signatures: str | None = None) -> dict:
+              workers: int = 2, shard_rows: int = SHARD_ROWS, previous_signatures: str | None = None) -> dict:
     """Run dedup_sharded on the runner the configuration names."""
     runner = task_runner_for(dask_address, workers)
     return dedup_sharded.with_options(task_runner=runner)(records_path, params, stage_dir, shard_rows, previous_signatures)

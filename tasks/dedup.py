@@ -25,6 +25,7 @@ from datasketch import LeanMinHash, MinHashLSH
 
 from adapterops.errors import AdapterOpsError
 from tasks import dedup_kernels as kernels
+from tasks.record_batches import BATCH_ROWS
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _MAX32 = np.iinfo(np.uint32).max
@@ -376,8 +377,6 @@ def release_memory() -> None:
     """
     import ctypes
 
-    import pyarrow as pa
-
     pa.default_memory_pool().release_unused()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -520,9 +519,7 @@ def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
     _, representatives = np.unique(groups, return_index=True)
     nonempty = sketches.set_offsets[representatives + 1] > sketches.set_offsets[representatives]
     near, _ = verified_pairs(sketches, np.sort(representatives[nonempty]), params)
-    first_of_group = np.full(groups.max() + 1 if n else 0, -1, dtype=np.int64)
-    first_of_group[groups[::-1]] = np.arange(n)[::-1]
-    exact_left, exact_right = first_of_group[groups], np.arange(n)
+    exact_left, exact_right = representatives[groups], np.arange(n)   # groups number 0.., first rows in order
     left = np.concatenate([exact_left, near[:, 0]])
     right = np.concatenate([exact_right, near[:, 1]])
     roots = kernels.union_find_roots(n, left, right)
@@ -542,16 +539,17 @@ def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
     ids = sketches.ids.astype(str)
     table = pd.DataFrame({"id": ids, "cluster_id": ids[keeper], "kept": kept,
                           "duplicate_of": np.where(kept, None, ids[keeper]), "jaccard": jaccard, "kind": kind})
-    table = table[~sketches.anchors()].reset_index(drop=True)
-    check_accounting(table, n - int(sketches.anchors().sum()))
-    return table
+    anchors = sketches.anchors()
+    check_accounting(kept, keeper)
+    return table[~anchors].reset_index(drop=True)
 
 
-def check_accounting(table: pd.DataFrame, expected: int) -> None:
-    """One row per input record (so kept + removed = input), each id once, every removed row naming its keeper."""
-    removed = table[~table["kept"]]
-    if len(table) != expected or table["id"].duplicated().any() or removed["duplicate_of"].isna().any():
-        raise AdapterOpsError("internal accounting error in dedup: kept + removed != input; please report it.")
+def check_accounting(kept: np.ndarray, keeper: np.ndarray) -> None:
+    """Every record is kept or removed in favour of a kept one (an input record or a previous version's):
+    none is removed for a record that is gone too, so kept + removed = input with nothing lost."""
+    if len(kept) != len(keeper) or not kept[keeper[~kept]].all():
+        raise AdapterOpsError("internal accounting error in dedup: a record was removed in favour of one that was "
+                              "not kept; please report it.")
 
 
 def reusable_previous(previous: Sketches | None, current_ids: np.ndarray, params_num_perm: int) -> Sketches | None:
@@ -579,16 +577,21 @@ def dedup_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[
 def prepare_sketches(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
                      workers: int = 1, previous: Sketches | None = None) -> Sketches:
     """Sketches of the input records, after any previous-version anchors."""
-    current = sketch_records(frame, params, text_columns, workers)
-    check_unique_ids(current.ids)
-    anchors = reusable_previous(previous, current.ids.astype(str), params.num_perm)
+    return add_anchors(sketch_records(frame, params, text_columns, workers), previous, params.num_perm)
+
+
+def add_anchors(current: Sketches, previous: Sketches | None, num_perm: int,
+                hint: str = "quarantine duplicate ids at ingest first") -> Sketches:
+    """The run's sketches (ids checked unique), after the previous version's records that are not among them."""
+    check_unique_ids(current.ids, hint)
+    anchors = reusable_previous(previous, current.ids.astype(str), num_perm)
     return concat_sketches([anchors, current]) if anchors is not None else current
 
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
 SKETCH_ARRAYS = ("text_keys", "lengths", "timestamps", "signatures", "sets", "set_offsets")
-SHARD_ROWS = 50_000
+SHARD_ROWS = BATCH_ROWS
 TEXT_COLUMNS = ("prompt", "completion")
 
 
@@ -599,11 +602,11 @@ def empty_sketches(num_perm: int) -> Sketches:
 
 
 def sketch_batches(frames, params: DedupParams, text_columns: tuple[str, ...] = TEXT_COLUMNS, workers: int = 1,
-                   id_column: str = "id", on_batch=None) -> Sketches:
+                   id_column: str = "id", on_batch=None, source_column: str = "source") -> Sketches:
     """sketch_records batch by batch (bounded memory: only sketches are kept); on_batch(rows) reports progress."""
     parts = []
     for frame in frames:
-        parts.append(sketch_records(frame, params, text_columns, workers, id_column))
+        parts.append(sketch_records(frame, params, text_columns, workers, id_column, source_column))
         if on_batch:
             on_batch(len(frame))
     release_memory()
@@ -616,12 +619,11 @@ def check_unique_ids(ids: np.ndarray, hint: str = "quarantine duplicate ids at i
         raise AdapterOpsError(f"dedup needs unique ids, and id {ids[np.argmax(duplicated)]!r} appears more than once; {hint}.")
 
 
-def with_previous(current: Sketches, previous_signatures: str | None, num_perm: int) -> Sketches:
-    """The run's sketches after the anchors from a previous version's signatures folder (if one is given)."""
-    if not previous_signatures:
-        return current
-    anchors = reusable_previous(load_sketches(previous_signatures, mmap=True), current.ids.astype(str), num_perm)
-    return concat_sketches([anchors, current]) if anchors is not None else current
+def with_previous(current: Sketches, previous_signatures: str | None, num_perm: int,
+                  hint: str = "quarantine duplicate ids at ingest first") -> Sketches:
+    """add_anchors with a previous version's signatures folder (if one is given)."""
+    previous = load_sketches(previous_signatures, mmap=True) if previous_signatures else None
+    return add_anchors(current, previous, num_perm, hint)
 
 
 def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str = "id",
@@ -717,7 +719,6 @@ def dedup_file(records_path: str, params: DedupParams, stage_dir, previous_signa
 
     frames = iter_frames(records_path, columns=sketch_columns(records_path, TEXT_COLUMNS), batch_rows=batch_rows)
     current = sketch_batches(frames, params, TEXT_COLUMNS, workers)
-    check_unique_ids(current.ids)
     summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
                             stage_dir, TEXT_COLUMNS)
     publish_dedup_report(summary)

@@ -45,7 +45,7 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
           source_column: str = typer.Option("source", help="Column naming each record's source (per-source counts, --keep source_priority)."),
           previous: Optional[Path] = typer.Option(None, help="signatures/ folder of an earlier run: its records stay kept.")) -> None:
     """Remove exact and near-duplicate records; one row per input record in duplicates.parquet."""
-    from tasks.dedup import DedupParams, check_unique_ids, sketch_batches, sketch_columns, with_previous, write_outputs
+    from tasks.dedup import DedupParams, sketch_batches, sketch_columns, with_previous, write_outputs
     from tasks.record_batches import iter_frames
 
     if keep not in KEEPERS:
@@ -64,12 +64,10 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("sketch", total=total)
-        frames = (frame.rename(columns={source_column: "source"}) if source_column != "source" else frame
-                  for frame in iter_frames(input, columns=read))
-        current = sketch_batches(frames, params, (text_column,), workers, id_column,
-                                 lambda rows: progress.advance(task, rows))
-    check_unique_ids(current.ids, "ids must be unique (pick another --id-column)")
-    summary = write_outputs(input, with_previous(current, str(previous) if previous else None, num_perm), params,
-                            out_dir, (text_column,), id_column)
+        current = sketch_batches(iter_frames(input, columns=read), params, (text_column,), workers, id_column,
+                                 lambda rows: progress.advance(task, rows), source_column)
+    current = with_previous(current, str(previous) if previous else None, num_perm,
+                            "ids must be unique (pick another --id-column)")
+    summary = write_outputs(input, current, params, out_dir, (text_column,), id_column)
     out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
               f"near duplicates removed → {out_dir}")

@@ -311,3 +311,11 @@ def test_a_template_filled_in_hundreds_of_times_is_one_cluster_without_quadratic
     table = dedup_records(frame(texts), DedupParams(keep="first"))
     assert table["kept"].tolist() == [True] + [False] * (n - 1) + [True]
     assert set(table.loc[1:n - 1, "duplicate_of"]) == {"r0"}
+
+
+def test_the_accounting_check_refuses_a_record_removed_in_favour_of_one_not_kept():
+    from tasks.dedup import check_accounting
+
+    check_accounting(np.array([True, False, False, True]), np.array([0, 0, 3, 3]))
+    with pytest.raises(AdapterOpsError, match="accounting"):
+        check_accounting(np.array([True, False, False, True]), np.array([0, 2, 3, 3]))   # 1 → 2, itself removed
