@@ -94,6 +94,7 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
 
     from adapterops.commands.corpus import versions_table
     from adapterops.tracking import tracking_uri
+    from tasks.registry import aliases_by_version
 
     mlflow.set_tracking_uri(tracking_uri())
     out.print(versions_table(name))
@@ -102,11 +103,10 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
     for column in ("model", "version", "aliases", "corpus", "decision", "reason"):
         adapters.add_column(column)
     for model in client.search_registered_models():
-        # search results leave a version's aliases empty; the registered model maps alias -> version
-        aliases = model.aliases
+        held = aliases_by_version(model.aliases)
         for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
-            held = [alias for alias, version in aliases.items() if str(version) == str(v.version)]
-            adapters.add_row(model.name, str(v.version), ", ".join(sorted(held)), "v" + v.tags.get("corpus.version", "?"),
+            adapters.add_row(model.name, str(v.version), ", ".join(held.get(str(v.version), [])),
+                             "v" + v.tags.get("corpus.version", "?"),
                              v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))
     out.print(adapters)
 

@@ -45,11 +45,16 @@ def append_jsonl(record: dict, path: Path) -> Path:
     return path
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
+def hash_file_into(digest, path: Path) -> None:
+    """Feed a file to a running hash in 1 MiB blocks: model shards can be many GB."""
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    hash_file_into(digest, path)
     return "sha256:" + digest.hexdigest()
 
 

@@ -6,6 +6,7 @@ It stands in for a hub model in the demo and the tests: it is saved with `save_p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -62,11 +63,22 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
 
 
 def weights_revision(model_dir: Path) -> str:
-    """A content revision for a local model folder: sha256 of its safetensors files."""
+    """A content revision for a local model folder: sha256 of its safetensors files.
+
+    Remembered per (file, size, mtime) in this process: a run asks for it more than once (reuse check,
+    training), and reading a real model's shards twice costs minutes.
+    """
+    shards = sorted(model_dir.glob("*.safetensors"))
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in shards)
+    return _revision(stats)
+
+
+@functools.lru_cache(maxsize=16)
+def _revision(stats: tuple) -> str:
+    from adapterops.storage import hash_file_into
+
     digest = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:  # in blocks: a real model's shards are many GB
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    for path, _, _ in stats:
+        digest.update(Path(path).name.encode())
+        hash_file_into(digest, Path(path))
     return "sha256:" + digest.hexdigest()[:16]

@@ -84,5 +84,5 @@ def train_on_work_pool(config: Config, corpus: dict) -> dict:
         state = run.state.name if run.state else "unknown"
         raise AdapterOpsError(f"Training flow run {run.name} on work pool {config.train.work_pool!r} ended {state}: "
                               f"{run.state.message if run.state else ''} See its logs in the Prefect UI; after fixing, "
-                              "`adapterops train CONFIG --resume` continues from its last checkpoint.")
+                              "retry that flow run from the Prefect UI: a retry resumes from its last checkpoint.")
     return adapter_of_flow_run(config, str(run.id))

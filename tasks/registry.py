@@ -85,6 +85,14 @@ def registered_model(client, model_name: str):
         raise AdapterOpsError(f"No registered model {model_name!r}; `adapterops status` lists the adapters.") from None
 
 
+def aliases_by_version(aliases: dict) -> dict[str, list[str]]:
+    """A registered model's alias → version map turned around (search results leave versions' aliases empty)."""
+    held: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases.items()):
+        held.setdefault(str(version), []).append(alias)
+    return held
+
+
 def move_production(client, model_name: str, version: str, action: str, by: str, reason: str) -> dict:
     """Point production at version and append the move to the audit trail (a numbered registered-model tag)."""
     import json
@@ -176,5 +184,9 @@ def reusable_version(cfg, corpus: dict) -> dict | None:
                                                                       recipe_settings(cfg)))
     if found is None:
         return None
-    return {"model_name": cfg.release.model_name, "version": str(found.version), "aliases": list(found.aliases),
+    import mlflow
+
+    aliases = aliases_by_version(mlflow.MlflowClient().get_registered_model(cfg.release.model_name).aliases)
+    return {"model_name": cfg.release.model_name, "version": str(found.version),
+            "aliases": aliases.get(str(found.version), []),
             "decision": found.tags.get("release.decision", ""), "reason": found.tags.get("release.reason", "")}
