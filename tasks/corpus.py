@@ -153,11 +153,12 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine], ignore_index=True),
                       staging / "eval_quarantine.parquet")
     eval_digest = "sha256:" + record_digests["eval"]
+    parent = last_approved(pipeline)
     manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
                 "record_digests": record_digests,
                 "sources": ingest["files"], "labels": stages.get("label", {}).get("files", []), "counts": counts, "contract": valid["contract"],
                 "contract_version": valid["contract_version"], "settings": settings,
-                "parent": _last_approved(experiment), "code_version": _code_version(),
+                "parent": parent.data.tags["corpus.digest"] if parent else None, "code_version": _code_version(),
                 "created": datetime.now(timezone.utc).isoformat()}
     write_json(manifest, staging / "manifest.json")
     if folder.exists():
@@ -176,14 +177,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     return {"pipeline": pipeline, "digest": digest, "version": number, "path": str(folder), "run_id": run.info.run_id,
             "new": True, "counts": counts, "contract": valid["contract"],
             "contract_version": valid["contract_version"], "owners": valid["owners"]}
-
-
-def _last_approved(experiment: str) -> str | None:
-    import mlflow
-
-    runs = mlflow.search_runs([experiment], filter_string="tags.`corpus.status` = 'approved'",
-                              order_by=["attributes.start_time DESC"], output_format="list", max_results=1)
-    return runs[0].data.tags["corpus.digest"] if runs else None
 
 
 # --- versions side by side -------------------------------------------------------------------------
@@ -223,14 +216,21 @@ def list_versions(pipeline: str) -> list:
     return sorted((r for r in runs if "corpus.version" in r.data.tags), key=lambda r: int(r.data.tags["corpus.version"]))
 
 
+def last_approved(pipeline: str, other_than=None):
+    """The MLflow run of the newest approved corpus version (other than the run `other_than`); None if there is none."""
+    approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"
+                and (other_than is None or r.info.run_id != other_than.info.run_id)]
+    return approved[-1] if approved else None
+
+
 def last_approved_signatures(pipeline: str) -> str | None:
     """The signatures/ folder of the pipeline's approved corpus version, for incremental dedup; None if there is none."""
     from pathlib import Path
 
-    approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"]
-    if not approved:
+    approved = last_approved(pipeline)
+    if approved is None:
         return None
-    folder = Path(approved[-1].data.tags["corpus.path"]) / "signatures"
+    folder = Path(approved.data.tags["corpus.path"]) / "signatures"
     return str(folder) if folder.is_dir() else None   # versions made before signatures were stored have none
 
 
@@ -251,12 +251,10 @@ def version_records(run) -> pd.DataFrame:
 
 def diff_against_last_approved(pipeline: str, run) -> str:
     """What the approver reviews: this version against the last approved one (or 'first version')."""
-    approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"
-                and r.info.run_id != run.info.run_id]
+    last = last_approved(pipeline, other_than=run)
     new_label = f"v{run.data.tags['corpus.version']}"
-    if not approved:
+    if last is None:
         return f"{new_label} is the first version to be approved: {len(version_records(run))} records."
-    last = approved[-1]
     return diff_markdown(diff_records(version_records(last), version_records(run)),
                          f"v{last.data.tags['corpus.version']} (approved)", new_label)
 

@@ -18,16 +18,12 @@ out = Console()
 
 def approved_corpus(pipeline: str, version: int | None = None) -> dict:
     """The corpus reference training takes: the given version, else the newest approved one."""
-    from tasks.corpus import corpus_ref, get_version, list_versions
+    from tasks.corpus import corpus_ref, get_version, last_approved
 
-    if version is not None:
-        run = get_version(pipeline, version)
-    else:
-        approved = [r for r in list_versions(pipeline) if r.data.tags.get("corpus.status") == "approved"]
-        if not approved:
-            raise AdapterOpsError(f"Pipeline {pipeline!r} has no approved corpus version to train on: run "
-                                  "`adapterops run CONFIG` to curate one, then approve it with `adapterops corpus approve`.")
-        run = approved[-1]
+    run = get_version(pipeline, version) if version is not None else last_approved(pipeline)
+    if run is None:
+        raise AdapterOpsError(f"Pipeline {pipeline!r} has no approved corpus version to train on: run "
+                              "`adapterops run CONFIG` to curate one, then approve it with `adapterops corpus approve`.")
     return corpus_ref(pipeline, run.data.tags["corpus.digest"])
 
 

@@ -1,5 +1,7 @@
 """Owner approval: by CLI, by the Prefect form of a paused run, and every refusal of training."""
 
+import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -99,6 +101,8 @@ def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harne
 
     second = curate(second_config)
     assert second["version"] == 2 and second["digest"] != first["digest"]
+    manifest = json.loads((Path(second["path"]) / "manifest.json").read_text())
+    assert manifest["parent"] == first["digest"]                # the version it was curated after
     record_decision("supersede", second["digest"], "dana.k", "approved", "v2 fine")
     old = find_version("supersede", digest=first["digest"]).data.tags
     assert old["corpus.status"] == "superseded" and old["corpus.superseded_by"] == "2"
