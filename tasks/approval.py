@@ -15,7 +15,7 @@ AUTO_APPROVER = "policy:auto"
 def decision_record(version: int, digest: str, approver: str, decision: str, note: str = "",
                     when: datetime | None = None) -> dict:
     if decision not in ("approved", "rejected", "superseded"):
-        raise AdapterOpsError(f"A decision is 'approved' or 'rejected', not {decision!r}.")
+        raise AdapterOpsError(f"A decision log entry is 'approved', 'rejected' or 'superseded', not {decision!r}.")
     return {"version": version, "digest": digest, "approver": approver, "decision": decision, "note": note,
             "time": (when or datetime.now(timezone.utc)).isoformat()}
 
@@ -69,6 +69,8 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     from tasks.corpus import find_version, list_versions
     from tasks.contract import load_contract
 
+    if decision not in ("approved", "rejected"):   # "superseded" follows from a newer approval only
+        raise AdapterOpsError(f"An owner's decision is 'approved' or 'rejected', not {decision!r}.")
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"No corpus version of {pipeline!r} has digest {digest}; list versions with `adapterops corpus list`.")

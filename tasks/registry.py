@@ -66,12 +66,16 @@ PRODUCTION_LOG = "production.log."
 
 def production_history(model_name: str) -> list[dict]:
     """Every move of the production alias, oldest first, from the registered model's numbered log tags."""
-    import json
-
     import mlflow
 
-    tags = registered_model(mlflow.MlflowClient(), model_name).tags
-    numbered = sorted((int(k[len(PRODUCTION_LOG):]), v) for k, v in tags.items() if k.startswith(PRODUCTION_LOG))
+    return history_of(registered_model(mlflow.MlflowClient(), model_name))
+
+
+def history_of(model) -> list[dict]:
+    """production_history of a registered model already fetched."""
+    import json
+
+    numbered = sorted((int(k[len(PRODUCTION_LOG):]), v) for k, v in model.tags.items() if k.startswith(PRODUCTION_LOG))
     return [json.loads(value) for _, value in numbered]
 
 
@@ -93,17 +97,16 @@ def aliases_by_version(aliases: dict) -> dict[str, list[str]]:
     return held
 
 
-def move_production(client, model_name: str, version: str, action: str, by: str, reason: str) -> dict:
-    """Point production at version and append the move to the audit trail (a numbered registered-model tag)."""
+def move_production(client, model, version: str, action: str, by: str, reason: str) -> dict:
+    """Point the registered model's production alias at version and append the move to the audit trail
+    (a numbered registered-model tag)."""
     import json
     from datetime import datetime, timezone
 
-    model = client.get_registered_model(model_name)
-    previous = model.aliases.get("production")
-    entry = production_entry(version, previous, action, by, reason, datetime.now(timezone.utc).isoformat())
-    client.set_registered_model_alias(model_name, "production", version)
-    count = sum(1 for key in model.tags if key.startswith(PRODUCTION_LOG))
-    client.set_registered_model_tag(model_name, f"{PRODUCTION_LOG}{count + 1}", json.dumps(entry)[:5000])
+    entry = production_entry(version, model.aliases.get("production"), action, by, reason,
+                             datetime.now(timezone.utc).isoformat())
+    client.set_registered_model_alias(model.name, "production", version)
+    client.set_registered_model_tag(model.name, f"{PRODUCTION_LOG}{len(history_of(model)) + 1}", json.dumps(entry)[:5000])
     return entry
 
 
@@ -118,8 +121,8 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     current = model.aliases.get("production")
     promoted = {str(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
                 if v.tags.get("release.decision") == "promoted"}
-    target = rollback_target(production_history(model_name), current, promoted, to_version)
-    entry = move_production(client, model_name, target, "rollback", by, reason)
+    target = rollback_target(history_of(model), current, promoted, to_version)
+    entry = move_production(client, model, target, "rollback", by, reason)
     client.set_model_version_tag(model_name, str(current), "release.rolled_back", f"{entry['time']} by {by}: {reason}")
     return {"model_name": model_name, **entry}
 
@@ -139,7 +142,7 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
                                 production["loss"] if production else None, release)
     previous = production["version"] if production else None
     if decision.promote:
-        move_production(client, name, version, "promote", "release gate", decision.reason)
+        move_production(client, client.get_registered_model(name), version, "promote", "release gate", decision.reason)
     when = datetime.now(timezone.utc).isoformat()
     for key, value in {"release.decision": "promoted" if decision.promote else "held",
                        "release.reason": decision.reason, "release.time": when,

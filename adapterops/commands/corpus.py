@@ -10,15 +10,11 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from adapterops.commands import setup
+
 app = typer.Typer(no_args_is_help=True, help="Corpus versions: list, inspect, compare, approve or reject.")
 out = Console()
 NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
-
-
-def _setup() -> None:
-    from adapterops.cli import prepare
-
-    prepare()
 
 
 def versions_table(name: str) -> Table:
@@ -39,14 +35,14 @@ def versions_table(name: str) -> Table:
 @app.command("list")
 def list_versions(name: str = NAME) -> None:
     """Every version with its digest, status, approver and counts."""
-    _setup()
+    setup()
     out.print(versions_table(name))
 
 
 @app.command()
 def show(version: int, name: str = NAME) -> None:
     """A version's manifest, decision log and the diff against the last approved version."""
-    _setup()
+    setup()
     from tasks.corpus import diff_against_last_approved, get_version, load_manifest
 
     run = get_version(name, version)
@@ -55,7 +51,7 @@ def show(version: int, name: str = NAME) -> None:
               f"digest {manifest['digest']}")
     out.print_json(json.dumps({k: manifest[k] for k in ("counts", "contract", "contract_version", "parent",
                                                         "code_version", "created", "sources")}, default=str))
-    log = sorted((k, v) for k, v in run.data.tags.items() if k.startswith("approval.log."))
+    log = [(k, v) for k, v in run.data.tags.items() if k.startswith("approval.log.")]
     for _, entry in sorted(log, key=lambda kv: int(kv[0].rsplit(".", 1)[1])):
         out.print(f"  decision: {entry}")
     out.print(Markdown(diff_against_last_approved(name, run)))
@@ -64,7 +60,7 @@ def show(version: int, name: str = NAME) -> None:
 @app.command()
 def diff(a: int, b: int, name: str = NAME) -> None:
     """Records added, removed and changed from version A to version B, and per-source counts."""
-    _setup()
+    setup()
     from tasks.corpus import diff_markdown, diff_records, get_version, version_records
 
     old, new = get_version(name, a), get_version(name, b)
@@ -72,7 +68,7 @@ def diff(a: int, b: int, name: str = NAME) -> None:
 
 
 def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool) -> None:
-    _setup()
+    setup()
     from tasks.approval import record_decision
     from tasks.corpus import diff_against_last_approved, get_version
 

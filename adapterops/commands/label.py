@@ -10,22 +10,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adapterops.commands import setup
+
 app = typer.Typer(no_args_is_help=True, help="Labeling: export a corpus version as tasks, check annotated exports.")
 out = Console()
 NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
-
-
-def _version_setup() -> None:
-    from adapterops.cli import prepare
-
-    prepare()
 
 
 def _version(name: str, version: int):
     """The version's MLflow run and the reference its tasks carry."""
     from tasks.corpus import get_version
 
-    _version_setup()
+    setup()
     run = get_version(name, version)
     return run, {"pipeline": name, "version": version, "digest": run.data.tags["corpus.digest"]}
 
@@ -64,18 +60,19 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json
     from tasks.labeling import apply_decisions, read_decisions
 
     decisions, problems = read_decisions([str(f) for f in files])
-    if version is None:
+    if version is not None:
+        run, _ = _version(name, version)
+    else:
         from tasks.corpus import find_version
 
         digests = sorted({d.corpus_digest for d in decisions})
         if len(digests) != 1:
             raise AdapterOpsError(f"The tasks name {len(digests)} corpus versions; pass the one to check with --version.")
-        _version_setup()
-        found = find_version(name, digest=digests[0])
-        if found is None:
+        setup()
+        run = find_version(name, digest=digests[0])
+        if run is None:
             raise AdapterOpsError(f"No version of corpus {name!r} has digest {digests[0]}; check --name, or pass --version.")
-        version = int(found.data.tags["corpus.version"])
-    run, _ = _version(name, version)
+        version = int(run.data.tags["corpus.version"])
     _, _, report = apply_decisions(version_records(run), decisions)
     rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id"])
     table = Table("outcome", "verdict", "decisions", title=f"{len(decisions) + len(problems)} tasks against "

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adapterops.commands import setup
 from adapterops.config import ReleaseConfig
 
 app = typer.Typer(no_args_is_help=True, help="Releases: the production audit trail and rollbacks.")
@@ -13,16 +14,10 @@ out = Console()
 MODEL = typer.Option(ReleaseConfig().model_name, "--model", help="Registered model (the config's release.model_name).")
 
 
-def _setup() -> None:
-    from adapterops.cli import prepare
-
-    prepare()
-
-
 @app.command()
 def history(model: str = MODEL) -> None:
     """Every move of the production alias: promotions by the release gate and rollbacks, oldest first."""
-    _setup()
+    setup()
     from tasks.registry import production_history
 
     moves = production_history(model)
@@ -43,7 +38,7 @@ def rollback(reason: str = typer.Option(..., help="Why: kept in the audit trail.
              by: str = typer.Option(None, "--as", help="Who rolls back (default: the login name)."),
              model: str = MODEL) -> None:
     """Move production back to an earlier version that passed the release gate."""
-    _setup()
+    setup()
     from tasks.registry import rollback_production
 
     entry = rollback_production(model, to, by or getpass.getuser(), reason)

@@ -32,3 +32,6 @@ def test_only_owners_decide_and_decisions_are_typed():
     assert decision_record(3, DIGEST, "dana.k", "approved")["digest"] == DIGEST
     with pytest.raises(AdapterOpsError):
         decision_record(3, DIGEST, "dana.k", "maybe")
+    from tasks.approval import record_decision
+    with pytest.raises(AdapterOpsError, match="owner's decision is 'approved' or 'rejected'"):
+        record_decision("any", DIGEST, "dana.k", "superseded")     # follows from a newer approval only

@@ -75,8 +75,8 @@ def test_rollback_moves_the_alias_and_the_trail_records_every_move(tmp_path):
     for decision in ("promoted", "promoted", "held"):
         version = client.create_model_version(name, source=str(tmp_path / "adapter")).version
         client.set_model_version_tag(name, version, "release.decision", decision)
-    move_production(client, name, "1", "promote", "release gate", "beats base")
-    move_production(client, name, "2", "promote", "release gate", "beats v1")
+    move_production(client, client.get_registered_model(name), "1", "promote", "release gate", "beats base")
+    move_production(client, client.get_registered_model(name), "2", "promote", "release gate", "beats v1")
     with pytest.raises(AdapterOpsError, match="needs a reason"):
         rollback_production(name, None, "lee", " ")
     with pytest.raises(AdapterOpsError, match="never passed the release gate"):
