@@ -6,6 +6,21 @@ import mlflow
 from mlflow.pyfunc import PythonModel
 
 
+def prompt_token_ids(tokenizer, prompt: str, template: str) -> list[int]:
+    """The prompt's token ids exactly as training built them (tasks.train.tokenize_examples): BOS, then the
+    tokenizer's chat template when it has one, else the prompt template, without other special tokens.
+
+    Written here, not imported: a served model loads without AdapterOps installed. A test holds the two equal.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    else:
+        text = template.format(prompt=prompt)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 class AdapterModel(PythonModel):
     """Loads the base named in model_config and applies the adapter stored with this model."""
 
@@ -28,8 +43,7 @@ class AdapterModel(PythonModel):
         max_new = int((params or {}).get("max_new_tokens", 128))
         outputs = []
         for prompt in prompts:
-            text = self.template.format(prompt=prompt)
-            ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=True)["input_ids"]
+            ids = torch.tensor([prompt_token_ids(self.tokenizer, prompt, self.template)])
             with torch.no_grad():
                 generated = self.model.generate(input_ids=ids, max_new_tokens=max_new, do_sample=False,
                                                 pad_token_id=self.tokenizer.pad_token_id)

@@ -78,3 +78,33 @@ def test_train_command_without_an_approved_corpus_says_what_to_run():
 
     with pytest.raises(AdapterOpsError, match="no approved corpus version"):
         approved_corpus("never-curated")
+
+
+def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(prefect_harness, monkeypatch):
+    import flows.train as train_module
+
+    calls = []
+    adapter = {"model_name": "m", "version": "1", "base_name": "tiny", "base_revision": "r", "steps": 2,
+               "final_loss": 1.0, "truncated": 0, "examples": 4, "resumed_from_step": 1, "adapter_bytes": 1,
+               "logged_bytes": 1, "device": "cpu"}
+
+    def flaky(config, corpus, run_dir, progress, resume, extra_tags):
+        calls.append(resume)
+        if len(calls) == 1:
+            raise RuntimeError("worker lost")               # a crash: retried
+        return adapter
+
+    monkeypatch.setattr(train_module, "train_adapter", flaky)
+    config = parse_config({"name": "retried", "train": {"retries": 2}})
+    corpus = {"pipeline": "retried", "digest": "sha256:" + "0" * 64, "version": 1}
+    assert train_module.train(config, corpus) == adapter
+    assert calls == [False, True]                           # the retry resumed from the checkpoint
+
+    def refused(*args, **kwargs):
+        calls.append("user error")
+        raise AdapterOpsError("corpus not approved")
+
+    monkeypatch.setattr(train_module, "train_adapter", refused)
+    with pytest.raises(AdapterOpsError, match="not approved"):
+        train_module.train(config, corpus)
+    assert calls[2:] == ["user error"]                      # not retried: it would fail the same way

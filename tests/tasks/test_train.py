@@ -127,3 +127,19 @@ def test_logged_artifact_with_base_weights_or_too_many_bytes_fails_the_run(tmp_p
     (tmp_path / "blob.json").write_bytes(b"\0" * 2_000_000)
     with pytest.raises(AdapterOpsError, match="far above"):
         check_logged_artifact(str(tmp_path), expected_bytes=1000)
+
+
+def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from adapterops.serving import prompt_token_ids
+    from tasks.train import tokenize_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    record = {"prompt": "my invoice is wrong", "completion": "Triage: billing"}
+    for chat_template in (None, "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<bot>"):
+        tokenizer.chat_template = chat_template
+        (example,), _ = tokenize_examples([record], tokenizer, "Ticket: {prompt}\nAnswer:", 128)
+        served = prompt_token_ids(tokenizer, record["prompt"], "Ticket: {prompt}\nAnswer:")
+        assert example.input_ids[:len(served)] == served and example.labels[len(served)] != -100
+        assert example.labels[len(served) - 1] == -100
