@@ -157,19 +157,6 @@ def shingle_values(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int, wo
     return values, offsets
 
 
-def shingle_texts(texts: list[str], ngram: int, shingle: str = "word", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle values of texts (normalised here; normalising twice changes nothing), with offsets."""
-    tokens, offsets = token_hashes(normalise_texts(list(texts), workers), shingle, workers)
-    return shingle_values(tokens, offsets, ngram, workers)
-
-
-def exact_key(normalised: str) -> str:
-    """Hex key of a normalised text's words: equal texts, equal keys (128 bits)."""
-    tokens, offsets = token_hashes(normalise_texts([normalised]), "word")
-    keys = text_keys(tokens, offsets)
-    return f"{int(keys[0, 0]):016x}{int(keys[0, 1]):016x}"
-
-
 def text_keys(tokens: np.ndarray, offsets: np.ndarray, workers: int = 1) -> np.ndarray:
     """(documents, 2) uint64 keys of each document's token sequence: equal normalised texts, equal keys."""
     keys = np.empty((len(offsets) - 1, 2), dtype=np.uint64)
