@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from adapterops.config import Config, field_docs, load_config, parse_config
@@ -66,12 +67,18 @@ def _print_summary(result: dict, seconds: float) -> None:
         out.print(table)
         return
     adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
+    from adapterops.commands.evaluate import gate_table, scores_table
+
     table.add_row("adapter", f"{adapter['model_name']} v{adapter['version']}  ({adapter['logged_bytes'] / 1e6:.2f} MB logged, "
                              f"base {adapter['base_name']} {adapter['base_revision']})")
-    table.add_row("held-out loss", f"base {evaluation['base']['loss']:.4f} → candidate {evaluation['candidate']['loss']:.4f}")
-    table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ") + release["reason"])
+    table.add_row("evaluation", f"{evaluation['examples']} eval records, {evaluation['seconds']:.0f} s, MLflow run "
+                                f"{evaluation['run_id']}")
+    table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ")
+                  + escape(release["reason"]))
     table.add_row("workspace", str(resolve_workspace().root))
     out.print(table)
+    out.print(scores_table(evaluation, "Task scores on the held-out workload: base → candidate"))
+    out.print(gate_table(release["checks"], "Release gate"))
 
 
 @app.command()
@@ -130,6 +137,7 @@ from adapterops.commands import train as _train; app.command("train")(_train.tra
 from adapterops.commands import dedup as _dedup; app.command("dedup")(_dedup.dedup)  # noqa: E402,E702
 from adapterops.commands import label as _label; app.add_typer(_label.app, name="label")  # noqa: E402,E702
 from adapterops.commands import release as _release; app.add_typer(_release.app, name="release")  # noqa: E402,E702
+from adapterops.commands import evaluate as _evaluate; app.command("eval")(_evaluate.evaluate_version)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -99,12 +99,76 @@ class TrainConfig(Section):
     work_pool: str | None = Field(None, description="Prefect work pool that trains (deployment train/POOL); unset: in process.")
 
 
+SCORER_KINDS = ("regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
+                "llm_judge")
+
+
+class ScorerSpec(Section):
+    """One scorer the data owner declares (data contract `evaluation.scorers`, or config `evaluation.scorers`)."""
+    kind: Literal["regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
+                  "llm_judge"] = Field(description="What it measures: " + ", ".join(SCORER_KINDS) + ".")
+    name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+                             description="Score name in tables and metrics; default: the kind.")
+    pattern: str | None = Field(None, description="regex_match: the answer must match it; field_match: named groups extract the fields.")
+    fields: list[str] = Field(default_factory=list, description="field_match: the named groups scored (default: all).")
+    function: str | None = Field(None, description="custom: `module:function(prompt, answer, reference) -> float`.")
+    higher_is_better: bool = Field(True, description="custom: the score's direction.")
+    judge: Literal["guidelines", "correctness"] | None = Field(None, description="llm_judge: the mlflow.genai judge.")
+    guidelines: str | None = Field(None, description="llm_judge guidelines: what a good answer does.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "ScorerSpec":
+        needs = {"regex_match": "pattern", "field_match": "pattern", "custom": "function", "llm_judge": "judge"}
+        if (field := needs.get(self.kind)) and getattr(self, field) is None:
+            raise ValueError(f"a {self.kind} scorer needs '{field}'")
+        if self.kind == "llm_judge" and self.judge == "guidelines" and not self.guidelines:
+            raise ValueError("an llm_judge with judge: guidelines needs 'guidelines'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class GateRule(Section):
+    """A release rule for the scores whose names match `score` (a name or a glob such as field.*)."""
+    score: str = Field(description="Score name or glob pattern (fnmatch), e.g. field.* or *.")
+    must_beat_base: float | None = Field(
+        None, description="The candidate - base interval's lower bound must exceed this margin (in the score's units).")
+    max_regression: float | None = Field(
+        None, ge=0, description="The candidate - production interval's worst case may lose at most this much.")
+    slice_max_regression: float | None = Field(
+        None, ge=0, description="The same against production in every slice large enough to judge.")
+    required: bool = Field(True, description="A rule whose score no scorer produces is an error; false: it is skipped.")
+
+
+def _default_gate() -> list[GateRule]:
+    """Sensible for the demo contract: decisions and format must beat the base clearly and not regress."""
+    rules = [dict(score="field.*", must_beat_base=0.10, max_regression=0.03, slice_max_regression=0.15),
+             dict(score="format", must_beat_base=0.10, max_regression=0.03),
+             dict(score="pii_leak", max_regression=0.0),
+             dict(score="loss", must_beat_base=0.0),
+             dict(score="*", max_regression=0.05)]
+    return [GateRule(**rule, required=False) for rule in rules]
+
+
+class EvaluationConfig(Section):
+    scorers: list[ScorerSpec] = Field(default_factory=list,
+                                      description="Scorers; empty: the data contract's evaluation.scorers.")
+    slices: list[str] | None = Field(None, description="Slice by these columns or extracted fields; unset: the contract's.")
+    min_slice_size: int = Field(10, ge=1, description="Slices with fewer examples are reported as too small to judge.")
+    max_new_tokens: int = Field(96, ge=1, description="Most tokens generated per answer (greedy, stops at EOS).")
+    batch_size: int = Field(32, ge=1, description="Prompts generated together (left-padded, with the KV cache).")
+    resamples: int = Field(2000, ge=1000, description="Paired bootstrap resamples per interval.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided confidence level of the intervals.")
+    seed: int = Field(0, description="Seed of the bootstrap.")
+    judge_model: str | None = Field(None, description="Model URI for llm_judge scorers (e.g. openai:/gpt-4o-mini); unset: they are skipped.")
+
+
 class ReleaseConfig(Section):
     model_name: str = Field("support-triage-adapter", description="Registered model name in the MLflow registry.")
-    min_improvement: float = Field(0.05, ge=0, lt=1,
-                                   description="Relative held-out loss improvement over the base model required for production.")
-    max_regression: float = Field(0.0, ge=0, lt=1,
-                                  description="Relative held-out loss the candidate may lose against production.")
+    gate: list[GateRule] = Field(default_factory=_default_gate,
+                                 description="Release rules per score; every matching rule must pass.")
 
 
 class Config(Section):
@@ -123,6 +187,7 @@ class Config(Section):
     trust_remote_code: bool = Field(False, description="Allow the base model's own code to run.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Held-out evaluation settings.")
     release: ReleaseConfig = Field(default_factory=ReleaseConfig, description="Promotion gate and registry settings.")
     demo_records: int = Field(1200, ge=50, description="Records the demo generator writes (demo sources only).")
     demo_seed: int = Field(2026, description="Seed of the demo generator.")

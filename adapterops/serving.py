@@ -6,19 +6,10 @@ import mlflow
 from mlflow.pyfunc import PythonModel
 
 
-def prompt_token_ids(tokenizer, prompt: str, template: str) -> list[int]:
-    """The prompt's token ids exactly as training built them (tasks.train.tokenize_examples): BOS, then the
-    tokenizer's chat template when it has one, else the prompt template, without other special tokens.
-
-    Written here, not imported: a served model loads without AdapterOps installed. A test holds the two equal.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    else:
-        text = template.format(prompt=prompt)
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
+try:   # the one prompt builder; a registered model ships it as code (code_paths) and imports it as `prompts`
+    from tasks.prompts import prompt_token_ids
+except ImportError:   # pragma: no cover - only where AdapterOps is not installed
+    from prompts import prompt_token_ids
 
 
 class AdapterModel(PythonModel):

@@ -7,6 +7,10 @@ import os
 from adapterops.workspace import resolve_workspace
 
 
+# MLflow 3's UI opens an experiment in its GenAI traces view unless it is tagged for model training.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or resolve_workspace().mlflow_uri()
 
@@ -18,12 +22,14 @@ def ensure_experiment(name: str) -> str:
     mlflow.set_tracking_uri(tracking_uri())
     existing = mlflow.get_experiment_by_name(name)
     if existing:
+        if existing.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            mlflow.MlflowClient().set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return existing.experiment_id
     location = None
     if tracking_uri().startswith("sqlite:"):
         root = resolve_workspace().artifact_root
         location = (root / name.replace("/", "_")).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
 
 
 def corpus_experiment(pipeline: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
 from tasks.pii import PiiPolicy
 
@@ -52,6 +53,11 @@ class Bounds(_Strict):
         return value
 
 
+class ContractEvaluation(_Strict):
+    scorers: list[ScorerSpec] = Field(default_factory=list, description="How answers are judged: the owner's scorers.")
+    slices: list[str] = Field(default_factory=list, description="Columns or extracted fields every score is broken down by.")
+
+
 class Contract(_Strict):
     name: str = Field(min_length=1)
     version: int = Field(ge=1)
@@ -62,6 +68,7 @@ class Contract(_Strict):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     bounds: Bounds = Field(default_factory=Bounds)
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
+    evaluation: ContractEvaluation = Field(default_factory=ContractEvaluation)
 
 
 def contract_path(name_or_path: str) -> Path:

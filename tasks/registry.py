@@ -2,32 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-
-
-def decide_promotion(candidate_loss: float, base_loss: float, production_loss: float | None,
-                     release: ReleaseConfig) -> Decision:
-    """Promote only if the candidate beats the base by min_improvement and does not regress production."""
-    needed = base_loss * (1 - release.min_improvement)
-    if candidate_loss > needed:
-        return Decision(False, f"held-out loss {candidate_loss:.4f} does not beat the base model's {base_loss:.4f} "
-                               f"by {release.min_improvement:.0%} (needs <= {needed:.4f})")
-    if production_loss is not None:
-        allowed = production_loss * (1 + release.max_regression)
-        if candidate_loss > allowed:
-            return Decision(False, f"held-out loss {candidate_loss:.4f} is worse than production's {production_loss:.4f} "
-                                   f"(allowed <= {allowed:.4f})")
-        return Decision(True, f"held-out loss {candidate_loss:.4f} beats base {base_loss:.4f} and production {production_loss:.4f}")
-    return Decision(True, f"held-out loss {candidate_loss:.4f} beats base {base_loss:.4f}; no production version yet")
 
 
 def production_entry(version: str, previous: str | None, action: str, by: str, reason: str, when: str) -> dict:
@@ -89,6 +65,19 @@ def registered_model(client, model_name: str):
         raise AdapterOpsError(f"No registered model {model_name!r}; `adapterops status` lists the adapters.") from None
 
 
+def registered_version(client, model_name: str, version: str):
+    """One registered model version, or an error that says how to list them."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, str(version))
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise AdapterOpsError(f"{model_name!r} has no version {version}; `adapterops status` lists them.") from None
+        raise AdapterOpsError(f"The MLflow registry did not answer for {model_name} v{version} ({error.error_code}); "
+                              "check the tracking server and retry.") from None
+
+
 def aliases_by_version(aliases: dict) -> dict[str, list[str]]:
     """A registered model's alias → version map turned around (search results leave versions' aliases empty)."""
     held: dict[str, list[str]] = {}
@@ -128,30 +117,55 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
 
 
 
+def production_version(client, model_name: str):
+    """The model version at alias 'production', or None when the model or the alias does not exist.
+
+    Any other registry error stops the step: reading it as "no production" would skip the comparison.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, "production")
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower():
+            return None
+        raise AdapterOpsError(f"The MLflow registry did not answer which version of {model_name!r} is in production "
+                              f"({error.error_code}: {str(error).splitlines()[0]}); nothing was released. Check the "
+                              "tracking server and retry.") from None
+
+
 def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> dict:
-    """Alias the new version 'candidate'; move 'production' only if the gate passes; record why."""
+    """Alias the new version 'candidate'; move 'production' only if every gate rule passes; record why."""
+    import json
     from datetime import datetime, timezone
 
     import mlflow
 
+    from tasks.gate import decide
+
     client = mlflow.MlflowClient()
     name, version = adapter["model_name"], adapter["version"]
     client.set_registered_model_alias(name, "candidate", version)
-    production = evaluation.get("production")
-    decision = decide_promotion(evaluation["candidate"]["loss"], evaluation["base"]["loss"],
-                                production["loss"] if production else None, release)
-    previous = production["version"] if production else None
-    if decision.promote:
-        move_production(client, client.get_registered_model(name), version, "promote", "release gate", decision.reason)
+    decision = decide(release.gate, evaluation["summary"])
+    current = production_version(client, name)
+    previous = str(current.version) if current is not None else None
+    promote, reason = decision.promote, decision.reason()
+    if previous not in (evaluation["production_version"], version):   # production moved since the evaluation
+        promote, reason = False, (f"held: production is v{previous} but the evaluation compared against "
+                                  f"{'v' + evaluation['production_version'] if evaluation['production_version'] else 'no production'}; evaluate again")
+    if promote:
+        move_production(client, client.get_registered_model(name), version, "promote", "release gate", reason)
     when = datetime.now(timezone.utc).isoformat()
-    for key, value in {"release.decision": "promoted" if decision.promote else "held",
-                       "release.reason": decision.reason, "release.time": when,
+    verdict = "promoted" if promote else "held"
+    for key, value in {"release.decision": verdict, "release.reason": reason[:5000], "release.time": when,
                        "release.previous_production": previous or ""}.items():
         client.set_model_version_tag(name, version, key, value)
+    gate = decision.as_dict() | {"promote": promote, "reason": reason}
     with mlflow.start_run(run_id=evaluation["run_id"]):
-        mlflow.set_tags({"release.decision": "promoted" if decision.promote else "held", "release.reason": decision.reason})
-    return {"model_name": name, "version": version, "promoted": decision.promote, "reason": decision.reason,
-            "previous_production": previous, "time": when}
+        mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
+        mlflow.log_dict(gate, "evaluation/gate.json")
+    return {"model_name": name, "version": version, "promoted": promote, "reason": reason,
+            "previous_production": previous, "time": when, "checks": gate["checks"], "notes": decision.notes}
 
 
 # --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------

@@ -14,6 +14,7 @@ from typing import Callable
 
 from adapterops.config import BUILTIN_TINY_MODEL, Config, LoraConfig, TrainConfig
 from adapterops.errors import AdapterOpsError
+from tasks.prompts import prompt_token_ids
 
 IGNORE = -100
 
@@ -152,20 +153,11 @@ def load_base_model(ref: BaseModelRef, trust_remote_code: bool = False, device: 
     return (model if quantization is not None else model.to(device)), tokenizer
 
 
-def render_prompt(tokenizer, prompt: str, template: str) -> str:
-    """The tokenizer's chat template when it has one, else the configured prompt template."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return template.format(prompt=prompt)
-
-
 def tokenize_examples(records: list[dict], tokenizer, template: str, max_length: int) -> tuple[list[Example], int]:
     """Prompt + completion token ids with the loss on the completion only; returns (examples, truncated count)."""
     examples, truncated = [], 0
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     for record in records:
-        prompt_ids = bos + tokenizer(render_prompt(tokenizer, record["prompt"], template), add_special_tokens=False)["input_ids"]
+        prompt_ids = prompt_token_ids(tokenizer, record["prompt"], template)
         completion_ids = tokenizer(record["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids = prompt_ids + completion_ids
         labels = [IGNORE] * len(prompt_ids) + completion_ids
@@ -469,6 +461,12 @@ def recipe_settings(cfg: Config) -> dict:
             "train": cfg.train.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)}
 
 
+def recipe_label(cfg: Config) -> str:
+    """A short readable name of the recipe for run and model names: rank, steps and a digest of the rest."""
+    digest = hashlib.sha256(json.dumps(recipe_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"r{cfg.lora.r}-s{cfg.train.max_steps}-{digest}"
+
+
 def train_run_dir(cfg: Config, corpus: dict) -> Path:
     """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
     from adapterops.workspace import resolve_workspace
@@ -491,7 +489,8 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
     records = load_records(Path(corpus["path"]) / "train.parquet")
     experiment = ensure_experiment(adapter_experiment(cfg.name))
-    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}",
+    recipe = recipe_label(cfg)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}-{recipe}",
                           log_system_metrics=cfg.train.system_metrics) as run:
         lineage = lineage_tags(corpus, corpus_tags)
         mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "stage": "train"}
@@ -513,7 +512,9 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
         adapter_dir = Path(done["adapter_dir"])
         weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
-            name="adapter", python_model=str(Path(__file__).resolve().parent.parent / "adapterops" / "serving.py"),
+            name=f"adapter-corpus-v{corpus['version']}-{recipe}",
+            python_model=str(Path(__file__).resolve().parent.parent / "adapterops" / "serving.py"),
+            code_paths=[str(Path(__file__).resolve().parent / "prompts.py")],   # the one prompt builder
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
             model_config={"serving.base_name": base.name, "serving.base_path": base.path, "serving.base_revision": base.revision,
                           "serving.prompt_template": cfg.train.prompt_template},
@@ -529,6 +530,7 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
             client.set_model_version_tag(cfg.release.model_name, version, key, value)
         client.update_model_version(cfg.release.model_name, version, description=lineage_markdown(corpus))
         adapter = {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,
+                   "model_id": info.model_id, "recipe": recipe,
                    "adapter_dir": str(adapter_dir), "adapter_bytes": weights.stat().st_size, "logged_bytes": logged_bytes,
                    "base_name": base.name, "base_path": base.path, "base_revision": base.revision,
                    "final_loss": history[-1]["loss"], "steps": len(history), "device": done["device"].split(":")[0],

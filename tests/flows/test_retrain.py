@@ -10,7 +10,8 @@ from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
 
 SMALL = {"approval": "auto", "demo_records": 300, "train": {"max_steps": 12, "batch_size": 4, "log_every": 2},
-         "release": {"model_name": "e2e-adapter", "min_improvement": 0.05}}
+         "release": {"model_name": "e2e-adapter", "gate": [{"score": "loss", "must_beat_base": 0.0}]},
+         "evaluation": {"max_new_tokens": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert "adapter_model.safetensors" in names and "model.safetensors" not in names
     base_bytes = (Path(adapter["base_path"]) / "model.safetensors").stat().st_size
     assert sum(f.stat().st_size for f in files if f.is_file()) < base_bytes / 4
-    assert evaluation["candidate"]["loss"] < evaluation["base"]["loss"]
+    means = evaluation["summary"]["means"]
+    assert means["candidate"]["loss"] < means["base"]["loss"] and evaluation["summary"]["vs_base"]["loss"]["low"] > 0
     train_run = mlflow.get_run(adapter["run_id"])
     assert len(client.get_metric_history(adapter["run_id"], "train.loss")) >= 6
     assert "eval.base.loss" in train_run.data.metrics and "eval.candidate.loss" in train_run.data.metrics

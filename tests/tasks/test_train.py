@@ -1,7 +1,7 @@
 import torch
 
 from adapterops.config import LoraConfig, TrainConfig
-from tasks.evaluate import paired_difference, per_example_loss
+from tasks.evaluate import per_example_loss
 from tasks.train import IGNORE, BaseModelRef, load_base_model, tokenize_examples, train_lora, wrap_with_lora
 
 RECORDS = [{"prompt": f"Ticket {i}: my invoice is wrong", "completion": f"Triage: billing | priority: normal {i}"}
@@ -46,13 +46,8 @@ def test_disabled_adapter_gives_the_base_model_loss(tiny_model_dir):
     base_losses = per_example_loss(model, examples, tokenizer.pad_token_id)
     model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=1)
     train_lora(model, tokenizer, examples, CFG)
-    assert per_example_loss(model, examples, tokenizer.pad_token_id, disable_adapter=True) == base_losses
-    assert per_example_loss(model, examples, tokenizer.pad_token_id) != base_losses
-
-
-def test_paired_difference_interval_contains_the_mean():
-    result = paired_difference([1.0, 2.0, 3.0], [1.5, 2.5, 3.0])
-    assert result["ci_low"] <= result["mean"] == -1 / 3 <= result["ci_high"]
+    assert per_example_loss(model, examples, tokenizer.pad_token_id, adapter=None) == base_losses
+    assert per_example_loss(model, examples, tokenizer.pad_token_id, adapter="default") != base_losses
 
 
 def test_packed_rows_restart_positions_and_keep_examples_apart(tiny_model_dir):
@@ -132,7 +127,10 @@ def test_logged_artifact_with_base_weights_or_too_many_bytes_fails_the_run(tmp_p
 def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
     from transformers import AutoTokenizer
 
+    import tasks.prompts
     from adapterops.serving import prompt_token_ids
+
+    assert prompt_token_ids is tasks.prompts.prompt_token_ids   # one builder, shipped with the model as code
     from tasks.train import tokenize_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -1,0 +1,64 @@
+"""What people read about an evaluation: score rows with intervals, per slice, and the gate's checks."""
+
+from __future__ import annotations
+
+import html
+
+
+def _cell(text) -> str:
+    """Record-derived text (slice values) made safe for a markdown table cell."""
+    return html.escape(str(text)).replace("|", "\\|").replace("`", "&#96;").replace("\n", " ")
+
+
+def _interval(interval: dict | None) -> str:
+    if not interval:
+        return "-"
+    return f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
+
+
+def score_rows(result: dict) -> list[dict]:
+    """Per score: each model's mean and the candidate's improvement intervals (direction-adjusted)."""
+    summary = result["summary"]
+    rows = []
+    for name, higher in summary["directions"].items():
+        means = {who: summary["means"][who][name] for who in summary["means"]}
+        rows.append({"score": name, "better": "higher" if higher else "lower",
+                     "base": means["base"], "candidate": means["candidate"], "production": means.get("production"),
+                     "vs_base": summary["vs_base"][name],
+                     "vs_production": (summary.get("vs_production") or {}).get(name)})
+    return rows
+
+
+def scores_markdown(result: dict) -> str:
+    summary = result["summary"]
+    production = f"v{result['production_version']}" if result["production_version"] else "none"
+    lines = [f"{result['examples']} eval records (digest `{result['eval_digest'][:19]}`), production: {production}. "
+             "Improvement = candidate − other, sign flipped where lower is better; 95% paired bootstrap interval.", "",
+             "| score | better | base | candidate | production | improvement vs base | vs production |",
+             "|---|---|---|---|---|---|---|"]
+    for row in score_rows(result):
+        prod = "-" if row["production"] is None else f"{row['production']:.3f}"
+        lines.append(f"| {row['score']} | {row['better']} | {row['base']:.3f} | {row['candidate']:.3f} | {prod} | "
+                     f"{_interval(row['vs_base'])} | {_interval(row['vs_production'])} |")
+    if summary["slices"]:
+        lines += ["", "| slice | size | candidate vs base (per score, mean improvement) |", "|---|---|---|"]
+        for key, part in summary["slices"].items():
+            if not part["judged"]:
+                lines.append(f"| {_cell(key)} | {part['size']} | too small to judge |")
+                continue
+            text = ", ".join(f"{name} {iv['mean']:+.2f}" for name, iv in part["vs_base"].items())
+            lines.append(f"| {_cell(key)} | {part['size']} | {text} |")
+    if result.get("failures"):
+        lines += ["", "Scorer failures (scored as failed): " + ", ".join(f"{k}: {v}" for k, v in result["failures"].items())]
+    return "\n".join(lines)
+
+
+def gate_markdown(decision: dict) -> str:
+    lines = [f"**{'Promoted' if decision['promoted'] else 'Held'}**: {_cell(decision['reason'])}", "",
+             "| check | score | scope | against | lower bound | needs | rule |", "|---|---|---|---|---|---|---|"]
+    for check in decision.get("checks", []):
+        op = ">" if check["against"] == "base" else ">="
+        lines.append(f"| {'pass' if check['passed'] else '**FAIL**'} | {check['score']} | {_cell(check['scope'])} | "
+                     f"{check['against']} | {check['lower']:+.4f} | {op} {check['threshold']:+.4f} | {check['rule']} |")
+    lines += [f"- {_cell(note)}" for note in decision.get("notes", [])]
+    return "\n".join(lines)
