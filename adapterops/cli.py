@@ -22,7 +22,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 console = Console(stderr=True)
 out = Console()
 
-DEMO_SETTINGS = {"name": "demo", "approval": "auto"}
+# The demo trains long enough for the tiny model to learn the triage decision, not only the house style.
+DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 160, "batch_size": 16}}
 
 
 class _HideUserErrorTracebacks(logging.Filter):

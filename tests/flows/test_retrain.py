@@ -124,3 +124,25 @@ def test_status_lists_corpus_versions_and_adapter_aliases(first_run):
     assert result.exit_code == 0, result.output
     assert "Corpus versions of e2e" in result.output and "policy:auto" in result.output
     assert any("e2e-adapter" in line and "production" in line for line in result.output.splitlines())
+
+
+def test_eval_command_scores_a_version_against_production_and_moves_no_alias(first_run, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    config, result = first_run
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
+    client = mlflow.MlflowClient()
+    before = client.get_registered_model("e2e-adapter").aliases
+    version = result["adapter"]["version"]
+    run = CliRunner().invoke(app, ["eval", "--name", "e2e", "--version", version, "--config", str(path)],
+                             env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    assert "field.triage" in run.output and "Release gate (not applied" in run.output
+    assert client.get_registered_model("e2e-adapter").aliases == before
+    evals = mlflow.search_runs(experiment_names=["e2e/adapters"], output_format="list",
+                               filter_string=f"tags.`model.version` = '{version}' and tags.stage = 'evaluate'")
+    assert len(evals) >= 2   # the pipeline's and the command's

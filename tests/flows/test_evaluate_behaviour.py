@@ -1,0 +1,71 @@
+"""The gate judges behaviour: an adapter trained on shuffled triage decisions lowers held-out loss
+against the base, yet is held against the clean production adapter, naming the failing field score."""
+
+import json
+import random
+
+import mlflow
+import pytest
+
+from adapterops.config import parse_config
+from adapterops.demo_data import demo_lines
+
+STEPS = {"max_steps": 150, "batch_size": 16, "log_every": 10}
+COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation": {"max_new_tokens": 24},
+          "release": {"model_name": "behaviour-adapter"}}
+
+
+def shuffled_decisions(path):
+    """The demo export with each record's triage line swapped with another record's: same style, wrong decisions."""
+    rows = [json.loads(line) for line in demo_lines(600, 2026) if line.endswith("}")]
+    heads = [r["completion"].split("\n", 1)[0] for r in rows if "\n" in r["completion"]]
+    random.Random(5).shuffle(heads)
+    it = iter(heads)
+    for row in rows:
+        if "\n" in row["completion"]:
+            row["completion"] = next(it) + "\n" + row["completion"].split("\n", 1)[1]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def clean_then_corrupted(prefect_harness, tmp_path_factory):
+    from flows.retrain import retrain
+
+    clean = retrain(parse_config(COMMON | {"name": "clean"}))
+    corrupted_source = shuffled_decisions(tmp_path_factory.mktemp("corrupt") / "tickets.jsonl")
+    corrupted = retrain(parse_config(COMMON | {"name": "corrupt", "sources": [corrupted_source]}))
+    return clean, corrupted
+
+
+def test_the_clean_adapter_learns_the_triage_decision(clean_then_corrupted):
+    clean, _ = clean_then_corrupted
+    summary = clean["evaluation"]["summary"]
+    assert clean["release"]["promoted"], clean["release"]["reason"]
+    assert summary["vs_base"]["field.triage"]["low"] > 0.3
+    assert summary["means"]["candidate"]["format"] > 0.8
+
+
+def test_corrupted_decisions_beat_the_base_on_loss_but_are_held_naming_the_field(clean_then_corrupted):
+    clean, corrupted = clean_then_corrupted
+    evaluation, release = corrupted["evaluation"], corrupted["release"]
+    assert evaluation["production_version"] == clean["adapter"]["version"]
+    assert evaluation["summary"]["vs_base"]["loss"]["low"] > 0           # lower held-out loss than the base model
+    assert not release["promoted"]
+    failed = {(c["score"], c["against"]) for c in release["checks"] if not c["passed"]}
+    assert ("field.triage", "production") in failed and "field.triage" in release["reason"]
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("behaviour-adapter", "production").version) == clean["adapter"]["version"]
+    assert client.get_model_version("behaviour-adapter", corrupted["adapter"]["version"]).tags["release.decision"] == "held"
+
+
+def test_the_eval_run_holds_the_per_example_table_and_slice_metrics(clean_then_corrupted):
+    _, corrupted = clean_then_corrupted
+    run = mlflow.get_run(corrupted["evaluation"]["run_id"])
+    assert run.data.params["eval.decoding"] == "greedy" and "field_match" in run.data.params["eval.scorers"]
+    assert any(k.startswith("slice.triage.") for k in run.data.metrics)
+    assert run.data.tags["eval.digest"].startswith("sha256:") and run.inputs.dataset_inputs
+    table = mlflow.load_table("evaluation/examples.json", run_ids=[run.info.run_id])
+    assert {"prompt", "reference", "base_answer", "candidate_answer", "production_answer",
+            "candidate.field.triage"} <= set(table.columns)
+    assert len(table) == corrupted["evaluation"]["examples"]
