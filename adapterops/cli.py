@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import typer
@@ -15,7 +13,8 @@ from rich.table import Table
 
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
-from adapterops.workspace import configure_environment, resolve_workspace
+from adapterops.commands import prepare
+from adapterops.workspace import resolve_workspace
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="AdapterOps: curate, approve, train, evaluate and release LoRA adapters.")
@@ -24,27 +23,6 @@ out = Console()
 
 # The demo trains long enough for the tiny model to learn the triage decision, not only the house style.
 DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 160, "batch_size": 16}}
-
-
-class _HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for our user errors one line is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def prepare(config: Config | None = None) -> None:
-    configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
-                          config.prefect_api_url if config else None)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    # The embedded Prefect server's connection pool logs a cancelled rollback when the process exits.
-    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-
-    # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
-    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
-        logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
 
 
 def _run_pipeline(config: Config) -> None:

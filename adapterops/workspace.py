@@ -75,6 +75,8 @@ def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
     if prefect_api_url:
         os.environ["PREFECT_API_URL"] = prefect_api_url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's 20 s default for its local server to answer is missed on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -170,15 +170,6 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
 
 # --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
 
-def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
-    """What decides an adapter's bytes: the corpus digest, the base model revision and the recipe."""
-    import hashlib
-    import json
-
-    text = json.dumps({"corpus": corpus_digest, "base": base_revision, "recipe": recipe}, sort_keys=True, default=str)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def find_trained_version(model_name: str, key: str):
     """The registered version already trained with this training key, or None."""
     import mlflow
@@ -194,7 +185,7 @@ def find_trained_version(model_name: str, key: str):
 def reusable_version(cfg, corpus: dict) -> dict | None:
     """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
     from adapterops.workspace import resolve_workspace
-    from tasks.train import recipe_settings, resolve_base_model
+    from tasks.train import recipe_settings, resolve_base_model, training_key
 
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
     found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base.revision,

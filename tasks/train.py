@@ -461,6 +461,12 @@ def recipe_settings(cfg: Config) -> dict:
             "train": cfg.train.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)}
 
 
+def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
+    """What decides an adapter's bytes: the corpus digest, the base model revision and the recipe."""
+    text = json.dumps({"corpus": corpus_digest, "base": base_revision, "recipe": recipe}, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def recipe_label(cfg: Config) -> str:
     """A short readable name of the recipe for run and model names: rank, steps and a digest of the rest."""
     digest = hashlib.sha256(json.dumps(recipe_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()[:6]
@@ -483,7 +489,6 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
     from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
-    from tasks.registry import training_key
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"])
     base = resolve_base_model(cfg, resolve_workspace().models_dir)

@@ -2,7 +2,7 @@ import logging
 import subprocess
 import sys
 
-from adapterops.cli import _HideUserErrorTracebacks
+from adapterops.commands import _HideUserErrorTracebacks
 from adapterops.errors import AdapterOpsError
 
 

@@ -46,7 +46,7 @@ def train(config: Path = typer.Argument(..., help="YAML config file, e.g. config
           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of this config and corpus."),
           corpus_version: Optional[int] = typer.Option(None, "--corpus-version", help="Corpus version; default: the newest approved.")) -> None:
     """Train an adapter on an approved corpus version and register it (the recipe, tracked in MLflow)."""
-    from adapterops.cli import prepare
+    from adapterops.commands import prepare
     from adapterops.config import load_config
 
     cfg = load_config(config)

@@ -1,7 +1,6 @@
 def test_training_key_follows_the_recipe_not_how_the_run_is_watched():
     from adapterops.config import parse_config
-    from tasks.registry import training_key
-    from tasks.train import recipe_settings
+    from tasks.train import recipe_settings, training_key
 
     def key(settings):
         return training_key("sha256:corpus", "rev1", recipe_settings(parse_config(settings)))
