@@ -22,7 +22,7 @@ console = Console(stderr=True)
 out = Console()
 
 # The demo trains long enough for the tiny model to learn the triage decision, not only the house style.
-DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 160, "batch_size": 16}}
+DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200, "batch_size": 16}}
 
 
 def _run_pipeline(config: Config) -> None:

@@ -10,7 +10,7 @@ import pytest
 from adapterops.config import parse_config
 from adapterops.demo_data import demo_lines
 
-STEPS = {"max_steps": 150, "batch_size": 16, "log_every": 10}
+STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20}
 COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation": {"max_new_tokens": 24},
           "release": {"model_name": "behaviour-adapter"}}
 
