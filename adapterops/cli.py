@@ -138,3 +138,7 @@ def main() -> None:
     except AdapterOpsError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = ".adapterops"
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 @dataclass(frozen=True)
@@ -83,5 +85,9 @@ def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) take ~4 min to report an unreachable
+    # server; a step fails in seconds instead and Prefect's task retries take over
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri

@@ -46,17 +46,6 @@ def paired_difference(candidate: list[float], reference: list[float]) -> dict:
 
 # --- wrapper: base vs candidate vs production on the evaluation set, logged to MLflow ------------
 
-def production_version(model_name: str):
-    """The model version at alias 'production', or None."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.MlflowClient().get_model_version_by_alias(model_name, "production")
-    except MlflowException:
-        return None
-
-
 def _adapter_path(model_name: str, version: str) -> str:
     from pathlib import Path
 
@@ -74,6 +63,7 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict) -> dict:
     from peft import PeftModel
 
     from adapterops.tracking import adapter_experiment, ensure_experiment
+    from tasks.registry import production_version
     from tasks.train import BaseModelRef, detect_device, load_base_model, load_examples
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
@@ -90,7 +80,7 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict) -> dict:
     reference = per_example_loss(model, examples, pad, disable_adapter=True)
     results = {"base": summarise(reference), "candidate": summarise(candidate),
                "vs_base": paired_difference(candidate, reference), "truncated": truncated}
-    production = production_version(adapter["model_name"])
+    production = production_version(mlflow.MlflowClient(), adapter["model_name"])
     if production is not None and str(production.version) != adapter["version"]:
         model.load_adapter(_adapter_path(adapter["model_name"], str(production.version)), adapter_name="production")
         model.set_adapter("production")

@@ -42,4 +42,6 @@ def rollback(reason: str = typer.Option(..., help="Why: kept in the audit trail.
     from tasks.registry import rollback_production
 
     entry = rollback_production(model, to, by or getpass.getuser(), reason)
-    out.print(f"{model}: production v{entry['previous']} → v{entry['version']} ({entry['time']}, {entry['by']}: {reason})")
+    finished = " — finished the rollback an interrupted run had recorded" if entry.get("reconciled") else ""
+    out.print(f"{model}: production v{entry['previous']} → v{entry['version']} ({entry['time']}, {entry['by']}: "
+              f"{reason}){finished}", markup=False, highlight=False)
