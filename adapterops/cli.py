@@ -14,6 +14,7 @@ from rich.table import Table
 
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
+from adapterops.escaping import terminal
 from adapterops.workspace import configure_environment, resolve_workspace
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -105,9 +106,9 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
     for model in client.search_registered_models():
         held = aliases_by_version(model.aliases)
         for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
-            adapters.add_row(model.name, str(v.version), ", ".join(held.get(str(v.version), [])),
-                             "v" + v.tags.get("corpus.version", "?"),
-                             v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))
+            adapters.add_row(*map(terminal, (model.name, str(v.version), ", ".join(held.get(str(v.version), [])),
+                                             "v" + v.tags.get("corpus.version", "?"),
+                                             v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))))
     out.print(adapters)
 
 
@@ -136,7 +137,7 @@ def main() -> None:
     try:
         app()
     except AdapterOpsError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {terminal(error)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
