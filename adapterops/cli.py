@@ -15,7 +15,8 @@ from rich.table import Table
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import terminal
-from adapterops.workspace import configure_environment, resolve_workspace
+from adapterops.storage import disk_full_error, is_disk_full
+from adapterops.workspace import configure_environment, require_free_space, resolve_workspace
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="AdapterOps: curate, approve, train, evaluate and release LoRA adapters.")
@@ -26,10 +27,10 @@ DEMO_SETTINGS = {"name": "demo", "approval": "auto"}
 
 
 class _HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for our user errors one line is enough."""
+    """Prefect logs a flow's exception with its traceback; for our user errors and a full disk one line is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
+        if record.exc_info and (isinstance(record.exc_info[1], AdapterOpsError) or is_disk_full(record.exc_info[1])):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -48,6 +49,7 @@ def prepare(config: Config | None = None) -> None:
 
 def _run_pipeline(config: Config) -> None:
     prepare(config)
+    require_free_space(resolve_workspace())
     from flows.retrain import retrain
 
     started = time.perf_counter()
@@ -138,6 +140,12 @@ def main() -> None:
         app()
     except AdapterOpsError as error:
         console.print(f"[bold red]error:[/] {terminal(error)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as error:       # a full disk where no step expected it (a store, a library's own files)
+        if not is_disk_full(error):
+            raise
+        where = getattr(error, "filename", None) or resolve_workspace().root
+        console.print(f"[bold red]error:[/] {terminal(disk_full_error(where))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -166,7 +166,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     import shutil
 
     from adapterops.reporting import publish_markdown
-    from adapterops.storage import write_json, write_parquet
+    from adapterops.storage import space_for, write_json, write_parquet, write_text
     from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
@@ -174,7 +174,8 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     frame = pd.read_parquet(records_path)
     docs = stage_dir / "data_docs"
     shutil.rmtree(docs, ignore_errors=True)
-    run = run_contract(frame, contract, docs)
+    with space_for(docs):
+        run = run_contract(frame, contract, docs)
     write_json(run.result, stage_dir / "validation.json")
     bad = frame["id"].astype(str).isin(run.failing)
     quarantine = pd.DataFrame([
@@ -186,7 +187,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
     problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
     summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
-    (stage_dir / "validation.md").write_text(summary + "\n", encoding="utf-8")
+    write_text(summary + "\n", stage_dir / "validation.md")
     publish_markdown("contract-summary", f"Contract {contract.name} v{contract.version}", summary)
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "

@@ -41,3 +41,19 @@ def mlflow_client():
 
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow.MlflowClient()
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (needs root and mount); the test is skipped, saying why, where the machine does not allow it."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 3 MB tmpfs here ({(mounted.stderr or 'mount failed').strip()}): "
+                    "the full-disk behaviour is not exercised on this machine")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
