@@ -59,6 +59,7 @@ def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path):
     env.pop("PREFECT_API_URL", None)
     cli = subprocess.Popen([sys.executable, "-c", main, "demo"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+    server = None
     try:
         server = wait_for(lambda: next((p for p in children(cli.pid) if SERVER in command_line(p)), None), 240,
                           "the CLI started no temporary Prefect server")
@@ -69,3 +70,5 @@ def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path):
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+        if server and running(server) and SERVER in command_line(server):   # ours: leave no orphan when failing
+            os.kill(server, signal.SIGKILL)
