@@ -303,6 +303,7 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
     if current == str(version):         # promoted by an earlier attempt of this step (a retry after a crash)
         moves = [e for e in completed_moves(history_of(registered_model(client, name))) if e["version"] == str(version)]
         decision = Decision(True, moves[-1]["reason"] if moves else "already in production")
+        previous = moves[-1]["previous"] if moves else None
     elif current != evaluated_against:
         decision = Decision(False, f"production is now {'v' + current if current else 'unset'}, but this candidate "
                                    f"was evaluated against {'v' + evaluated_against if evaluated_against else 'no production version'}; "
