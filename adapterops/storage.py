@@ -48,14 +48,15 @@ def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
 
 
 @contextmanager
-def space_for(path, needed: int | None = None):
-    """Within the block, a full disk is one AdapterOpsError naming `path` and the space needed."""
+def space_for(path, needed=None):
+    """Within the block, a full disk is one AdapterOpsError naming `path` and the space needed
+    (bytes, or a function that estimates them, called only when the disk is full)."""
     try:
         yield
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
-        raise disk_full_error(path, needed) from None
+        raise disk_full_error(path, needed() if callable(needed) else needed) from None
 
 
 def _staging(path: Path) -> Path:
@@ -64,7 +65,7 @@ def _staging(path: Path) -> Path:
 
 
 @contextmanager
-def _atomic(path: Path, needed: int | None):
+def _atomic(path: Path, needed):
     """A staging file next to path, renamed over it on success and removed on any failure."""
     with space_for(path, needed):
         tmp = _staging(path)
@@ -79,7 +80,7 @@ def _atomic(path: Path, needed: int | None):
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     """Write Parquet atomically: a crash leaves the previous file, never half of a new one."""
     path = Path(path)
-    with _atomic(path, int(frame.memory_usage(deep=True).sum())) as tmp:   # in-memory size: an upper bound
+    with _atomic(path, lambda: int(frame.memory_usage(deep=True).sum())) as tmp:   # in-memory size: an upper bound
         frame.to_parquet(tmp, index=False)
     return path
 

@@ -722,9 +722,8 @@ def save_sketches(sketches: Sketches, folder) -> str:
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    needed = sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS)
     try:
-        with space_for(folder, needed):
+        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS)):
             staging.mkdir(parents=True)
             for name in SKETCH_ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
