@@ -44,7 +44,7 @@ def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
     need = f"needs about {_size(needed)}" if needed else "needs more space"
     return AdapterOpsError(f"No space left on the disk holding {path}: writing it {need} and {_size(free)} is free. "
                            "Free space there (or point ADAPTEROPS_HOME at a larger disk) and run again; the "
-                           "unfinished file was removed and no corpus version was published.")
+                           "unfinished file was removed.")
 
 
 @contextmanager

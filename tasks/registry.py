@@ -104,7 +104,10 @@ def registry_failure(error: Exception, doing: str) -> RegistryError:
     """One line for a registry error that is not "does not exist": where, what failed, what to do."""
     import mlflow
 
-    detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if any(sign in detail for sign in ("Max retries exceeded", "NewConnectionError", "ConnectionError", "timed out")):
+        detail = "no answer after MLflow's retries: the server could not be reached"   # urllib3's text runs to 500 chars
+    detail = detail[:300]
     return RegistryError(f"The MLflow registry at {mlflow.get_registry_uri()} failed while {doing} ({detail}); "
                          "the step stopped instead of guessing. Check that the server is reachable and "
                          "MLFLOW_TRACKING_URI is right, then run again.")

@@ -66,3 +66,19 @@ def test_a_run_on_a_nearly_full_disk_stops_before_it_starts(small_disk):
     assert len(lines) == 1 and f"free on the disk holding the workspace {home}" in lines[0], result.stderr
     assert "needs at least 100 MB" in lines[0] and "Traceback" not in result.stderr
     assert not any((home / "corpus").iterdir())                            # no version, not even a folder
+
+
+def test_the_dedup_command_on_a_full_disk_prints_one_line_and_leaves_no_partial_file(tmp_path, small_disk):
+    import os
+
+    from tests.integrity.conftest import run_cli
+
+    source = tmp_path / "big.jsonl"
+    source.write_text("".join(json.dumps({"id": f"r{i}", "text": os.urandom(1500).hex()}) + "\n" for i in range(2000)),
+                      encoding="utf-8")
+    out = small_disk / "out"
+    result = run_cli("dedup", str(source), "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on the disk holding" in lines[0] and str(out) in lines[0], result.stderr
+    assert not [p for p in out.rglob("*") if p.is_file() and "partial" in p.name]

@@ -143,3 +143,14 @@ def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(tmp_path, monk
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
     assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3 and MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300
+
+
+def test_commands_against_an_unreachable_registry_print_one_line():
+    from tests.integrity.conftest import run_cli
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    for args in (("release", "history", "--model", "demo-adapter"), ("status",)):
+        result = run_cli(*args, MLFLOW_TRACKING_URI=uri)          # MLflow's retries as configure_environment sets them
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+        assert f"registry at {uri} failed" in lines[0] and "Traceback" not in result.stderr
