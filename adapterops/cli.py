@@ -14,7 +14,9 @@ from rich.table import Table
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
 from adapterops.commands import prepare
-from adapterops.workspace import resolve_workspace
+from adapterops.escaping import terminal
+from adapterops.storage import disk_full_error, is_disk_full
+from adapterops.workspace import require_free_space, resolve_workspace
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="AdapterOps: curate, approve, train, evaluate and release LoRA adapters.")
@@ -27,6 +29,7 @@ DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200,
 
 def _run_pipeline(config: Config) -> None:
     prepare(config)
+    require_free_space(resolve_workspace())
     from flows.retrain import retrain
 
     started = time.perf_counter()
@@ -80,7 +83,7 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
 
     from adapterops.commands.corpus import versions_table
     from adapterops.tracking import tracking_uri
-    from tasks.registry import aliases_by_version
+    from tasks.registry import aliases_by_version, registry_call
 
     mlflow.set_tracking_uri(tracking_uri())
     out.print(versions_table(name))
@@ -88,12 +91,14 @@ def status(name: str = typer.Option("demo", help="Pipeline name (the config's `n
     adapters = Table(title="Adapter versions")
     for column in ("model", "version", "aliases", "corpus", "decision", "reason"):
         adapters.add_column(column)
-    for model in client.search_registered_models():
+    for model in registry_call(client.search_registered_models, "listing the registered models"):
         held = aliases_by_version(model.aliases)
-        for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
-            adapters.add_row(model.name, str(v.version), ", ".join(held.get(str(v.version), [])),
-                             "v" + v.tags.get("corpus.version", "?"),
-                             v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))
+        versions = registry_call(lambda: client.search_model_versions(f"name='{model.name}'"),
+                                 f"listing the versions of {model.name!r}")
+        for v in sorted(versions, key=lambda v: int(v.version)):
+            adapters.add_row(*map(terminal, (model.name, str(v.version), ", ".join(held.get(str(v.version), [])),
+                                             "v" + v.tags.get("corpus.version", "?"),
+                                             v.tags.get("release.decision", ""), v.tags.get("release.reason", ""))))
     out.print(adapters)
 
 
@@ -123,5 +128,25 @@ def main() -> None:
     try:
         app()
     except AdapterOpsError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {terminal(error)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except Exception as error:       # a full disk or a registry fault where no step expected one: one line too
+        if is_disk_full(error):
+            error = disk_full_error(getattr(error, "filename", None) or resolve_workspace().root)
+        elif _is_mlflow_error(error):
+            from tasks.registry import registry_failure
+
+            error = registry_failure(error, "running this command")
+        else:
+            raise
+        console.print(f"[bold red]error:[/] {terminal(error)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _is_mlflow_error(error: Exception) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")      # loaded by any command that reached MLflow
+    return exceptions is not None and isinstance(error, exceptions.MlflowException)
+
+
+if __name__ == "__main__":
+    main()

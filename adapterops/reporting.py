@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from adapterops.escaping import md_text, plain_text
+
 log = logging.getLogger("adapterops")
 
 
@@ -28,7 +30,8 @@ def publish_markdown(key: str, title: str, markdown: str) -> None:
     if not _in_prefect_run():
         log.info("%s\n%s", title, markdown)
         return
-    create_markdown_artifact(key=key, markdown=f"## {title}\n\n{markdown}", description=title)
+    # the title may name a pipeline or a model; the body is built by its caller with adapterops.escaping
+    create_markdown_artifact(key=key, markdown=f"## {md_text(title)}\n\n{markdown}", description=plain_text(title))
 
 
 def counts_rows(counts: dict) -> list[dict]:

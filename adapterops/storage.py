@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:            # pandas loads lazily: the CLI imports this module for its error handling
+    import pandas as pd
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A full disk or quota, as the OS reports it or as SQLite (MLflow's and Prefect's stores) words it."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL:
+        return True
+    return "database or disk is full" in str(error)
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return ""
+
+
+def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
+    """One line: which path could not be written, the space it needs and the space there is."""
+    import shutil
+
+    from adapterops.errors import AdapterOpsError
+
+    path = Path(path)
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(existing).free
+    need = f"needs about {_size(needed)}" if needed else "needs more space"
+    return AdapterOpsError(f"No space left on the disk holding {path}: writing it {need} and {_size(free)} is free. "
+                           "Free space there (or point ADAPTEROPS_HOME at a larger disk) and run again; the "
+                           "unfinished file was removed.")
+
+
+@contextmanager
+def space_for(path, needed=None):
+    """Within the block, a full disk is one AdapterOpsError naming `path` and the space needed
+    (bytes, or a function that estimates them, called only when the disk is full)."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise disk_full_error(path, needed() if callable(needed) else needed) from None
 
 
 def _staging(path: Path) -> Path:
@@ -15,19 +64,32 @@ def _staging(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
+@contextmanager
+def _atomic(path: Path, needed):
+    """A staging file next to path, renamed over it on success and removed on any failure."""
+    with space_for(path, needed):
+        tmp = _staging(path)
+        try:
+            yield tmp
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     """Write Parquet atomically: a crash leaves the previous file, never half of a new one."""
-    tmp = _staging(path)
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    path = Path(path)
+    with _atomic(path, lambda: int(frame.memory_usage(deep=True).sum())) as tmp:   # in-memory size: an upper bound
+        frame.to_parquet(tmp, index=False)
     return path
 
 
 def write_text(text: str, path: Path) -> Path:
     """Write UTF-8 text atomically."""
-    tmp = _staging(path)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    path, data = Path(path), text.encode("utf-8")
+    with _atomic(path, len(data)) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
@@ -37,11 +99,14 @@ def write_json(data, path: Path) -> Path:
 
 def append_jsonl(record: dict, path: Path) -> Path:
     """Append one line; the log only grows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    path = Path(path)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with space_for(path, len(line.encode("utf-8"))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
     return path
 
 

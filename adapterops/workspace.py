@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = ".adapterops"
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,23 @@ class Workspace:
         return f"sqlite:///{self.mlflow_db.resolve()}"
 
 
+MIN_FREE_BYTES = 100 * 10**6   # a demo run writes ~60 MB (stores, model, corpus, adapter); less free fails mid-way
+
+
+def require_free_space(ws: Workspace, minimum: int = MIN_FREE_BYTES) -> None:
+    """Refuse to start a run on a nearly full disk, with one line, rather than fail in the middle of it."""
+    import shutil
+
+    from adapterops.errors import AdapterOpsError
+
+    ws.create()
+    free = shutil.disk_usage(ws.root).free
+    if free < minimum:
+        raise AdapterOpsError(f"Only {free / 1e6:.1f} MB free on the disk holding the workspace {ws.root}; a run "
+                              f"needs at least {minimum / 1e6:.0f} MB. Free space there or set ADAPTEROPS_HOME to a "
+                              "larger disk, then run again.")
+
+
 def resolve_workspace(home: str | os.PathLike | None = None) -> Workspace:
     """The workspace named by the argument, else ADAPTEROPS_HOME, else ./.adapterops."""
     root = home or os.environ.get("ADAPTEROPS_HOME") or DEFAULT_HOME
@@ -85,5 +104,12 @@ def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) take ~4 min to report an unreachable
+    # server; a step fails in seconds instead and Prefect's task retries take over
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    from adapterops.server_guard import guard_prefect_server
+
+    guard_prefect_server()   # the temporary Prefect server, if one starts, dies with this process

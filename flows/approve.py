@@ -10,6 +10,7 @@ from prefect.settings import get_current_settings
 
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
+from adapterops.escaping import md_code, md_text
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, record_decision
 from tasks.corpus import diff_against_last_approved, find_version
@@ -33,8 +34,8 @@ def _served() -> bool:
 
 def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
     form = CorpusDecision.with_initial_data(
-        description=f"## Corpus {corpus['pipeline']} v{corpus['version']}\n\nDigest `{corpus['digest']}`. "
-                    f"Owners: {', '.join(corpus['owners'])}.\n\n{review}")
+        description=f"## Corpus {md_text(corpus['pipeline'])} v{corpus['version']}\n\nDigest {md_code(corpus['digest'])}. "
+                    f"Owners: {md_text(', '.join(corpus['owners']))}.\n\n{review}")   # review: escaped markdown
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=max(1, round(config.approval_timeout_hours * 3600)),
                                 poll_interval=POLL_SECONDS)
@@ -74,7 +75,8 @@ def approve(config: Config, corpus: dict) -> dict:
             f"{corpus['version']} --name {corpus['pipeline']}`, approve with `adapterops corpus approve "
             f"{corpus['version']} --name {corpus['pipeline']} --as NAME`, then run again.")
     publish_markdown("approval", f"Corpus v{corpus['version']} {record['decision']}",
-                     f"By `{record['approver']}` at {record['time']}, digest `{corpus['digest']}`. {record['note']}")
+                     f"By {md_code(record['approver'])} at {record['time']}, digest {md_code(corpus['digest'])}. "
+                     f"{md_text(record['note'])}")
     if record["decision"] != "approved":
         raise AdapterOpsError(f"Corpus version {corpus['version']} was rejected by {record['approver']}: "
                               f"{record['note'] or 'no note'}. Fix the data and re-curate.")

@@ -3,11 +3,14 @@
 from prefect import flow, task
 
 from adapterops.config import Config
+from adapterops.errors import retry_unless_user_error
 from adapterops.reporting import publish_markdown
 from tasks.evaluate import evaluate_adapter
 from tasks.evaluation_report import scores_markdown
 
-evaluate_task = task(name="held-out-evaluation")(evaluate_adapter)
+# a registry fault is retried; a user error (a changed eval set, a bad scorer) would fail again
+evaluate_task = task(name="held-out-evaluation", retries=1, retry_delay_seconds=5,
+                     retry_condition_fn=retry_unless_user_error)(evaluate_adapter)
 
 
 @flow(name="evaluate")

@@ -3,11 +3,14 @@
 from prefect import flow, task
 
 from adapterops.config import Config
+from adapterops.errors import retry_unless_user_error
 from adapterops.reporting import publish_markdown
 from tasks.evaluation_report import gate_markdown
 from tasks.registry import release_adapter
 
-release_task = task(name="release")(release_adapter)
+# every step of a release is idempotent and an interrupted move is finished on the next read: safe to retry
+release_task = task(name="release", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_user_error)(
+    release_adapter)
 
 
 @flow(name="release")

@@ -3,6 +3,7 @@
 from prefect import flow, task
 
 from adapterops.config import Config
+from adapterops.errors import retry_unless_user_error
 from adapterops.reporting import publish_markdown
 from flows.approve import approve
 from flows.curate import curate
@@ -11,7 +12,8 @@ from flows.release import release
 from flows.train import train, train_on_work_pool
 from tasks.registry import reusable_version
 
-reuse_task = task(name="find-trained-adapter")(reusable_version)
+reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
+                  retry_condition_fn=retry_unless_user_error)(reusable_version)
 
 
 @flow(name="retrain")

@@ -4,17 +4,12 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run, task_run
 
 from adapterops.config import Config
-from adapterops.errors import AdapterOpsError
+from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
 from adapterops.reporting import publish_table
 from tasks.train import train_adapter, train_run_dir, truncation_note
 
 
 POLL_SECONDS = 10   # how often a run on a work pool is checked
-
-
-def retry_unless_user_error(task, run, state) -> bool:
-    """Retry crashes and lost workers (the retry resumes from the last checkpoint); a user error would fail again."""
-    return not isinstance(state.result(raise_on_failure=False), AdapterOpsError)
 
 
 @task(name="train-lora", retry_condition_fn=retry_unless_user_error)

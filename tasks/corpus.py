@@ -195,12 +195,15 @@ def diff_records(old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 
 def diff_markdown(diff: dict, old_label: str, new_label: str, sample: int = 10) -> str:
+    """The diff for a reviewer; record ids and source names are escaped (adapterops.escaping)."""
+    from adapterops.escaping import md_cell, md_code
+
     lines = [f"**{old_label} → {new_label}**: {len(diff['added'])} added, {len(diff['removed'])} removed, "
              f"{len(diff['changed'])} changed", "", "| source | before | after |", "|---|---|---|"]
-    lines += [f"| {s} | {c['old']} | {c['new']} |" for s, c in diff["sources"].items()]
+    lines += [f"| {md_cell(s)} | {c['old']} | {c['new']} |" for s, c in diff["sources"].items()]
     for kind in ("added", "removed", "changed"):
         if diff[kind]:
-            shown = ", ".join(diff[kind][:sample]) + (" …" if len(diff[kind]) > sample else "")
+            shown = ", ".join(md_code(i) for i in diff[kind][:sample]) + (" …" if len(diff[kind]) > sample else "")
             lines.append(f"\n{kind}: {shown}")
     return "\n".join(lines)
 

@@ -717,14 +717,21 @@ def save_sketches(sketches: Sketches, folder) -> str:
     import shutil
     from pathlib import Path
 
+    from adapterops.storage import space_for
+
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in SKETCH_ARRAYS:
-        np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
-    pd.DataFrame({"id": sketches.ids.astype(str), "source": pd.Series(sketches.source_values(), dtype="string")}
-                 ).to_parquet(staging / "ids.parquet", index=False)
+    try:
+        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS)):
+            staging.mkdir(parents=True)
+            for name in SKETCH_ARRAYS:
+                np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
+            pd.DataFrame({"id": sketches.ids.astype(str), "source": pd.Series(sketches.source_values(), dtype="string")}
+                         ).to_parquet(staging / "ids.parquet", index=False)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     staging.replace(folder)
     return str(folder)

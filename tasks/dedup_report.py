@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from adapterops.escaping import md_cell, md_code
+
 HISTOGRAM_EDGES = [0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
 SAMPLE_CHARS = 300
 
@@ -58,20 +60,22 @@ def build_report(table: pd.DataFrame, texts: dict[str, str], sources: pd.Series 
 
 
 def report_markdown(report: dict) -> str:
-    """The report as markdown for the Prefect UI: counts, per source, histogram, clusters side by side."""
+    """The report as markdown for the Prefect UI: counts, per source, histogram, clusters side by side.
+
+    Ids, sources and texts come from the records: every one goes through adapterops.escaping.
+    """
     c = report["counts"]
     lines = [f"**{c['input']}** records in, **{c['kept']}** kept, **{c['exact']}** exact and **{c['near']}** "
              f"near duplicates removed.", "", "| source | input | kept | exact | near |", "|---|---|---|---|---|"]
-    lines += [f"| {r['source']} | {r['input']} | {r['kept']} | {r['exact']} | {r['near']} |" for r in report["by_source"]]
+    lines += [f"| {md_cell(r['source'])} | {r['input']} | {r['kept']} | {r['exact']} | {r['near']} |"
+              for r in report["by_source"]]
     lines += ["", "| Jaccard to kept record | near duplicates |", "|---|---|"]
     lines += [f"| {h['from']:.2f}–{h['to']:.2f} | {h['records']} |" for h in report["jaccard_histogram"]]
     for cluster in report["largest_clusters"]:
-        lines += ["", f"### Cluster of {cluster['size']} kept as `{cluster['kept_id']}`", "",
+        kept = cluster["kept_id"]
+        lines += ["", f"### Cluster of {cluster['size']} kept as {md_code(kept)}", "",
                   "| record | Jaccard | text |", "|---|---|---|",
-                  f"| `{cluster['kept_id']}` (kept) | | {_cell(cluster['kept_text'])} |"]
-        lines += [f"| `{d['id']}` ({d['kind']}) | {d['jaccard']:.3f} | {_cell(d['text'])} |" for d in cluster["duplicates"]]
+                  f"| {md_code(kept, in_table=True)} (kept) | | {md_cell(cluster['kept_text'])} |"]
+        lines += [f"| {md_code(d['id'], in_table=True)} ({d['kind']}) | {d['jaccard']:.3f} | {md_cell(d['text'])} |"
+                  for d in cluster["duplicates"]]
     return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")

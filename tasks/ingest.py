@@ -139,6 +139,12 @@ def parse_jsonl_lines(lines: Iterable[bytes], input_file: str, columns: Columns,
             except json.JSONDecodeError as error:
                 reject(f"malformed_json: {error.msg} at column {error.colno}")
                 continue
+            except RecursionError:
+                reject("malformed_json: nested too deeply to parse")
+                continue
+            except Exception as error:   # any other parser failure (an integer of 5,000 digits, no memory) is this row's
+                reject(f"unparseable: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
+                continue
             normalise_row(obj, number, input_file, columns, seen, line, out)
     return out
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
+from adapterops.escaping import plain_text
 from tasks.corpus import CANONICAL_FIELDS
 from tasks.ingest import quarantine_row
 
@@ -75,7 +76,10 @@ def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
                       "corpus_digest": corpus["digest"]}
         texts = {"prompt": record.get("prompt") or "", "completion": record.get("completion") or ""}
         if fmt == "label-studio":
-            tasks.append({"data": texts | provenance})
+            # The interface shows record text only through <Text> tags, which Label Studio renders as plain text
+            # (never as HTML): HTML-escaping would show annotators "&lt;" and leak into their corrections.
+            # Control sequences are dropped; the record digest still names the stored record.
+            tasks.append({"data": {k: plain_text(v) for k, v in texts.items()} | provenance})
         else:
             tasks.append(provenance | texts | {"verdict": None, "corrected_completion": None, "note": None,
                                                "annotator": None})

@@ -100,26 +100,31 @@ def write_rows_with_ids(path, out_path, id_column: str, ids, batch_rows: int = B
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from adapterops.storage import _staging
+    from adapterops.storage import _staging, space_for
 
     out_path = Path(out_path)
     wanted = pa.array(pd.Index(ids).astype(str).unique(), type=pa.string())
-    staging = _staging(out_path)
     writer, written = None, 0
-    try:
-        for table in _arrow_batches(path, batch_rows):
-            mask = pc.is_in(pc.cast(table[id_column], pa.string()), value_set=wanted)
-            part = table.filter(mask)
-            if writer is None:
-                writer = pq.ParquetWriter(staging, table.schema)
-            writer.write_table(part)
-            written += part.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:   # no rows at all: an empty file with the input's columns
-        pd.DataFrame(columns=column_names(path)).to_parquet(staging, index=False)
-    staging.replace(out_path)
+    with space_for(out_path, Path(path).stat().st_size):   # a full disk: one line naming the file
+        staging = _staging(out_path)
+        try:
+            try:
+                for table in _arrow_batches(path, batch_rows):
+                    mask = pc.is_in(pc.cast(table[id_column], pa.string()), value_set=wanted)
+                    part = table.filter(mask)
+                    if writer is None:
+                        writer = pq.ParquetWriter(staging, table.schema)
+                    writer.write_table(part)
+                    written += part.num_rows
+            finally:
+                if writer is not None:
+                    writer.close()
+            if writer is None:   # no rows at all: an empty file with the input's columns
+                pd.DataFrame(columns=column_names(path)).to_parquet(staging, index=False)
+            staging.replace(out_path)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
     return written
 
 

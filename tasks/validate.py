@@ -49,11 +49,6 @@ def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None 
                               f"(they have {list(frame.columns)}); map them in the config's `columns` or fix the schema.")
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
-    actions = []
-    if docs_dir is not None:
-        context.add_data_docs_site("contract", {"class_name": "SiteBuilder", "store_backend": {
-            "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["contract"])]
     source = context.data_sources.add_or_update_pandas(f"{contract.name}_source")
     batch = source.add_dataframe_asset("records").add_batch_definition_whole_dataframe("all_records")
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}_v{contract.version}"))
@@ -65,11 +60,42 @@ def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None 
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{contract.name}_validation", data=batch, suite=suite))
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=f"{contract.name}_checkpoint", validation_definitions=[definition], actions=actions,
+        name=f"{contract.name}_checkpoint", validation_definitions=[definition], actions=[],
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]}))
     result = checkpoint.run(batch_parameters={"dataframe": frame.reset_index(drop=True)})
-    suite_result = next(iter(result.run_results.values()))
+    identifier, suite_result = next(iter(result.run_results.items()))
+    if docs_dir is not None:
+        build_data_docs(context, identifier, suite_result, docs_dir)
     return _map_results(suite_result, entries)
+
+
+def escaped_for_docs(value):
+    """A copy of a GX result value with every string HTML-escaped: GX's Data Docs insert record values raw."""
+    from adapterops.escaping import html_text
+
+    if isinstance(value, str):
+        return html_text(value)
+    if isinstance(value, dict):
+        return {k: escaped_for_docs(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escaped_for_docs(v) for v in value]
+    return value
+
+
+def build_data_docs(context, identifier, suite_result, docs_dir: Path) -> None:
+    """Data Docs from a copy of the result whose record values are escaped (the stored result is replaced)."""
+    import copy
+
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    shown = copy.deepcopy(suite_result)
+    for item in shown.results:
+        item.result = escaped_for_docs(item.result)
+    context.validation_results_store.set(key=identifier, value=shown)
+    context.add_data_docs_site("contract", {"class_name": "SiteBuilder", "store_backend": {
+        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+    context.build_data_docs(site_names=["contract"],
+                            resource_identifiers=[identifier, ExpectationSuiteIdentifier(name=suite_result.suite_name)])
 
 
 def _map_results(suite_result, entries) -> ContractRun:
@@ -122,11 +148,14 @@ def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd
 
 
 def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str]) -> str:
-    verdict = "**rejected**: " + "; ".join(problems) if problems else "**passed**"
-    lines = [f"Contract `{contract.name}` v{contract.version} (owners: {', '.join(contract.owners)}): {verdict}", "",
-             f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
+    from adapterops.escaping import md_cell, md_code, md_text
+
+    verdict = "**rejected**: " + md_text("; ".join(problems)) if problems else "**passed**"
+    lines = [f"Contract {md_code(contract.name)} v{contract.version} (owners: {md_text(', '.join(contract.owners))}): "
+             f"{verdict}", "", f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
              "| check | severity | success | unexpected rows |", "|---|---|---|---|"]
-    lines += [f"| {c['check']} | {c['severity']} | {'yes' if c['success'] else 'no'} | {c['unexpected']} |" for c in run.checks]
+    lines += [f"| {md_cell(c['check'])} | {c['severity']} | {'yes' if c['success'] else 'no'} | {c['unexpected']} |"
+              for c in run.checks]
     return "\n".join(lines)
 
 
@@ -137,7 +166,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     import shutil
 
     from adapterops.reporting import publish_markdown
-    from adapterops.storage import write_json, write_parquet
+    from adapterops.storage import space_for, write_json, write_parquet, write_text
     from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
@@ -145,7 +174,8 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     frame = pd.read_parquet(records_path)
     docs = stage_dir / "data_docs"
     shutil.rmtree(docs, ignore_errors=True)
-    run = run_contract(frame, contract, docs)
+    with space_for(docs):
+        run = run_contract(frame, contract, docs)
     write_json(run.result, stage_dir / "validation.json")
     bad = frame["id"].astype(str).isin(run.failing)
     quarantine = pd.DataFrame([
@@ -157,7 +187,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
     problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
     summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
-    (stage_dir / "validation.md").write_text(summary + "\n", encoding="utf-8")
+    write_text(summary + "\n", stage_dir / "validation.md")
     publish_markdown("contract-summary", f"Contract {contract.name} v{contract.version}", summary)
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "

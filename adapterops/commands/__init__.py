@@ -10,14 +10,15 @@ import warnings
 
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import is_disk_full
 from adapterops.workspace import configure_environment, resolve_workspace
 
 
 class _HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for our user errors one line is enough."""
+    """Prefect logs a flow's exception with its traceback; for our user errors and a full disk one line is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
+        if record.exc_info and (isinstance(record.exc_info[1], AdapterOpsError) or is_disk_full(record.exc_info[1])):
             record.exc_info, record.exc_text = None, None
         return True
 

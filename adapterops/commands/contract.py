@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from adapterops.errors import AdapterOpsError
+from adapterops.escaping import terminal
 
 app = typer.Typer(no_args_is_help=True, help="Data contracts: check a contract file.")
 out = Console()
@@ -27,7 +28,7 @@ def check(files: list[Path] = typer.Argument(..., help="Contract YAML file(s), e
         data = read_yaml(path, f"Contract file {path} does not exist; pass the path of a YAML contract.")
         problems = contract_problems(data, path)
         for problem in problems:
-            err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {terminal(problem)}", highlight=False, soft_wrap=True)
         if problems:
             failed = True
             continue

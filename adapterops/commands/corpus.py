@@ -11,6 +11,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from adapterops.commands import setup
+from adapterops.escaping import terminal   # record-derived text: controls dropped, Rich markup escaped
 
 app = typer.Typer(no_args_is_help=True, help="Corpus versions: list, inspect, compare, approve or reject.")
 out = Console()
@@ -26,8 +27,8 @@ def versions_table(name: str) -> Table:
         table.add_column(column)
     for run in versions(name):
         t, m = run.data.tags, run.data.metrics
-        table.add_row(t["corpus.version"], t["corpus.digest"][:19], t.get("corpus.status", ""),
-                      t.get("approval.approver", ""), Path(t["corpus.path"]).name,
+        table.add_row(*map(terminal, (t["corpus.version"], t["corpus.digest"][:19], t.get("corpus.status", ""),
+                                      t.get("approval.approver", ""), Path(t["corpus.path"]).name)),
                       *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
     return table
 
@@ -53,7 +54,7 @@ def show(version: int, name: str = NAME) -> None:
                                                         "code_version", "created", "sources")}, default=str))
     log = [(k, v) for k, v in run.data.tags.items() if k.startswith("approval.log.")]
     for _, entry in sorted(log, key=lambda kv: int(kv[0].rsplit(".", 1)[1])):
-        out.print(f"  decision: {entry}")
+        out.print(f"  decision: {terminal(entry)}")
     out.print(Markdown(diff_against_last_approved(name, run)))
 
 
@@ -77,7 +78,8 @@ def _decide(version: int, name: str, approver: str, note: str, decision: str, ye
     if not yes and not typer.confirm(f"Record '{decision}' for {name} corpus v{version} as {approver}?"):
         raise typer.Exit(1)
     record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note)
-    out.print(f"{name} corpus v{version} {decision} by {approver} at {record['time']} (digest {record['digest'][:19]}).")
+    out.print(terminal(f"{name} corpus v{version} {decision} by {approver} at {record['time']} "
+                       f"(digest {record['digest'][:19]})."))
 
 
 @app.command()

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from adapterops.commands import setup
 from adapterops.config import ReleaseConfig
+from adapterops.escaping import terminal
 
 app = typer.Typer(no_args_is_help=True, help="Releases: the production audit trail and rollbacks.")
 out = Console()
@@ -22,13 +23,14 @@ def history(model: str = MODEL) -> None:
 
     moves = production_history(model)
     if not moves:
-        out.print(f"No moves of {model}'s production alias are recorded (moves made before AdapterOps kept "
+        out.print(f"No moves of {terminal(model)}'s production alias are recorded (moves made before AdapterOps kept "
                   "this trail are not in it).")
         return
     table = Table("time", "action", "version", "previous", "by", "reason", title=f"Production of {model}")
     for entry in moves:
-        table.add_row(entry["time"], entry["action"], "v" + entry["version"],
-                      "v" + entry["previous"] if entry["previous"] else "-", entry["by"], entry["reason"])
+        action = entry["action"] + ("" if entry.get("status", "done") == "done" else f" ({entry['status']})")
+        table.add_row(*map(terminal, (entry["time"], action, "v" + entry["version"],
+                                      "v" + entry["previous"] if entry["previous"] else "-", entry["by"], entry["reason"])))
     out.print(table)
 
 
@@ -42,4 +44,6 @@ def rollback(reason: str = typer.Option(..., help="Why: kept in the audit trail.
     from tasks.registry import rollback_production
 
     entry = rollback_production(model, to, by or getpass.getuser(), reason)
-    out.print(f"{model}: production v{entry['previous']} → v{entry['version']} ({entry['time']}, {entry['by']}: {reason})")
+    finished = " — finished the rollback an interrupted run had recorded" if entry.get("reconciled") else ""
+    out.print(terminal(f"{model}: production v{entry['previous']} → v{entry['version']} ({entry['time']}, "
+                       f"{entry['by']}: {reason}){finished}"), highlight=False)

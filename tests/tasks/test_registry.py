@@ -75,3 +75,19 @@ def test_rollback_moves_the_alias_and_the_trail_records_every_move(tmp_path):
     again = CliRunner().invoke(app, ["release", "rollback", "--model", name, "--reason", "fixed upstream", "--as", "kim"])
     assert again.exit_code == 0, again.output
     assert str(client.get_registered_model(name).aliases["production"]) == "2"
+
+
+def test_only_a_rollback_finished_by_a_reconcile_answers_a_plain_retry():
+    from tasks.registry import retried_rollback
+
+    crashed = production_entry("1", "2", "rollback", "lee", "bad replies", "t") | {"reconciled": True}
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], None, "lee", "bad replies") == crashed
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], "1", "lee", "bad replies") == crashed
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], None, "kim", "bad replies") is None
+    finished = production_entry("1", "2", "rollback", "lee", "bad replies", "t")
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [finished], None, "lee", "bad replies") is None
+
+
+def test_moves_still_under_way_or_abandoned_are_no_rollback_history():
+    intent = production_entry("3", "2", "promote", "release gate", "", "t", status="intent")
+    assert rollback_target(moves(("1", None), ("2", "1")) + [intent], "2", {"1", "2"}, None) == "1"
