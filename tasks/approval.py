@@ -27,10 +27,17 @@ def decision_record(version: int, digest: str, approver: str, decision: str, not
 
 
 def decision_statement(pipeline: str, version: int, digest: str, approver: str, decision: str, note: str,
-                       via: str, when: datetime | None = None) -> dict:
-    """What an approver signs: which bytes (digest), which version of which pipeline, the decision, who, when, how."""
-    return ({"type": "adapterops.corpus-decision/v1", "pipeline": pipeline, "via": via}
+                       via: str, files: dict | None = None, when: datetime | None = None) -> dict:
+    """What an approver signs: which records (digest) and file bytes (sha256 per file), which version of which
+    pipeline, the decision, who, when, how."""
+    return ({"type": "adapterops.corpus-decision/v1", "pipeline": pipeline, "via": via, "files": files or {}}
             | decision_record(version, digest, approver, decision, note, when))
+
+
+def changed_files(signed: dict, current: dict) -> list[str]:
+    """Files whose bytes differ from those the decision signed (all of them if it signed none)."""
+    return sorted(name for name in signed.keys() | current.keys() if signed.get(name) != current.get(name)) \
+        if signed else sorted(current) or ["(no files signed)"]
 
 
 def check_owner(approver: str, owners: list[str], contract: str) -> None:
@@ -234,7 +241,7 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
 
     from adapterops.signing import sign_statement, statement_of
     from tasks.contract import load_contract
-    from tasks.corpus import find_version, list_versions, verified_digest
+    from tasks.corpus import file_digests, find_version, list_versions, load_manifest, verified_digest
 
     if decision not in ("approved", "rejected"):   # "superseded" follows from a newer approval only
         raise AdapterOpsError(f"An owner's decision is 'approved' or 'rejected', not {decision!r}.")
@@ -249,7 +256,12 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     check_policy(approver, approval)
     key = _signing_key(approver, via, contract, key_file)
     verified_digest(run)        # never sign for bytes that no longer hash to the digest
-    statement = decision_statement(pipeline, version, digest, approver, decision, note, via)
+    files = file_digests(decision_path(run).parent)
+    recorded = load_manifest(run).get("files", {})
+    if recorded and (changed := changed_files(recorded, files)):
+        raise AdapterOpsError(f"Corpus version {version}'s {', '.join(changed)} changed since it was curated; nothing "
+                              "was signed. Re-curate and decide the new version.")
+    statement = decision_statement(pipeline, version, digest, approver, decision, note, via, files)
     client = mlflow.MlflowClient()
     if not _claim(decision_path(run).parent, sign_statement(statement, key)):
         winner = statement_of(read_envelope(run) or {})
@@ -308,7 +320,7 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
     approval: the pipeline's `approval` setting (`policy:*` decisions count only under "auto").
     Returns the version's tags, with the approval fields taken from the verified statement.
     """
-    from tasks.corpus import find_version, verified_digest
+    from tasks.corpus import file_digests, find_version, verified_digest
 
     run = find_version(pipeline, digest=digest)
     if run is None:
@@ -318,6 +330,9 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
     verified_digest(run)
     statement = verified_decision(run, pipeline, approval)
     require_decision(statement, version, run.data.tags.get("corpus.status", "pending"))
+    if changed := changed_files(statement.get("files", {}), file_digests(decision_path(run).parent)):
+        raise AdapterOpsError(f"Corpus version {version}'s {', '.join(changed)} changed after approval: the bytes differ "
+                              "from those the decision signed; refused. Re-curate and approve a new version.")
     newer = _superseded_by(pipeline, run, statement, approval)
     if newer is not None:
         raise AdapterOpsError(f"Corpus version {version} is superseded by version {newer}, approved later; training "

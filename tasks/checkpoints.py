@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def resumable_checkpoint(directory: Path | None) -> Path | None:
         problem = provenance_problem(latest)
         if problem is None:
             return latest
-        aside = latest.with_name(f".refused-{latest.name}-{os.getpid()}")
+        aside = latest.with_name(f".refused-{latest.name}-{time.time_ns()}")
         latest.rename(aside)
         log.warning("Not resuming from %s: %s. Set aside as %s; training starts from the previous trusted checkpoint "
                     "or from scratch.", latest, problem, aside.name)
