@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
@@ -69,7 +70,7 @@ def _write_private(path: Path, key) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))

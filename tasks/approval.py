@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def verified_decision(run, pipeline: str, approval: str) -> dict | None:
 
 def _claim(folder: Path, envelope: dict) -> bool:
     """Write the decision file only if none exists (link is atomic): True if this decision won."""
-    staging = folder / f".{DECISION_FILE}.{os.getpid()}.partial"
+    staging = folder / f".{DECISION_FILE}.{uuid.uuid4().hex}.partial"
     with open(staging, "w", encoding="utf-8") as handle:
         json.dump(envelope, handle, indent=2)
         handle.flush()
@@ -339,3 +340,15 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
                               f"refused. Train version {newer}, or approve a new version.")
     return dict(run.data.tags) | {"approval.approver": statement["approver"], "approval.time": statement["time"],
                                   "approval.digest": statement["digest"], "approval.via": statement["via"]}
+
+
+def require_approved_adapter(pipeline: str, model_name: str, version: str, approval: str = "owner") -> dict:
+    """The release gate's check: the corpus an adapter version was trained on still has a verified approval
+    over unchanged bytes (the digest is read from the version; a digest naming another corpus fails there)."""
+    import mlflow
+
+    digest = mlflow.MlflowClient().get_model_version(model_name, str(version)).tags.get("corpus.digest")
+    if not digest:
+        raise AdapterOpsError(f"{model_name} v{version} names no corpus digest; release refused. Train adapters for "
+                              "release with the train flow or `adapterops train`.")
+    return require_approved(pipeline, digest, approval)

@@ -153,3 +153,21 @@ def test_keys_init_makes_a_private_key_and_prints_the_contract_line(tmp_path):
     assert f'{{name: me, public_key: "{line}"}}' in made.output.replace("\n", "")
     again = CliRunner().invoke(app, ["keys", "init", "--as", "me", "--key-file", str(key_file)])
     assert "kept" in again.output and line in again.output.replace("\n", "")
+
+
+def test_release_verifies_the_adapters_corpus_decision_not_tags(contract, tmp_path):
+    from tasks.approval import record_decision, require_approved_adapter
+
+    corpus = pending("release", tmp_path)
+    client = mlflow.MlflowClient()
+    client.create_registered_model("release-gate")
+    version = client.create_model_version("release-gate", source=str(tmp_path)).version
+    client.set_model_version_tag("release-gate", version, "corpus.digest", corpus["digest"])
+    client.set_model_version_tag("release-gate", version, "approval.approver", "dana.k")     # a tag, not a decision
+    with pytest.raises(AdapterOpsError, match="version 1 is pending"):
+        require_approved_adapter("release", "release-gate", version)
+    record_decision("release", corpus["digest"], "dana.k", "approved")
+    assert require_approved_adapter("release", "release-gate", version)["approval.approver"] == "dana.k"
+    (Path(corpus["path"]) / "heldout.parquet").write_bytes(b"replaced")
+    with pytest.raises(AdapterOpsError, match="changed since it was curated and approved"):
+        require_approved_adapter("release", "release-gate", version)
