@@ -32,6 +32,12 @@ def _served() -> bool:
 
 
 def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
+    from tasks.contract import load_contract
+
+    if not any(owner.form for owner in load_contract(corpus["contract"]).owners_):   # no form answer could count
+        raise AdapterOpsError(f"Contract {corpus['contract']} accepts no decisions from the Prefect form (no owner has "
+                              f"`form: true`); approve with `adapterops corpus approve {corpus['version']} --name "
+                              f"{corpus['pipeline']} --as NAME` (signed with your key) and run again.")
     form = CorpusDecision.with_initial_data(
         description=f"## Corpus {corpus['pipeline']} v{corpus['version']}\n\nDigest `{corpus['digest']}`. "
                     f"Owners: {', '.join(corpus['owners'])}.\n\n{review}")

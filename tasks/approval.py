@@ -230,6 +230,18 @@ def _signing_key(approver: str, via: str, contract, key_file):
     return key
 
 
+def _refuse_decided(client, run, version: int) -> None:
+    """One line naming the decision that won; its tags are mirrored if its writer died before doing so."""
+    from adapterops.signing import statement_of
+
+    winner = statement_of(read_envelope(run) or {})
+    if winner and run.data.tags.get("corpus.status", "pending") == "pending":
+        _display_tags(client, run, winner)
+    raise AdapterOpsError(f"Corpus version {version} is already {winner.get('decision', 'decided')} "
+                          f"({winner.get('approver', '?')} at {winner.get('time', '?')}); decisions are final. "
+                          "Re-curate to get a new version.")
+
+
 def record_decision(pipeline: str, digest: str, approver: str, decision: str, note: str = "",
                     approval: str = "owner", via: str | None = None, key_file: Path | None = None,
                     announce: bool = True) -> dict:
@@ -240,7 +252,7 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     """
     import mlflow
 
-    from adapterops.signing import sign_statement, statement_of
+    from adapterops.signing import sign_statement
     from tasks.contract import load_contract
     from tasks.corpus import file_digests, find_version, list_versions, load_manifest, verified_digest
 
@@ -255,6 +267,9 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     contract = load_contract(tags["contract"])
     check_owner(approver, contract.owners, tags["contract"])
     check_policy(approver, approval)
+    client = mlflow.MlflowClient()
+    if read_envelope(run) is not None:
+        _refuse_decided(client, run, version)
     key = _signing_key(approver, via, contract, key_file)
     verified_digest(run)        # never sign for bytes that no longer hash to the digest
     files = file_digests(decision_path(run).parent)
@@ -263,14 +278,8 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
         raise AdapterOpsError(f"Corpus version {version}'s {', '.join(changed)} changed since it was curated; nothing "
                               "was signed. Re-curate and decide the new version.")
     statement = decision_statement(pipeline, version, digest, approver, decision, note, via, files)
-    client = mlflow.MlflowClient()
     if not _claim(decision_path(run).parent, sign_statement(statement, key)):
-        winner = statement_of(read_envelope(run) or {})
-        if winner and run.data.tags.get("corpus.status", "pending") == "pending":
-            _display_tags(client, run, winner)      # the winner crashed before mirroring its decision
-        raise AdapterOpsError(f"Corpus version {version} is already {winner.get('decision', 'decided')} "
-                              f"({winner.get('approver', '?')} at {winner.get('time', '?')}); decisions are final. "
-                              "Re-curate to get a new version.")
+        _refuse_decided(client, run, version)
     record = {k: statement[k] for k in ("version", "digest", "approver", "decision", "note", "time")} | {"via": via}
     _mirror(client, run, record, append_log(run, record))
     client.log_artifact(run.info.run_id, str(decision_path(run)), artifact_path="approvals")

@@ -99,6 +99,7 @@ def test_a_decision_for_other_bytes_or_by_a_non_owner_is_refused(contract, tmp_p
         assert ("not signed by the key" if approver == "dana.k" else "not an owner") in one_line(refused)
     with pytest.raises(AdapterOpsError, match="not an owner"):
         record_decision("copied", second["digest"], "mallory", "approved")
+    (Path(second["path"]) / DECISION_FILE).unlink()
     with pytest.raises(AdapterOpsError, match="does not match the public key"):
         record_decision("copied", second["digest"], "dana.k", "approved", key_file=tmp_path / "mallory.key")
 
