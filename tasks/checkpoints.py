@@ -80,7 +80,10 @@ def resumable_checkpoint(directory: Path | None) -> Path | None:
         if problem is None:
             return latest
         aside = latest.with_name(f".refused-{latest.name}-{time.time_ns()}")
-        latest.rename(aside)
+        try:
+            latest.rename(aside)
+        except FileNotFoundError:
+            continue      # another process of this run (another rank) set it aside first
         log.warning("Not resuming from %s: %s. Set aside as %s; training starts from the previous trusted checkpoint "
                     "or from scratch.", latest, problem, aside.name)
     return None
