@@ -104,3 +104,15 @@ def test_envelopes_verify_only_under_the_signers_key_and_unchanged(tmp_path):
         parse_public_key("rsa:abc", "contract x")
     with pytest.raises(FileExistsError):
         create_key(tmp_path / "d.key")                                  # a key is never overwritten
+
+
+def test_contract_owners_read_plain_names_and_keyed_entries():
+    from tasks.contract import contract_problems
+
+    mixed = contract(public_key="ed25519:" + "A" * 43 + "=", form=True)
+    assert mixed.owners == ["policy:auto", "dana.k"] and mixed.owner("dana.k").form
+    assert mixed.owner("policy:auto").public_key is None and mixed.owner("mallory") is None
+    data = {"name": "t", "version": 1, "description": "d", "scope": "s", "schema": {"id": {}},
+            "owners": [{"name": "dana.k", "public_key": "rsa:abc"}]}
+    assert contract_problems(data, "c.yaml") == [
+        "c.yaml: owner 1 (dana.k): public key 'rsa:abc' is not `ed25519:BASE64`; paste the line `adapterops keys init` printed."]
