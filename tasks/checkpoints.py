@@ -2,20 +2,27 @@
 
 Tensors go to safetensors and everything else to JSON, so resuming never unpickles a file.
 A checkpoint is a folder `step-NNNNNN`, staged under a dot-name and renamed into place once
-complete: a crash mid-write leaves the previous checkpoint, never half of a new one.
+complete: a crash mid-write leaves the previous checkpoint, never half of a new one. Each holds a
+provenance record, keyed with the workspace key, naming its files, fingerprint and folder: resuming
+trusts only checkpoints this workspace wrote for this run (a copied or edited one is set aside).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
 
 PREFIX = "step-"
+PROVENANCE = "provenance.json"
+CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +44,49 @@ def latest_checkpoint(directory: Path | None) -> Path | None:
         return None
     done = [p for p in directory.glob(f"{PREFIX}*") if (p / "state.json").is_file()]
     return max(done, key=lambda p: p.name) if done else None
+
+
+def _provenance_mac(folder: Path, run_dir: Path) -> tuple[dict, str]:
+    """The checkpoint's file digests and their keyed hash, bound to the run folder it belongs to."""
+    from adapterops.signing import keyed_hash
+    from adapterops.storage import file_digest
+
+    files = {name: file_digest(folder / name) for name in CHECKPOINT_FILES}
+    fingerprint = json.loads((folder / "state.json").read_text(encoding="utf-8"))["fingerprint"]
+    body = json.dumps({"files": files, "fingerprint": fingerprint, "run": str(run_dir.resolve())}, sort_keys=True)
+    return files, keyed_hash(body.encode("utf-8"), "checkpoint")
+
+
+def provenance_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be trusted (None: this workspace wrote it, in this folder, unchanged)."""
+    import hmac
+
+    try:
+        recorded = json.loads((path / PROVENANCE).read_text(encoding="utf-8"))
+        _, mac = _provenance_mac(path, path.parent)
+    except FileNotFoundError:
+        return "it has no provenance record (written elsewhere, or before records were kept)"
+    except (OSError, ValueError, KeyError) as error:
+        return f"it cannot be read back ({type(error).__name__})"
+    if not hmac.compare_digest(str(recorded.get("mac", "")), mac):
+        return "its files, fingerprint or folder differ from what this workspace recorded when it wrote them"
+    return None
+
+
+def resumable_checkpoint(directory: Path | None) -> Path | None:
+    """The newest checkpoint this run wrote; untrusted ones are set aside (`.refused-step-N`) and logged."""
+    while (latest := latest_checkpoint(directory)) is not None:
+        problem = provenance_problem(latest)
+        if problem is None:
+            return latest
+        aside = latest.with_name(f".refused-{latest.name}-{time.time_ns()}")
+        try:
+            latest.rename(aside)
+        except FileNotFoundError:
+            continue      # another process of this run (another rank) set it aside first
+        log.warning("Not resuming from %s: %s. Set aside as %s; training starts from the previous trusted checkpoint "
+                    "or from scratch.", latest, problem, aside.name)
+    return None
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict, dict]:
@@ -97,6 +147,8 @@ def save_checkpoint(directory: Path, state: TrainingState, named_params: dict, o
     document = {"step": state.step, "queue": state.queue, "history": state.history,
                 "fingerprint": state.fingerprint, "optimizer": optimizer_plain}
     _write_synced(staging / "state.json", lambda p: p.write_text(json.dumps(document), encoding="utf-8"))
+    files, mac = _provenance_mac(staging, directory)
+    _write_synced(staging / PROVENANCE, lambda p: p.write_text(json.dumps({"files": files, "mac": mac}), encoding="utf-8"))
     if target.exists():
         shutil.rmtree(target)
     staging.replace(target)

@@ -58,17 +58,39 @@ class ContractEvaluation(_Strict):
     slices: list[str] = Field(default_factory=list, description="Columns or extracted fields every score is broken down by.")
 
 
+class Owner(_Strict):
+    name: str = Field(min_length=1, description="The owner's name, as given to `--as`.")
+    public_key: str | None = Field(None, description="`ed25519:BASE64` from `adapterops keys init --as NAME`; "
+                                                     "the owner's CLI decisions are verified with it.")
+    form: bool = Field(False, description="Accept this owner's decisions made in the Prefect UI form (signed by "
+                                          "the workspace key on the owner's behalf).")
+
+
 class Contract(_Strict):
     name: str = Field(min_length=1)
     version: int = Field(ge=1)
     description: str = Field(min_length=1, description="What the dataset is, for the owners and approvers.")
     scope: str = Field(min_length=1, description="Which records belong in it.")
-    owners: list[str] = Field(min_length=1, description="The people who may approve its versions.")
+    owners_: list[Owner] = Field(alias="owners", min_length=1, description="The people who may approve its versions: "
+                                 "a name, or {name, public_key, form}.")
     schema_: dict[str, ColumnSpec] = Field(alias="schema", min_length=1)
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     bounds: Bounds = Field(default_factory=Bounds)
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     evaluation: ContractEvaluation = Field(default_factory=ContractEvaluation)
+
+    @field_validator("owners_", mode="before")
+    @classmethod
+    def _plain_names(cls, value):
+        """A plain string is an owner with no key (older contracts, and `policy:*` approvers)."""
+        return [{"name": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+    @property
+    def owners(self) -> list[str]:
+        return [o.name for o in self.owners_]
+
+    def owner(self, name: str) -> Owner | None:
+        return next((o for o in self.owners_ if o.name == name), None)
 
 
 def contract_path(name_or_path: str) -> Path:
@@ -80,7 +102,7 @@ def contract_path(name_or_path: str) -> Path:
 
 
 def _describe(error: dict, origin: Path) -> str:
-    loc = [p for p in error["loc"] if p != "schema_"]
+    loc = [p for p in error["loc"] if p not in ("schema_", "owners_")]
     if len(loc) > 2 and loc[0] == "expectations" and isinstance(loc[1], int):
         return f"{origin}: expectation {loc[1] + 1}: field '{'.'.join(map(str, loc[2:]))}': {error['msg']}."
     where = ".".join(str(p) for p in loc) or "(top level)"
@@ -103,6 +125,14 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
         Contract.model_validate(data)
     except ValidationError as error:
         problems += [_describe(e, origin) for e in error.errors()]
+    owners = data.get("owners") if isinstance(data.get("owners"), list) else []
+    for number, owner in enumerate(owners, start=1):
+        if isinstance(owner, dict) and isinstance(owner.get("public_key"), str):
+            from adapterops.signing import parse_public_key
+            try:
+                parse_public_key(owner["public_key"], f"{origin}: owner {number} ({owner.get('name')})")
+            except AdapterOpsError as error:
+                problems.append(str(error))
     schema = data.get("schema") if isinstance(data.get("schema"), dict) else {}
     expectations = data.get("expectations") if isinstance(data.get("expectations"), list) else []
     for number, item in enumerate(expectations, start=1):

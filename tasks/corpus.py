@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import write_json, write_parquet
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
@@ -65,16 +68,34 @@ def _code_version() -> str:
     return f"{__version__}+{rev}" if rev else __version__
 
 
-def find_version(pipeline: str, digest: str | None = None, version: int | None = None):
-    """The MLflow run of a corpus version, by digest or number; None if there is none."""
+def _experiment_id(pipeline: str) -> str | None:
+    """The pipeline's corpus experiment, without creating it (reading must not write); None if there is none."""
     import mlflow
 
-    from adapterops.tracking import corpus_experiment, ensure_experiment
+    from adapterops.tracking import corpus_experiment, tracking_uri
 
-    experiment = ensure_experiment(corpus_experiment(pipeline))
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(corpus_experiment(pipeline))
+    return experiment.experiment_id if experiment else None
+
+
+def _finished_runs(pipeline: str, clause: str = "") -> list:
+    """Corpus runs marked FINISHED (complete): a run a crash left RUNNING, or FAILED, is no version."""
+    import mlflow
+
+    experiment = _experiment_id(pipeline)
+    if experiment is None:
+        return []
+    where = "attributes.status = 'FINISHED'" + (f" and {clause}" if clause else "")
+    runs = mlflow.search_runs([experiment], filter_string=where, output_format="list")
+    return sorted((r for r in runs if "corpus.version" in r.data.tags), key=lambda r: int(r.data.tags["corpus.version"]))
+
+
+def find_version(pipeline: str, digest: str | None = None, version: int | None = None):
+    """The MLflow run of a complete corpus version, by digest (the newest not found damaged) or number; None if none."""
     clause = f"tags.`corpus.digest` = '{digest}'" if digest else f"tags.`corpus.version` = '{version}'"
-    runs = mlflow.search_runs([experiment], filter_string=clause, output_format="list", max_results=1)
-    return runs[0] if runs else None
+    runs = [r for r in _finished_runs(pipeline, clause) if r.data.tags.get("corpus.status") != DAMAGED]
+    return runs[-1] if runs else None
 
 
 def load_manifest(run) -> dict:
@@ -84,16 +105,142 @@ def load_manifest(run) -> dict:
     return json.loads((Path(run.data.tags["corpus.path"]) / "manifest.json").read_text(encoding="utf-8"))
 
 
-def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
-    """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version."""
-    import shutil
-    from datetime import datetime, timezone
+DAMAGED, INCOMPLETE = "damaged", "incomplete"
+CRASH_ENV = "ADAPTEROPS_CRASH_AT"
 
-    import mlflow
-    from adapterops.storage import write_json, write_parquet
-    from adapterops.tracking import corpus_experiment, ensure_experiment
+
+def crash_point(name: str) -> None:
+    """Testing hook: with ADAPTEROPS_CRASH_AT=name the process kills itself here (SIGKILL, as a crash would)."""
+    import os
+    import signal
+
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def pipeline_lock(pipeline: str):
+    """An exclusive lock on the pipeline's corpus folder, held across numbering and publishing.
+
+    fcntl locks end with the process: a killed curation never leaves the pipeline locked.
+    """
+    import fcntl
+
     from adapterops.workspace import resolve_workspace
 
+    root = resolve_workspace().corpus_dir / pipeline
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".publish.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield root
+
+
+def file_digests(folder) -> dict:
+    from pathlib import Path
+
+    from adapterops.storage import file_digest
+
+    return {name: file_digest(Path(folder) / name) for name in VERSION_FILES}
+
+
+VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet")
+
+
+def verified_digest(run) -> str:
+    """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest."""
+    from pathlib import Path
+
+    tags = run.data.tags
+    folder, version = Path(tags["corpus.path"]), tags["corpus.version"]
+    try:
+        manifest = load_manifest(run)
+        recomputed = corpus_digest(pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet"),
+                                   manifest["settings"], manifest["contract_version"])
+    except Exception as error:   # pyarrow, JSON or file errors: whatever the damage, these are not the curated bytes
+        detail = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise AdapterOpsError(f"Corpus version {version}'s files in {folder} changed since it was curated and approved: "
+                              f"they no longer read back ({type(error).__name__}: {detail}); refused. Re-curate and "
+                              "approve a new version.") from None
+    if recomputed != tags["corpus.digest"]:
+        raise AdapterOpsError(f"Corpus version {version}'s files changed after approval (now {recomputed}, approved "
+                              f"{tags['corpus.digest']}); refused. Re-curate and approve a new version.")
+    return recomputed
+
+
+def _retire_incomplete(experiment: str, root) -> int:
+    """Under the pipeline lock: mark runs a crash left RUNNING as FAILED/incomplete, remove their folders and
+    staging folders, set aside folders no run names; returns the highest number ever used, so none is reused."""
+    import re
+    import shutil
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    highest, state = 0, {}
+    for run in mlflow.search_runs([experiment], output_format="list"):
+        number = int(run.data.tags.get("corpus.version", 0))
+        highest = max(highest, number)
+        if run.info.status == "RUNNING":          # no publisher holds the lock: its process is gone
+            client.set_tag(run.info.run_id, "corpus.status", INCOMPLETE)
+            client.set_terminated(run.info.run_id, "FAILED")
+        state[number] = "complete" if run.info.status == "FINISHED" or state.get(number) == "complete" else "failed"
+    for path in root.iterdir():
+        match = re.fullmatch(r"\.?v(\d{4,})(\.partial|\.orphaned)?", path.name)
+        if not (match and path.is_dir()):
+            continue
+        number = int(match.group(1))
+        highest = max(highest, number)
+        if match.group(2) == ".partial" or (not match.group(2) and state.get(number) == "failed"):
+            shutil.rmtree(path, ignore_errors=True)       # staging, or the files of a run that never finished
+        elif not match.group(2) and number not in state:
+            path.rename(root / f".{path.name}.orphaned")    # no run names it (crash before the run); kept aside
+    return highest
+
+
+def displayed_status(run) -> str:
+    """The status to show: the tag, unless the version's files no longer match their manifest (damaged)."""
+    from pathlib import Path
+
+    from adapterops.storage import file_digest
+
+    status = run.data.tags.get("corpus.status", "pending")
+    try:
+        recorded = load_manifest(run).get("files", {})
+        if any(file_digest(Path(run.data.tags["corpus.path"]) / name) != value for name, value in recorded.items()):
+            return DAMAGED
+    except (OSError, ValueError):
+        return DAMAGED
+    return status
+
+
+def _reusable(existing) -> bool:
+    """A complete version with this digest whose files still rehash to it; a damaged one is marked and replaced."""
+    import mlflow
+
+    try:
+        verified_digest(existing)
+        return True
+    except AdapterOpsError:
+        mlflow.MlflowClient().set_tag(existing.info.run_id, "corpus.status", DAMAGED)
+        return False
+
+
+def _fsync_dir(path) -> None:
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
+    """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version.
+
+    Under the pipeline lock: the number is the highest ever used + 1, the folder is staged then renamed,
+    and the MLflow run comes last, FINISHED only when complete (a crash leaves no listed version).
+    """
     ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     train, heldout = pd.read_parquet(split["train"]), pd.read_parquet(split["heldout"])
     evaluation = pd.read_parquet(split["eval"])
@@ -111,18 +258,46 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
                    "eval_quarantined": stages["eval_ingest"]["quarantined"] + stages["eval_pii"]["quarantined"]
                    + split["eval_quarantined"]}
     check_accounting(counts)
-    existing = find_version(pipeline, digest=digest)
-    if existing is not None:
-        tags = existing.data.tags
-        return {"pipeline": pipeline, "digest": digest, "version": int(tags["corpus.version"]),
-                "path": tags["corpus.path"], "run_id": existing.info.run_id, "new": False, "counts": counts,
-                "contract": valid["contract"], "contract_version": valid["contract_version"], "owners": valid["owners"]}
-    experiment = ensure_experiment(corpus_experiment(pipeline))
-    number = len(mlflow.search_runs([experiment], output_format="list")) + 1
-    folder = resolve_workspace().corpus_dir / pipeline / f"v{number:04d}"
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    reference = {"pipeline": pipeline, "digest": digest, "counts": counts, "contract": valid["contract"],
+                 "contract_version": valid["contract_version"], "owners": valid["owners"]}
+    from adapterops.tracking import corpus_experiment, ensure_experiment
+
+    with pipeline_lock(pipeline) as root:
+        experiment = ensure_experiment(corpus_experiment(pipeline))
+        highest = _retire_incomplete(experiment, root)
+        existing = find_version(pipeline, digest=digest)
+        if existing is not None and _reusable(existing):
+            tags = existing.data.tags
+            return reference | {"version": int(tags["corpus.version"]), "path": tags["corpus.path"],
+                                "run_id": existing.info.run_id, "new": False}
+        number = highest + 1
+        folder = root / f"v{number:04d}"
+        staging = root / f".{folder.name}.partial"
+        staging.mkdir()      # exclusive: fails rather than share a folder
+        _stage_files(staging, stages)
+        parent = last_approved(pipeline)
+        manifest = {"pipeline": pipeline, "version": number, "digest": digest,
+                    "eval_digest": "sha256:" + record_digests["eval"], "record_digests": record_digests,
+                    "files": file_digests(staging),
+                    "sources": ingest["files"], "labels": stages.get("label", {}).get("files", []), "counts": counts,
+                    "contract": valid["contract"], "contract_version": valid["contract_version"], "settings": settings,
+                    "parent": parent.data.tags["corpus.digest"] if parent else None, "code_version": _code_version(),
+                    "created": datetime.now(timezone.utc).isoformat()}
+        write_json(manifest, staging / "manifest.json")
+        _fsync_dir(staging)
+        staging.rename(folder)   # refuses to replace a non-empty folder: nothing is clobbered
+        _fsync_dir(root)
+        crash_point("version-folder")
+        run_id = _log_version_run(experiment, pipeline, number, digest, folder, valid, settings, counts,
+                                  manifest["eval_digest"], record_digests)
+    return reference | {"version": number, "path": str(folder), "run_id": run_id, "new": True}
+
+
+def _stage_files(staging, stages: dict) -> None:
+    """Copy every file the version holds into its staging folder."""
+    import shutil
+
+    ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     for name in ("train", "heldout", "eval"):
         shutil.copyfile(split[name], staging / f"{name}.parquet")
     shutil.copyfile(dedup["duplicates"], staging / "duplicates.parquet")
@@ -152,31 +327,25 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         eval_quarantine = [stages["eval_ingest"]["quarantine"], stages["eval_pii"]["quarantine"], split["eval_quarantine"]]
         write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine], ignore_index=True),
                       staging / "eval_quarantine.parquet")
-    eval_digest = "sha256:" + record_digests["eval"]
-    parent = last_approved(pipeline)
-    manifest = {"pipeline": pipeline, "version": number, "digest": digest, "eval_digest": eval_digest,
-                "record_digests": record_digests,
-                "sources": ingest["files"], "labels": stages.get("label", {}).get("files", []), "counts": counts, "contract": valid["contract"],
-                "contract_version": valid["contract_version"], "settings": settings,
-                "parent": parent.data.tags["corpus.digest"] if parent else None, "code_version": _code_version(),
-                "created": datetime.now(timezone.utc).isoformat()}
-    write_json(manifest, staging / "manifest.json")
-    if folder.exists():
-        shutil.rmtree(folder)
-    staging.replace(folder)
+
+
+def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, folder, valid: dict, settings: dict,
+                     counts: dict, eval_digest: str, record_digests: dict) -> str:
+    """The version's MLflow run, created last; it ends FINISHED only if everything was logged."""
+    import mlflow
+
     with mlflow.start_run(experiment_id=experiment, run_name=f"corpus-v{number}") as run:
         mlflow.set_tags({"corpus.digest": digest, "corpus.version": str(number), "corpus.status": "pending",
                          "corpus.path": str(folder), "contract": valid["contract"],
                          "contract.version": str(valid["contract_version"]), "corpus.eval_digest": eval_digest})
+        crash_point("run-tags")
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
         for name, dataset in corpus_datasets(folder, pipeline, record_digests):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")
-    return {"pipeline": pipeline, "digest": digest, "version": number, "path": str(folder), "run_id": run.info.run_id,
-            "new": True, "counts": counts, "contract": valid["contract"],
-            "contract_version": valid["contract_version"], "owners": valid["owners"]}
+    return run.info.run_id
 
 
 # --- versions side by side -------------------------------------------------------------------------
@@ -209,14 +378,8 @@ def diff_markdown(diff: dict, old_label: str, new_label: str, sample: int = 10) 
 
 
 def list_versions(pipeline: str) -> list:
-    """The MLflow runs of every corpus version of a pipeline, oldest first."""
-    import mlflow
-
-    from adapterops.tracking import corpus_experiment, ensure_experiment
-
-    experiment = ensure_experiment(corpus_experiment(pipeline))
-    runs = mlflow.search_runs([experiment], output_format="list")
-    return sorted((r for r in runs if "corpus.version" in r.data.tags), key=lambda r: int(r.data.tags["corpus.version"]))
+    """The MLflow runs of every complete corpus version of a pipeline, oldest first."""
+    return _finished_runs(pipeline)
 
 
 def last_approved(pipeline: str, other_than=None):

@@ -315,7 +315,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     """
     import torch
 
-    from tasks.checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+    from tasks.checkpoints import TrainingState, load_checkpoint, resumable_checkpoint, save_checkpoint
 
     if not examples:
         raise AdapterOpsError("No training examples: the approved corpus has no train records with a completion.")
@@ -330,7 +330,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     # recipe: what the caller trained with beyond cfg (LoRA settings, base revision); a resume must match it too
     recipe = {"train": cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)} | (recipe or {})
     state = TrainingState(fingerprint=run_fingerprint(examples, recipe, named))
-    latest = latest_checkpoint(checkpoints) if resume else None
+    latest = resumable_checkpoint(checkpoints) if resume else None   # only what this run wrote, unchanged
     if latest is not None:
         state = load_checkpoint(latest, named, optimizer, order, state.fingerprint)
         for step, metrics in enumerate(state.history):
@@ -406,9 +406,9 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
     checkpoints = out_dir / "checkpoints"
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    from tasks.checkpoints import latest_checkpoint
+    from tasks.checkpoints import resumable_checkpoint
 
-    resumed_from = latest_checkpoint(checkpoints) if resume else None
+    resumed_from = resumable_checkpoint(checkpoints) if resume else None
     history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume,
                          recipe=recipe_settings(cfg) | {"base_revision": base.revision})
     rank, _ = distributed_rank()
@@ -490,7 +490,7 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from tasks.approval import require_approved
     from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
 
-    corpus_tags = require_approved(corpus["pipeline"], corpus["digest"])
+    corpus_tags = require_approved(corpus["pipeline"], corpus["digest"], cfg.approval)  # signed decision, rehashed bytes
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
     records = load_records(Path(corpus["path"]) / "train.parquet")
     experiment = ensure_experiment(adapter_experiment(cfg.name))

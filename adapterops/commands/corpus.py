@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).
 
 def versions_table(name: str) -> Table:
     """Every version of a pipeline's corpus with its digest, status, approver and counts."""
+    from tasks.corpus import displayed_status
     from tasks.corpus import list_versions as versions
 
     table = Table(title=f"Corpus versions of {name}")
@@ -27,7 +29,7 @@ def versions_table(name: str) -> Table:
         table.add_column(column)
     for run in versions(name):
         t, m = run.data.tags, run.data.metrics
-        table.add_row(*map(terminal, (t["corpus.version"], t["corpus.digest"][:19], t.get("corpus.status", ""),
+        table.add_row(*map(terminal, (t["corpus.version"], t["corpus.digest"][:19], displayed_status(run),
                                       t.get("approval.approver", ""), Path(t["corpus.path"]).name)),
                       *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
     return table
@@ -44,6 +46,7 @@ def list_versions(name: str = NAME) -> None:
 def show(version: int, name: str = NAME) -> None:
     """A version's manifest, decision log and the diff against the last approved version."""
     setup()
+    from tasks.approval import decision_log
     from tasks.corpus import diff_against_last_approved, get_version, load_manifest
 
     run = get_version(name, version)
@@ -52,9 +55,9 @@ def show(version: int, name: str = NAME) -> None:
               f"digest {manifest['digest']}")
     out.print_json(json.dumps({k: manifest[k] for k in ("counts", "contract", "contract_version", "parent",
                                                         "code_version", "created", "sources")}, default=str))
-    log = [(k, v) for k, v in run.data.tags.items() if k.startswith("approval.log.")]
-    for _, entry in sorted(log, key=lambda kv: int(kv[0].rsplit(".", 1)[1])):
-        out.print(f"  decision: {terminal(entry)}")
+    for entry in decision_log(run):
+        out.print(terminal(f"  decision {entry['seq']}: {entry['time']} {entry['approver']} {entry['decision']} "
+                           f"{entry['note']}"), markup=False, highlight=False)
     out.print(Markdown(diff_against_last_approved(name, run)))
 
 
@@ -68,7 +71,7 @@ def diff(a: int, b: int, name: str = NAME) -> None:
     out.print(Markdown(diff_markdown(diff_records(version_records(old), version_records(new)), f"v{a}", f"v{b}")))
 
 
-def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool) -> None:
+def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool, key_file: Path | None) -> None:
     setup()
     from tasks.approval import record_decision
     from tasks.corpus import diff_against_last_approved, get_version
@@ -77,22 +80,27 @@ def _decide(version: int, name: str, approver: str, note: str, decision: str, ye
     out.print(Markdown(diff_against_last_approved(name, run)))
     if not yes and not typer.confirm(f"Record '{decision}' for {name} corpus v{version} as {approver}?"):
         raise typer.Exit(1)
-    record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note)
+    # a person at the CLI: `policy:*` approvers are refused (they decide only inside `approval: auto` runs)
+    record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note, key_file=key_file)
     out.print(terminal(f"{name} corpus v{version} {decision} by {approver} at {record['time']} "
-                       f"(digest {record['digest'][:19]})."))
+                       f"(digest {record['digest'][:19]}), signed with their key."), markup=False, highlight=False)
+
+
+AS = typer.Option(..., "--as", help="Your name as listed in the contract's owners; signs with your key.")
+KEY_FILE = typer.Option(None, "--key-file", help="Your private key; default: ADAPTEROPS_HOME/keys/NAME.key.")
+NOTE = typer.Option("", help="Why, for the decision log.")
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation after the diff.")
 
 
 @app.command()
-def approve(version: int, approver: str = typer.Option(..., "--as", help="Your name as listed in the contract's owners."),
-            note: str = typer.Option("", help="Why, for the decision log."), name: str = NAME,
-            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation after the diff.")) -> None:
-    """Approve a pending version (contract owners only); training may then use it."""
-    _decide(version, name, approver, note, "approved", yes)
+def approve(version: int, approver: str = AS, note: str = NOTE, name: str = NAME, yes: bool = YES,
+            key_file: Optional[Path] = KEY_FILE) -> None:
+    """Approve a pending version (contract owners only, signed); training may then use it."""
+    _decide(version, name, approver, note, "approved", yes, key_file)
 
 
 @app.command()
-def reject(version: int, approver: str = typer.Option(..., "--as", help="Your name as listed in the contract's owners."),
-           note: str = typer.Option("", help="Why, for the decision log."), name: str = NAME,
-           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation after the diff.")) -> None:
-    """Reject a pending version (contract owners only); training will refuse it."""
-    _decide(version, name, approver, note, "rejected", yes)
+def reject(version: int, approver: str = AS, note: str = NOTE, name: str = NAME, yes: bool = YES,
+           key_file: Optional[Path] = KEY_FILE) -> None:
+    """Reject a pending version (contract owners only, signed); training will refuse it."""
+    _decide(version, name, approver, note, "rejected", yes, key_file)

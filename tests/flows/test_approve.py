@@ -11,6 +11,18 @@ from adapterops.cli import app
 from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
 
+
+@pytest.fixture(scope="module", autouse=True)
+def owner_keys(tmp_path_factory):
+    """dana.k holds a key listed in a copy of the contract (same name and version) and may decide in the form."""
+    from tests.integrity.procs_approval import keyed_contract
+
+    path = keyed_contract(tmp_path_factory.mktemp("contracts"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ADAPTEROPS_CONTRACTS", str(path.parent))
+        yield path
+
+
 SMALL = {"approval": "owner", "demo_records": 150, "train": {"max_steps": 2, "batch_size": 2},
          "release": {"model_name": "approval-tests"},
          "approval_timeout_hours": 0.05}
@@ -119,11 +131,10 @@ def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness,
 
     _, corpus = curate_pending("exowner")
     record_decision("exowner", corpus["digest"], "dana.k", "approved")
-    contract = tmp_path / "support_tickets.yaml"
-    from tasks.contract import CONTRACTS_DIR
+    from tests.integrity.procs_approval import keyed_contract
 
-    contract.write_text((CONTRACTS_DIR / "support_tickets.yaml").read_text().replace("  - dana.k ", "  - sam.p "))
-    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
+    contract = keyed_contract(tmp_path, {"sam.p": {}, "policy:auto": {}})     # dana.k no longer an owner
+    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(contract.parent))
     with pytest.raises(AdapterOpsError, match="not an owner of contract"):
         require_approved("exowner", corpus["digest"])
 
