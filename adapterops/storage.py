@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:            # pandas loads lazily: the CLI imports this module for its error handling
     import pandas as pd
 
+    from adapterops.errors import AdapterOpsError
+
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 

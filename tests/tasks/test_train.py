@@ -21,7 +21,7 @@ def test_loss_is_on_completion_tokens_only_and_truncation_is_counted(tiny_model_
     assert truncated == 0
     assert all(label == IGNORE for label in labels[:prompt_len]) and IGNORE not in labels[prompt_len:]
     assert labels[-1] == tokenizer.eos_token_id
-    _, truncated = tokenize_examples(RECORDS[:3], tokenizer, "Q: {prompt}\nA: ", max_length=40)
+    _, truncated = tokenize_examples(RECORDS[:3], tokenizer, "Q: {prompt}\nA: ", max_length=16)
     assert truncated == 3
 
 
