@@ -138,6 +138,7 @@ from adapterops.commands import dedup as _dedup; app.command("dedup")(_dedup.ded
 from adapterops.commands import label as _label; app.add_typer(_label.app, name="label")  # noqa: E402,E702
 from adapterops.commands import release as _release; app.add_typer(_release.app, name="release")  # noqa: E402,E702
 from adapterops.commands import evaluate as _evaluate; app.command("eval")(_evaluate.evaluate_version)  # noqa: E402,E702
+from adapterops.commands import serve as _serve; app.command("serve")(_serve.serve)  # noqa: E402,E702
 
 
 def main() -> None:
