@@ -62,6 +62,11 @@ class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr]
 
 
+def _union_member(part) -> bool:
+    """pydantic names the union member tried in an error's location (stop.str, stop.list[str]): not a field."""
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
+
+
 def parse_body(raw: bytes, schema: type[_Request]) -> _Request:
     """The request body validated against schema, or an ApiError naming the field at fault."""
     try:
@@ -74,7 +79,7 @@ def parse_body(raw: bytes, schema: type[_Request]) -> _Request:
         request = schema.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = ".".join(str(p) for p in first["loc"] if not _union_member(p)) or None
         raise ApiError(400, f"{param}: {first['msg']}", param=param, code="invalid_value") from None
     if request.stream:
         raise ApiError(400, "Streaming is not supported; send stream: false.", param="stream", code="unsupported_value")
