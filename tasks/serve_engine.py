@@ -64,12 +64,22 @@ class AdapterPool:
     def __init__(self, model, tokenizer, base_name: str, base_revision: str, prompt_template: str):
         self.model, self.tokenizer = model, tokenizer     # a PeftModel once the first adapter is attached
         self.base_name, self.base_revision, self.prompt_template = base_name, base_revision, prompt_template
-        self.model_lock = threading.Lock()      # generation, attach and delete never overlap
+        self.model_lock = threading.RLock()     # generation, attach and delete never overlap
         self.routes_lock = threading.Lock()
         self.loaded: dict[tuple[str, str], Slot] = {}
         self.aliases: dict[tuple[str, str], str] = {}
         self.retired: list[Slot] = []
         self._ids = itertools.count(1)
+        self.worker: "Batcher | None" = None     # set by a running Batcher: model changes go through its thread
+
+    def exclusive(self, change):
+        """Run change() with the model to itself. With a running batcher it runs on the batcher's thread between
+        two batches: a plain lock would let a busy generation loop starve a swap."""
+        worker = self.worker
+        if worker is not None and threading.current_thread() is not worker.thread:
+            return worker.call(change)
+        with self.model_lock:
+            return change()
 
     def check_base(self, adapter: RegisteredAdapter) -> None:
         """Refuse an adapter trained on another base (one base per process)."""
@@ -89,8 +99,7 @@ class AdapterPool:
             slot = self.loaded.get(key)
         if slot is None:
             slot = Slot(adapter.model_name, adapter.version, f"a{next(self._ids)}_v{adapter.version}", adapter.corpus_digest)
-            with self.model_lock:
-                self._load(adapter.adapter_dir, slot.adapter)
+            self.exclusive(lambda: self._load(adapter.adapter_dir, slot.adapter))
         with self.routes_lock:
             self.loaded[key] = slot
             self.aliases[(adapter.model_name, alias)] = adapter.version
@@ -123,14 +132,16 @@ class AdapterPool:
         with self.routes_lock:
             idle = [s for s in self.retired if s.inflight == 0]
             self.retired = [s for s in self.retired if s.inflight > 0]
-        for slot in idle:
-            with self.model_lock:
-                if len(self.model.peft_config) > 1:   # peft keeps at least one adapter; an unused one costs little
-                    self.model.delete_adapter(slot.adapter)
-                else:
-                    with self.routes_lock:
-                        self.retired.append(slot)
-                    return
+        if idle:
+            self.exclusive(lambda: self._delete(idle))
+
+    def _delete(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            if len(self.model.peft_config) > 1:   # peft keeps at least one adapter; an unused one costs little
+                self.model.delete_adapter(slot.adapter)
+            else:
+                with self.routes_lock:
+                    self.retired.append(slot)
 
     def acquire(self, model: str) -> Slot:
         """The slot that answers `model`, held until release(): a swap cannot delete it meanwhile."""
@@ -178,19 +189,48 @@ class Batcher:
     def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int):
         self.pool, self.max_batch, self.max_queue = pool, max_batch, max_queue
         self.pending: deque[Job] = deque()
+        self.changes: deque[tuple] = deque()    # model changes (attach, delete) run between batches
         self.cond = threading.Condition()
         self.stopped = False
         self.thread = threading.Thread(target=self._run, name="adapterops-batcher", daemon=True)
 
     def start(self) -> "Batcher":
+        self.pool.worker = self
         self.thread.start()
         return self
+
+    def call(self, change):
+        """Run change() on the worker thread before its next batch; its result or exception."""
+        future: Future = Future()
+        with self.cond:
+            if self.stopped:
+                raise RuntimeError("the server is shutting down")
+            self.changes.append((change, future))
+            self.cond.notify()
+        return future.result()
+
+    def _run_changes(self) -> None:
+        while True:
+            with self.cond:
+                if not self.changes:
+                    return
+                change, future = self.changes.popleft()
+            try:
+                with self.pool.model_lock:
+                    future.set_result(change())
+            except Exception as error:
+                future.set_exception(error)
 
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
-        self.thread.join(timeout=30)
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+        if self.pool.worker is self:
+            self.pool.worker = None
+        for change, future in self.changes:   # nobody runs them now: fail their callers instead of hanging
+            future.set_exception(RuntimeError("the server is shutting down"))
 
     def depth(self) -> int:
         with self.cond:
@@ -209,10 +249,12 @@ class Batcher:
 
     def _take(self) -> list[Job] | None:
         with self.cond:
-            while not self.pending and not self.stopped:
+            while not self.pending and not self.changes and not self.stopped:
                 self.cond.wait()
             if self.stopped:
                 return None
+            if not self.pending:
+                return []
             first = self.pending[0]
             batch = [j for j in self.pending if j.max_new_tokens == first.max_new_tokens][:self.max_batch]
             taken = set(map(id, batch))
@@ -223,6 +265,7 @@ class Batcher:
         from tasks.generate import generate
 
         while (batch := self._take()) is not None:
+            self._run_changes()
             cancelled = [j for j in batch if not j.future.set_running_or_notify_cancel()]
             batch = [j for j in batch if j not in cancelled]
             outcome: list | Exception = []

@@ -29,7 +29,7 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "adapterops.cli", "serve", "--port", str(self.port), "--host", "127.0.0.1",
+        command = [sys.executable, "-c", "from adapterops.cli import main; main()", "serve", "--port", str(self.port), "--host", "127.0.0.1",
                    "--poll-seconds", str(poll_seconds)]
         command += [a for n in model_names for a in ("--name", n)] + [a for a in aliases for a in ("--alias", a)]
         if config_path:

@@ -23,7 +23,12 @@ def serve(name: list[str] = typer.Option(..., "--name", help="Registered model t
     overrides = {k: v for k, v in {"port": port, "host": host, "poll_seconds": poll_seconds}.items() if v is not None}
     settings = cfg.serve.model_copy(update=overrides)
     setup()
+    import logging
+
     import uvicorn
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("adapterops.serve").setLevel(logging.INFO)
 
     from tasks.serve_registry import build_server
 
