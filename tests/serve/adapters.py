@@ -22,7 +22,7 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
     torch.manual_seed(seed)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
                            LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
-                                      init_lora_weights=False))
+                                      task_type="CAUSAL_LM", init_lora_weights=False))
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
         with mlflow.start_run(experiment_id=ensure_experiment("serve-tests")):

@@ -69,7 +69,8 @@ def test_staging_serves_the_candidate_over_http_and_a_mismatch_fails_it_leaving_
                              "version": candidate}, cases, [], 8, tmp_path)
     assert result["requests"] == 3 and result["failed"] == 0 and result["differ"] == 1, result
     assert not result["passed"] and any("differ from the offline" in r for r in result["reasons"])
-    assert client.get_registered_model("svc-staging").aliases == {"production": production, "staging": candidate}
+    aliases = {k: str(v) for k, v in client.get_registered_model("svc-staging").aliases.items()}
+    assert aliases == {"production": production, "staging": candidate}
     tags = client.get_model_version("svc-staging", candidate).tags
     assert tags["staging.decision"] == "failed" and "differ" in tags["staging.reasons"]
     with pytest.raises(ProcessLookupError):   # the server it started is gone
