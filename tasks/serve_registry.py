@@ -117,6 +117,10 @@ def build_server(model_names: list[str], aliases: list[str], settings: ServeConf
     for key, version in found.items():
         fetched.setdefault((key[0], version), registered_adapter(client, key[0], version))
     first = next(iter(fetched.values()))
+    if settings.cpu_threads:
+        import torch
+
+        torch.set_num_threads(settings.cpu_threads)
     pool = load_pool(first)
     for (name, alias), version in found.items():
         pool.attach(fetched[(name, version)], alias)
