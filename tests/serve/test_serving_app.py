@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from adapterops.config import ServeConfig
 from tests.serve.adapters import register_adapter
 
-SETTINGS = ServeConfig(max_new_tokens=8, max_tokens_limit=32, max_prompt_tokens=64, max_batch=8, max_queue=8)
+SETTINGS = ServeConfig(cpu_threads=0, max_new_tokens=8, max_tokens_limit=32, max_prompt_tokens=64, max_batch=8, max_queue=8)
 CHAT = {"messages": [{"role": "user", "content": "I was charged twice for my invoice"}], "max_tokens": 8}
 
 
