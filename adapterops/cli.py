@@ -123,6 +123,8 @@ from adapterops.commands import label as _label; app.add_typer(_label.app, name=
 from adapterops.commands import release as _release; app.add_typer(_release.app, name="release")  # noqa: E402,E702
 from adapterops.commands import evaluate as _evaluate; app.command("eval")(_evaluate.evaluate_version)  # noqa: E402,E702
 from adapterops.commands import keys as _keys; app.add_typer(_keys.app, name="keys")  # noqa: E402,E702
+from adapterops.commands import serve as _serve; app.command("serve")(_serve.serve)  # noqa: E402,E702
+from adapterops.commands import export as _export; app.command("export")(_export.export)  # noqa: E402,E702
 
 
 def main() -> None:

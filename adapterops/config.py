@@ -171,6 +171,23 @@ class ReleaseConfig(Section):
                                  description="Release rules per score; every matching rule must pass.")
 
 
+class ServeConfig(Section):
+    """`adapterops serve` and the staging smoke suite: one process, one base model, many adapters."""
+    host: str = Field("127.0.0.1", description="Address the server listens on (0.0.0.0: every interface).")
+    port: int = Field(8000, ge=0, le=65535, description="Port the server listens on; 0: a free port.")
+    poll_seconds: float = Field(2.0, gt=0, le=300, description="Seconds between registry polls; a moved alias is swapped in at the next poll.")
+    max_batch: int = Field(16, ge=1, description="Most requests generated together in one (mixed-adapter) batch.")
+    max_queue: int = Field(64, ge=1, description="Requests waiting beyond this answer 429.")
+    max_new_tokens: int = Field(128, ge=1, description="Tokens generated when a request does not say (max_tokens).")
+    max_tokens_limit: int = Field(512, ge=1, description="Most tokens a request may ask for (max_tokens).")
+    max_prompt_tokens: int = Field(1024, ge=1, description="Longer prompts answer 400.")
+    cpu_threads: int = Field(1, ge=0, description="Torch CPU threads of the server; 1 avoids thread contention on shared or small machines (measured 40x faster under load here); 0: torch's default.")
+    smoke_prompts: int = Field(16, ge=1, description="Staging: eval prompts sent to the candidate over HTTP.")
+    smoke_format_min: float = Field(0.5, ge=0, le=1, description="Staging: least share of answers matching the contract's regex_match scorers.")
+    smoke_p95_seconds: float = Field(10.0, gt=0, description="Staging: most p95 latency of one smoke request, in seconds.")
+    smoke_startup_seconds: float = Field(180.0, gt=0, description="Staging: most seconds the staging server may take to answer /health.")
+
+
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
     sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
@@ -189,6 +206,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Held-out evaluation settings.")
     release: ReleaseConfig = Field(default_factory=ReleaseConfig, description="Promotion gate and registry settings.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving (adapterops serve) and staging smoke settings.")
     demo_records: int = Field(1200, ge=50, description="Records the demo generator writes (demo sources only).")
     demo_seed: int = Field(2026, description="Seed of the demo generator.")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow server; default: SQLite in the workspace.")

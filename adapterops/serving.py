@@ -1,15 +1,47 @@
-"""MLflow pyfunc model (logged as code, never pickled): base model by reference + the LoRA adapter."""
+"""MLflow pyfunc model (logged as code, never pickled): base model by reference + the LoRA adapter.
+
+Input: a `prompt` column (MLflow's inputs / dataframe_split / dataframe_records / instances formats);
+params: max_new_tokens, temperature (0: greedy, the only decoding served), stop.
+"""
 
 from __future__ import annotations
 
 import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-
-try:   # the one prompt builder; a registered model ships it as code (code_paths) and imports it as `prompts`
+try:   # shipped with the registered model (code_paths); imported bare where AdapterOps is not installed
+    from tasks.generate import generate
     from tasks.prompts import prompt_token_ids
+    from tasks.served_model import DEFAULT_MAX_NEW_TOKENS, base_model_location, cut_at_stop
 except ImportError:   # pragma: no cover - only where AdapterOps is not installed
+    from generate import generate
     from prompts import prompt_token_ids
+    from served_model import DEFAULT_MAX_NEW_TOKENS, base_model_location, cut_at_stop
+
+
+def _bad_input(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)   # the scoring server answers 400
+
+
+def prompts_of(model_input) -> list[str]:
+    """The prompts of a request: a DataFrame's `prompt` column (or its only column), or a list of strings/records."""
+    if hasattr(model_input, "columns"):
+        if "prompt" not in model_input.columns and len(model_input.columns) != 1:
+            raise _bad_input(f"expected a 'prompt' column, got {list(model_input.columns)}")
+        column = model_input["prompt"] if "prompt" in model_input.columns else model_input.iloc[:, 0]
+        rows = column.tolist()
+    else:
+        rows = [v.get("prompt") if isinstance(v, dict) else v for v in list(model_input)]
+    values = []   # {"prompt": [a, b]} arrives as one row holding the list
+    for row in rows:
+        values.extend(row.tolist() if hasattr(row, "tolist") else row if isinstance(row, list) else [row])
+    if not values:
+        raise _bad_input("no prompts: send at least one non-empty prompt")
+    if any(not isinstance(v, str) or not v.strip() for v in values):
+        raise _bad_input("every prompt must be a non-empty string")
+    return values
 
 
 class AdapterModel(PythonModel):
@@ -20,26 +52,25 @@ class AdapterModel(PythonModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         config = context.model_config
-        revision = config.get("serving.base_revision")
-        revision = None if not revision or revision.startswith("sha256:") else revision
+        path, revision = base_model_location(config)
         self.template = config.get("serving.prompt_template", "{prompt}")
-        self.tokenizer = AutoTokenizer.from_pretrained(config["serving.base_path"], revision=revision)
-        base = AutoModelForCausalLM.from_pretrained(config["serving.base_path"], revision=revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        base = AutoModelForCausalLM.from_pretrained(path, revision=revision)
         self.model = PeftModel.from_pretrained(base, context.artifacts["adapter"]).eval()
 
-    def predict(self, context, model_input: list[str], params=None) -> list[str]:
-        import torch
-
-        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else [str(p) for p in model_input]
-        max_new = int((params or {}).get("max_new_tokens", 128))
-        outputs = []
-        for prompt in prompts:
-            ids = torch.tensor([prompt_token_ids(self.tokenizer, prompt, self.template)])
-            with torch.no_grad():
-                generated = self.model.generate(input_ids=ids, max_new_tokens=max_new, do_sample=False,
-                                                pad_token_id=self.tokenizer.pad_token_id)
-            outputs.append(self.tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True))
-        return outputs
+    def predict(self, context, model_input, params=None) -> list[str]:
+        params = params or {}
+        prompts = prompts_of(model_input)
+        max_new = int(params.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+        if max_new < 1:
+            raise _bad_input("max_new_tokens must be at least 1")
+        if float(params.get("temperature") or 0.0) != 0.0:
+            raise _bad_input("this model decodes greedily: send temperature 0 or leave it out")
+        stop = params.get("stop")
+        stop = [stop] if isinstance(stop, str) else list(stop or [])
+        ids = [prompt_token_ids(self.tokenizer, p, self.template) for p in prompts]
+        answers = generate(self.model, self.tokenizer, ids, max_new, adapter="default")
+        return [cut_at_stop(a.text, stop)[0] for a in answers]
 
 
 mlflow.models.set_model(AdapterModel())

@@ -489,6 +489,7 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
     from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
+    from tasks.served_model import pyfunc_model_args
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"], cfg.approval)  # signed decision, rehashed bytes
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
@@ -518,12 +519,9 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
         weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
             name=f"adapter-corpus-v{corpus['version']}-{recipe}",
-            python_model=str(Path(__file__).resolve().parent.parent / "adapterops" / "serving.py"),
-            code_paths=[str(Path(__file__).resolve().parent / "prompts.py")],   # the one prompt builder
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
-            model_config={"serving.base_name": base.name, "serving.base_path": base.path, "serving.base_revision": base.revision,
-                          "serving.prompt_template": cfg.train.prompt_template},
-            pip_requirements=["torch==2.13.0", "transformers>=5.24,<5.25", "peft>=0.21.2,<0.22"])
+            **pyfunc_model_args(base.name, base.path, base.revision, cfg.base_model == BUILTIN_TINY_MODEL,
+                                cfg.train.prompt_template))
         logged_bytes = check_logged_artifact(info.model_uri, done["expected_adapter_bytes"])
         mlflow.log_metrics({"adapter.bytes": weights.stat().st_size, "adapter.logged_bytes": logged_bytes,
                             "train.final_loss": history[-1]["loss"]})
