@@ -55,6 +55,11 @@ def _print_summary(result: dict, seconds: float) -> None:
                              f"base {adapter['base_name']} {adapter['base_revision']})")
     table.add_row("evaluation", f"{evaluation['examples']} eval records, {evaluation['seconds']:.0f} s, MLflow run "
                                 f"{evaluation['run_id']}")
+    if staged := result.get("staging"):
+        table.add_row("staging", f"{'passed' if staged['passed'] else 'FAILED'}: {staged['requests']} eval prompts over "
+                                 f"HTTP at alias staging, p95 {staged['p95_seconds']:.2f} s, format {staged['format_share']:.0%}, "
+                                 f"{staged['differ']} differ from the offline answers"
+                                 + ("" if staged["passed"] else " — " + escape("; ".join(staged["reasons"]))))
     table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ")
                   + escape(release["reason"]))
     table.add_row("workspace", str(resolve_workspace().root))

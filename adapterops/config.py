@@ -169,6 +169,8 @@ class ReleaseConfig(Section):
     model_name: str = Field("support-triage-adapter", description="Registered model name in the MLflow registry.")
     gate: list[GateRule] = Field(default_factory=_default_gate,
                                  description="Release rules per score; every matching rule must pass.")
+    staging: bool = Field(True, description="Serve a candidate that passes the gate at alias staging and run the "
+                                            "smoke suite over HTTP before production moves (serve.smoke_*).")
 
 
 class ServeConfig(Section):

@@ -16,9 +16,9 @@ verify_approval_task = task(name="verify-approval")(require_approved_adapter)
 
 
 @flow(name="release")
-def release(config: Config, adapter: dict, evaluation: dict) -> dict:
+def release(config: Config, adapter: dict, evaluation: dict, staging: dict | None = None) -> dict:
     verify_approval_task(config.name, adapter["model_name"], adapter["version"], config.approval)  # signed, rehashed
-    decision = release_task(config.release, adapter, evaluation)
+    decision = release_task(config.release, adapter, evaluation, staging)
     verdict = "promoted to production" if decision["promoted"] else "held at candidate"
     publish_markdown("release", f"{decision['model_name']} v{decision['version']} {verdict}", gate_markdown(decision))
     return decision

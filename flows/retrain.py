@@ -9,7 +9,9 @@ from flows.approve import approve
 from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.release import release
+from flows.staging import staging
 from flows.train import train, train_on_work_pool
+from tasks.gate import decide
 from tasks.registry import reusable_version
 
 reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
@@ -34,5 +36,8 @@ def train_evaluate_release(config: Config, corpus: dict) -> dict:
     # On a GPU work pool when one is configured (run_deployment, waits for it), else in this process.
     adapter = train_on_work_pool(config, corpus) if config.train.work_pool else train(config, corpus)
     evaluation = evaluate(config, corpus, adapter)
-    decision = release(config, adapter, evaluation)
-    return {"corpus": corpus, "adapter": adapter, "evaluation": evaluation, "release": decision}
+    # only a candidate the offline gate would promote is staged: a held one never reaches a server
+    staged = staging(config, corpus, adapter, evaluation) if (
+        config.release.staging and decide(config.release.gate, evaluation["summary"]).promote) else None
+    decision = release(config, adapter, evaluation, staged)
+    return {"corpus": corpus, "adapter": adapter, "evaluation": evaluation, "staging": staged, "release": decision}

@@ -245,6 +245,18 @@ def move_production(client, model, version: str, action: str, by: str, reason: s
     return finish_move(client, model.name, number, entry)
 
 
+def record_hold(client, model, version: str, action: str, reason: str) -> dict:
+    """A candidate stopped on its way to production, in the audit trail beside the moves (status "held":
+    it moved nothing, so rollback and reconciling skip it)."""
+    from datetime import datetime, timezone
+
+    log = _numbered_log(model)
+    entry = production_entry(version, model.aliases.get("production"), action, "release gate", reason,
+                             datetime.now(timezone.utc).isoformat(), status="held")
+    _write_entry(client, model.name, (log[-1][0] if log else 0) + 1, entry)
+    return entry
+
+
 def rollback_production(model_name: str, to_version: str | None, by: str, reason: str) -> dict:
     """Move production back (to to_version, or to the version before the last move), recorded in the audit trail.
 
@@ -269,8 +281,9 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     return {"model_name": model_name, **entry}
 
 
-def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> dict:
-    """Alias the new version 'candidate'; move 'production' only if every gate rule passes; record why.
+def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, staging: dict | None = None) -> dict:
+    """Alias the new version 'candidate'; move 'production' only if every gate rule passes and, with
+    release.staging, the staging smoke suite passed over HTTP; record why.
 
     Production is read again here (failing closed): when it is no longer the version the candidate was
     evaluated against, the candidate is held, since the gate's production comparison would be stale.
@@ -299,6 +312,11 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
                                   f"was evaluated against {'v' + evaluated_against if evaluated_against else 'no production version'}; "
                                   "evaluate it again against the current production before releasing")
         previous = current
+    elif promote and release.staging and not (staging or {}).get("passed"):
+        promote = False
+        reason = "held: staging failed: " + ("; ".join(staging["reasons"]) if staging else "the smoke suite did not run")
+        record_hold(client, registered_model(client, name, reconcile=False), version, "staging-failed", reason)
+        previous = current
     elif promote:
         move_production(client, registered_model(client, name, reconcile=False), version, "promote", "release gate", reason)
     when = datetime.now(timezone.utc).isoformat()
@@ -308,12 +326,13 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict) -> 
             registry_call(lambda: client.set_model_version_tag(name, version, key, value),
                           f"tagging {name} v{version} with {key}")
     verdict = "promoted" if promote else "held"
-    gate = decision.as_dict() | {"promote": promote, "reason": reason}
+    gate = decision.as_dict() | {"promote": promote, "reason": reason, "staging": staging}
     with mlflow.start_run(run_id=evaluation["run_id"]):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
     return {"model_name": name, "version": version, "promoted": promote, "reason": reason,
-            "previous_production": previous, "time": when, "checks": gate["checks"], "notes": decision.notes}
+            "previous_production": previous, "time": when, "checks": gate["checks"], "notes": decision.notes,
+            "staging": staging}
 
 
 # --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
