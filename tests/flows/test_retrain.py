@@ -78,7 +78,7 @@ def test_rerun_with_identical_inputs_trains_nothing_and_a_new_recipe_gates_again
     second = retrain(changed)
     assert second["corpus"]["version"] == first["corpus"]["version"]
     assert second["adapter"]["version"] != first["adapter"]["version"]
-    assert second["evaluation"]["production"]["version"] == first["adapter"]["version"]
+    assert second["evaluation"]["production_version"] == first["adapter"]["version"]
     assert second["release"]["previous_production"] == first["adapter"]["version"]
 
 
@@ -146,3 +146,22 @@ def test_eval_command_scores_a_version_against_production_and_moves_no_alias(fir
     evals = mlflow.search_runs(experiment_names=["e2e/adapters"], output_format="list",
                                filter_string=f"tags.`model.version` = '{version}' and tags.stage = 'evaluate'")
     assert len(evals) >= 2   # the pipeline's and the command's
+
+
+def test_a_failed_staging_holds_a_candidate_the_gate_would_promote(first_run):
+    from tasks.registry import production_history, production_version, release_adapter
+
+    config, result = first_run
+    client = mlflow.MlflowClient()
+    production = str(production_version(client, "e2e-adapter").version)
+    adapter = result["adapter"] | {"version": production}
+    evaluation = result["evaluation"] | {"production_version": None}
+    evaluation = evaluation | {"summary": evaluation["summary"] | {"vs_production": None}}
+    staged = {"passed": False, "reasons": ["3 of 16 answers differ from the offline evaluation's"]}
+    other = next(str(v.version) for v in client.search_model_versions("name = 'e2e-adapter'") if str(v.version) != production)
+    decision = release_adapter(config.release, adapter | {"version": other},
+                               evaluation | {"production_version": production}, staged)
+    assert not decision["promoted"] and "staging failed: 3 of 16 answers differ" in decision["reason"]
+    assert str(production_version(client, "e2e-adapter").version) == production
+    last = production_history("e2e-adapter")[-1]
+    assert (last["action"], last["status"], last["version"]) == ("staging-failed", "held", other)
