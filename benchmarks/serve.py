@@ -91,7 +91,7 @@ def main() -> None:
     print(f"adapterops serve, tiny model, 2 adapters, {args.requests} requests x {args.max_tokens} tokens, "
           f"{os.cpu_count()} CPUs")
     print(f"{'run':<24}{'req/s':>8}{'p50 s':>8}{'p95 s':>8}{'errors':>8}")
-    for label, r in ((f"one at a time", sequential), (f"{args.clients} concurrent clients", concurrent)):
+    for label, r in (("one at a time", sequential), (f"{args.clients} concurrent clients", concurrent)):
         print(f"{label:<24}{r['rps']:>8.2f}{r['p50']:>8.2f}{r['p95']:>8.2f}{r['errors']:>8}")
     print(f"throughput, concurrent vs one at a time: {concurrent['rps'] / sequential['rps']:.2f}x")
     if sequential["errors"] or concurrent["errors"]:
