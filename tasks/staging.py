@@ -111,7 +111,9 @@ def offline_answers(evaluation_run_id: str) -> list[tuple[str, str]]:
     """(prompt, candidate answer) pairs the offline evaluation logged (evaluation/examples.json)."""
     import mlflow
 
-    table = mlflow.load_table("evaluation/examples.json", run_ids=[evaluation_run_id])
+    # load_table searches the active experiment only; the eval run lives in the pipeline's own
+    experiment = mlflow.get_run(evaluation_run_id).info.experiment_id
+    table = mlflow.load_table("evaluation/examples.json", run_ids=[evaluation_run_id], experiment_ids=[experiment])
     return list(zip(table["prompt"].astype(str), table["candidate_answer"].astype(str)))
 
 
