@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:   # pandas is not imported for a write that does not need it (the dedup command's start-up)
+    import pandas as pd
 
 
 def _staging(path: Path) -> Path:

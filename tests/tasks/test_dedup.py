@@ -320,3 +320,23 @@ def test_the_accounting_check_refuses_a_record_removed_in_favour_of_one_not_kept
     check_accounting(np.array([True, False, False, True]), np.array([0, 0, 3, 3]))
     with pytest.raises(AdapterOpsError, match="accounting"):
         check_accounting(np.array([True, False, False, True]), np.array([0, 2, 3, 3]))   # 1 → 2, itself removed
+
+
+def test_candidate_pairs_are_the_pairs_of_datasketchs_index_buckets(monkeypatch):
+    import tasks.dedup
+    from tasks.dedup import ALL_PAIRS_UP_TO, candidate_pairs
+
+    def from_index(signatures, rows):
+        return lsh_candidate_pairs(build_lsh_index(signatures, rows, DedupParams()))
+
+    sketches, rows = graded_variants_sketches()
+    template = sketch_records(frame([f"{BASE} customer {k}" for k in range(ALL_PAIRS_UP_TO + 20)]), DedupParams())
+    cases = [(sketches.signatures, rows), (sketches.signatures, rows[1::2]),
+             (template.signatures, np.arange(len(template.ids)))]   # one bucket larger than ALL_PAIRS_UP_TO
+    for signatures, chosen in cases:
+        expected = from_index(signatures, chosen)
+        assert len(expected) > 0 and np.array_equal(candidate_pairs(signatures, chosen, DedupParams()), expected)
+    expected = from_index(sketches.signatures, rows)
+    monkeypatch.setattr(tasks.dedup, "band_groups", lambda block, shared_only=True: None)   # fingerprint collision
+    assert np.array_equal(candidate_pairs(sketches.signatures, rows, DedupParams()), expected)
+    assert candidate_pairs(sketches.signatures, rows[:0], DedupParams()).shape == (0, 2)
