@@ -118,13 +118,17 @@ def _arrow_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow string array's UTF-8 buffer and offsets (nulls as empty texts, non-ASCII ones normalised first)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
     other = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
     if other.any():
         replaced = [normalise_text(t) for t in texts.filter(pa.array(other)).to_pylist()]
-        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(replaced, pa.large_string()))
+        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(replaced, texts.type))
     _, offsets, data = texts.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1].astype(np.int64)
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return raw, offsets
 
@@ -496,18 +500,34 @@ def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple
 def sketch_table(table: pa.Table, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
                  workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """sketch_records for an Arrow table (a JSONL block, a Parquet batch): texts from their UTF-8 buffers, no pandas."""
-    arrays = [pc.fill_null(_as_text(table[c]), "") for c in text_columns]
-    texts = arrays[0] if len(arrays) == 1 else pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
-    ids = pc.fill_null(_as_text(table[id_column]), "None").to_numpy(zero_copy_only=False)   # as astype(str) writes None
+    texts = _joined_texts(table, text_columns)
+    ids = object_array(pc.fill_null(_as_text(table[id_column]), "None"))   # as astype(str) writes a missing id
     names = table.column_names
-    sources = table[source_column].to_numpy(zero_copy_only=False) if source_column in names else None
+    sources = object_array(table[source_column]) if source_column in names else None
     stamps = table["timestamp"].to_pandas() if "timestamp" in names else None
     return _sketch(texts, ids, _timestamps(stamps, table.num_rows), sources, params, workers)
 
 
+def _joined_texts(table: pa.Table, text_columns: tuple[str, ...]):
+    """The compared text of each row: its text columns joined by a space (missing values as empty text)."""
+    if len(text_columns) == 1:
+        return _as_text(table[text_columns[0]])    # nulls become empty texts in normalise_texts
+    arrays = [pc.fill_null(_as_text(table[c]), "") for c in text_columns]
+    return pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
+
+
+def object_array(column) -> np.ndarray:
+    """An Arrow column's values as a numpy object array (Arrow's own to_numpy would import pandas for text)."""
+    values = np.empty(len(column), dtype=object)
+    values[:] = column.to_pylist()
+    return values
+
+
 def _as_text(column) -> pa.Array:
-    """A column as one large_string array: text as it is, numbers and booleans written out, other values by str()."""
+    """A column as one text array: text as it is, numbers and booleans written out, other values by str()."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
     try:
         return column.cast(pa.large_string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -850,8 +870,8 @@ def load_sketches(folder, mmap: bool = False) -> Sketches:
     import pyarrow.parquet as pq
 
     names = pq.read_table(folder / "ids.parquet")
-    ids = _as_text(names["id"]).to_numpy(zero_copy_only=False)
-    sources = (names["source"].to_numpy(zero_copy_only=False)
+    ids = object_array(_as_text(names["id"]))
+    sources = (object_array(names["source"])
                if "source" in names.column_names else None)   # folders written before sources were stored have none
     if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold them
         arrays["sets"] = fold_to_32(np.asarray(arrays["sets"]))
