@@ -591,7 +591,8 @@ def verified_pairs(sketches: Sketches, rows: np.ndarray, params: DedupParams) ->
     pairs = candidate_pairs(sketches.signatures, rows, params)
     anchors = sketches.anchors()
     pairs = pairs[~(anchors[pairs[:, 0]] & anchors[pairs[:, 1]])]   # a previous version is already deduplicated
-    jaccard = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, pairs[:, 0], pairs[:, 1])
+    left, right = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])   # one compiled signature
+    jaccard = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, left, right)
     keep = jaccard >= params.threshold
     return pairs[keep], jaccard[keep]
 
@@ -876,3 +877,35 @@ def load_sketches(folder, mmap: bool = False) -> Sketches:
     if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold them
         arrays["sets"] = fold_to_32(np.asarray(arrays["sets"]))
     return Sketches(ids=ids, sources=sources, **arrays)
+
+
+def warm_up() -> None:
+    """Deduplicate a few generated records every way the command and curation do (JSONL and Parquet, word and
+    character shingles, a previous version, text columns as Python strings), so that numba compiles and caches
+    each kernel's signatures now: `make install` runs it, and the first real run loads them instead of compiling."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from tasks.record_batches import jsonl_table
+
+    base = "the customer reports that the invoice for the annual plan lists twelve seats instead of nine"
+    texts = [base, base.upper() + "!", base + " thanks", "Überweisung für die Rechnung", "", "short"] * 3
+    with tempfile.TemporaryDirectory(prefix="adapterops-warm-up-") as folder:
+        folder = Path(folder)
+        for name in ("old", "new"):
+            (folder / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{k}", "text": t, "source": "s"}) + "\n"
+                                                          for k, t in enumerate(texts)), encoding="utf-8")
+        pq.write_table(jsonl_table(folder / "new.jsonl"), folder / "new.parquet")
+        for path, shingle in ((folder / "old.jsonl", "char"), (folder / "new.parquet", "word"), (folder / "old.jsonl", "word")):
+            params = DedupParams(shingle=shingle)
+            summary = write_outputs(path, sketch_file(path, params, ("text",), workers=2), params,
+                                    folder / f"{path.suffix[1:]}-{shingle}", ("text",))
+        current = with_previous(sketch_file(folder / "new.jsonl", params, ("text",)), summary["signatures"], params.num_perm)
+        write_outputs(folder / "new.jsonl", current, params, folder / "incremental", ("text",), signatures=False)
+    import pandas as pd
+
+    dedup_records(pd.DataFrame({"id": [str(k) for k in range(len(texts))], "prompt": texts, "completion": "ok"}),
+                  DedupParams(), workers=2)

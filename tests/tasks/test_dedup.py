@@ -340,3 +340,20 @@ def test_candidate_pairs_are_the_pairs_of_datasketchs_index_buckets(monkeypatch)
     monkeypatch.setattr(tasks.dedup, "band_groups", lambda block, shared_only=True: None)   # fingerprint collision
     assert np.array_equal(candidate_pairs(sketches.signatures, rows, DedupParams()), expected)
     assert candidate_pairs(sketches.signatures, rows[:0], DedupParams()).shape == (0, 2)
+
+
+def test_the_dedup_command_starts_without_the_pipelines_heavy_libraries(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "one two three"}\n{"id": "b", "text": "One, two three!"}\n')
+    run = ("import sys; from adapterops.cli import main\n"
+           "try:\n    main()\nexcept SystemExit:\n    pass\n"
+           "print(' '.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", run, "dedup", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert pd.read_parquet(tmp_path / "out" / "kept.parquet")["id"].tolist() == ["a"]
+    loaded = {name.split(".")[0] for name in result.stdout.splitlines()[-1].split()}
+    heavy = {"prefect", "mlflow", "great_expectations", "torch", "transformers", "datasets", "datasketch", "peft"}
+    assert loaded & heavy == set()
