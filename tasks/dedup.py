@@ -221,11 +221,18 @@ def band_groups(block: np.ndarray, shared_only: bool = True) -> tuple[np.ndarray
     fingerprint = np.zeros(len(block), dtype=np.uint64)
     for column in range(block.shape[1]):
         fingerprint = fingerprint * np.uint64(0x9E3779B97F4A7C15) + block[:, column].astype(np.uint64) + np.uint64(column + 1)
-    order = np.argsort(fingerprint, kind="stable")
+    return groups_by_fingerprint(fingerprint, lambda left, right: bool((block[left] == block[right]).all()), shared_only)
+
+
+def groups_by_fingerprint(fingerprint: np.ndarray, equal, shared_only: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """band_groups from the band's fingerprints; equal(left rows, right rows) says whether rows with one
+    fingerprint hold the same values (None when some do not). Rows of a group come in any order."""
+    order = np.argsort(fingerprint)
     ordered = fingerprint[order]
     same_print = ordered[1:] == ordered[:-1]
     boundary = np.flatnonzero(same_print)
-    if len(boundary) and not (block[order[boundary]] == block[order[boundary + 1]]).all():
+    if len(boundary) and not equal(order[boundary], order[boundary + 1]):
         return None
     starts = np.flatnonzero(np.concatenate([[True], ~same_print]))
     ends = np.append(starts[1:], len(order))
@@ -337,10 +344,17 @@ def candidate_pairs(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
     """
     bands, rows = choose_bands(params.threshold, params.num_perm)
     rows_to_index = np.asarray(rows_to_index, dtype=np.int64)
+    fingerprints = np.empty((bands, len(rows_to_index)), dtype=np.uint64)   # band_groups' fingerprints, in one pass
+    kernels.band_fingerprints_into(signatures, rows_to_index, rows, fingerprints)
 
     def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:
-        block = signatures[rows_to_index, band * rows:(band + 1) * rows]
-        order, starts, ends = band_groups(block) or _groups_by_values(block)
+        columns = slice(band * rows, (band + 1) * rows)
+
+        def equal(left: np.ndarray, right: np.ndarray) -> bool:
+            return bool((signatures[rows_to_index[left], columns] == signatures[rows_to_index[right], columns]).all())
+
+        groups = groups_by_fingerprint(fingerprints[band], equal)
+        order, starts, ends = groups if groups is not None else _groups_by_values(signatures[rows_to_index, columns])
         sizes = ends - starts
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
@@ -905,6 +919,7 @@ def warm_up() -> None:
                                     folder / f"{path.suffix[1:]}-{shingle}", ("text",))
         current = with_previous(sketch_file(folder / "new.jsonl", params, ("text",)), summary["signatures"], params.num_perm)
         write_outputs(folder / "new.jsonl", current, params, folder / "incremental", ("text",), signatures=False)
+        cluster_columns(load_sketches(summary["signatures"], mmap=True), params)   # read-only arrays (sharded flow)
     import pandas as pd
 
     dedup_records(pd.DataFrame({"id": [str(k) for k in range(len(texts))], "prompt": texts, "completion": "ok"}),

@@ -255,6 +255,18 @@ def token_keys_into(tokens, offsets, keys, first_doc, last_doc):
 
 
 @numba.njit(cache=True, nogil=True)
+def band_fingerprints_into(signatures, rows, width, out):
+    """out[band, k] = 64-bit fingerprint of row rows[k]'s values in that band (band_groups' formula)."""
+    for k in range(len(rows)):
+        row = signatures[rows[k]]
+        for band in range(out.shape[0]):
+            h = np.uint64(0)
+            for c in range(width):
+                h = h * MIX + np.uint64(row[band * width + c]) + np.uint64(c + 1)
+            out[band, k] = h
+
+
+@numba.njit(cache=True, nogil=True)
 def bucket_pairs(members, offsets, all_pairs_up_to):
     """(smaller, larger) row pairs inside each bucket; bucket b is members[offsets[b]:offsets[b + 1]].
 

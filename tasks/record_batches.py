@@ -76,7 +76,7 @@ def jsonl_table(path) -> "pa.Table":
 
 @functools.lru_cache(maxsize=1)
 def _parsed_jsonl(path: str, mtime_ns: int, size: int) -> "pa.Table":
-    return concat_blocks(list(jsonl_blocks(path)))
+    return concat_blocks(list(jsonl_blocks(path))).combine_chunks()   # one chunk per column: take is 6x faster
 
 
 def jsonl_blocks(path, block_bytes: int = JSONL_BLOCK_BYTES) -> Iterator["pa.Table"]:

@@ -337,7 +337,7 @@ def test_candidate_pairs_are_the_pairs_of_datasketchs_index_buckets(monkeypatch)
         expected = from_index(signatures, chosen)
         assert len(expected) > 0 and np.array_equal(candidate_pairs(signatures, chosen, DedupParams()), expected)
     expected = from_index(sketches.signatures, rows)
-    monkeypatch.setattr(tasks.dedup, "band_groups", lambda block, shared_only=True: None)   # fingerprint collision
+    monkeypatch.setattr(tasks.dedup, "groups_by_fingerprint", lambda *args, **kwargs: None)   # fingerprint collision
     assert np.array_equal(candidate_pairs(sketches.signatures, rows, DedupParams()), expected)
     assert candidate_pairs(sketches.signatures, rows[:0], DedupParams()).shape == (0, 2)
 
