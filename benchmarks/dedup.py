@@ -202,11 +202,11 @@ def timed(name: str, run, *args) -> tuple[float, list[int]]:
 
 
 def print_table(title: str, results: dict[str, tuple[float, list[int]]], texts: list[str], families: list[int],
-                extra: dict[str, str] | None = None) -> None:
-    """Seconds, ratio to ours and quality of each pipeline's clusters against the ground truth."""
+                extra: dict[str, str] | None = None, reference: str = "adapterops") -> None:
+    """Seconds, ratio to ours (the reference) and quality of each pipeline's clusters against the ground truth."""
     sets = [shingles(t) for t in texts]
     truth = true_pairs(sets, families, 0.0)
-    ours = results[next(iter(results))][0]
+    ours = results[reference][0]
     print(f"\n{title}\n{'pipeline':<24} {'seconds':>8} {'vs ours':>8} {'recall@0.85':>12} {'pairs':>7} "
           f"{'merged<0.6':>11} {'removed':>8}  {'':<}")
     for name, (seconds, clusters) in results.items():
@@ -332,8 +332,17 @@ def process_mode(texts: list[str], families: list[int], args) -> None:
         seconds = statistics.median(r["seconds"] for r in measured)
         results[name] = (seconds, clusters_of(ids, table["cluster_id"].astype(str).tolist()))
         extra[name] = (f"median of {len(measured)}: " + ", ".join(f"{r['seconds']:.2f}" for r in measured)
-                       + f" s; peak {max(r['rss_gb'] for r in measured):.2f} GB")
-    print_table("process mode (JSONL file → cluster ids on disk, each its own process)", results, texts, families, extra)
+                       + f" s; cpu {statistics.median(r['cpu'] for r in measured):.2f} s"
+                       + f"; peak {max(r['rss_gb'] for r in measured):.2f} GB")
+    results = {name: results[name] for name in sorted(results, key=lambda n: n != "adapterops warm")}
+    print_table("process mode (JSONL file → cluster ids on disk, each its own process)", results, texts, families, extra,
+                reference="adapterops warm")
+    seconds = {name: value[0] for name, value in results.items()}
+    print(f"adapterops / rensa script: warm {seconds['adapterops warm'] / seconds['rensa script']:.2f}x, "
+          f"cold {seconds['adapterops cold'] / seconds['rensa script']:.2f}x")
+    if "datasketch documented" in seconds:
+        print(f"datasketch documented / adapterops: warm {seconds['datasketch documented'] / seconds['adapterops warm']:.1f}x, "
+              f"cold {seconds['datasketch documented'] / seconds['adapterops cold']:.1f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from adapterops.errors import AdapterOpsError
 from tasks import dedup_kernels as kernels
+from tasks.arrow_arrays import from_numpy, strings, to_bools
 from tasks.record_batches import BATCH_ROWS
 
 if TYPE_CHECKING:   # pandas and datasketch are imported where used: the dedup command starts without pandas
@@ -121,11 +122,12 @@ def _arrow_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = texts.cast(pa.large_string())
     if texts.null_count:
-        texts = pc.fill_null(texts, "")
-    other = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+        texts = pc.fill_null(texts, strings([""]).cast(texts.type)[0])
+    other = ~to_bools(pc.string_is_ascii(texts))
     if other.any():
-        replaced = [normalise_text(t) for t in texts.filter(pa.array(other)).to_pylist()]
-        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(replaced, texts.type))
+        mask = from_numpy(other)
+        replaced = strings(normalise_text(t) for t in texts.filter(mask).to_pylist()).cast(texts.type)
+        texts = pc.replace_with_mask(texts, mask, replaced)
     _, offsets, data = texts.buffers()
     width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
     offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1].astype(np.int64)
@@ -515,7 +517,8 @@ def sketch_table(table: pa.Table, params: DedupParams, text_columns: tuple[str, 
                  workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """sketch_records for an Arrow table (a JSONL block, a Parquet batch): texts from their UTF-8 buffers, no pandas."""
     texts = _joined_texts(table, text_columns)
-    ids = object_array(pc.fill_null(_as_text(table[id_column]), "None"))   # as astype(str) writes a missing id
+    ids = object_array(_as_text(table[id_column]))
+    ids[ids == None] = "None"   # noqa: E711 (elementwise) as astype(str) writes a missing id
     names = table.column_names
     sources = object_array(table[source_column]) if source_column in names else None
     stamps = table["timestamp"].to_pandas() if "timestamp" in names else None
@@ -545,7 +548,7 @@ def _as_text(column) -> pa.Array:
     try:
         return column.cast(pa.large_string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.array([v if v is None else str(v) for v in column.to_pylist()], pa.large_string())
+        return strings(v if v is None else str(v) for v in column.to_pylist())
 
 
 def _sketch(texts, ids: np.ndarray, timestamps: np.ndarray, sources: np.ndarray | None, params: DedupParams,
@@ -664,8 +667,8 @@ def reusable_previous(previous: Sketches | None, current_ids: np.ndarray, params
     if previous.signatures.shape[1] != params_num_perm:
         raise AdapterOpsError(f"previous signatures have {previous.signatures.shape[1]} permutations, this run "
                               f"{params_num_perm}; run without the previous version or with the same num_perm.")
-    known = pc.is_in(pa.array(previous.ids.astype(str)), value_set=pa.array(current_ids, pa.string()))
-    rows = np.flatnonzero(~known.to_numpy(zero_copy_only=False))
+    known = pc.is_in(strings(previous.ids.astype(str).tolist()), value_set=strings(current_ids.tolist()))
+    rows = np.flatnonzero(~to_bools(known))
     taken = previous.take(rows)
     return replace(taken, anchor=np.ones(len(rows), dtype=bool))
 
@@ -809,10 +812,12 @@ def write_duplicates(table: dict[str, np.ndarray], path) -> None:
 
     from adapterops.storage import _staging
 
-    text = pa.string()
-    arrow = pa.table({"id": pa.array(table["id"], text), "cluster_id": pa.array(table["cluster_id"], text),
-                      "kept": pa.array(table["kept"], pa.bool_()), "duplicate_of": pa.array(table["duplicate_of"], text),
-                      "jaccard": pa.array(table["jaccard"], pa.float64()), "kind": pa.array(table["kind"], text)})
+    def text(name: str) -> pa.Array:
+        return strings(table[name].tolist()).cast(pa.string())
+
+    arrow = pa.table({"id": text("id"), "cluster_id": text("cluster_id"), "kept": from_numpy(table["kept"]),
+                      "duplicate_of": text("duplicate_of"), "jaccard": from_numpy(table["jaccard"].astype(np.float64)),
+                      "kind": text("kind")})
     staging = _staging(path)
     pq.write_table(arrow, staging)
     staging.replace(path)
@@ -820,9 +825,8 @@ def write_duplicates(table: dict[str, np.ndarray], path) -> None:
 
 def _sample_texts(samples: pa.Table, text_columns: tuple[str, ...]) -> list[str]:
     """The compared text of each sampled record (text columns joined by a space), as Python strings."""
-    arrays = [pc.fill_null(_as_text(samples[c]), "") for c in text_columns]
-    joined = arrays[0] if len(arrays) == 1 else pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
-    return joined.to_pylist()
+    columns = [["" if v is None else v for v in _as_text(samples[c]).to_pylist()] for c in text_columns]
+    return columns[0] if len(columns) == 1 else [" ".join(parts) for parts in zip(*columns)]
 
 
 def publish_dedup_report(summary: dict) -> None:
@@ -865,7 +869,8 @@ def save_sketches(sketches: Sketches, folder) -> str:
     import pyarrow.parquet as pq
 
     sources = [s if s is None or isinstance(s, str) else str(s) for s in sketches.source_values().tolist()]
-    pq.write_table(pa.table({"id": pa.array(sketches.ids.astype(str), pa.string()), "source": pa.array(sources, pa.string())}),
+    pq.write_table(pa.table({"id": strings(sketches.ids.astype(str).tolist()).cast(pa.string()),
+                             "source": strings(sources).cast(pa.string())}),
                    staging / "ids.parquet")
     shutil.rmtree(folder, ignore_errors=True)
     staging.replace(folder)

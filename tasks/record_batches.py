@@ -229,16 +229,18 @@ def _taken(path, rows, columns, batch_rows: int):
     """Per batch of the file, the batch's rows at the wanted positions (all batches, so the schema comes along)."""
     import numpy as np
 
+    from tasks.arrow_arrays import from_numpy
+
     rows = np.asarray(rows, dtype=np.int64)
     if file_format(path) == "jsonl":   # held in memory: one take
         table = jsonl_table(path)
-        yield (table.select(columns) if columns is not None else table).take(rows)
+        yield (table.select(columns) if columns is not None else table).take(from_numpy(rows))
         return
     start = 0
     for table in arrow_batches(path, columns, batch_rows):
         stop = start + table.num_rows
         lo, hi = np.searchsorted(rows, [start, stop])
-        yield table.take(rows[lo:hi] - start)
+        yield table.take(from_numpy(rows[lo:hi] - start))
         start = stop
 
 
@@ -261,7 +263,7 @@ def _write_parts(path, parts, out_path: Path) -> int:
         if writer is not None:
             writer.close()
     if writer is None:   # no rows at all: an empty file with the input's columns
-        pq.write_table(pa.table({name: pa.array([], pa.string()) for name in column_names(path)}), staging)
+        pq.write_table(pa.table({name: pa.nulls(0, pa.string()) for name in column_names(path)}), staging)
     staging.replace(out_path)
     return written
 

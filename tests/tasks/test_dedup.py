@@ -355,5 +355,5 @@ def test_the_dedup_command_starts_without_the_pipelines_heavy_libraries(tmp_path
     assert result.returncode == 0, result.stderr
     assert pd.read_parquet(tmp_path / "out" / "kept.parquet")["id"].tolist() == ["a"]
     loaded = {name.split(".")[0] for name in result.stdout.splitlines()[-1].split()}
-    heavy = {"prefect", "mlflow", "great_expectations", "torch", "transformers", "datasets", "datasketch", "peft"}
+    heavy = {"prefect", "mlflow", "great_expectations", "torch", "transformers", "datasets", "datasketch", "peft", "pandas"}
     assert loaded & heavy == set()
