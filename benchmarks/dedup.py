@@ -261,17 +261,20 @@ def peer_script(name: str, input_path: str, output_path: str) -> None:
 
 
 def run_process(command: list[str], env: dict | None = None) -> dict:
-    """Wall seconds, CPU seconds and peak RSS of one child process (os.wait4 gives that child's own usage)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    error = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{error[-3000:]}")
-    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss_gb": usage.ru_maxrss * 1024 / 1e9}
+    """Wall seconds, CPU seconds and peak RSS of one child process (GNU time measures the last two when present:
+    the rusage of a child forked from this large process would count this process's pages)."""
+    timer = Path("/usr/bin/time")
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as usage:
+        wrapped = [str(timer), "-f", "%e %U %S %M", "-o", usage.name, *command] if timer.exists() else command
+        started = time.perf_counter()
+        result = subprocess.run(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - started
+        if result.returncode:
+            raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr.decode()[-3000:]}")
+        if not timer.exists():
+            return {"seconds": seconds, "cpu": float("nan"), "rss_gb": float("nan")}
+        _, user, system, peak_kb = usage.read().split()[-4:]
+    return {"seconds": seconds, "cpu": float(user) + float(system), "rss_gb": int(peak_kb) * 1024 / 1e9}
 
 
 def clear_install_caches() -> None:
