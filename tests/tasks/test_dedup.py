@@ -357,3 +357,25 @@ def test_the_dedup_command_starts_without_the_pipelines_heavy_libraries(tmp_path
     loaded = {name.split(".")[0] for name in result.stdout.splitlines()[-1].split()}
     heavy = {"prefect", "mlflow", "great_expectations", "torch", "transformers", "datasets", "datasketch", "peft", "pandas"}
     assert loaded & heavy == set()
+
+
+def test_cli_on_jsonl_writes_signatures_only_when_asked_and_they_serve_as_previous(tmp_path):
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    records = pd.DataFrame({"id": ["a", "b", "c"], "text": [BASE, BASE + " thanks", "other text"], "n": [1, 2, 3]})
+    records.to_json(tmp_path / "v1.jsonl", orient="records", lines=True)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["dedup", str(tmp_path / "v1.jsonl"), "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["duplicates.parquet", "kept.parquet", "report.json"]
+    kept = pd.read_parquet(tmp_path / "plain" / "kept.parquet")
+    assert kept["id"].tolist() == ["b", "c"] and kept["n"].tolist() == [2, 3]     # every column, input order
+    first = runner.invoke(app, ["dedup", str(tmp_path / "v1.jsonl"), "--out", str(tmp_path / "v1"), "--signatures"])
+    assert first.exit_code == 0 and (tmp_path / "v1" / "signatures").is_dir()
+    (tmp_path / "v2.jsonl").write_text(f'{{"id": "d", "text": "{BASE.upper()} thanks!"}}\n')
+    second = runner.invoke(app, ["dedup", str(tmp_path / "v2.jsonl"), "--out", str(tmp_path / "v2"),
+                                 "--previous", str(tmp_path / "v1" / "signatures")])
+    assert second.exit_code == 0, second.output
+    assert pd.read_parquet(tmp_path / "v2" / "duplicates.parquet")["duplicate_of"].tolist() == ["b"]
