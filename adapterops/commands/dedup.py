@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 from rich.console import Console
 
+from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
 
 out = Console()
 PROGRESS_FROM_ROWS = 50_000
 PROGRESS_FROM_BYTES = 20 << 20
-KEEPERS = ("longest", "earliest", "first", "source_priority")
+DEFAULTS = DedupConfig()   # the option defaults are the config's: one place for both
+KEEPERS = get_args(DedupConfig.model_fields["keep"].annotation)
+
+
+def _help(name: str) -> str:
+    return DedupConfig.model_fields[name].description
 
 
 def expected_rows(path: Path) -> int | None:
@@ -38,11 +44,11 @@ def available_cores() -> int:
 
 def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of records (Parquet and CSV are streamed)."),
           out_dir: Path = typer.Option(..., "--out", help="Folder for kept.parquet, duplicates.parquet and report.json."),
-          threshold: float = typer.Option(0.8, min=0.01, max=0.99, help="Jaccard at or above which records are near-duplicates."),
-          num_perm: int = typer.Option(128, min=16, max=1024, help="MinHash permutations."),
-          ngram: int = typer.Option(5, min=1, max=16, help="Shingle size in words (characters with --char)."),
-          char: bool = typer.Option(False, "--char", help="Character n-grams instead of words (short texts)."),
-          keep: str = typer.Option("longest", help="Record each cluster keeps: longest, earliest, first or source_priority."),
+          threshold: float = typer.Option(DEFAULTS.threshold, min=0.01, max=0.99, help=_help("threshold")),
+          num_perm: int = typer.Option(DEFAULTS.num_perm, min=16, max=1024, help=_help("num_perm")),
+          ngram: int = typer.Option(DEFAULTS.ngram, min=1, max=16, help=_help("ngram")),
+          char: bool = typer.Option(DEFAULTS.shingle == "char", "--char", help="Character n-grams instead of words (short texts)."),
+          keep: str = typer.Option(DEFAULTS.keep, help=_help("keep")),
           source_priority: list[str] = typer.Option([], "--source-priority",
                                                     help="With --keep source_priority: a source, most preferred first (repeat)."),
           workers: int = typer.Option(0, min=0, help="Threads for hashing; 0: one per available core. Same result either way."),
@@ -66,8 +72,9 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
     if keep == "source_priority" and source_column not in read:
         raise AdapterOpsError(f"{input} has no column {source_column!r} for --keep source_priority; "
                               "name the source column with --source-column.")
-    params = DedupParams(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
-                         shingle="char" if char else "word", source_priority=tuple(source_priority))
+    config = DedupConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
+                         shingle="char" if char else "word", source_priority=list(source_priority))
+    params = DedupParams(**config.settings())
     total = expected_rows(input)
     quiet = total < PROGRESS_FROM_ROWS if total is not None else input.stat().st_size < PROGRESS_FROM_BYTES
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
