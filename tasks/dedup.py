@@ -1,10 +1,11 @@
 """Exact and MinHash near-duplicate removal: one row per input record, nothing lost.
 
 Raw text → normalised UTF-8 → word (or character) n-gram hashes → MinHash signatures in
-compiled, GIL-free kernels (tasks/dedup_kernels.py), then datasketch's `MinHashLSH` as the
-candidate index, exact-Jaccard verification of every candidate, union-find clusters and a
-deterministic keeper. Signatures use datasketch's `affine32` scheme (MurmurHash3 fmix32 pre-mix,
-then a*h+b mod 2^32), so they are interchangeable with `datasketch.MinHash(scheme="affine32")`.
+compiled, GIL-free kernels (tasks/dedup_kernels.py), then LSH bands (the buckets of datasketch's
+`MinHashLSH`, taken straight from the band groups; `build_lsh_index` builds that index), exact-Jaccard
+verification of every candidate, union-find clusters and a deterministic keeper. Signatures use
+datasketch's `affine32` scheme (MurmurHash3 fmix32 pre-mix, then a*h+b mod 2^32), so they are
+interchangeable with `datasketch.MinHash(scheme="affine32")`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain, compress, starmap
-
 from typing import TYPE_CHECKING
 
 import numpy as np
