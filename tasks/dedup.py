@@ -1,10 +1,11 @@
 """Exact and MinHash near-duplicate removal: one row per input record, nothing lost.
 
 Raw text → normalised UTF-8 → word (or character) n-gram hashes → MinHash signatures in
-compiled, GIL-free kernels (tasks/dedup_kernels.py), then datasketch's `MinHashLSH` as the
-candidate index, exact-Jaccard verification of every candidate, union-find clusters and a
-deterministic keeper. Signatures use datasketch's `affine32` scheme (MurmurHash3 fmix32 pre-mix,
-then a*h+b mod 2^32), so they are interchangeable with `datasketch.MinHash(scheme="affine32")`.
+compiled, GIL-free kernels (tasks/dedup_kernels.py), then LSH bands (the buckets of datasketch's
+`MinHashLSH`, taken straight from the band groups; `build_lsh_index` builds that index), exact-Jaccard
+verification of every candidate, union-find clusters and a deterministic keeper. Signatures use
+datasketch's `affine32` scheme (MurmurHash3 fmix32 pre-mix, then a*h+b mod 2^32), so they are
+interchangeable with `datasketch.MinHash(scheme="affine32")`.
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain, compress, starmap
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasketch import LeanMinHash, MinHashLSH
 
 from adapterops.errors import AdapterOpsError
 from tasks import dedup_kernels as kernels
+from tasks.arrow_arrays import from_numpy, strings, to_bools
 from tasks.record_batches import BATCH_ROWS
+
+if TYPE_CHECKING:   # pandas and datasketch are imported where used: the dedup command starts without pandas
+    import pandas as pd
+    from datasketch import MinHashLSH
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _MAX32 = np.iinfo(np.uint32).max
 SCHEME = "affine32"
-RESULT_COLUMNS = ["id", "cluster_id", "kept", "duplicate_of", "jaccard", "kind"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,18 @@ def _arrow_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow string array's UTF-8 buffer and offsets (nulls as empty texts, non-ASCII ones normalised first)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
-    other = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())
+    if texts.null_count:
+        texts = pc.fill_null(texts, strings([""]).cast(texts.type)[0])
+    other = ~to_bools(pc.string_is_ascii(texts))
     if other.any():
-        replaced = [normalise_text(t) for t in texts.filter(pa.array(other)).to_pylist()]
-        texts = pc.replace_with_mask(texts, pa.array(other), pa.array(replaced, pa.large_string()))
+        mask = from_numpy(other)
+        replaced = strings(normalise_text(t) for t in texts.filter(mask).to_pylist()).cast(texts.type)
+        texts = pc.replace_with_mask(texts, mask, replaced)
     _, offsets, data = texts.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1].astype(np.int64)
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return raw, offsets
 
@@ -214,11 +223,18 @@ def band_groups(block: np.ndarray, shared_only: bool = True) -> tuple[np.ndarray
     fingerprint = np.zeros(len(block), dtype=np.uint64)
     for column in range(block.shape[1]):
         fingerprint = fingerprint * np.uint64(0x9E3779B97F4A7C15) + block[:, column].astype(np.uint64) + np.uint64(column + 1)
-    order = np.argsort(fingerprint, kind="stable")
+    return groups_by_fingerprint(fingerprint, lambda left, right: bool((block[left] == block[right]).all()), shared_only)
+
+
+def groups_by_fingerprint(fingerprint: np.ndarray, equal, shared_only: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """band_groups from the band's fingerprints; equal(left rows, right rows) says whether rows with one
+    fingerprint hold the same values (None when some do not). Rows of a group come in any order."""
+    order = np.argsort(fingerprint)
     ordered = fingerprint[order]
     same_print = ordered[1:] == ordered[:-1]
     boundary = np.flatnonzero(same_print)
-    if len(boundary) and not (block[order[boundary]] == block[order[boundary + 1]]).all():
+    if len(boundary) and not equal(order[boundary], order[boundary + 1]):
         return None
     starts = np.flatnonzero(np.concatenate([[True], ~same_print]))
     ends = np.append(starts[1:], len(order))
@@ -239,6 +255,8 @@ def build_lsh_index(signatures: np.ndarray, rows_to_index: np.ndarray, params: D
     inserting it again into its buckets changes nothing, as the band tables store sets. The other
     rows are only in the band tables: `query()` finds them, `in` and `remove()` do not.
     """
+    from datasketch import LeanMinHash, MinHashLSH
+
     bands, rows = choose_bands(params.threshold, params.num_perm)
     lsh = MinHashLSH(num_perm=params.num_perm, params=(bands, rows), storage_config=storage_config)
     if len(rows_to_index) == 0:
@@ -316,6 +334,52 @@ def lsh_candidate_pairs(lsh: MinHashLSH) -> np.ndarray:
         a, b = kernels.bucket_pairs(members, offsets, ALL_PAIRS_UP_TO)
         left.append(a)
         right.append(b)
+    return _unique_pairs(left, right)
+
+
+def candidate_pairs(signatures: np.ndarray, rows_to_index: np.ndarray, params: DedupParams) -> np.ndarray:
+    """(i, j) row pairs, i < j, sharing a band's bucket: the pairs lsh_candidate_pairs reads from
+    build_lsh_index's MinHashLSH (tested equal), from the band groups directly; sorted, unique.
+
+    A one-off run needs the buckets' pairs, not an index to query later, and filling datasketch's
+    index and reading it back cost more than the rest of clustering.
+    """
+    bands, rows = choose_bands(params.threshold, params.num_perm)
+    rows_to_index = np.asarray(rows_to_index, dtype=np.int64)
+    fingerprints = np.empty((bands, len(rows_to_index)), dtype=np.uint64)   # band_groups' fingerprints, in one pass
+    kernels.band_fingerprints_into(signatures, rows_to_index, rows, fingerprints)
+
+    def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:
+        columns = slice(band * rows, (band + 1) * rows)
+
+        def equal(left: np.ndarray, right: np.ndarray) -> bool:
+            return bool((signatures[rows_to_index[left], columns] == signatures[rows_to_index[right], columns]).all())
+
+        groups = groups_by_fingerprint(fingerprints[band], equal)
+        order, starts, ends = groups if groups is not None else _groups_by_values(signatures[rows_to_index, columns])
+        sizes = ends - starts
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        positions = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1])
+        return kernels.bucket_pairs(rows_to_index[order[positions]], offsets, ALL_PAIRS_UP_TO)
+
+    with ThreadPoolExecutor(2) as pool:   # numpy's sorts and the pairs kernel run without the GIL
+        found = list(pool.map(band_pairs, range(bands))) if len(rows_to_index) else []
+    return _unique_pairs([a for a, _ in found], [b for _, b in found])
+
+
+def _groups_by_values(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """band_groups (shared only) by the band's values themselves: the fingerprint-collision fallback."""
+    _, inverse = np.unique(block, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    ordered = inverse.ravel()[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(order))
+    wide = ends - starts >= 2
+    return order, starts[wide], ends[wide]
+
+
+def _unique_pairs(left: list[np.ndarray], right: list[np.ndarray]) -> np.ndarray:
     i = np.concatenate(left) if left else np.zeros(0, np.int64)
     j = np.concatenate(right) if right else np.zeros(0, np.int64)
     if not len(i):
@@ -420,6 +484,8 @@ def compared_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]):
 
 
 def _is_arrow_string(column: pd.Series) -> bool:
+    import pandas as pd
+
     dtype = column.dtype
     if isinstance(dtype, pd.StringDtype):
         return dtype.storage == "pyarrow"
@@ -427,33 +493,81 @@ def _is_arrow_string(column: pd.Series) -> bool:
                                                  or pa.types.is_large_string(dtype.pyarrow_dtype))
 
 
-def _timestamps(frame: pd.DataFrame) -> np.ndarray:
-    if "timestamp" not in frame:
-        return np.full(len(frame), np.iinfo(np.int64).max, dtype=np.int64)
-    parsed = pd.to_datetime(frame["timestamp"], errors="coerce", utc=True, format="mixed")
-    values = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    return np.where(parsed.isna().to_numpy(), np.iinfo(np.int64).max, values)
+def _timestamps(values: pd.Series | None, rows: int) -> np.ndarray:
+    """Nanoseconds since the epoch of each timestamp; max where there is none or it does not parse."""
+    if values is None:
+        return np.full(rows, np.iinfo(np.int64).max, dtype=np.int64)
+    import pandas as pd
+
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    stamps = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(parsed.isna().to_numpy(), np.iinfo(np.int64).max, stamps)
 
 
 def sketch_records(frame: pd.DataFrame, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
                    workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """Normalise, shingle and MinHash every record of a frame (one shard)."""
-    texts = normalise_texts(compared_texts(frame, text_columns), workers)
-    tokens, token_offsets = token_hashes(texts, params.shingle, workers)
+    sources = (frame[source_column].astype(object).where(frame[source_column].notna(), None).to_numpy(dtype=object)
+               if source_column in frame else None)
+    return _sketch(compared_texts(frame, text_columns), frame[id_column].astype(str).to_numpy(dtype=object),
+                   _timestamps(frame["timestamp"] if "timestamp" in frame else None, len(frame)), sources, params, workers)
+
+
+def sketch_table(table: pa.Table, params: DedupParams, text_columns: tuple[str, ...] = ("prompt", "completion"),
+                 workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
+    """sketch_records for an Arrow table (a JSONL block, a Parquet batch): texts from their UTF-8 buffers, no pandas."""
+    texts = _joined_texts(table, text_columns)
+    ids = object_array(_as_text(table[id_column]))
+    ids[ids == None] = "None"   # noqa: E711 (elementwise) as astype(str) writes a missing id
+    names = table.column_names
+    sources = object_array(table[source_column]) if source_column in names else None
+    stamps = table["timestamp"].to_pandas() if "timestamp" in names else None
+    return _sketch(texts, ids, _timestamps(stamps, table.num_rows), sources, params, workers)
+
+
+def _joined_texts(table: pa.Table, text_columns: tuple[str, ...]):
+    """The compared text of each row: its text columns joined by a space (missing values as empty text)."""
+    if len(text_columns) == 1:
+        return _as_text(table[text_columns[0]])    # nulls become empty texts in normalise_texts
+    arrays = [pc.fill_null(_as_text(table[c]), "") for c in text_columns]
+    return pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
+
+
+def object_array(column) -> np.ndarray:
+    """An Arrow column's values as a numpy object array (Arrow's own to_numpy would import pandas for text)."""
+    values = np.empty(len(column), dtype=object)
+    values[:] = column.to_pylist()
+    return values
+
+
+def _as_text(column) -> pa.Array:
+    """A column as one text array: text as it is, numbers and booleans written out, other values by str()."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    try:
+        return column.cast(pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return strings(v if v is None else str(v) for v in column.to_pylist())
+
+
+def _sketch(texts, ids: np.ndarray, timestamps: np.ndarray, sources: np.ndarray | None, params: DedupParams,
+            workers: int) -> Sketches:
+    normalised = normalise_texts(texts, workers)
+    tokens, token_offsets = token_hashes(normalised, params.shingle, workers)
     sets, set_offsets = shingle_values(tokens, token_offsets, params.ngram, workers)
     keys = text_keys(tokens, token_offsets, workers)
     del tokens
     signatures = minhash_signatures(sets, set_offsets, params.num_perm, params.seed, workers)
-    sources = (frame[source_column].astype(object).where(frame[source_column].notna(), None).to_numpy(dtype=object)
-               if source_column in frame else None)
-    return Sketches(frame[id_column].astype(str).to_numpy(dtype=object), keys, texts.ends - texts.starts,
-                    _timestamps(frame), signatures, sets, set_offsets, sources=sources)
+    return Sketches(ids, keys, normalised.ends - normalised.starts, timestamps, signatures, sets, set_offsets,
+                    sources=sources)
 
 
 def source_ranks(sources: np.ndarray, priority: tuple[str, ...]) -> np.ndarray:
     """Position of each row's source in `priority` (0 = most preferred); unlisted or missing sources rank last."""
-    ranks = pd.Series(sources, dtype=object).map({name: k for k, name in enumerate(priority)})
-    return ranks.fillna(len(priority)).to_numpy(dtype=np.int64)
+    rank_of = {name: k for k, name in enumerate(priority)}
+    return np.fromiter((rank_of.get(s, len(priority)) if isinstance(s, str) else len(priority) for s in sources),
+                       dtype=np.int64, count=len(sources))
 
 
 def keeper_rank(sketches: Sketches, keep: str, priority: tuple[str, ...] = ()) -> np.ndarray:
@@ -490,17 +604,25 @@ def exact_groups(text_keys: np.ndarray) -> np.ndarray:
 
 
 def verified_pairs(sketches: Sketches, rows: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs among `rows` from the LSH index, kept when their exact Jaccard reaches the threshold."""
-    pairs = lsh_candidate_pairs(build_lsh_index(sketches.signatures, rows, params))
+    """Candidate pairs among `rows` (rows sharing an LSH bucket), kept when their exact Jaccard reaches the threshold."""
+    pairs = candidate_pairs(sketches.signatures, rows, params)
     anchors = sketches.anchors()
     pairs = pairs[~(anchors[pairs[:, 0]] & anchors[pairs[:, 1]])]   # a previous version is already deduplicated
-    jaccard = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, pairs[:, 0], pairs[:, 1])
+    left, right = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])   # one compiled signature
+    jaccard = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, left, right)
     keep = jaccard >= params.threshold
     return pairs[keep], jaccard[keep]
 
 
 def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
     """One row per non-anchor record: id, cluster_id (its keeper's id), kept, duplicate_of, jaccard, kind."""
+    import pandas as pd
+
+    return pd.DataFrame(cluster_columns(sketches, params))
+
+
+def cluster_columns(sketches: Sketches, params: DedupParams) -> dict[str, np.ndarray]:
+    """cluster_sketches' columns as numpy arrays, in input order (no pandas)."""
     n = len(sketches.ids)
     groups = exact_groups(sketches.text_keys)
     _, representatives = np.unique(groups, return_index=True)
@@ -524,11 +646,10 @@ def cluster_sketches(sketches: Sketches, params: DedupParams) -> pd.DataFrame:
     jaccard[removed] = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, removed, keeper[removed])
     kind = np.where(kept, "unique", np.where(same_text, "exact", "near")).astype(object)
     ids = sketches.ids.astype(str)
-    table = pd.DataFrame({"id": ids, "cluster_id": ids[keeper], "kept": kept,
-                          "duplicate_of": np.where(kept, None, ids[keeper]), "jaccard": jaccard, "kind": kind})
-    anchors = sketches.anchors()
     check_accounting(kept, keeper)
-    return table[~anchors].reset_index(drop=True)
+    own = ~sketches.anchors()
+    return {"id": ids[own], "cluster_id": ids[keeper][own], "kept": kept[own],
+            "duplicate_of": np.where(kept, None, ids[keeper])[own], "jaccard": jaccard[own], "kind": kind[own]}
 
 
 def check_accounting(kept: np.ndarray, keeper: np.ndarray) -> None:
@@ -546,7 +667,8 @@ def reusable_previous(previous: Sketches | None, current_ids: np.ndarray, params
     if previous.signatures.shape[1] != params_num_perm:
         raise AdapterOpsError(f"previous signatures have {previous.signatures.shape[1]} permutations, this run "
                               f"{params_num_perm}; run without the previous version or with the same num_perm.")
-    rows = np.flatnonzero(~pd.Index(previous.ids.astype(str)).isin(current_ids))
+    known = pc.is_in(strings(previous.ids.astype(str).tolist()), value_set=strings(current_ids.tolist()))
+    rows = np.flatnonzero(~to_bools(known))
     taken = previous.take(rows)
     return replace(taken, anchor=np.ones(len(rows), dtype=bool))
 
@@ -588,22 +710,31 @@ def empty_sketches(num_perm: int) -> Sketches:
                     np.zeros(1, np.int64))
 
 
-def sketch_batches(frames, params: DedupParams, text_columns: tuple[str, ...] = TEXT_COLUMNS, workers: int = 1,
-                   id_column: str = "id", on_batch=None, source_column: str = "source") -> Sketches:
-    """sketch_records batch by batch (bounded memory: only sketches are kept); on_batch(rows) reports progress."""
+def sketch_file(records_path, params: DedupParams, text_columns: tuple[str, ...] = TEXT_COLUMNS, workers: int = 1,
+                id_column: str = "id", source_column: str = "source", on_batch=None, batch_rows: int = SHARD_ROWS,
+                options: dict[str, str] | None = None) -> Sketches:
+    """Sketches of every record of the file, read as Arrow batches (only the sketches are kept); on_batch(rows) reports progress.
+
+    options: the command-line option that names each column, for the error when one is missing.
+    """
+    from tasks.record_batches import arrow_batches
+
     parts = []
-    for frame in frames:
-        parts.append(sketch_records(frame, params, text_columns, workers, id_column, source_column))
+    columns = sketch_columns(records_path, text_columns, id_column, source_column, options)
+    for table in arrow_batches(records_path, columns, batch_rows):
+        parts.append(sketch_table(table, params, text_columns, workers, id_column, source_column))
         if on_batch:
-            on_batch(len(frame))
+            on_batch(table.num_rows)
     release_memory()
     return concat_sketches(parts) if parts else empty_sketches(params.num_perm)
 
 
 def check_unique_ids(ids: np.ndarray, hint: str = "quarantine duplicate ids at ingest first") -> None:
-    duplicated = pd.Index(ids).duplicated()
-    if duplicated.any():
-        raise AdapterOpsError(f"dedup needs unique ids, and id {ids[np.argmax(duplicated)]!r} appears more than once; {hint}.")
+    if len(set(ids.tolist())) == len(ids):
+        return
+    seen: set = set()
+    repeated = next(i for i in ids.tolist() if i in seen or seen.add(i))
+    raise AdapterOpsError(f"dedup needs unique ids, and id {repeated!r} appears more than once; {hint}.")
 
 
 def with_previous(current: Sketches, previous_signatures: str | None, num_perm: int,
@@ -633,54 +764,69 @@ def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str =
 
 
 def write_outputs(records_path, sketches: Sketches, params: DedupParams, out_dir,
-                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id") -> dict:
-    """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and signatures/ to out_dir.
+                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id", signatures: bool = True) -> dict:
+    """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and (with `signatures`) signatures/.
 
-    The records file is read again in batches (kept rows, the report's samples): its texts are never
-    all in memory at once.
+    The kept rows and the report's samples are taken by position from the records read for sketching
+    (JSONL) or from a second pass over the file in batches (Parquet, CSV): its texts are never all
+    in memory at once unless they were already.
     """
     from dataclasses import asdict
     from pathlib import Path
 
-    from adapterops.storage import write_json, write_parquet
-    from tasks.dedup_report import build_report
-    from tasks.record_batches import write_rows_with_ids
+    from adapterops.storage import write_json
+    from tasks.dedup_report import build_report, report_rows
+    from tasks.record_batches import take_rows, write_rows
 
     out_dir = Path(out_dir)
-    table = cluster_sketches(sketches, params) if len(sketches.ids) else pd.DataFrame(columns=RESULT_COLUMNS)
+    table = cluster_columns(sketches, params) if len(sketches.ids) else empty_columns()
     release_memory()
-    write_parquet(table, out_dir / "duplicates.parquet")
+    write_duplicates(table, out_dir / "duplicates.parquet")
     sources = sketches.source_values()[~sketches.anchors()]
-    save_sketches(sketches, out_dir / "signatures")
-    write_rows_with_ids(records_path, out_dir / "kept.parquet", id_column, table.loc[table["kept"].astype(bool), "id"])
+    if signatures:
+        save_sketches(sketches, out_dir / "signatures")
+    write_rows(records_path, out_dir / "kept.parquet", np.flatnonzero(table["kept"]))
     release_memory()
-    shown = _report_texts(records_path, table, text_columns, id_column)
-    sources = pd.Series(sources, dtype=object) if any(s is not None for s in sources) else None
+    shown = report_rows(table)
+    texts = (dict(zip(table["id"][shown].tolist(), _sample_texts(take_rows(records_path, shown, list(dict.fromkeys(text_columns))),
+                                                                 text_columns))) if len(shown) else {})
     bands_rows = list(choose_bands(params.threshold, params.num_perm))
-    report = build_report(table, shown, sources, asdict(params) | {"bands_rows": bands_rows})
+    report = build_report(table, texts, sources if any(s is not None for s in sources) else None,
+                          asdict(params) | {"bands_rows": bands_rows})
     write_json(report, out_dir / "report.json")
     counts = report["counts"]
     return {"kept_records": str(out_dir / "kept.parquet"), "duplicates": str(out_dir / "duplicates.parquet"),
-            "report": str(out_dir / "report.json"), "signatures": str(out_dir / "signatures"),
+            "report": str(out_dir / "report.json"), "signatures": str(out_dir / "signatures") if signatures else None,
             "input": counts["input"], "kept": counts["kept"], "exact": counts["exact"], "near": counts["near"],
             "bands_rows": bands_rows}
 
 
-def _report_texts(records_path, table: pd.DataFrame, text_columns, id_column: str) -> dict[str, str]:
-    """Texts of the records the report shows (largest clusters only), by id, read batch by batch."""
-    from tasks.dedup_report import cluster_sizes
-    from tasks.record_batches import iter_frames
+def empty_columns() -> dict[str, np.ndarray]:
+    return {"id": np.zeros(0, str), "cluster_id": np.zeros(0, str), "kept": np.zeros(0, bool),
+            "duplicate_of": np.zeros(0, object), "jaccard": np.zeros(0), "kind": np.zeros(0, object)}
 
-    removed = table[~table["kept"].astype(bool)]
-    top = cluster_sizes(table).index
-    wanted = set(top) | set(removed.loc[removed["cluster_id"].isin(top), "id"])
-    texts: dict[str, str] = {}
-    if not wanted:
-        return texts
-    for frame in iter_frames(records_path, columns=[id_column, *dict.fromkeys(text_columns)]):
-        part = frame[frame[id_column].astype(str).isin(wanted).to_numpy()]
-        texts.update(zip(part[id_column].astype(str), record_texts(part, text_columns)))
-    return texts
+
+def write_duplicates(table: dict[str, np.ndarray], path) -> None:
+    """duplicates.parquet, atomically: one row per input record, in input order."""
+    import pyarrow.parquet as pq
+
+    from adapterops.storage import _staging
+
+    def text(name: str) -> pa.Array:
+        return strings(table[name].tolist()).cast(pa.string())
+
+    arrow = pa.table({"id": text("id"), "cluster_id": text("cluster_id"), "kept": from_numpy(table["kept"]),
+                      "duplicate_of": text("duplicate_of"), "jaccard": from_numpy(table["jaccard"].astype(np.float64)),
+                      "kind": text("kind")})
+    staging = _staging(path)
+    pq.write_table(arrow, staging)
+    staging.replace(path)
+
+
+def _sample_texts(samples: pa.Table, text_columns: tuple[str, ...]) -> list[str]:
+    """The compared text of each sampled record (text columns joined by a space), as Python strings."""
+    columns = [["" if v is None else v for v in _as_text(samples[c]).to_pylist()] for c in text_columns]
+    return columns[0] if len(columns) == 1 else [" ".join(parts) for parts in zip(*columns)]
 
 
 def publish_dedup_report(summary: dict) -> None:
@@ -702,10 +848,7 @@ def dedup_file(records_path: str, params: DedupParams, stage_dir, previous_signa
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
     in this input are kept in favour of new duplicates of them. The records file is read batch_rows at a time.
     """
-    from tasks.record_batches import iter_frames
-
-    frames = iter_frames(records_path, columns=sketch_columns(records_path, TEXT_COLUMNS), batch_rows=batch_rows)
-    current = sketch_batches(frames, params, TEXT_COLUMNS, workers)
+    current = sketch_file(records_path, params, TEXT_COLUMNS, workers, batch_rows=batch_rows)
     summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
                             stage_dir, TEXT_COLUMNS)
     publish_dedup_report(summary)
@@ -727,8 +870,12 @@ def save_sketches(sketches: Sketches, folder) -> str:
             staging.mkdir(parents=True)
             for name in SKETCH_ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)
-            pd.DataFrame({"id": sketches.ids.astype(str), "source": pd.Series(sketches.source_values(), dtype="string")}
-                         ).to_parquet(staging / "ids.parquet", index=False)
+            import pyarrow.parquet as pq
+
+            sources = [s if s is None or isinstance(s, str) else str(s) for s in sketches.source_values().tolist()]
+            pq.write_table(pa.table({"id": strings(sketches.ids.astype(str).tolist()).cast(pa.string()),
+                                     "source": strings(sources).cast(pa.string())}),
+                           staging / "ids.parquet")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -747,10 +894,45 @@ def load_sketches(folder, mmap: bool = False) -> Sketches:
         raise AdapterOpsError(f"{folder} holds no stored dedup signatures (missing {', '.join(missing)}); "
                               "pass the signatures folder of an earlier dedup run or corpus version, or run without one.")
     arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False, mmap_mode="r" if mmap else None) for n in SKETCH_ARRAYS}
-    names = pd.read_parquet(folder / "ids.parquet")
-    ids = names["id"].astype(str).to_numpy(dtype=object)
-    sources = (names["source"].astype(object).where(names["source"].notna(), None).to_numpy(dtype=object)
-               if "source" in names else None)   # folders written before sources were stored have none
+    import pyarrow.parquet as pq
+
+    names = pq.read_table(folder / "ids.parquet")
+    ids = object_array(_as_text(names["id"]))
+    sources = (object_array(names["source"])
+               if "source" in names.column_names else None)   # folders written before sources were stored have none
     if arrays["sets"].dtype != np.uint32:   # stored before sets were 32-bit: fold them
         arrays["sets"] = fold_to_32(np.asarray(arrays["sets"]))
     return Sketches(ids=ids, sources=sources, **arrays)
+
+
+def warm_up() -> None:
+    """Deduplicate a few generated records every way the command and curation do (JSONL and Parquet, word and
+    character shingles, a previous version, text columns as Python strings), so that numba compiles and caches
+    each kernel's signatures now: `make install` runs it, and the first real run loads them instead of compiling."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from tasks.record_batches import jsonl_table
+
+    base = "the customer reports that the invoice for the annual plan lists twelve seats instead of nine"
+    texts = [base, base.upper() + "!", base + " thanks", "Überweisung für die Rechnung", "", "short"] * 3
+    with tempfile.TemporaryDirectory(prefix="adapterops-warm-up-") as folder:
+        folder = Path(folder)
+        for name in ("old", "new"):
+            (folder / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{k}", "text": t, "source": "s"}) + "\n"
+                                                          for k, t in enumerate(texts)), encoding="utf-8")
+        pq.write_table(jsonl_table(folder / "new.jsonl"), folder / "new.parquet")
+        for path, shingle in ((folder / "old.jsonl", "char"), (folder / "new.parquet", "word"), (folder / "old.jsonl", "word")):
+            params = DedupParams(shingle=shingle)
+            summary = write_outputs(path, sketch_file(path, params, ("text",), workers=2), params,
+                                    folder / f"{path.suffix[1:]}-{shingle}", ("text",))
+        current = with_previous(sketch_file(folder / "new.jsonl", params, ("text",)), summary["signatures"], params.num_perm)
+        write_outputs(folder / "new.jsonl", current, params, folder / "incremental", ("text",), signatures=False)
+        cluster_columns(load_sketches(summary["signatures"], mmap=True), params)   # read-only arrays (sharded flow)
+    import pandas as pd
+
+    dedup_records(pd.DataFrame({"id": [str(k) for k in range(len(texts))], "prompt": texts, "completion": "ok"}),
+                  DedupParams(), workers=2)

@@ -1,24 +1,32 @@
 """`adapterops dedup INPUT --out DIR`: exact and near-duplicate removal of a JSONL, Parquet or CSV file.
 
 Parquet and CSV inputs are read in batches of rows and only compact sketches are kept between
-passes, so memory stays bounded for large files; JSONL is read whole.
+passes, so memory stays bounded for large files; JSONL is parsed by Arrow a block at a time and
+its kept rows are taken from what was parsed. Imports stay light (no pandas, Prefect or MLflow):
+this module is imported by every `adapterops` command.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
 
 out = Console()
 PROGRESS_FROM_ROWS = 50_000
 PROGRESS_FROM_BYTES = 20 << 20
-KEEPERS = ("longest", "earliest", "first", "source_priority")
+DEFAULTS = DedupConfig()   # the option defaults are the config's: one place for both
+KEEPERS = get_args(DedupConfig.model_fields["keep"].annotation)
+
+
+def _help(name: str) -> str:
+    return DedupConfig.model_fields[name].description
 
 
 def expected_rows(path: Path) -> int | None:
@@ -30,44 +38,52 @@ def expected_rows(path: Path) -> int | None:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of records (Parquet and CSV are streamed)."),
           out_dir: Path = typer.Option(..., "--out", help="Folder for kept.parquet, duplicates.parquet and report.json."),
-          threshold: float = typer.Option(0.8, min=0.01, max=0.99, help="Jaccard at or above which records are near-duplicates."),
-          num_perm: int = typer.Option(128, min=16, max=1024, help="MinHash permutations."),
-          ngram: int = typer.Option(5, min=1, max=16, help="Shingle size in words (characters with --char)."),
-          char: bool = typer.Option(False, "--char", help="Character n-grams instead of words (short texts)."),
-          keep: str = typer.Option("longest", help="Record each cluster keeps: longest, earliest, first or source_priority."),
+          threshold: float = typer.Option(DEFAULTS.threshold, min=0.01, max=0.99, help=_help("threshold")),
+          num_perm: int = typer.Option(DEFAULTS.num_perm, min=16, max=1024, help=_help("num_perm")),
+          ngram: int = typer.Option(DEFAULTS.ngram, min=1, max=16, help=_help("ngram")),
+          char: bool = typer.Option(DEFAULTS.shingle == "char", "--char", help="Character n-grams instead of words (short texts)."),
+          keep: str = typer.Option(DEFAULTS.keep, help=_help("keep")),
           source_priority: list[str] = typer.Option([], "--source-priority",
                                                     help="With --keep source_priority: a source, most preferred first (repeat)."),
-          workers: int = typer.Option(1, min=1, help="Threads hashing each shard of rows."),
+          workers: int = typer.Option(0, min=0, help="Threads for hashing; 0: one per available core. Same result either way."),
           id_column: str = typer.Option("id", help="Column with each record's unique id."),
           text_column: str = typer.Option("text", help="Column with the text to compare."),
           source_column: str = typer.Option("source", help="Column naming each record's source (per-source counts, --keep source_priority)."),
-          previous: Optional[Path] = typer.Option(None, help="signatures/ folder of an earlier run: its records stay kept.")) -> None:
+          previous: Optional[Path] = typer.Option(None, help="signatures/ folder of an earlier run: its records stay kept."),
+          signatures: bool = typer.Option(False, "--signatures",
+                                          help="Also write signatures/ (MinHash sketches), to pass as --previous next time.")) -> None:
     """Remove exact and near-duplicate records; one row per input record in duplicates.parquet."""
-    from tasks.dedup import DedupParams, sketch_batches, sketch_columns, with_previous, write_outputs
-    from tasks.record_batches import iter_frames
-
     if keep not in KEEPERS:
         raise AdapterOpsError(f"--keep must be {', '.join(KEEPERS[:-1])} or {KEEPERS[-1]}, not {keep!r}.")
     if keep == "source_priority" and not source_priority:
         raise AdapterOpsError("--keep source_priority needs the sources in order: --source-priority A --source-priority B.")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasks.dedup import DedupParams, sketch_columns, sketch_file, with_previous, write_outputs
+
     read = sketch_columns(input, (text_column,), id_column, source_column,
                           options={id_column: "--id-column", text_column: "--text-column"})
     if keep == "source_priority" and source_column not in read:
         raise AdapterOpsError(f"{input} has no column {source_column!r} for --keep source_priority; "
                               "name the source column with --source-column.")
-    params = DedupParams(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
-                         shingle="char" if char else "word", source_priority=tuple(source_priority))
+    config = DedupConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
+                         shingle="char" if char else "word", source_priority=list(source_priority))
+    params = DedupParams(**config.settings())
     total = expected_rows(input)
     quiet = total < PROGRESS_FROM_ROWS if total is not None else input.stat().st_size < PROGRESS_FROM_BYTES
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("sketch", total=total)
-        current = sketch_batches(iter_frames(input, columns=read), params, (text_column,), workers, id_column,
-                                 lambda rows: progress.advance(task, rows), source_column)
+        current = sketch_file(input, params, (text_column,), workers or available_cores(), id_column, source_column,
+                              lambda rows: progress.advance(task, rows))
     current = with_previous(current, str(previous) if previous else None, num_perm,
                             "ids must be unique (pick another --id-column)")
-    summary = write_outputs(input, current, params, out_dir, (text_column,), id_column)
+    summary = write_outputs(input, current, params, out_dir, (text_column,), id_column, signatures)
     out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
               f"near duplicates removed → {out_dir}")

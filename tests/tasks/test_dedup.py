@@ -320,3 +320,62 @@ def test_the_accounting_check_refuses_a_record_removed_in_favour_of_one_not_kept
     check_accounting(np.array([True, False, False, True]), np.array([0, 0, 3, 3]))
     with pytest.raises(AdapterOpsError, match="accounting"):
         check_accounting(np.array([True, False, False, True]), np.array([0, 2, 3, 3]))   # 1 → 2, itself removed
+
+
+def test_candidate_pairs_are_the_pairs_of_datasketchs_index_buckets(monkeypatch):
+    import tasks.dedup
+    from tasks.dedup import ALL_PAIRS_UP_TO, candidate_pairs
+
+    def from_index(signatures, rows):
+        return lsh_candidate_pairs(build_lsh_index(signatures, rows, DedupParams()))
+
+    sketches, rows = graded_variants_sketches()
+    template = sketch_records(frame([f"{BASE} customer {k}" for k in range(ALL_PAIRS_UP_TO + 20)]), DedupParams())
+    cases = [(sketches.signatures, rows), (sketches.signatures, rows[1::2]),
+             (template.signatures, np.arange(len(template.ids)))]   # one bucket larger than ALL_PAIRS_UP_TO
+    for signatures, chosen in cases:
+        expected = from_index(signatures, chosen)
+        assert len(expected) > 0 and np.array_equal(candidate_pairs(signatures, chosen, DedupParams()), expected)
+    expected = from_index(sketches.signatures, rows)
+    monkeypatch.setattr(tasks.dedup, "groups_by_fingerprint", lambda *args, **kwargs: None)   # fingerprint collision
+    assert np.array_equal(candidate_pairs(sketches.signatures, rows, DedupParams()), expected)
+    assert candidate_pairs(sketches.signatures, rows[:0], DedupParams()).shape == (0, 2)
+
+
+def test_the_dedup_command_starts_without_the_pipelines_heavy_libraries(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "one two three"}\n{"id": "b", "text": "One, two three!"}\n')
+    run = ("import sys; from adapterops.cli import main\n"
+           "try:\n    main()\nexcept SystemExit:\n    pass\n"
+           "print(' '.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", run, "dedup", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert pd.read_parquet(tmp_path / "out" / "kept.parquet")["id"].tolist() == ["a"]
+    loaded = {name.split(".")[0] for name in result.stdout.splitlines()[-1].split()}
+    heavy = {"prefect", "mlflow", "great_expectations", "torch", "transformers", "datasets", "datasketch", "peft", "pandas"}
+    assert loaded & heavy == set()
+
+
+def test_cli_on_jsonl_writes_signatures_only_when_asked_and_they_serve_as_previous(tmp_path):
+    from typer.testing import CliRunner
+
+    from adapterops.cli import app
+
+    records = pd.DataFrame({"id": ["a", "b", "c"], "text": [BASE, BASE + " thanks", "other text"], "n": [1, 2, 3]})
+    records.to_json(tmp_path / "v1.jsonl", orient="records", lines=True)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["dedup", str(tmp_path / "v1.jsonl"), "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["duplicates.parquet", "kept.parquet", "report.json"]
+    kept = pd.read_parquet(tmp_path / "plain" / "kept.parquet")
+    assert kept["id"].tolist() == ["b", "c"] and kept["n"].tolist() == [2, 3]     # every column, input order
+    first = runner.invoke(app, ["dedup", str(tmp_path / "v1.jsonl"), "--out", str(tmp_path / "v1"), "--signatures"])
+    assert first.exit_code == 0 and (tmp_path / "v1" / "signatures").is_dir()
+    (tmp_path / "v2.jsonl").write_text(f'{{"id": "d", "text": "{BASE.upper()} thanks!"}}\n')
+    second = runner.invoke(app, ["dedup", str(tmp_path / "v2.jsonl"), "--out", str(tmp_path / "v2"),
+                                 "--previous", str(tmp_path / "v1" / "signatures")])
+    assert second.exit_code == 0, second.output
+    assert pd.read_parquet(tmp_path / "v2" / "duplicates.parquet")["duplicate_of"].tolist() == ["b"]

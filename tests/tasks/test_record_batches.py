@@ -31,3 +31,41 @@ def test_unknown_format_missing_file_and_malformed_file(tmp_path):
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(AdapterOpsError, match="could not be read as parquet"):
         column_names(tmp_path / "bad.parquet")
+
+
+def test_jsonl_is_read_in_blocks_with_types_unified_and_a_bad_line_named(tmp_path):
+    from tasks.record_batches import concat_blocks, jsonl_blocks, take_rows, write_rows
+
+    path = tmp_path / "in.jsonl"
+    lines = [f'{{"id": {k}, "text": "text {k}"}}' for k in range(5)] + ['{"id": "x5", "text": null, "extra": [1]}', '']
+    path.write_text("\n".join(lines) + "\n")
+    blocks = list(jsonl_blocks(path, block_bytes=40))
+    assert len(blocks) > 2
+    table = concat_blocks(blocks)
+    assert table["id"].to_pylist() == ["0", "1", "2", "3", "4", "x5"]     # numbers in one block, text in another
+    assert table["text"].to_pylist()[-2:] == ["text 4", None] and table["extra"].to_pylist()[0] is None
+    assert column_names(path) == ["id", "text", "extra"]
+    assert take_rows(path, [1, 5], ["id"])["id"].to_pylist() == ["1", "x5"]
+    assert write_rows(path, tmp_path / "kept.parquet", [0, 4]) == 2
+    assert pd.read_parquet(tmp_path / "kept.parquet")["id"].tolist() == ["0", "4"]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"id": 1, "text": "a"}\n{"id": "b", "text": {"nested": 1}}\n')
+    assert concat_blocks(list(jsonl_blocks(mixed)))["id"].to_pylist() == ["1", "b"]   # parsed line by line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "ok"}\n\n{"id": "b", "text": "unterminated\n{"id": "c"}\n')
+    with pytest.raises(AdapterOpsError, match=r"bad.jsonl, line 3: not valid JSON"):
+        column_names(bad)
+    (tmp_path / "list.jsonl").write_text('{"id": "a"}\n[1, 2]\n')
+    with pytest.raises(AdapterOpsError, match=r"line 2: a JSON list, not an object"):
+        list(jsonl_blocks(tmp_path / "list.jsonl", block_bytes=8))
+
+
+def test_rows_are_written_by_position_from_parquet_batches(tmp_path):
+    from tasks.record_batches import write_rows
+
+    ROWS.to_parquet(tmp_path / "in.parquet", row_group_size=3)
+    assert write_rows(tmp_path / "in.parquet", tmp_path / "kept.parquet", [0, 2, 3, 9], batch_rows=3) == 4
+    kept = pd.read_parquet(tmp_path / "kept.parquet")
+    assert kept["id"].tolist() == ["r0", "r2", "r3", "r9"] and kept["n"].tolist() == [0, 2, 3, 9]
+    assert write_rows(tmp_path / "in.parquet", tmp_path / "none.parquet", []) == 0
+    assert list(pd.read_parquet(tmp_path / "none.parquet").columns) == ["id", "text", "n"]
