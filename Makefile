@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python benchmarks/dedup.py --mode both --repeats 3
 
 mlflow-ui: install
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (model-training pages)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ADAPTEROPS_HOME)/mlflow/mlflow.db --port 5000
 
 prefect-ui: install

@@ -437,13 +437,17 @@ def lineage_tags(corpus: dict, corpus_tags: dict) -> dict:
             "eval.digest": corpus_tags.get("corpus.eval_digest", "")}
 
 
+# MLflow 3.17's UI picks GenAI or model-training pages from this query parameter (else a browser setting)
+ML_WORKFLOW = "workflowType=machine_learning"
+
+
 def lineage_markdown(corpus: dict) -> str:
     """A model-version description linking to the corpus version's run in the MLflow UI."""
     import mlflow
 
     experiment = mlflow.get_run(corpus["run_id"]).info.experiment_id
     return (f"Trained on [corpus {corpus['pipeline']} v{corpus['version']}](#/experiments/{experiment}/runs/"
-            f"{corpus['run_id']}) (digest `{corpus['digest']}`, contract {corpus['contract']} "
+            f"{corpus['run_id']}?{ML_WORKFLOW}) (digest `{corpus['digest']}`, contract {corpus['contract']} "
             f"v{corpus['contract_version']}); its run holds the manifest, quarantine, duplicates and approvals.")
 
 
