@@ -113,7 +113,7 @@ def offline_answers(evaluation_run_id: str) -> list[tuple[str, str]]:
 
     # load_table searches the active experiment only; the eval run lives in the pipeline's own
     experiment = mlflow.get_run(evaluation_run_id).info.experiment_id
-    table = mlflow.load_table("evaluation/examples.json", run_ids=[evaluation_run_id], experiment_ids=[experiment])
+    table = mlflow.MlflowClient().load_table(experiment, "evaluation/examples.json", run_ids=[evaluation_run_id])
     return list(zip(table["prompt"].astype(str), table["candidate_answer"].astype(str)))
 
 

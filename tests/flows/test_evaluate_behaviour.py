@@ -65,7 +65,7 @@ def test_the_eval_run_holds_the_per_example_table_and_slice_metrics(clean_then_c
     assert run.data.params["eval.decoding"] == "greedy" and "field_match" in run.data.params["eval.scorers"]
     assert any(k.startswith("slice.triage.") for k in run.data.metrics)
     assert run.data.tags["eval.digest"].startswith("sha256:") and run.inputs.dataset_inputs
-    table = mlflow.load_table("evaluation/examples.json", run_ids=[run.info.run_id], experiment_ids=[run.info.experiment_id])
+    table = mlflow.MlflowClient().load_table(run.info.experiment_id, "evaluation/examples.json", run_ids=[run.info.run_id])
     assert {"prompt", "reference", "base_answer", "candidate_answer", "production_answer",
             "candidate.field.triage"} <= set(table.columns)
     assert len(table) == corrupted["evaluation"]["examples"]
