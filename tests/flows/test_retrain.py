@@ -11,7 +11,8 @@ from adapterops.errors import AdapterOpsError
 
 SMALL = {"approval": "auto", "demo_records": 300, "train": {"max_steps": 12, "batch_size": 4, "log_every": 2},
          "release": {"model_name": "e2e-adapter", "gate": [{"score": "loss", "must_beat_base": 0.0}]},
-         "evaluation": {"max_new_tokens": 16}}
+         "evaluation": {"max_new_tokens": 16},
+         "serve": {"smoke_prompts": 4, "smoke_format_min": 0.0}}   # 12 steps learn no format; staging still runs
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     version = client.get_model_version_by_alias("e2e-adapter", "production")
     assert str(version.version) == adapter["version"] and release["promoted"]
     assert version.tags["corpus.digest"] == result["corpus"]["digest"]
+    assert result["staging"]["passed"] and result["staging"]["requests"] == 4 and result["staging"]["differ"] == 0
     assert version.tags["base_model.revision"].startswith("sha256:")
     from tasks.registry import production_history
     assert [(e["action"], e["version"], e["by"]) for e in production_history("e2e-adapter")][0] == \
