@@ -2,6 +2,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 ADAPTEROPS_HOME ?= $(CURDIR)/.adapterops
+PREFECT_PORT ?= 4200
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -29,8 +30,10 @@ bench: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ADAPTEROPS_HOME)/mlflow/mlflow.db --port 5000
 
+# The UI calls the API on PREFECT_SERVER_API_PORT (4200 unless set): set it, not --port, so both agree.
 prefect-ui: install
-	PREFECT_HOME=$(ADAPTEROPS_HOME)/prefect $(BIN)/prefect server start --port 4200
+	PREFECT_HOME=$(ADAPTEROPS_HOME)/prefect PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+		$(BIN)/prefect server start
 
 clean:
 	rm -rf $(ADAPTEROPS_HOME)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from adapterops.commands import setup
+from adapterops.errors import AdapterOpsError
 
 app = typer.Typer(no_args_is_help=True, help="Corpus versions: list, inspect, compare, approve or reject.")
 out = Console()
@@ -68,6 +70,9 @@ def diff(a: int, b: int, name: str = NAME) -> None:
 
 
 def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool) -> None:
+    if not yes and not sys.stdin.isatty():
+        raise AdapterOpsError(f"Not asking for confirmation without a terminal: add --yes to record '{decision}' "
+                              f"for {name} corpus v{version}.")
     setup()
     from tasks.approval import record_decision
     from tasks.corpus import diff_against_last_approved, get_version

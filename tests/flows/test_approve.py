@@ -188,3 +188,9 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
     config, in_flow = curate_pending("emits-not")
     approve(config.model_copy(update={"approval": "auto"}), in_flow)   # this run trains the version itself
     assert len(emitted) == 1
+
+
+def test_a_decision_without_a_terminal_asks_for_yes_in_one_line():
+    result = CliRunner().invoke(app, ["corpus", "approve", "1", "--name", "noterm", "--as", "dana.k"])
+    assert result.exit_code != 0 and isinstance(result.exception, AdapterOpsError)
+    assert "add --yes" in str(result.exception) and "\n" not in str(result.exception)
