@@ -59,6 +59,11 @@ def _print_summary(result: dict, seconds: float) -> None:
     table = Table(title=f"retrain finished in {seconds:.0f} s", show_header=False)
     table.add_row("corpus", f"v{corpus['version']}  {corpus['digest'][:23]}  "
                             + ", ".join(f"{k} {v}" for k, v in corpus["counts"].items()))
+    if elsewhere := result.get("approved_elsewhere"):
+        table.add_row("adapter", f"not trained here: {elsewhere['approver']} approved the corpus outside this run, "
+                                 "which trains it (the on-approval deployment, or the run whose form approved it)")
+        out.print(table)
+        return
     if reused := result.get("reused"):
         table.add_row("adapter", f"unchanged: {reused['model_name']} v{reused['version']} was already trained from this "
                                  f"corpus and recipe (aliases: {', '.join(reused['aliases']) or 'none'}); nothing to do")

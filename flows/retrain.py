@@ -18,7 +18,11 @@ reuse_task = task(name="find-trained-adapter")(reusable_version)
 def retrain(config: Config) -> dict:
     """The whole chain; an unchanged corpus and recipe stops after approval: it was trained already."""
     corpus = curate(config)
-    approve(config, corpus)
+    if (approval := approve(config, corpus)).get("elsewhere"):   # whoever decided trains it: not twice
+        publish_markdown("retrain-approved-elsewhere", "Approved outside this run",
+                         f"Corpus v{corpus['version']} was approved by {approval['approver']} while this run waited; "
+                         "the on-approval deployment (a CLI approval) or the run whose form approved it trains it.")
+        return {"corpus": corpus, "approved_elsewhere": approval}
     return train_evaluate_release(config, corpus)
 
 

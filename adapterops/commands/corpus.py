@@ -83,6 +83,11 @@ def _decide(version: int, name: str, approver: str, note: str, decision: str, ye
         raise typer.Exit(1)
     record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note)
     out.print(f"{name} corpus v{version} {decision} by {approver} at {record['time']} (digest {record['digest'][:19]}).")
+    from flows.approve import resume_waiting_runs   # runs paused on this version go on, or end, with it
+
+    answer = {"approver": approver, "decision": {"approved": "approve", "rejected": "reject"}[decision], "note": note}
+    if resumed := resume_waiting_runs(name, version, answer):
+        out.print(f"Resumed the flow runs waiting on v{version}: {', '.join(resumed)}.")
 
 
 @app.command()
