@@ -14,7 +14,8 @@ from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, record_decision
-from tasks.corpus import diff_against_last_approved, find_version
+from tasks.corpus import find_version
+from tasks.review import version_review
 
 
 POLL_SECONDS = 10
@@ -172,7 +173,8 @@ def approve_version(config: Config, corpus: dict) -> dict:
     """Approve as policy:auto when configured; else wait for an owner's form under a server, or stop."""
     if (record := decided(corpus["pipeline"], corpus["digest"])) is not None:
         return record
-    review = diff_against_last_approved(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]))
+    review = version_review(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]),
+                            config.mlflow_ui_url, config.prefect_ui_url, config.review_sample)
     publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
     if config.approval == "auto":
         record = record_decision(corpus["pipeline"], corpus["digest"], AUTO_APPROVER, "approved",

@@ -91,6 +91,10 @@ def curate(config: Config) -> dict:
     stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
               "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
     corpus = version_task(config.name, stages, curation_settings(config), stage)
+    if corpus["new"] and flow_run.get_id():   # the review page links to the run that curated the version
+        import mlflow
+
+        mlflow.MlflowClient().set_tag(corpus["run_id"], "prefect.curate_flow_run_id", flow_run.get_id())
     remember_task(config.name, cached, corpus["digest"], paths, config.contract, curation_settings(config))
     state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
     publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",

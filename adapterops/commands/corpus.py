@@ -42,10 +42,13 @@ def list_versions(name: str = NAME) -> None:
 
 
 @app.command()
-def show(version: int, name: str = NAME) -> None:
-    """A version's manifest, decision log and the diff against the last approved version."""
+def show(version: int, name: str = NAME,
+         sample: int = typer.Option(5, help="Added and changed records shown, before → after.")) -> None:
+    """A version's manifest, decision log and review: curation, changes against the last approved version, links."""
     setup()
-    from tasks.corpus import diff_against_last_approved, get_version, load_manifest
+    from adapterops.config import Config
+    from tasks.corpus import get_version, load_manifest
+    from tasks.review import version_review
 
     run = get_version(name, version)
     manifest = load_manifest(run)
@@ -56,7 +59,8 @@ def show(version: int, name: str = NAME) -> None:
     log = [(k, v) for k, v in run.data.tags.items() if k.startswith("approval.log.")]
     for _, entry in sorted(log, key=lambda kv: int(kv[0].rsplit(".", 1)[1])):
         out.print(f"  decision: {entry}")
-    out.print(Markdown(diff_against_last_approved(name, run)))
+    defaults = Config()
+    out.print(Markdown(version_review(name, run, defaults.mlflow_ui_url, defaults.prefect_ui_url, sample)))
 
 
 @app.command()

@@ -51,6 +51,13 @@ def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, 
     worker, outcome = start_in_background(approve_module.approve, config, corpus)
     paused = wait_for_flow_runs(FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
     assert paused, "the approve flow never paused for input"
+    from prefect.input.actions import read_flow_run_input
+
+    description = read_flow_run_input(paused[0].state.state_details.run_input_keyset["description"],
+                                      flow_run_id=paused[0].id)
+    assert "### Curation" in description and "[MLflow corpus run](http://127.0.0.1:5000/#/experiments/" in description
+    assert "[Prefect curate run](http://127.0.0.1:4200/runs/flow-run/" in description
+    assert "is the first version to be approved" in description and "**Added** (5 of" in description
     resume_flow_run(paused[0].id, run_input={"approver": "dana.k", "decision": "approve", "note": "reviewed diff"})
     worker.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
@@ -311,3 +318,10 @@ def test_one_runs_form_decides_for_every_run_waiting_on_the_version(prefect_harn
     results = [first_outcome.get("result"), second_outcome.get("result")]
     assert all(results), (first_outcome, second_outcome)
     assert sorted(bool(r.get("elsewhere")) for r in results) == [False, True]   # one trains, the other does not
+
+
+def test_corpus_show_prints_the_review(prefect_harness):
+    _, corpus = curate_pending("show")
+    result = CliRunner().invoke(app, ["corpus", "show", "1", "--name", "show", "--sample", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Curation" in result.output and "MLflow corpus run" in result.output and "Added (2 of" in result.output
