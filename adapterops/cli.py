@@ -135,6 +135,7 @@ from adapterops.commands import train as _train; app.command("train")(_train.tra
 from adapterops.commands import dedup as _dedup; app.command("dedup")(_dedup.dedup)  # noqa: E402,E702
 from adapterops.commands import label as _label; app.add_typer(_label.app, name="label")  # noqa: E402,E702
 from adapterops.commands import release as _release; app.add_typer(_release.app, name="release")  # noqa: E402,E702
+from adapterops.commands import notify as _notify; app.add_typer(_notify.app, name="notify")  # noqa: E402,E702
 
 
 def main() -> None:

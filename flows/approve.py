@@ -12,6 +12,7 @@ from pydantic import Field, create_model
 
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
+from adapterops.notify import emit_waiting
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, record_decision
 from tasks.corpus import find_version
@@ -140,10 +141,15 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
     heading = (f"## Corpus {pipeline} v{version}\n\nDigest `{corpus['digest']}`. Owners who may decide: "
                f"{', '.join(human_owners(corpus['owners']))}. Or from a terminal: `adapterops corpus approve {version} "
                f"--name {pipeline} --as NAME --yes`.\n\n")
+    run = find_version(pipeline, digest=corpus["digest"])
+    mlflow_url = f"{config.mlflow_ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     problem, last_error = "", ""
     for attempt in range(1, MAX_TRIES + 1):
+        key = f"decision-v{version}-{attempt}"
+        emit_waiting(corpus, f"{config.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run.get_id()}", mlflow_url,
+                     human_owners(corpus["owners"]), key=f"{flow_run.get_id()}-{key}")
         try:
-            answer = _ask(config, form, heading + problem + review, key=f"decision-v{version}-{attempt}")
+            answer = _ask(config, form, heading + problem + review, key=key)
         except FlowPauseTimeout:
             raise AdapterOpsError(f"No decision on corpus version {version} within {config.approval_timeout_hours:g} h; "
                                   f"it stays pending. Decide with `adapterops corpus approve {version} --name {pipeline} "

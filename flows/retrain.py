@@ -3,6 +3,7 @@
 from prefect import flow, task
 
 from adapterops.config import Config
+from adapterops.notify import emit_release
 from adapterops.reporting import publish_markdown
 from flows.approve import approve
 from flows.curate import curate
@@ -37,4 +38,5 @@ def train_evaluate_release(config: Config, corpus: dict) -> dict:
     adapter = train_on_work_pool(config, corpus) if config.train.work_pool else train(config, corpus)
     evaluation = evaluate(config, corpus, adapter)
     decision = release(config, adapter, evaluation)
+    emit_release(decision, corpus, config.mlflow_ui_url)   # the adapterops-release automation tells people
     return {"corpus": corpus, "adapter": adapter, "evaluation": evaluation, "release": decision}
