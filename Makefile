@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export ADAPTEROPS_HOME
 
-.PHONY: install demo test bench mlflow-ui prefect-ui clean
+.PHONY: install demo test test-server bench mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Against a real `prefect server start` with a process worker (a few minutes): deploy, suspend, resume, notify.
+test-server: install
+	$(BIN)/python -m pytest -m server tests/server
 
 bench: install
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'

@@ -168,6 +168,7 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
             get_logger().warning("Decision on corpus v%s refused (%s); the form is shown again (%d/%d).",
                                  version, error, attempt, MAX_TRIES)
             continue
+        _tag_this_run(f"{version_tag(pipeline, version)}:decided")
         resume_waiting_runs(pipeline, version, {"approver": answer.approver, "decision": answer.decision,
                                                 "note": answer.note}, other_than=flow_run.get_id())
         return record
@@ -175,10 +176,19 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
                           f"it stays pending. Decide with `adapterops corpus approve {version} --name {pipeline} --as NAME`.")
 
 
+def _this_run_tags() -> list[str]:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return list(context.flow_run.tags) if context and context.flow_run else []
+
+
 def approve_version(config: Config, corpus: dict) -> dict:
     """Approve as policy:auto when configured; else wait for an owner's form under a server, or stop."""
     if (record := decided(corpus["pipeline"], corpus["digest"])) is not None:
-        return record
+        # a suspended run re-runs from the top when resumed: if it waited and its form did not decide, who did trains
+        tag, tags = version_tag(corpus["pipeline"], corpus["version"]), _this_run_tags()
+        return record | {"elsewhere": True} if tag in tags and f"{tag}:decided" not in tags else record
     review = version_review(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]),
                             config.mlflow_ui_url, config.prefect_ui_url, config.review_sample)
     publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
