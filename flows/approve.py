@@ -103,8 +103,14 @@ def resume_waiting_runs(pipeline: str, version: int, run_input: dict, other_than
 
     if not _served():
         return []
+    try:
+        waiting = waiting_runs(pipeline, version)
+    except Exception as error:   # the decision is recorded; an unreachable server must not hide that
+        get_logger().warning("Could not look for flow runs waiting on corpus v%s (%s); resume them in the Prefect UI.",
+                             version, error)
+        return []
     resumed = []
-    for run in waiting_runs(pipeline, version):
+    for run in waiting:
         if str(run.id) == str(other_than):
             continue
         try:
