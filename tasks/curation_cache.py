@@ -113,7 +113,7 @@ def remember(pipeline: str, fingerprint: str, digest: str, anchored_on: str | No
 def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -> tuple[dict | None, str]:
     """(the corpus reference to reuse, why) when a version was curated from this fingerprint and its files
     still rehash to its digest; (None, why not) otherwise."""
-    from tasks.corpus import corpus_ref, find_version, load_manifest
+    from tasks.corpus import find_version, load_manifest
 
     entry = _read_index(pipeline).get(fingerprint)
     if entry is None:
@@ -125,10 +125,25 @@ def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -
         return None, f"the version with digest {entry['digest']} is no longer in MLflow"
     version = run.data.tags["corpus.version"]
     try:
-        intact = rehashes_to(Path(run.data.tags["corpus.path"]), load_manifest(run))
+        manifest = load_manifest(run)
+        intact = rehashes_to(Path(run.data.tags["corpus.path"]), manifest)
     except (OSError, KeyError, ValueError) as error:
         return None, f"version {version}'s files cannot be read ({error})"
     if not intact:
         return None, f"version {version}'s files no longer hash to its digest"
-    return corpus_ref(pipeline, entry["digest"]), (f"same inputs, labels, contract, settings and code as version "
-                                                   f"{version}; its files rehash to {entry['digest']}")
+    return reused_ref(pipeline, run, manifest), (f"same inputs, labels, contract, settings and code as version "
+                                                 f"{version}; its files rehash to {entry['digest']}")
+
+
+def reused_ref(pipeline: str, run, manifest: dict) -> dict:
+    """tasks.corpus.corpus_ref without loading the contract through Great Expectations (seconds to import): the
+    contract file is the one this version was curated and validated with (its digest is in the fingerprint)."""
+    from adapterops.storage import read_yaml
+    from tasks.contract import contract_path
+
+    path = contract_path(manifest["contract"])
+    tags = run.data.tags
+    return {"pipeline": pipeline, "digest": manifest["digest"], "version": int(tags["corpus.version"]),
+            "path": tags["corpus.path"], "run_id": run.info.run_id, "new": False, "counts": manifest["counts"],
+            "contract": manifest["contract"], "contract_version": manifest["contract_version"],
+            "owners": list(read_yaml(path, f"Contract {path} does not exist.")["owners"])}
