@@ -16,7 +16,7 @@ from adapterops.notify import emit_waiting
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, record_decision
 from tasks.corpus import find_version
-from tasks.review import version_review
+from tasks.review import escape_markdown, version_review
 
 
 POLL_SECONDS = 10
@@ -170,7 +170,7 @@ def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
             if (record := decided(pipeline, corpus["digest"])) is not None:   # decided elsewhere meanwhile
                 return record | {"elsewhere": True}
             last_error = str(error)
-            problem = f"> **Decision {attempt} of {MAX_TRIES} refused:** {error}\n\n"
+            problem = f"> **Decision {attempt} of {MAX_TRIES} refused:** {escape_markdown(error, 1000)}\n\n"
             get_logger().warning("Decision on corpus v%s refused (%s); the form is shown again (%d/%d).",
                                  version, error, attempt, MAX_TRIES)
             continue
