@@ -281,7 +281,8 @@ def test_a_cli_decision_resumes_the_waiting_run_which_leaves_training_to_the_eve
     worker.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"]["elsewhere"] and outcome["result"]["approver"] == "dana.k"
-    assert len(emitted) == 1       # the on-approval deployment trains it; the resumed run does not
+    approved = [e for e in emitted if e["event"] == "adapterops.corpus.approved"]
+    assert len(approved) == 1      # the on-approval deployment trains it; the resumed run does not
 
 
 def test_a_rejection_elsewhere_ends_the_waiting_run_with_the_real_reason(prefect_harness, monkeypatch):
