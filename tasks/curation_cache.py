@@ -72,7 +72,8 @@ def fingerprint_of(sources: list[str], eval_paths: list[str], labels: list[str],
     from adapterops.storage import file_digest
     from tasks.contract import contract_path
 
-    inputs = {"sources": _digest_paths(sources), "eval": _digest_paths(eval_paths), "labels": _digest_paths(labels)}
+    inputs = {"sources": _digest_paths(sources), "eval": _digest_paths(eval_paths),
+              "labels": [[p, file_digest(Path(p))] for p in labels]}   # label exports are files (.json, .jsonl)
     return curation_fingerprint(inputs, settings | {"contract": contract}, file_digest(contract_path(contract)),
                                 code_version())
 
