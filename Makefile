@@ -2,12 +2,13 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 ADAPTEROPS_HOME ?= $(CURDIR)/.adapterops
+PREFECT_PORT ?= 4200
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export ADAPTEROPS_HOME
 
-.PHONY: install demo test bench mlflow-ui prefect-ui clean
+.PHONY: install demo test test-server bench mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# Against a real `prefect server start` with a process worker (a few minutes): deploy, suspend, resume, notify.
+test-server: install
+	$(BIN)/python -m pytest -m server tests/server
+
 bench: install
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'
 	$(BIN)/python benchmarks/dedup.py --mode both --repeats 3
@@ -31,8 +36,10 @@ mlflow-ui: install
 	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (model-training pages)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ADAPTEROPS_HOME)/mlflow/mlflow.db --port 5000
 
+# The UI calls the API on PREFECT_SERVER_API_PORT (4200 unless set): set it, not --port, so both agree.
 prefect-ui: install
-	PREFECT_HOME=$(ADAPTEROPS_HOME)/prefect $(BIN)/prefect server start --port 4200
+	PREFECT_HOME=$(ADAPTEROPS_HOME)/prefect PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+		$(BIN)/prefect server start
 
 clean:
 	rm -rf $(ADAPTEROPS_HOME)

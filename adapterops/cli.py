@@ -42,6 +42,11 @@ def _print_summary(result: dict, seconds: float) -> None:
     table = Table(title=f"retrain finished in {seconds:.0f} s", show_header=False)
     table.add_row("corpus", f"v{corpus['version']}  {corpus['digest'][:23]}  "
                             + ", ".join(f"{k} {v}" for k, v in corpus["counts"].items()))
+    if elsewhere := result.get("approved_elsewhere"):
+        table.add_row("adapter", f"not trained here: {elsewhere['approver']} approved the corpus outside this run, "
+                                 "which trains it (the on-approval deployment, or the run whose form approved it)")
+        out.print(table)
+        return
     if reused := result.get("reused"):
         table.add_row("adapter", f"unchanged: {reused['model_name']} v{reused['version']} was already trained from this "
                                  f"corpus and recipe (aliases: {', '.join(reused['aliases']) or 'none'}); nothing to do")
@@ -130,6 +135,7 @@ from adapterops.commands import evaluate as _evaluate; app.command("eval")(_eval
 from adapterops.commands import keys as _keys; app.add_typer(_keys.app, name="keys")  # noqa: E402,E702
 from adapterops.commands import serve as _serve; app.command("serve")(_serve.serve)  # noqa: E402,E702
 from adapterops.commands import export as _export; app.command("export")(_export.export)  # noqa: E402,E702
+from adapterops.commands import notify as _notify; app.add_typer(_notify.app, name="notify")  # noqa: E402,E702
 
 
 def main() -> None:

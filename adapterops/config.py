@@ -213,6 +213,9 @@ class Config(Section):
     demo_seed: int = Field(2026, description="Seed of the demo generator.")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow server; default: SQLite in the workspace.")
     prefect_api_url: str | None = Field(None, description="Prefect server; default: Prefect's local server in the workspace.")
+    mlflow_ui_url: str = Field("http://127.0.0.1:5000", description="MLflow UI that review pages and notifications link to.")
+    prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI that review pages and notifications link to.")
+    review_sample: int = Field(5, ge=0, le=100, description="Added and changed records shown (before → after) to the owner who decides a version.")
 
 
 def _describe(error: ValidationError, origin: str) -> str:

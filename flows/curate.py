@@ -9,6 +9,7 @@ from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
 from flows.dedup import run_dedup
 from tasks.corpus import last_approved_signatures, publish_version
+from tasks.curation_cache import approved_digest, fingerprint_of, remember, reusable_corpus
 from tasks.dedup import DedupParams, dedup_file
 from tasks.inputs import ingest_files
 from tasks.labeling import label_file
@@ -26,6 +27,27 @@ split_task = task(name="split")(split_file)
 version_task = task(name="corpus-version")(publish_version)
 
 
+@task(name="curation-fingerprint")
+def fingerprint_task(pipeline: str, paths: dict, contract: str, settings: dict) -> dict:
+    """Hash what decides the digest (files, contract, settings, code); reuse the version it gave last time."""
+    fingerprint = fingerprint_of(paths["sources"], paths["eval"], paths["labels"], contract, settings)
+    anchored_on = approved_digest(pipeline)
+    corpus, why = reusable_corpus(pipeline, fingerprint, anchored_on)
+    verdict = f"reused corpus v{corpus['version']}: ingest, PII, dedup, contract and split skipped" if corpus \
+        else "curating"
+    publish_markdown("curation-fingerprint", f"Curation fingerprint: {verdict}", f"`{fingerprint}`: {why}.")
+    return {"fingerprint": fingerprint, "anchored_on": anchored_on, "corpus": corpus}
+
+
+@task(name="remember-fingerprint")
+def remember_task(pipeline: str, cached: dict, digest: str, paths: dict, contract: str, settings: dict) -> bool:
+    """Remember fingerprint → digest, unless an input changed while curating (then it would not describe the bytes read)."""
+    if fingerprint_of(paths["sources"], paths["eval"], paths["labels"], contract, settings) != cached["fingerprint"]:
+        return False
+    remember(pipeline, cached["fingerprint"], digest, cached["anchored_on"])
+    return True
+
+
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
     return {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
@@ -38,6 +60,15 @@ def curate(config: Config) -> dict:
     stage = resolve_workspace().runs_dir / f"curate-{flow_run.get_id() or 'local'}"
     sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
     eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
+    label_paths = [str(p) for name in config.labels for p in resolve_source(name, config)]
+    paths = {"sources": sources, "eval": eval_paths, "labels": label_paths}
+    cached = fingerprint_task(config.name, paths, config.contract, curation_settings(config))
+    if cached["corpus"] is not None:
+        corpus = cached["corpus"]
+        publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
+                         f"**Digest** `{corpus['digest']}` (unchanged: reused, not curated again)\n\n" +
+                         "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
+        return corpus
     params = DedupParams(**config.dedup.settings())
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
@@ -48,7 +79,6 @@ def curate(config: Config) -> dict:
     pii = pii_task(ingested["records"], config.contract, stage)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        label_paths = [str(p) for name in config.labels for p in resolve_source(name, config)]
         labeled = label_task(pii["records"], label_paths, stage)
     deduped = dedup(labeled["records"] if labeled else pii["records"], params, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
@@ -61,6 +91,11 @@ def curate(config: Config) -> dict:
     stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
               "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
     corpus = version_task(config.name, stages, curation_settings(config), stage)
+    if corpus["new"] and flow_run.get_id():   # the review page links to the run that curated the version
+        import mlflow
+
+        mlflow.MlflowClient().set_tag(corpus["run_id"], "prefect.curate_flow_run_id", flow_run.get_id())
+    remember_task(config.name, cached, corpus["digest"], paths, config.contract, curation_settings(config))
     state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
     publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
                      f"**Digest** `{corpus['digest']}` ({state})\n\n" +

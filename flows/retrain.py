@@ -4,6 +4,7 @@ from prefect import flow, task
 
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
+from adapterops.notify import emit_release
 from adapterops.reporting import publish_markdown
 from flows.approve import approve
 from flows.curate import curate
@@ -22,7 +23,11 @@ reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
 def retrain(config: Config) -> dict:
     """The whole chain; an unchanged corpus and recipe stops after approval: it was trained already."""
     corpus = curate(config)
-    approve(config, corpus)
+    if (approval := approve(config, corpus)).get("elsewhere"):   # whoever decided trains it: not twice
+        publish_markdown("retrain-approved-elsewhere", "Approved outside this run",
+                         f"Corpus v{corpus['version']} was approved by {approval['approver']} while this run waited; "
+                         "the on-approval deployment (a CLI approval) or the run whose form approved it trains it.")
+        return {"corpus": corpus, "approved_elsewhere": approval}
     return train_evaluate_release(config, corpus)
 
 
@@ -40,4 +45,5 @@ def train_evaluate_release(config: Config, corpus: dict) -> dict:
     staged = staging(config, corpus, adapter, evaluation) if (
         config.release.staging and decide(config.release.gate, evaluation["summary"]).promote) else None
     decision = release(config, adapter, evaluation, staged)
+    emit_release(decision, corpus, config.mlflow_ui_url)   # the adapterops-release automation tells people
     return {"corpus": corpus, "adapter": adapter, "evaluation": evaluation, "staging": staged, "release": decision}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
+from adapterops.escaping import md_cell
 
 
 def _cell(text) -> str:
     """Record-derived text (slice values) made safe for a markdown table cell."""
-    return html.escape(str(text)).replace("|", "\\|").replace("`", "&#96;").replace("\n", " ")
+    return md_cell(text)
 
 
 def _interval(interval: dict | None) -> str:

@@ -72,7 +72,7 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
 
 def smoke_markdown(model_name: str, version: str, result: dict) -> str:
     """The Prefect artifact: the verdict, the figures and why it failed (record-derived text escaped)."""
-    from tasks.evaluation_report import _cell as escape_markdown   # the one markdown escaping helper
+    from adapterops.escaping import md_cell as escape_markdown   # the one markdown escaping helper
 
     verdict = "passed" if result["passed"] else "FAILED: production unchanged"
     lines = [f"# Staging of {escape_markdown(model_name)} v{version}: {verdict}", "",

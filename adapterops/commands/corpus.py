@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from adapterops.commands import setup
 from adapterops.escaping import terminal   # record-derived text: controls dropped, Rich markup escaped
+from adapterops.errors import AdapterOpsError
 
 app = typer.Typer(no_args_is_help=True, help="Corpus versions: list, inspect, compare, approve or reject.")
 out = Console()
@@ -43,11 +45,14 @@ def list_versions(name: str = NAME) -> None:
 
 
 @app.command()
-def show(version: int, name: str = NAME) -> None:
-    """A version's manifest, decision log and the diff against the last approved version."""
+def show(version: int, name: str = NAME,
+         sample: int = typer.Option(5, help="Added and changed records shown, before → after.")) -> None:
+    """A version's manifest, decision log and review: curation, changes against the last approved version, links."""
     setup()
+    from adapterops.config import Config
     from tasks.approval import decision_log
-    from tasks.corpus import diff_against_last_approved, get_version, load_manifest
+    from tasks.corpus import get_version, load_manifest
+    from tasks.review import version_review
 
     run = get_version(name, version)
     manifest = load_manifest(run)
@@ -58,7 +63,8 @@ def show(version: int, name: str = NAME) -> None:
     for entry in decision_log(run):
         out.print(terminal(f"  decision {entry['seq']}: {entry['time']} {entry['approver']} {entry['decision']} "
                            f"{entry['note']}"), markup=False, highlight=False)
-    out.print(Markdown(diff_against_last_approved(name, run)))
+    defaults = Config()
+    out.print(Markdown(version_review(name, run, defaults.mlflow_ui_url, defaults.prefect_ui_url, sample)))
 
 
 @app.command()
@@ -72,6 +78,9 @@ def diff(a: int, b: int, name: str = NAME) -> None:
 
 
 def _decide(version: int, name: str, approver: str, note: str, decision: str, yes: bool, key_file: Path | None) -> None:
+    if not yes and not sys.stdin.isatty():
+        raise AdapterOpsError(f"Not asking for confirmation without a terminal: add --yes to record '{decision}' "
+                              f"for {name} corpus v{version}.")
     setup()
     from tasks.approval import record_decision
     from tasks.corpus import diff_against_last_approved, get_version
@@ -84,6 +93,11 @@ def _decide(version: int, name: str, approver: str, note: str, decision: str, ye
     record = record_decision(name, run.data.tags["corpus.digest"], approver, decision, note, key_file=key_file)
     out.print(terminal(f"{name} corpus v{version} {decision} by {approver} at {record['time']} "
                        f"(digest {record['digest'][:19]}), signed with their key."), markup=False, highlight=False)
+    from flows.approve import resume_waiting_runs   # runs paused on this version go on, or end, with it
+
+    answer = {"approver": approver, "decision": {"approved": "approve", "rejected": "reject"}[decision], "note": note}
+    if resumed := resume_waiting_runs(name, version, answer):
+        out.print(f"Resumed the flow runs waiting on v{version}: {', '.join(resumed)}.")
 
 
 AS = typer.Option(..., "--as", help="Your name as listed in the contract's owners; signs with your key.")

@@ -19,8 +19,8 @@ def start_in_background(call, *args) -> tuple[threading.Thread, dict]:
     return thread, outcome
 
 
-def wait_for_flow_runs(flow_run_filter, seconds: float = 60) -> list:
-    """The flow runs matching the filter, polled until there is one or `seconds` have passed."""
+def wait_for_flow_runs(flow_run_filter, seconds: float = 60, until=bool) -> list:
+    """The flow runs matching the filter, polled until `until(runs)` (one at least) or `seconds` have passed."""
     import time
 
     from prefect.client.orchestration import get_client
@@ -29,6 +29,6 @@ def wait_for_flow_runs(flow_run_filter, seconds: float = 60) -> list:
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_flow_runs(flow_run_filter=flow_run_filter)
-            if runs or time.monotonic() > deadline:
+            if until(runs) or time.monotonic() > deadline:
                 return runs
             time.sleep(0.5)

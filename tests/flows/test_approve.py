@@ -63,6 +63,13 @@ def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, 
     worker, outcome = start_in_background(approve_module.approve, config, corpus)
     paused = wait_for_flow_runs(FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
     assert paused, "the approve flow never paused for input"
+    from prefect.input.actions import read_flow_run_input
+
+    description = read_flow_run_input(paused[0].state.state_details.run_input_keyset["description"],
+                                      flow_run_id=paused[0].id)
+    assert "### Curation" in description and "[MLflow corpus run](http://127.0.0.1:5000/#/experiments/" in description
+    assert "[Prefect curate run](http://127.0.0.1:4200/runs/flow-run/" in description
+    assert "is the first version to be approved" in description and "**Added** (5 of" in description
     resume_flow_run(paused[0].id, run_input={"approver": "dana.k", "decision": "approve", "note": "reviewed diff"})
     worker.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
@@ -199,3 +206,134 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
     config, in_flow = curate_pending("emits-not")
     approve(config.model_copy(update={"approval": "auto"}), in_flow)   # this run trains the version itself
     assert len(emitted) == 1
+
+
+def test_a_decision_without_a_terminal_asks_for_yes_in_one_line():
+    result = CliRunner().invoke(app, ["corpus", "approve", "1", "--name", "noterm", "--as", "dana.k"])
+    assert result.exit_code != 0 and isinstance(result.exception, AdapterOpsError)
+    assert "add --yes" in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_the_form_offers_the_contracts_people_never_a_policy():
+    from flows.approve import decision_form
+
+    schema = decision_form(["dana.k", "policy:auto", "sam.p"]).model_json_schema()
+    assert schema["properties"]["approver"]["enum"] == ["dana.k", "sam.p"]
+    assert schema["properties"]["decision"]["enum"] == ["approve", "reject"]
+    with pytest.raises(AdapterOpsError, match="names no person among its owners"):
+        decision_form(["policy:auto"])
+
+
+def waiting_on(name, count=1):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+
+    from flows.approve import version_tag
+    from tests.flows.background import wait_for_flow_runs
+
+    runs = wait_for_flow_runs(FlowRunFilter(tags=FlowRunFilterTags(all_=[version_tag(name, 1)]),
+                                            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))),
+                              until=lambda found: len(found) >= count)
+    assert len(runs) >= count, f"{count} run(s) should wait on {name} v1, found {len(runs)}"
+    return runs
+
+
+def test_a_mistyped_or_refused_decision_shows_the_form_again(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+    from prefect.flow_runs import resume_flow_run
+
+    from tests.flows.background import start_in_background
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    refusals = []
+
+    def refuse_once(*args, **kwargs):
+        if not refusals:
+            refusals.append(args)
+            raise AdapterOpsError("the decision could not be recorded; try again")
+        return record_decision(*args, **kwargs)
+
+    from tasks.approval import record_decision
+
+    monkeypatch.setattr(approve_module, "record_decision", refuse_once)
+    config, corpus = curate_pending("retry")
+    worker, outcome = start_in_background(approve_module.approve, config, corpus)
+    paused = waiting_on("retry")[0]
+    with pytest.raises(RuntimeError, match="Cannot resume"):   # not one of the owners: the server refuses it
+        resume_flow_run(paused.id, run_input={"approver": "Dana K", "decision": "approve"})
+    resume_flow_run(paused.id, run_input={"approver": "dana.k", "decision": "approve", "note": "first"})
+    import time
+
+    deadline = time.monotonic() + 60
+    while not refusals and time.monotonic() < deadline:
+        time.sleep(0.5)
+    again = waiting_on("retry")[0]          # refused: the same run asks again
+    assert again.id == paused.id and "error" not in outcome
+    resume_flow_run(again.id, run_input={"approver": "dana.k", "decision": "approve", "note": "second"})
+    worker.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    assert corpus_tags(corpus)["approval.note"] == "second"
+
+
+def test_a_cli_decision_resumes_the_waiting_run_which_leaves_training_to_the_event(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+    import prefect.events
+
+    from tests.flows.background import start_in_background
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    emitted = []
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
+    config, corpus = curate_pending("from-cli")
+    worker, outcome = start_in_background(approve_module.approve, config, corpus)
+    waiting_on("from-cli")
+    result = CliRunner().invoke(app, ["corpus", "approve", "1", "--name", "from-cli", "--as", "dana.k", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "Resumed the flow runs waiting on v1" in result.output
+    worker.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"]["elsewhere"] and outcome["result"]["approver"] == "dana.k"
+    approved = [e for e in emitted if e["event"] == "adapterops.corpus.approved"]
+    assert len(approved) == 1      # the on-approval deployment trains it; the resumed run does not
+
+
+def test_a_rejection_elsewhere_ends_the_waiting_run_with_the_real_reason(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+
+    from tests.flows.background import start_in_background
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    config, corpus = curate_pending("rejected-cli")
+    worker, outcome = start_in_background(approve_module.approve, config, corpus)
+    waiting_on("rejected-cli")
+    result = CliRunner().invoke(app, ["corpus", "reject", "1", "--name", "rejected-cli", "--as", "dana.k",
+                                      "--note", "PII in chat", "--yes"])
+    assert result.exit_code == 0, result.output
+    worker.join(timeout=60)
+    assert isinstance(outcome.get("error"), AdapterOpsError)
+    assert "rejected by dana.k" in str(outcome["error"]) and "PII in chat" in str(outcome["error"])
+
+
+def test_one_runs_form_decides_for_every_run_waiting_on_the_version(prefect_harness, monkeypatch):
+    import flows.approve as approve_module
+    from prefect.flow_runs import resume_flow_run
+
+    from tests.flows.background import start_in_background
+
+    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    config, corpus = curate_pending("two-runs")
+    first, first_outcome = start_in_background(approve_module.approve, config, corpus)
+    second, second_outcome = start_in_background(approve_module.approve, config, corpus)
+    runs = waiting_on("two-runs", count=2)
+    resume_flow_run(runs[0].id, run_input={"approver": "dana.k", "decision": "approve", "note": "one form"})
+    first.join(timeout=60)
+    second.join(timeout=60)
+    results = [first_outcome.get("result"), second_outcome.get("result")]
+    assert all(results), (first_outcome, second_outcome)
+    assert sorted(bool(r.get("elsewhere")) for r in results) == [False, True]   # one trains, the other does not
+
+
+def test_corpus_show_prints_the_review(prefect_harness):
+    _, corpus = curate_pending("show")
+    result = CliRunner().invoke(app, ["corpus", "show", "1", "--name", "show", "--sample", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Curation" in result.output and "MLflow corpus run" in result.output and "Added (2 of" in result.output
