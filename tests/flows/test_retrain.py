@@ -75,7 +75,7 @@ def test_rerun_with_identical_inputs_trains_nothing_and_a_new_recipe_gates_again
     again = retrain(config)
     assert again["corpus"]["digest"] == first["corpus"]["digest"] and not again["corpus"]["new"]
     assert again["reused"]["version"] == first["adapter"]["version"] and "adapter" not in again
-    assert again["reused"]["aliases"] == ["candidate", "production"]
+    assert again["reused"]["aliases"] == ["candidate", "production", "staging"]
     changed = parse_config(SMALL | {"name": "e2e", "train": SMALL["train"] | {"seed": 7, "log_every": 5}})
     second = retrain(changed)
     assert second["corpus"]["version"] == first["corpus"]["version"]
