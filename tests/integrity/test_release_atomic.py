@@ -58,13 +58,11 @@ def test_a_rollback_killed_midway_is_finished_by_the_next_read_and_a_plain_retry
 
 RELEASE = """
 import mlflow
-from adapterops.config import ReleaseConfig
 from adapterops.tracking import tracking_uri
 from tasks.registry import release_adapter
+from tests.integrity.evaluations import better_evaluation, loss_release
 mlflow.set_tracking_uri(tracking_uri())
-release_adapter(ReleaseConfig(model_name={name!r}), {{"model_name": {name!r}, "version": "3"}},
-                {{"run_id": {run_id!r}, "base": {{"loss": 5.0}}, "candidate": {{"loss": 4.0}},
-                  "production": {{"loss": 4.5, "version": "2"}}}})
+release_adapter(loss_release({name!r}), {{"model_name": {name!r}, "version": "3"}}, better_evaluation({run_id!r}, "2"))
 """
 
 
@@ -73,20 +71,19 @@ def test_a_release_killed_midway_is_finished_by_the_next_read_and_a_retry_does_n
                                                                                               point):
     import mlflow
 
-    from adapterops.config import ReleaseConfig
     from tasks.registry import production_version, release_adapter
+    from tests.integrity.evaluations import better_evaluation, loss_release
 
     name = promoted_twice(mlflow_client, tmp_path)
     with mlflow.start_run() as run:
         pass
-    evaluation = {"run_id": run.info.run_id, "base": {"loss": 5.0}, "candidate": {"loss": 4.0},
-                  "production": {"loss": 4.5, "version": "2"}}
+    evaluation = better_evaluation(run.info.run_id, "2")
     crashed = run_python(RELEASE.format(name=name, run_id=run.info.run_id), ADAPTEROPS_CRASH_AT=point)
     assert crashed.returncode == -9, crashed.stderr[-2000:]
 
     assert str(production_version(mlflow_client, name).version) == "3"     # the read finished the promotion
     assert mlflow_client.get_model_version(name, "3").tags["release.decision"] == "promoted"
-    retried = release_adapter(ReleaseConfig(model_name=name), {"model_name": name, "version": "3"}, evaluation)
+    retried = release_adapter(loss_release(name), {"model_name": name, "version": "3"}, evaluation)
     assert retried["promoted"]
     assert alias_and_trail(mlflow_client, name) == ("3", [("promote", "1", "done"), ("promote", "2", "done"),
                                                           ("promote", "3", "done")])
