@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from adapterops.escaping import md_cell, md_code
-
 TEXT_LIMIT = 240            # characters of a record's text shown in the review
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
 def escape_markdown(text, limit: int = TEXT_LIMIT) -> str:
-    """Record-derived text cut at `limit` characters and escaped for markdown on one line (adapterops.escaping)."""
+    """Record-derived text made inert in markdown, HTML and a terminal: one line, no markup, no control characters."""
     text = str(text)
     text = text[:limit] + "…" if len(text) > limit else text
-    return md_cell(text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(html.escape(text, quote=False).split()))
 
 
 def curation_lines(counts: dict, quarantine_reasons: dict, pii: dict | None, contract: dict) -> list[str]:
@@ -48,7 +50,7 @@ def change_lines(diff: dict, old: pd.DataFrame, new: pd.DataFrame, sample: int) 
     lines = []
     if diff["added"]:
         lines += [f"**Added** ({min(sample, len(diff['added']))} of {len(diff['added'])}):", ""]
-        lines += [f"- {md_code(i)} {escape_markdown(after.at[i, 'prompt'])} → "
+        lines += [f"- `{escape_markdown(i)}` {escape_markdown(after.at[i, 'prompt'])} → "
                   f"{escape_markdown(after.at[i, 'completion'])}" for i in diff["added"][:sample]]
         lines.append("")
     if diff["changed"]:
@@ -56,7 +58,7 @@ def change_lines(diff: dict, old: pd.DataFrame, new: pd.DataFrame, sample: int) 
         for i in diff["changed"][:sample]:
             changes = [f"{f}: {escape_markdown(before.at[i, f])} → {escape_markdown(after.at[i, f])}"
                        for f in fields if str(before.at[i, f]) != str(after.at[i, f])]
-            lines.append(f"- {md_code(i)} " + "; ".join(changes))
+            lines.append(f"- `{escape_markdown(i)}` " + "; ".join(changes))
         lines.append("")
     return lines
 
@@ -69,7 +71,7 @@ def cluster_lines(report: dict | None, top: int) -> list[str]:
     lines = ["### Largest duplicate clusters", ""]
     for c in clusters:
         kinds = sorted({d["kind"] for d in c["duplicates"]})
-        lines.append(f"- kept {md_code(c['kept_id'])} with {c['size'] - 1} removed ({', '.join(kinds)}): "
+        lines.append(f"- kept `{escape_markdown(c['kept_id'])}` with {c['size'] - 1} removed ({', '.join(kinds)}): "
                      f"{escape_markdown(c['kept_text'])}")
     return lines + [""]
 
