@@ -303,7 +303,7 @@ def process_mode(texts: list[str], families: list[int], args) -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cli = [sys.executable, "-c", "from adapterops.cli import main; main()", "dedup", str(data)]
-    warm_up = [sys.executable, "-m", "tasks.dedup_kernels"]   # what `make install` runs after pip
+    warm_up = [sys.executable, "-m", "tasks.dedup"]   # what `make install` runs after pip
     peer = [sys.executable, str(Path(__file__).resolve()), "--input", str(data)]
     runs: dict[str, list[dict]] = {}
     outputs: dict[str, Path] = {}

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
-from tasks.pii import PiiPolicy
+from tasks.pii_detect import PiiPolicy
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
 

@@ -936,3 +936,7 @@ def warm_up() -> None:
 
     dedup_records(pd.DataFrame({"id": [str(k) for k in range(len(texts))], "prompt": texts, "completion": "ok"}),
                   DedupParams(), workers=2)
+
+
+if __name__ == "__main__":   # `make install` runs this: compile and cache the kernels before the first real run
+    warm_up()

@@ -301,9 +301,3 @@ def bucket_pairs(members, offsets, all_pairs_up_to):
             right[position] = rows[k]
             position += 1
     return left, right
-
-
-if __name__ == "__main__":   # `make install` runs this: compile and cache the kernels before the first real run
-    from tasks.dedup import warm_up
-
-    warm_up()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
-from tasks.ingest import QUARANTINE_FIELDS, RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
+from tasks.ingest import RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
+from tasks.quarantine import QUARANTINE_FIELDS
 
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}

@@ -19,7 +19,7 @@ import pandas as pd
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
 from tasks.corpus import CANONICAL_FIELDS
-from tasks.ingest import quarantine_row
+from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
@@ -246,7 +246,7 @@ def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
 
     from adapterops.reporting import publish_table
     from adapterops.storage import file_digest, write_parquet
-    from tasks.ingest import QUARANTINE_FIELDS
+    from tasks.quarantine import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)

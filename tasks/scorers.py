@@ -15,7 +15,7 @@ from typing import Callable
 
 from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
-from tasks.pii import find_pii
+from tasks.pii_detect import find_pii
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fra
     from pathlib import Path
 
     from adapterops.storage import write_parquet
-    from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
+    from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(valid_path)

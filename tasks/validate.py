@@ -167,7 +167,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
 
     from adapterops.reporting import publish_markdown
     from adapterops.storage import space_for, write_json, write_parquet, write_text
-    from tasks.ingest import QUARANTINE_FIELDS, quarantine_row
+    from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)

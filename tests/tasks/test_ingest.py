@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
-from tasks.ingest import escape_raw, parse_csv, parse_jsonl, parse_rows
+from tasks.ingest import parse_csv, parse_jsonl, parse_rows
+from tasks.quarantine import escape_raw
 from tasks.inputs import expand_inputs, ingest_files
 
 GOOD = {"id": "a", "prompt": "p", "completion": "c", "source": "email", "timestamp": "t"}

@@ -2,8 +2,9 @@
 
 import pytest
 
-from tasks.ingest import quarantine_row
-from tasks.pii import PiiPolicy, apply_policy, find_pii, iban_valid, luhn_valid, mask_all, redact
+from tasks.quarantine import quarantine_row
+from tasks.pii import apply_policy
+from tasks.pii_detect import PiiPolicy, find_pii, iban_valid, luhn_valid, mask_all, redact
 
 
 @pytest.mark.parametrize("text, kind", [
