@@ -31,7 +31,6 @@ def main() -> None:
     parser.add_argument("--loop-prompts", type=int, default=40, help="Prompts timed in the per-example loop.")
     args = parser.parse_args()
 
-    import numpy as np
     import pandas as pd
     import torch
     from peft import PeftModel
@@ -41,11 +40,11 @@ def main() -> None:
     from adapterops.demo_data import generate_records, eval_lines
     from adapterops.tiny_model import ensure_tiny_model, weights_revision
     from tasks.contract import load_contract
-    from tasks.evaluate import per_example_loss, score_answers, slice_labels, summarise
+    from tasks.evaluate import answer_and_score, slice_labels, summarise
     from tasks.generate import generate
     from tasks.prompts import prompt_token_ids
     from tasks.scorers import build_scorers, score_names
-    from tasks.train import BaseModelRef, load_base_model, run_recipe, tokenize_examples
+    from tasks.train import BaseModelRef, load_base_model, run_recipe
 
     import json
     cfg = parse_config(DEMO_SETTINGS)
@@ -77,15 +76,8 @@ def main() -> None:
 
     started = time.perf_counter()
     scorers = build_scorers(specs, probe=(evaluation["prompt"][0], evaluation["completion"][0]))
-    prompts = [prompt_token_ids(tokenizer, p, template) for p in evaluation["prompt"]]
-    examples, _ = tokenize_examples(evaluation[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    cfg.train.max_length)
-    scores, generated = {}, 0
-    for who, name in (("base", None), ("candidate", "candidate"), ("production", "production")):
-        outputs = generate(model, tokenizer, prompts, max_new, adapter=name, batch_size=cfg.evaluation.batch_size)
-        generated += sum(o.new_tokens for o in outputs)
-        scores[who] = score_answers(scorers, evaluation, [o.text for o in outputs])
-        scores[who]["loss"] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
+    models = {"base": None, "candidate": "candidate", "production": "production"}
+    _, scores, generated = answer_and_score(model, tokenizer, evaluation, scorers, specs, models, cfg)
     summary = summarise(scores, score_names(scorers), slice_labels(contract.evaluation.slices, evaluation, specs),
                         cfg.evaluation)
     evaluation_seconds = time.perf_counter() - started
@@ -95,7 +87,7 @@ def main() -> None:
         means = {who: summary["means"][who][name] for who in scores}
         print(f"  {name:15s} base {means['base']:.3f}  candidate {means['candidate']:.3f}  production {means['production']:.3f}")
 
-    subset = prompts[: args.loop_prompts]
+    subset = [prompt_token_ids(tokenizer, p, template) for p in evaluation["prompt"][: args.loop_prompts]]
     model.set_adapter("candidate")
     started = time.perf_counter()
     batched = generate(model, tokenizer, subset, max_new, adapter="candidate", batch_size=cfg.evaluation.batch_size)

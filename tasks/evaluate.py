@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
@@ -26,11 +25,11 @@ def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: in
     """Mean completion-token loss of each example under one adapter (None: the base model alone)."""
     import torch
 
-    from tasks.generate import _adapter_context
+    from tasks.generate import adapter_context
 
     device = next(model.parameters()).device
     losses: list[float] = []
-    with torch.inference_mode(), _adapter_context(model, adapter) if hasattr(model, "peft_config") else nullcontext():
+    with torch.inference_mode(), adapter_context(model, adapter):
         for start in range(0, len(examples), batch_size):
             ids, mask, labels = (t.to(device) for t in collate(examples[start:start + batch_size], pad_id))
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
@@ -230,6 +229,32 @@ def load_models(cfg, adapter: dict, other: str | None):
     return model, tokenizer
 
 
+def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scorer], specs: list[ScorerSpec],
+                     who_adapter: dict[str, str | None], cfg) -> tuple[dict, dict, int]:
+    """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated)."""
+    from tasks.generate import generate
+    from tasks.prompts import prompt_token_ids
+    from tasks.train import tokenize_examples
+
+    template = cfg.train.prompt_template
+    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
+    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
+                                    cfg.train.max_length)
+    answers, scores, new_tokens = {}, {}, 0
+    for who, name in who_adapter.items():
+        outputs = generate(model, tokenizer, prompts, cfg.evaluation.max_new_tokens, adapter=name,
+                           batch_size=cfg.evaluation.batch_size)
+        answers[who] = [o.text for o in outputs]
+        new_tokens += sum(o.new_tokens for o in outputs)
+        scores[who] = score_answers(scorers, records, answers[who])
+        for spec in specs:
+            if spec.kind == "loss":
+                scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
+            elif spec.kind == "llm_judge":
+                scores[who][spec.label] = judge_scores(spec, cfg.evaluation.judge_model, records, answers[who])
+    return answers, scores, new_tokens
+
+
 def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "production") -> dict:
     """Base vs candidate vs another version (default: whatever is in production now) on the corpus's eval set.
 
@@ -241,11 +266,8 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
     import mlflow
 
     from tasks.contract import load_contract
-    from tasks.generate import generate
-    from tasks.prompts import prompt_token_ids
     from tasks.registry import production_version
     from tasks.scorers import build_scorers
-    from tasks.train import tokenize_examples
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
@@ -269,22 +291,7 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
         other = str(against)
     model, tokenizer = load_models(cfg, adapter, other)
     who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
-    template = cfg.train.prompt_template
-    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
-    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    cfg.train.max_length)
-    answers, scores, new_tokens = {}, {}, 0
-    for who, name in who_adapter.items():
-        outputs = generate(model, tokenizer, prompts, cfg.evaluation.max_new_tokens, adapter=name,
-                           batch_size=cfg.evaluation.batch_size)
-        answers[who] = [o.text for o in outputs]
-        new_tokens += sum(o.new_tokens for o in outputs)
-        scores[who] = score_answers(scorers, records, answers[who])
-        for spec in specs:
-            if spec.kind == "loss":
-                scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
-            elif spec.kind == "llm_judge":
-                scores[who][spec.label] = judge_scores(spec, cfg.evaluation.judge_model, records, answers[who])
+    answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter, cfg)
     summary = summarise(scores, directions, labels, cfg.evaluation)
     failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
     result = {"model_name": adapter["model_name"], "version": adapter["version"], "production_version": other,

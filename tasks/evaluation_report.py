@@ -5,11 +5,6 @@ from __future__ import annotations
 from adapterops.escaping import md_cell
 
 
-def _cell(text) -> str:
-    """Record-derived text (slice values) made safe for a markdown table cell."""
-    return md_cell(text)
-
-
 def _interval(interval: dict | None) -> str:
     if not interval:
         return "-"
@@ -44,21 +39,21 @@ def scores_markdown(result: dict) -> str:
         lines += ["", "| slice | size | candidate vs base (per score, mean improvement) |", "|---|---|---|"]
         for key, part in summary["slices"].items():
             if not part["judged"]:
-                lines.append(f"| {_cell(key)} | {part['size']} | too small to judge |")
+                lines.append(f"| {md_cell(key)} | {part['size']} | too small to judge |")
                 continue
             text = ", ".join(f"{name} {iv['mean']:+.2f}" for name, iv in part["vs_base"].items())
-            lines.append(f"| {_cell(key)} | {part['size']} | {text} |")
+            lines.append(f"| {md_cell(key)} | {part['size']} | {text} |")
     if result.get("failures"):
         lines += ["", "Scorer failures (scored as failed): " + ", ".join(f"{k}: {v}" for k, v in result["failures"].items())]
     return "\n".join(lines)
 
 
 def gate_markdown(decision: dict) -> str:
-    lines = [f"**{'Promoted' if decision['promoted'] else 'Held'}**: {_cell(decision['reason'])}", "",
+    lines = [f"**{'Promoted' if decision['promoted'] else 'Held'}**: {md_cell(decision['reason'])}", "",
              "| check | score | scope | against | lower bound | needs | rule |", "|---|---|---|---|---|---|---|"]
     for check in decision.get("checks", []):
         op = ">" if check["against"] == "base" else ">="
-        lines.append(f"| {'pass' if check['passed'] else '**FAIL**'} | {check['score']} | {_cell(check['scope'])} | "
+        lines.append(f"| {'pass' if check['passed'] else '**FAIL**'} | {check['score']} | {md_cell(check['scope'])} | "
                      f"{check['against']} | {check['lower']:+.4f} | {op} {check['threshold']:+.4f} | {check['rule']} |")
-    lines += [f"- {_cell(note)}" for note in decision.get("notes", [])]
+    lines += [f"- {md_cell(note)}" for note in decision.get("notes", [])]
     return "\n".join(lines)

@@ -39,7 +39,7 @@ def cut_at_eos(tokens: list[int], eos_ids: set[int], pad_id: int) -> list[int]:
     return out
 
 
-def _adapter_context(model, adapter: str | None):
+def adapter_context(model, adapter: str | None):
     """Select one adapter of a PeftModel, or disable them all for the base model."""
     if not hasattr(model, "peft_config"):
         return nullcontext()
@@ -72,7 +72,7 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ad
         chunk = order[start:start + batch_size]
         ids, mask = left_pad([prompts[i] for i in chunk], pad)
         extra = {"adapter_names": [adapter[i] for i in chunk]} if per_row else {}
-        context = nullcontext() if per_row else _adapter_context(model, adapter)
+        context = nullcontext() if per_row else adapter_context(model, adapter)
         with torch.inference_mode(), context:
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                                  do_sample=False, num_beams=1, use_cache=True, pad_token_id=pad,
