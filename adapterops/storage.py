@@ -61,7 +61,7 @@ def space_for(path, needed=None):
         raise disk_full_error(path, needed() if callable(needed) else needed) from None
 
 
-def _staging(path: Path) -> Path:
+def staging_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
@@ -70,7 +70,7 @@ def _staging(path: Path) -> Path:
 def _atomic(path: Path, needed):
     """A staging file next to path, renamed over it on success and removed on any failure."""
     with space_for(path, needed):
-        tmp = _staging(path)
+        tmp = staging_path(path)
         try:
             yield tmp
             tmp.replace(path)

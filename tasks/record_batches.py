@@ -249,10 +249,10 @@ def _write_parts(path, parts, out_path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from adapterops.storage import _staging, space_for
+    from adapterops.storage import space_for, staging_path
 
     with space_for(out_path, Path(path).stat().st_size):   # a full disk: one line naming the file
-        staging = _staging(out_path)
+        staging = staging_path(out_path)
         writer, written = None, 0
         try:
             try:

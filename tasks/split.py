@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from tasks.dedup import DedupParams, sketch_records, verified_pairs
+from adapterops.config import DedupConfig
+from tasks.dedup import sketch_records, verified_pairs
 
 
 def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Series:
@@ -18,7 +19,7 @@ def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Serie
     return ids.astype(str).map(lambda i: "heldout" if bucket(i) < heldout_fraction else "train")
 
 
-def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupParams) -> dict[str, str]:
+def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupConfig) -> dict[str, str]:
     """Train ids that near-duplicate a held-out record (Jaccard >= threshold), mapped to that record's id.
 
     Uses dedup's own sketches and verified pairs, so both stages agree on shingles and Jaccard.
@@ -51,7 +52,7 @@ def unusable_eval_rows(evaluation: pd.DataFrame) -> pd.Series:
     return reasons
 
 
-def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fraction: float, seed: int,
+def split_file(valid_path: str, eval_path: str, params: DedupConfig, heldout_fraction: float, seed: int,
                stage_dir) -> dict:
     """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined.
 

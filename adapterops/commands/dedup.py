@@ -65,7 +65,7 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
         raise AdapterOpsError("--keep source_priority needs the sources in order: --source-priority A --source-priority B.")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tasks.dedup import DedupParams, sketch_columns, sketch_file, with_previous, write_outputs
+    from tasks.dedup_files import sketch_columns, sketch_file, with_previous, write_outputs
 
     read = sketch_columns(input, (text_column,), id_column, source_column,
                           options={id_column: "--id-column", text_column: "--text-column"})
@@ -74,16 +74,15 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
                               "name the source column with --source-column.")
     config = DedupConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
                          shingle="char" if char else "word", source_priority=list(source_priority))
-    params = DedupParams(**config.settings())
     total = expected_rows(input)
     quiet = total < PROGRESS_FROM_ROWS if total is not None else input.stat().st_size < PROGRESS_FROM_BYTES
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("sketch", total=total)
-        current = sketch_file(input, params, (text_column,), workers or available_cores(), id_column, source_column,
+        current = sketch_file(input, config, (text_column,), workers or available_cores(), id_column, source_column,
                               lambda rows: progress.advance(task, rows))
     current = with_previous(current, str(previous) if previous else None, num_perm,
                             "ids must be unique (pick another --id-column)")
-    summary = write_outputs(input, current, params, out_dir, (text_column,), id_column, signatures)
+    summary = write_outputs(input, current, config, out_dir, (text_column,), id_column, signatures)
     out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
               f"near duplicates removed → {out_dir}")
