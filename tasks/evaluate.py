@@ -16,7 +16,7 @@ from adapterops.config import EvaluationConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
 from tasks.scorers import Scorer, extract_fields, score_names
 from tasks.statistics import compare, slice_rows
-from tasks.train import IGNORE, Example, collate
+from tasks.sft_data import Example, IGNORE, collate
 
 MODELS = ("base", "candidate", "production")
 
@@ -214,7 +214,8 @@ def load_models(cfg, adapter: dict, other: str | None):
 
     from peft import PeftModel
 
-    from tasks.train import BaseModelRef, detect_device, load_base_model
+    from adapterops.base_models import BaseModelRef
+    from tasks.base_model import detect_device, load_base_model
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
@@ -234,7 +235,7 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
     """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated)."""
     from tasks.generate import generate
     from tasks.prompts import prompt_token_ids
-    from tasks.train import tokenize_examples
+    from tasks.sft_data import tokenize_examples
 
     template = cfg.train.prompt_template
     prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
+from tasks.train import recipe_settings, training_key
 
 
 def production_entry(version: str, previous: str | None, action: str, by: str, reason: str, when: str,
@@ -347,13 +348,9 @@ def find_trained_version(model_name: str, key: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def reusable_version(cfg, corpus: dict) -> dict | None:
+def reusable_version(cfg, corpus: dict, base_revision: str) -> dict | None:
     """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
-    from adapterops.workspace import resolve_workspace
-    from tasks.train import recipe_settings, resolve_base_model, training_key
-
-    base = resolve_base_model(cfg, resolve_workspace().models_dir)
-    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base.revision,
+    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base_revision,
                                                                       recipe_settings(cfg)))
     if found is None:
         return None

@@ -51,7 +51,7 @@ def load_pool(first: RegisteredAdapter) -> AdapterPool:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tasks.served_model import base_model_location
-    from tasks.train import detect_device
+    from tasks.base_model import detect_device
 
     path, revision = base_model_location(first.config)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
