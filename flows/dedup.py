@@ -11,8 +11,7 @@ from adapterops.config import DedupConfig
 from adapterops.reporting import publish_markdown
 from adapterops.storage import write_parquet
 from tasks.dedup import concat_sketches, empty_sketches, sketch_records
-from tasks.dedup_files import (SHARD_ROWS, TEXT_COLUMNS, load_sketches, save_sketches, sketch_columns, with_previous,
-                               write_outputs)
+from tasks.dedup_files import SHARD_ROWS, TEXT_COLUMNS, finish_dedup, load_sketches, save_sketches, sketch_columns
 from tasks.dedup_report import report_markdown
 from tasks.record_batches import iter_frames
 
@@ -49,8 +48,7 @@ def dedup_sharded(records_path: str, params: DedupConfig, stage_dir: str, shard_
     # memory-mapped parts, copied one by one into the whole: the peak is the sketches once
     current = concat_sketches([load_sketches(f.result(), mmap=True) for f in futures]) if futures \
         else empty_sketches(params.num_perm)
-    summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
-                            stage_dir, TEXT_COLUMNS)
+    summary = finish_dedup(records_path, current, params, stage_dir, previous_signatures)
     del current
     shutil.rmtree(shards, ignore_errors=True)   # intermediate: the outputs and signatures/ are written
     publish_dedup_report(summary)

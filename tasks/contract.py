@@ -101,7 +101,7 @@ def contract_path(name_or_path: str) -> Path:
     return root / f"{name_or_path}.yaml"
 
 
-def _describe(error: dict, origin: Path) -> str:
+def _describe_contract_error(error: dict, origin: Path) -> str:
     loc = [p for p in error["loc"] if p not in ("schema_", "owners_")]
     if len(loc) > 2 and loc[0] == "expectations" and isinstance(loc[1], int):
         return f"{origin}: expectation {loc[1] + 1}: field '{'.'.join(map(str, loc[2:]))}': {error['msg']}."
@@ -124,7 +124,7 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
     try:
         Contract.model_validate(data)
     except ValidationError as error:
-        problems += [_describe(e, origin) for e in error.errors()]
+        problems += [_describe_contract_error(e, origin) for e in error.errors()]
     owners = data.get("owners") if isinstance(data.get("owners"), list) else []
     for number, owner in enumerate(owners, start=1):
         if isinstance(owner, dict) and isinstance(owner.get("public_key"), str):

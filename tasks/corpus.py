@@ -250,7 +250,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
               "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
-              + stages.get("pii", {}).get("quarantined", 0)  # issue 4: the PII step's quarantine
+              + stages.get("pii", {}).get("quarantined", 0)  # the PII step's quarantine
               + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
     if "eval_ingest" in stages:
@@ -308,7 +308,7 @@ def _stage_files(staging, stages: dict) -> None:
         shutil.copytree(dedup["signatures"], staging / "signatures")
     shutil.copyfile(valid["result"], staging / "validation.json")
     quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
-    # --- issue 4: PII quarantine, PII report and the contract's rendered Data Docs travel with the version ---
+    # PII quarantine and report, label outcomes and the contract's rendered Data Docs travel with the version
     pii = stages.get("pii", {})
     quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
     if pii.get("report"):
@@ -320,7 +320,6 @@ def _stage_files(staging, stages: dict) -> None:
         shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
         shutil.copytree(valid["data_docs"], staging / "data_docs")
-    # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
     if "eval_ingest" in stages:

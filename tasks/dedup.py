@@ -287,13 +287,13 @@ def cluster_columns(sketches: Sketches, params: DedupConfig) -> dict[str, np.nda
     jaccard[removed] = kernels.pair_jaccard(sketches.sets, sketches.set_offsets, removed, keeper[removed])
     kind = np.where(kept, "unique", np.where(same_text, "exact", "near")).astype(object)
     ids = sketches.ids.astype(str)
-    check_accounting(kept, keeper)
+    check_keepers(kept, keeper)
     own = ~sketches.anchors()
     return {"id": ids[own], "cluster_id": ids[keeper][own], "kept": kept[own],
             "duplicate_of": np.where(kept, None, ids[keeper])[own], "jaccard": jaccard[own], "kind": kind[own]}
 
 
-def check_accounting(kept: np.ndarray, keeper: np.ndarray) -> None:
+def check_keepers(kept: np.ndarray, keeper: np.ndarray) -> None:
     """Every record is kept or removed in favour of a kept one (an input record or a previous version's):
     none is removed for a record that is gone too, so kept + removed = input with nothing lost."""
     if len(kept) != len(keeper) or not kept[keeper[~kept]].all():

@@ -2,7 +2,7 @@
 duplicates.parquet, report.json and signatures/, and store or load sketches (no pickle).
 
 The file stage (`dedup_file`), the sharded flow (flows/dedup.py) and `adapterops dedup` all drive
-the same steps: sketch_file (or shards + concat) → with_previous → write_outputs.
+the same steps: sketch_file (or shards + concat) → finish_dedup (previous anchors → clusters → files).
 """
 
 from __future__ import annotations
@@ -139,9 +139,16 @@ def dedup_file(records_path: str, params: DedupConfig, stage_dir, previous_signa
     in this input are kept in favour of new duplicates of them. The records file is read batch_rows at a time.
     """
     current = sketch_file(records_path, params, TEXT_COLUMNS, workers, batch_rows=batch_rows)
-    summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
-                            stage_dir, TEXT_COLUMNS)
-    return summary
+    return finish_dedup(records_path, current, params, stage_dir, previous_signatures)
+
+
+def finish_dedup(records_path, current: Sketches, params: DedupConfig, out_dir, previous_signatures: str | None = None,
+                 text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id", signatures: bool = True,
+                 hint: str = "quarantine duplicate ids at ingest first") -> dict:
+    """The common tail of every way dedup runs (the file stage, the sharded flow, the command): the
+    sketches of this run after the previous version's anchors → clusters → the output files."""
+    anchored = with_previous(current, previous_signatures, params.num_perm, hint)
+    return write_outputs(records_path, anchored, params, out_dir, text_columns, id_column, signatures)
 
 
 def save_sketches(sketches: Sketches, folder) -> str:
@@ -197,10 +204,10 @@ def warm_up() -> None:
         pq.write_table(jsonl_table(folder / "new.jsonl"), folder / "new.parquet")
         for path, shingle in ((folder / "old.jsonl", "char"), (folder / "new.parquet", "word"), (folder / "old.jsonl", "word")):
             params = DedupConfig(shingle=shingle)
-            summary = write_outputs(path, sketch_file(path, params, ("text",), workers=2), params,
-                                    folder / f"{path.suffix[1:]}-{shingle}", ("text",))
-        current = with_previous(sketch_file(folder / "new.jsonl", params, ("text",)), summary["signatures"], params.num_perm)
-        write_outputs(folder / "new.jsonl", current, params, folder / "incremental", ("text",), signatures=False)
+            summary = finish_dedup(path, sketch_file(path, params, ("text",), workers=2), params,
+                                   folder / f"{path.suffix[1:]}-{shingle}", text_columns=("text",))
+        finish_dedup(folder / "new.jsonl", sketch_file(folder / "new.jsonl", params, ("text",)), params,
+                     folder / "incremental", summary["signatures"], ("text",), signatures=False)
         cluster_columns(load_sketches(summary["signatures"], mmap=True), params)   # read-only arrays (sharded flow)
     import pandas as pd
 

@@ -6,9 +6,10 @@ from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
 from tasks.ingest import RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
 from tasks.quarantine import QUARANTINE_FIELDS
+from tasks.record_batches import BATCH_ROWS, FORMATS, parquet_reader
 
-
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+# A folder's .json files are label exports or metadata more often than records: only named ones are read.
+FOLDER_FORMATS = {suffix: kind for suffix, kind in FORMATS.items() if suffix != ".json"}
 
 
 def _is_hf_dataset(folder) -> bool:
@@ -32,14 +33,14 @@ def expand_inputs(paths: list) -> list[tuple[str, str]]:
                 found.append((str(path), FORMATS[path.suffix.lower()]))
             else:
                 raise AdapterOpsError(f"{path}: unsupported format {path.suffix or '(no extension)'!r}; use .jsonl, "
-                                      f".csv, .tsv or .parquet files, or a Hugging Face save_to_disk folder.")
+                                      f".json (JSON Lines), .csv, .tsv or .parquet files, or a Hugging Face save_to_disk folder.")
     return found
 
 
 def _expand_folder(folder) -> list[tuple[str, str]]:
     if _is_hf_dataset(folder):
         return [(str(folder), "hf")]
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_FORMATS
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise AdapterOpsError(f"{folder}: folder with no data (no .jsonl, .csv, .tsv or .parquet file, and not a "
@@ -72,11 +73,11 @@ def read_input(path: str, fmt: str, columns: Columns, seen: set[str]) -> Ingeste
     return result
 
 
-def _parquet_rows(path: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
+def _parquet_rows(path: str):
+    """The file's rows as dicts, a record batch at a time (never the whole file in memory)."""
     try:
-        return pq.read_table(path).to_pylist()
+        for batch in parquet_reader(path).iter_batches(batch_size=BATCH_ROWS):
+            yield from batch.to_pylist()
     except Exception as error:  # pyarrow raises several types for corrupt or truncated files
         raise AdapterOpsError(f"{path}: cannot be read as Parquet ({str(error).splitlines()[0]}); "
                               f"re-export the file.") from None

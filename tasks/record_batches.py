@@ -1,4 +1,5 @@
-"""A records file (Parquet, CSV or JSONL) read and filtered in bounded batches.
+"""A records file (Parquet, CSV, TSV or JSONL) read and filtered in bounded batches: the one reader
+family of ingest, dedup and the dedup command.
 
 Big inputs never sit in memory whole: Parquet is read a record batch at a time and CSV a chunk at a
 time. JSONL is parsed by Arrow's multi-threaded JSON reader, a block of lines at a time, and held as
@@ -19,19 +20,21 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+# The formats of record files, by suffix (.json: JSON Lines too, as the dedup command has always read it).
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+SEPARATORS = {"csv": ",", "tsv": "\t"}
 BATCH_ROWS = 50_000
 JSONL_BLOCK_BYTES = 32 << 20
 
 
 def file_format(path) -> str:
-    """parquet, csv or jsonl by the file's suffix; the error names the formats that work."""
+    """parquet, csv, tsv or jsonl by the file's suffix; the error names the formats that work."""
     path = Path(path)
     if not path.is_file():
         raise AdapterOpsError(f"{path} does not exist; pass a JSONL, Parquet or CSV file.")
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise AdapterOpsError(f"{path}: unknown format {path.suffix!r}; use a .jsonl, .parquet or .csv file.")
+        raise AdapterOpsError(f"{path}: unknown format {path.suffix!r}; use a .jsonl, .parquet, .csv or .tsv file.")
     return kind
 
 
@@ -49,10 +52,10 @@ def column_names(path) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.ParquetFile(path).schema_arrow.names)
-        if kind == "csv":
+        if kind in SEPARATORS:
             import pandas as pd
 
-            return list(pd.read_csv(path, dtype=str, nrows=0).columns)
+            return list(pd.read_csv(path, dtype=str, nrows=0, sep=SEPARATORS[kind]).columns)
         return list(jsonl_table(path).column_names)
     except AdapterOpsError:
         raise
@@ -60,7 +63,7 @@ def column_names(path) -> list[str]:
         raise _unreadable(path, error) from None
 
 
-def _parquet(path):
+def parquet_reader(path):
     """A Parquet reader that streams column chunks (a buffer of 1 MiB), not whole row groups: a file
     written as one row group of a million rows would otherwise be decoded into memory whole."""
     import pyarrow.parquet as pq
@@ -181,11 +184,12 @@ def iter_frames(path, columns: list[str] | None = None, batch_rows: int = BATCH_
     kind = file_format(path)
     try:
         if kind == "parquet":
-            for batch in _parquet(path).iter_batches(batch_size=batch_rows, columns=columns):
+            for batch in parquet_reader(path).iter_batches(batch_size=batch_rows, columns=columns):
                 yield batch.to_pandas()
             return
-        if kind == "csv":
-            with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows, usecols=columns) as chunks:
+        if kind in SEPARATORS:
+            with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows, usecols=columns,
+                             sep=SEPARATORS[kind]) as chunks:
                 yield from chunks
             return
         table = jsonl_table(path)
@@ -280,9 +284,9 @@ def arrow_batches(path, columns: list[str] | None = None, batch_rows: int = BATC
     kind = file_format(path)
     try:
         if kind == "parquet":
-            for batch in _parquet(path).iter_batches(batch_size=batch_rows, columns=columns):
+            for batch in parquet_reader(path).iter_batches(batch_size=batch_rows, columns=columns):
                 yield pa.Table.from_batches([batch])
-        elif kind == "csv":   # every column is text, so every chunk has the same schema
+        elif kind in SEPARATORS:   # every column is text, so every chunk has the same schema
             for frame in iter_frames(path, columns, batch_rows=batch_rows):
                 yield pa.Table.from_pandas(frame, preserve_index=False)
         else:

@@ -65,7 +65,7 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
         raise AdapterOpsError("--keep source_priority needs the sources in order: --source-priority A --source-priority B.")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tasks.dedup_files import sketch_columns, sketch_file, with_previous, write_outputs
+    from tasks.dedup_files import finish_dedup, sketch_columns, sketch_file
 
     read = sketch_columns(input, (text_column,), id_column, source_column,
                           options={id_column: "--id-column", text_column: "--text-column"})
@@ -81,8 +81,7 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
         task = progress.add_task("sketch", total=total)
         current = sketch_file(input, config, (text_column,), workers or available_cores(), id_column, source_column,
                               lambda rows: progress.advance(task, rows))
-    current = with_previous(current, str(previous) if previous else None, num_perm,
-                            "ids must be unique (pick another --id-column)")
-    summary = write_outputs(input, current, config, out_dir, (text_column,), id_column, signatures)
+    summary = finish_dedup(input, current, config, out_dir, str(previous) if previous else None, (text_column,),
+                           id_column, signatures, "ids must be unique (pick another --id-column)")
     out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
               f"near duplicates removed → {out_dir}")

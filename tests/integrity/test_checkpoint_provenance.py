@@ -1,4 +1,4 @@
-"""Issue 11, case 6 (part): a checkpoint resumes only if this run wrote it (a copied one with a forged
+"""A checkpoint resumes only if this run wrote it (a copied one with a forged
 fingerprint starts fresh, and says so); a byte flipped in an approved train.parquet is one line."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 11, cases 1 and 2: decisions are signed statements; tags, copies, edits and non-owners approve nothing."""
+"""Decisions are signed statements; tags, copies, edits and non-owners approve nothing."""
 
 import base64
 import json

@@ -76,7 +76,7 @@ def test_duplicate_ids_are_refused():
         dedup_records(data, DedupConfig())
 
 
-# --- issue 3: scale, incremental, report, CLI, shards --------------------------------------------------
+# --- scale, incremental, report, CLI, shards ---------------------------------------------------------
 
 import json  # noqa: E402
 
@@ -319,11 +319,11 @@ def test_a_template_filled_in_hundreds_of_times_is_one_cluster_without_quadratic
 
 
 def test_the_accounting_check_refuses_a_record_removed_in_favour_of_one_not_kept():
-    from tasks.dedup import check_accounting
+    from tasks.dedup import check_keepers
 
-    check_accounting(np.array([True, False, False, True]), np.array([0, 0, 3, 3]))
+    check_keepers(np.array([True, False, False, True]), np.array([0, 0, 3, 3]))
     with pytest.raises(AdapterOpsError, match="accounting"):
-        check_accounting(np.array([True, False, False, True]), np.array([0, 2, 3, 3]))   # 1 → 2, itself removed
+        check_keepers(np.array([True, False, False, True]), np.array([0, 2, 3, 3]))   # 1 → 2, itself removed
 
 
 def test_candidate_pairs_are_the_pairs_of_datasketchs_index_buckets(monkeypatch):
