@@ -6,14 +6,15 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapterops.errors import AdapterOpsError
+
 if TYPE_CHECKING:            # pandas loads lazily: the CLI imports this module for its error handling
     import pandas as pd
-
-    from adapterops.errors import AdapterOpsError
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -36,10 +37,6 @@ def _size(count: float) -> str:
 
 def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
     """One line: which path could not be written, the space it needs and the space there is."""
-    import shutil
-
-    from adapterops.errors import AdapterOpsError
-
     path = Path(path)
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(existing).free
@@ -128,8 +125,6 @@ def file_digest(path: Path) -> str:
 def read_yaml(path: Path, missing: str):
     """Parse a YAML file; a missing file raises `missing`, a malformed one names the file and the problem."""
     import yaml
-
-    from adapterops.errors import AdapterOpsError
 
     path = Path(path)
     if not path.is_file():

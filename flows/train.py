@@ -3,12 +3,12 @@
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run, task_run
 
+from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
 from adapterops.reporting import publish_table
-from adapterops.base_models import resolve_base_model
+from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.train_run import train_adapter, train_run_dir, truncation_note
-
 
 POLL_SECONDS = 10   # how often a run on a work pool is checked
 
@@ -53,8 +53,6 @@ def deployment_name(config: Config) -> str:
 def adapter_of_flow_run(config: Config, flow_run_id: str) -> dict:
     """The adapter a train flow run registered, read back from MLflow (shared by the worker and us)."""
     import mlflow
-
-    from adapterops.tracking import adapter_experiment, ensure_experiment
 
     runs = mlflow.search_runs([ensure_experiment(adapter_experiment(config.name))], output_format="list",
                               filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'FINISHED'")

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
+from adapterops.signing import parse_public_key
+from adapterops.storage import read_yaml
 from tasks.pii_detect import PiiPolicy
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
@@ -128,7 +130,6 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
     owners = data.get("owners") if isinstance(data.get("owners"), list) else []
     for number, owner in enumerate(owners, start=1):
         if isinstance(owner, dict) and isinstance(owner.get("public_key"), str):
-            from adapterops.signing import parse_public_key
             try:
                 parse_public_key(owner["public_key"], f"{origin}: owner {number} ({owner.get('name')})")
             except AdapterOpsError as error:
@@ -157,8 +158,6 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
 
 def load_contract(name_or_path: str) -> Contract:
     """Load and check a contract; the first problem is raised as one line naming the file and the field."""
-    from adapterops.storage import read_yaml
-
     path = contract_path(name_or_path)
     data = read_yaml(path, f"Contract {name_or_path!r} not found at {path}; add data_contracts/{name_or_path}.yaml or pass a path.")
     problems = contract_problems(data, path)
@@ -186,8 +185,11 @@ def build_expectation(spec: ExpectationSpec, origin: str):
 
 
 def _row_level(expectation) -> bool:
-    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
-                                                             MulticolumnMapExpectation)
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
 
     return isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
 

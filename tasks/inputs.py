@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
+from pathlib import Path
+
 from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import file_digest, write_parquet
 from tasks.ingest import RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
 from tasks.quarantine import QUARANTINE_FIELDS
 from tasks.record_batches import BATCH_ROWS, FORMATS, parquet_reader
@@ -18,9 +23,6 @@ def _is_hf_dataset(folder) -> bool:
 
 def expand_inputs(paths: list) -> list[tuple[str, str]]:
     """(path, format) for every input: files, globs, folders of files and Hugging Face save_to_disk folders."""
-    import glob
-    from pathlib import Path
-
     found: list[tuple[str, str]] = []
     for spec in map(str, paths):
         matches = [Path(spec)] if Path(spec).exists() else sorted(Path(p) for p in glob.glob(spec))
@@ -50,8 +52,6 @@ def _expand_folder(folder) -> list[tuple[str, str]]:
 
 def read_input(path: str, fmt: str, columns: Columns, seen: set[str]) -> Ingested:
     """Parse one input of a known format; file-level problems are one AdapterOpsError naming the file."""
-    from pathlib import Path
-
     if fmt == "jsonl":
         with Path(path).open("rb") as handle:        # streamed: a 50 MB line is one line, not the whole file
             result = parse_jsonl_lines(handle, path, columns, seen)
@@ -97,11 +97,6 @@ def _hf_splits(path: str):
 
 
 def _digest(path: str) -> str:
-    import hashlib
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     target = Path(path)
     if target.is_file():
         return file_digest(target)
@@ -113,11 +108,7 @@ def _digest(path: str) -> str:
 
 def ingest_files(paths: list, columns: Columns, stage_dir) -> dict:
     """Parse every input into records.parquet and quarantine.parquet under stage_dir; ids are unique across files."""
-    from pathlib import Path
-
     import pandas as pd
-
-    from adapterops.storage import write_parquet
 
     seen: set[str] = set()
     records, quarantine, files, rows = [], [], [], 0

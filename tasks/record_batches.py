@@ -10,11 +10,15 @@ are taken from it by position instead of reading the file again.
 from __future__ import annotations
 
 import functools
+import json
+import mmap
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import space_for, staging_path
+from tasks.arrow_arrays import from_numpy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,8 +92,6 @@ def jsonl_blocks(path, block_bytes: int = JSONL_BLOCK_BYTES) -> Iterator["pa.Tab
     Each block goes through Arrow's multi-threaded JSON reader; a block it refuses (a malformed line,
     a column whose type changes between lines) is parsed line by line instead, which names the line.
     """
-    import mmap
-
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -117,8 +119,6 @@ def jsonl_blocks(path, block_bytes: int = JSONL_BLOCK_BYTES) -> Iterator["pa.Tab
 
 def _parsed_lines(block: bytes, path, first_line: int) -> "pa.Table":
     """One block parsed with json.loads line by line; a column of mixed types becomes text (as str() writes it)."""
-    import json
-
     import pyarrow as pa
 
     rows = []
@@ -233,8 +233,6 @@ def _taken(path, rows, columns, batch_rows: int):
     """Per batch of the file, the batch's rows at the wanted positions (all batches, so the schema comes along)."""
     import numpy as np
 
-    from tasks.arrow_arrays import from_numpy
-
     rows = np.asarray(rows, dtype=np.int64)
     if file_format(path) == "jsonl":   # held in memory: one take
         table = jsonl_table(path)
@@ -252,8 +250,6 @@ def _write_parts(path, parts, out_path: Path) -> int:
     """Arrow tables of one schema written as one Parquet file, atomically (an empty file with the input's columns when none)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from adapterops.storage import space_for, staging_path
 
     with space_for(out_path, Path(path).stat().st_size):   # a full disk: one line naming the file
         staging = staging_path(out_path)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from adapterops.config import DedupConfig
+from adapterops.storage import write_parquet
 from tasks.dedup import sketch_records, verified_pairs
+from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 
 def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Series:
@@ -59,11 +62,6 @@ def split_file(valid_path: str, eval_path: str, params: DedupConfig, heldout_fra
     eval_path: the evaluation records, already ingested and PII-checked; those that cannot be scored
     go to eval_quarantine.parquet.
     """
-    from pathlib import Path
-
-    from adapterops.storage import write_parquet
-    from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
-
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(valid_path)
     side = assign_split(frame["id"], heldout_fraction, seed)

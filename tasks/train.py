@@ -7,18 +7,23 @@ run and registration in tasks/train_run.py.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
-from adapterops.base_models import BaseModelRef
-from adapterops.config import Config, LoraConfig, TrainConfig
+from adapterops.base_models import BaseModelRef, resolve_base_model
+from adapterops.config import Config, LoraConfig, TrainConfig, load_config
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import write_json
+from adapterops.workspace import resolve_workspace
 from tasks.base_model import detect_device, load_base_model, quantization_config
+from tasks.checkpoints import TrainingState, load_checkpoint, resumable_checkpoint, save_checkpoint
 from tasks.sft_data import Example, load_records, model_inputs, next_batch, tokenize_examples
 
 
@@ -93,8 +98,6 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     Under several processes each takes its share of every step's examples and gradients are averaged.
     """
     import torch
-
-    from tasks.checkpoints import TrainingState, load_checkpoint, resumable_checkpoint, save_checkpoint
 
     if not examples:
         raise AdapterOpsError("No training examples: the approved corpus has no train records with a completion.")
@@ -175,8 +178,6 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
     Checkpoints go to out_dir/checkpoints (cleared on a fresh start), the adapter to out_dir/adapter
     and the loss curve to out_dir/history.json. Returns what was done, for tracking and reporting.
     """
-    import shutil
-
     device = detect_device()
     model, tokenizer = load_base_model(base, cfg.trust_remote_code, device, cfg.train.attention,
                                        quantization_config(cfg.lora, device), cfg.train.packing)
@@ -185,7 +186,6 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
     checkpoints = out_dir / "checkpoints"
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    from tasks.checkpoints import resumable_checkpoint
 
     resumed_from = resumable_checkpoint(checkpoints) if resume else None
     history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume,
@@ -196,8 +196,6 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
     if rank == 0:
-        from adapterops.storage import write_json
-
         save_adapter(model, out_dir / "adapter")
         write_json(history, out_dir / "history.json")
     return result
@@ -206,12 +204,6 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
 def main(argv: list[str] | None = None) -> None:
     """The recipe alone, without MLflow or Prefect, e.g. on several GPUs:
     `accelerate launch -m tasks.train CONFIG --data train.parquet --out DIR [--resume]`."""
-    import argparse
-
-    from adapterops.base_models import resolve_base_model
-    from adapterops.config import load_config
-    from adapterops.workspace import resolve_workspace
-
     parser = argparse.ArgumentParser(prog="python -m tasks.train", description=main.__doc__)
     parser.add_argument("config")
     parser.add_argument("--data", required=True, help="Parquet file with prompt and completion columns.")
