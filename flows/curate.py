@@ -1,5 +1,7 @@
 """curate: ingest → PII → dedup → contract → split → corpus version."""
 
+from pathlib import Path
+
 from prefect import flow, task
 from prefect.runtime import flow_run
 
@@ -71,18 +73,22 @@ def curate(config: Config) -> dict:
         return corpus
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
-    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval",
-                                                     artifact_key="eval-pii")
+    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval")
+    publish_pii("eval-pii", eval_pii)
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
     pii = pii_task(ingested["records"], config.contract, stage)
+    publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
         labeled = label_task(pii["records"], label_paths, stage)
     deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
-    validated = validate_task(deduped["kept_records"], config.contract, stage)
+    try:
+        validated = validate_task(deduped["kept_records"], config.contract, stage)
+    finally:   # the owner sees the contract's summary when it rejects the version too
+        publish_contract_summary(config.contract, stage)
     publish_table("contract", f"Contract {validated['contract']} v{validated['contract_version']}",
                   counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
     split = split_task(validated["valid"], eval_pii["records"], config.dedup, config.split.heldout_fraction,
@@ -100,6 +106,15 @@ def curate(config: Config) -> dict:
                      f"**Digest** `{corpus['digest']}` ({state})\n\n" +
                      "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
     return corpus
+
+
+def publish_pii(key: str, pii: dict) -> None:
+    publish_table(key, f"PII found under contract {pii['contract']} v{pii['contract_version']}", pii["detectors"])
+
+
+def publish_contract_summary(contract: str, stage: Path) -> None:
+    if (summary := stage / "validation.md").is_file():
+        publish_markdown("contract-summary", f"Contract {contract}", summary.read_text(encoding="utf-8"))
 
 
 def dedup(records: str, config: Config, stage) -> dict:

@@ -11,7 +11,6 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import html_text, md_cell, md_code, md_text
-from adapterops.reporting import publish_markdown
 from adapterops.storage import space_for, write_json, write_parquet, write_text
 from tasks.contract import Contract, ExpectationSpec, build_expectation, load_contract
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
@@ -181,8 +180,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
     problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
     summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
-    write_text(summary + "\n", stage_dir / "validation.md")
-    publish_markdown("contract-summary", f"Contract {contract.name} v{contract.version}", summary)
+    write_text(summary + "\n", stage_dir / "validation.md")   # the flow shows it, also when the contract rejects
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
                               + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")
