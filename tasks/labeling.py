@@ -12,6 +12,7 @@ records, so the corpus accounting still adds up.
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -19,6 +20,7 @@ import pandas as pd
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.label_files import edited_in_place, read_label_files, verdict_of
 from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
@@ -61,6 +63,7 @@ class Decision:
     time: str
     note: str
     file: str
+    where: str = ""            # the task in its file: "task 12, line 40", "line 7"
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -100,53 +103,38 @@ def _annotator(value) -> str:
 
 
 def _label_studio_values(annotation: dict) -> dict:
-    """verdict, corrected_completion and note from an annotation's result regions."""
+    """verdict (case and spaces ignored), corrected_completion and note from an annotation's result regions."""
     values = {}
     for region in annotation.get("result") or []:
         value = region.get("value") or {}
         if region.get("from_name") == "verdict" and value.get("choices"):
-            values["verdict"] = value["choices"][0]
+            values["verdict"] = verdict_of(annotation)
         elif region.get("from_name") in ("corrected_completion", "note") and value.get("text"):
             values[region["from_name"]] = "\n".join(value["text"])
     return values
 
 
-def decisions_from_label_studio(tasks: list, file: str) -> tuple[list[Decision], list[dict]]:
-    """Decisions from a Label Studio JSON export, and a problem row for each task that gives none."""
+def decisions_from_label_studio(tasks: list, file: str = "") -> tuple[list[Decision], list[dict]]:
+    """Decisions from Label Studio-shaped tasks, and a problem row for each task that gives none.
+
+    A task read by tasks.label_files names its file and place in `origin`; others are named by position.
+    """
     if not isinstance(tasks, list):
         raise AdapterOpsError(f"{file}: a Label Studio export is a JSON list of tasks; export the project as JSON.")
     rows = []
-    for task in tasks:
+    for number, task in enumerate(tasks, start=1):
         data = task.get("data") if isinstance(task, dict) else None
         annotation = _latest(task.get("annotations") or []) if isinstance(data, dict) else None
         values = _label_studio_values(annotation) if annotation else {}
+        origin = (task.get("origin") if isinstance(task, dict) else None) or {"file": file, "where": f"task #{number}"}
         rows.append((data, values, annotation and _annotator(annotation.get("completed_by")),
-                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or "")))
-    return _decisions(rows, file)
+                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or ""), origin))
+    return _decisions(rows)
 
 
-def decisions_from_jsonl(lines: list[str], file: str) -> tuple[list[Decision], list[dict]]:
-    """Decisions from an annotated JSONL export, and a problem row for each line that gives none."""
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            rows.append(({"record_id": f"line {number}"}, {"problem": f"malformed_json: {error.msg}"}, None, None))
-            continue
-        if not isinstance(item, dict):
-            rows.append(({"record_id": f"line {number}"}, {"problem": "not_an_object"}, None, None))
-            continue
-        values = {k: item[k] for k in ("verdict", "corrected_completion", "note") if item.get(k)}
-        rows.append((item, values, _annotator(item.get("annotator")), str(item.get("time") or "")))
-    return _decisions(rows, file)
-
-
-def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
+def _decisions(rows) -> tuple[list[Decision], list[dict]]:
     decisions, problems = [], []
-    for data, values, annotator, time in rows:
+    for data, values, annotator, time, origin in rows:
         record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
         problem = values.get("problem")
         if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
@@ -158,12 +146,12 @@ def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
         elif not problem and values["verdict"] == "correct" and not values.get("corrected_completion", "").strip():
             problem = "correct_without_text: verdict correct needs the corrected completion"
         if problem:
-            problems.append({"record_id": record_id, "file": file, "outcome": problem.split(":")[0],
-                             "detail": problem})
+            problems.append({"record_id": record_id, "file": origin.get("file", ""), "where": origin.get("where", ""),
+                             "outcome": problem.split(":")[0], "detail": problem})
             continue
         decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
                                   values.get("corrected_completion"), annotator or "", time or "",
-                                  values.get("note", ""), file))
+                                  values.get("note", ""), origin.get("file", ""), origin.get("where", "")))
     return decisions, problems
 
 
@@ -210,28 +198,23 @@ def _report(decision: Decision, outcome: str) -> dict:
             "detail": f"{decision.verdict} by {decision.annotator or '?'}", **row}
 
 
-def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
-    """Decisions and problems from annotated exports: .json is a Label Studio export, .jsonl our JSONL."""
-    from pathlib import Path
+def read_decisions(paths: list[str], frame: pd.DataFrame | None = None) -> tuple[list[Decision], list[dict]]:
+    """Decisions and problems from annotated files (every format tasks.label_files reads), problems in file order.
 
-    decisions, problems = [], []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise AdapterOpsError(f"labels file {path} does not exist; pass an annotated export of `adapterops label export`.")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            try:
-                found = decisions_from_label_studio(json.loads(text), str(path))
-            except json.JSONDecodeError as error:
-                raise AdapterOpsError(f"{path} is not JSON ({error.msg} at line {error.lineno}); "
-                                      "export the Label Studio project as JSON.") from None
-        elif path.suffix.lower() == ".jsonl":
-            found = decisions_from_jsonl(text.splitlines(), str(path))
-        else:
-            raise AdapterOpsError(f"labels file {path}: use a Label Studio JSON export (.json) or JSONL (.jsonl).")
-        decisions += found[0]
-        problems += found[1]
-    return decisions, problems
+    With the records the tasks came from, an edit made in the file under verdict accept is a problem too.
+    """
+    tasks, problems = read_label_files(paths)
+    if frame is not None:
+        tasks, edited = edited_in_place(tasks, frame, record_digest)
+        problems += edited
+    decisions, unusable = decisions_from_label_studio(tasks)
+    order = {path: n for n, path in enumerate(map(str, paths))}
+    return decisions, sorted(problems + unusable, key=lambda p: (order.get(p["file"], len(order)), _line(p["where"])))
+
+
+def _line(where: str) -> int:
+    found = re.search(r"line (\d+)", where or "")
+    return int(found.group(1)) if found else 0
 
 
 # --- wrappers: read and write the stage's files ------------------------------------------------------
