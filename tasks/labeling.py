@@ -19,7 +19,10 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
+from tasks.argilla_format import argilla_files
+from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.label_outcomes import reject_failing_corrections
 from tasks.label_files import edited_in_place, read_label_files, verdict_of
 from tasks.quarantine import quarantine_row
 
@@ -27,21 +30,53 @@ VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
 PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
 
-LABEL_STUDIO_INTERFACE = """<View>
+
+
+def label_studio_interface(format_hint: str | None = None) -> str:
+    """The labeling interface: a verdict, then the correction box (pre-filled with the current completion,
+    shown only with `correct`) or the note (required, shown only with `reject`); every box has a heading,
+    and the contract's format for the completion is shown above the correction."""
+    hint = (f'\n    <Header value="Required format: {escape_xml(format_hint)}" size="6"/>' if format_hint else "")
+    return f"""<View>
   <Header value="Prompt"/>
   <Text name="prompt" value="$prompt"/>
   <Header value="Completion"/>
   <Text name="completion" value="$completion"/>
-  <Choices name="verdict" toName="completion" choice="single" required="true" showInline="true">
+  <Header value="Verdict"/>
+  <Choices name="verdict" toName="completion" choice="single" required="true" showInline="true"
+           requiredMessage="Choose a verdict: accept, correct or reject.">
     <Choice value="accept"/>
     <Choice value="correct"/>
     <Choice value="reject"/>
   </Choices>
-  <TextArea name="corrected_completion" toName="completion" rows="4" maxSubmissions="1" editable="true"
-            placeholder="The right completion (with verdict: correct)"/>
-  <TextArea name="note" toName="completion" rows="1" maxSubmissions="1" placeholder="Why (optional)"/>
+  <View visibleWhen="choice-selected" whenTagName="verdict" whenChoiceValue="correct">
+    <Header value="Corrected completion (edit the current one)"/>{hint}
+    <TextArea name="corrected_completion" toName="completion" value="$completion" rows="6" maxSubmissions="1"
+              editable="true" required="true" requiredMessage="With verdict correct, give the corrected completion."/>
+  </View>
+  <View visibleWhen="choice-selected" whenTagName="verdict" whenChoiceValue="reject">
+    <Header value="Note: why is the record rejected? (required)"/>
+    <TextArea name="note" toName="completion" rows="2" maxSubmissions="1" editable="true" required="true"
+              requiredMessage="With verdict reject, say why in the note."/>
+  </View>
 </View>
 """
+
+
+def escape_xml(text: str) -> str:
+    """An attribute value: XML-escaped, on one line, and without `$` (Label Studio reads $name as task data)."""
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(" ".join(str(text).replace("$", "").split()))[1:-1]
+
+
+LABEL_STUDIO_INTERFACE = label_studio_interface()
+
+
+def format_hint(contract) -> str | None:
+    """How a completion must look, from the contract's schema (shown to annotators)."""
+    column = contract.schema_.get("completion")
+    return column.hint if column is not None else None
 
 
 def record_digest(record: dict) -> str:
@@ -219,12 +254,15 @@ def _line(where: str) -> int:
 
 # --- wrappers: read and write the stage's files ------------------------------------------------------
 
-REPORT_COLUMNS = ["record_id", "file", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
+REPORT_COLUMNS = ["record_id", "file", "where", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
                   "completion", "annotator", "time", "note"]
 
 
-def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
-    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome)."""
+def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None) -> dict:
+    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome).
+
+    With a contract, corrections it would quarantine are `correction_rejected` here, named with their task.
+    """
     from pathlib import Path
 
     from adapterops.reporting import publish_table
@@ -233,8 +271,11 @@ def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
-    decisions, problems = read_decisions(label_paths)
+    decisions, problems = read_decisions(label_paths, frame)
     labeled, quarantine, report = apply_decisions(frame, decisions)
+    if contract_name:
+        labeled, rejected, report = reject_failing_corrections(labeled, report, load_contract(contract_name))
+        quarantine += rejected
     report = pd.DataFrame(report + problems, columns=REPORT_COLUMNS)
     write_parquet(labeled, stage_dir / "labeled.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "label_quarantine.parquet")
@@ -250,8 +291,11 @@ def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
 
 
 def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
-                limit: int | None = None, seed: int = 0) -> dict:
-    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it)."""
+                limit: int | None = None, seed: int = 0, hint: str | None = None) -> dict:
+    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it).
+
+    For Argilla, out_path is a folder in the argilla SDK's `Dataset.to_disk` layout.
+    """
     from pathlib import Path
 
     from adapterops.storage import write_json, write_text
@@ -263,13 +307,20 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
                       ignore_index=True)
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed).sort_index()
-    tasks = export_tasks(frame, corpus, fmt)
+    tasks = export_tasks(frame, corpus, "jsonl" if fmt == "argilla" else fmt)
     out_path = Path(out_path)
     interface = None
-    if fmt == "label-studio":
+    if fmt == "argilla":
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+            raise AdapterOpsError(f"{out_path} exists and is not an empty folder; an Argilla export is a folder, "
+                                  "pass a new one with --out.")
+        name = f"{corpus['pipeline']}-v{int(corpus['version'])}"
+        for relative, text in argilla_files(tasks, name, hint).items():
+            write_text(text, out_path / relative)
+    elif fmt == "label-studio":
         write_json(tasks, out_path)
         interface = out_path.with_name(out_path.stem + ".interface.xml")
-        write_text(LABEL_STUDIO_INTERFACE, interface)
+        write_text(label_studio_interface(hint), interface)
     else:
         write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), out_path)
     return {"tasks": str(out_path), "interface": str(interface) if interface else None, "count": len(tasks)}
