@@ -26,10 +26,10 @@ def reject_failing_corrections(labeled: pd.DataFrame, report: list[dict], contra
     for record in rows[rows["id"].astype(str).isin(list(failing))].to_dict("records"):
         rid, decision = str(record["id"]), corrected[str(record["id"])]
         reasons = "; ".join(failing[rid])
-        task = f"task {decision.get('where') or '?'} in {decision['file']}"
+        task = f"{decision.get('where') or 'task'} of {decision['file']}"
         quarantine.append(quarantine_row(
             rid, record.get("input_file"), record.get("input_line"), "label",
-            f"correction_rejected: contract: {reasons} ({task}, correct by {decision['annotator'] or 'an annotator'})",
+            f"correction_rejected: contract: {reasons} ({task}; decision correct by {decision['annotator'] or '?'})",
             f"{record.get('prompt')!r} -> {record.get('completion')!r}"))
         changed[rid] = dict(decision, outcome="correction_rejected",
                             detail=f"correct by {decision['annotator'] or '?'}: contract {contract.name}: {reasons}")
