@@ -3,10 +3,10 @@
 Each task is `{"data": {...}, "annotations": [...], "origin": {"file", "where", "format"}}`, where
 `where` names the task in its file (its Label Studio task id and the line it starts on, or the JSONL
 line), so a problem can be named. Accepted: Label Studio's JSON export (compact or pretty-printed),
-our JSONL (or the same items as a JSON list), JSONL of Label Studio tasks, an Argilla dataset folder
-or its records.json. Label Studio's JSON-MIN and CSV exports are refused with one line: they fold the
-annotators of a task together and drop the annotation times the decision needs.
-BOM and CRLF (a Windows editor's save) read like any other file.
+Label Studio's JSON-MIN and CSV exports (one row per annotation, the task's data flattened into it:
+rows of one task id become one task again), our JSONL (or the same items as a JSON list), JSONL of
+Label Studio tasks, an Argilla dataset folder or its records.json. Anything else is refused with one
+line that says which export to use. BOM and CRLF (a Windows editor's save) read like any other file.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ DECISION_FIELDS = ("verdict", "corrected_completion", "note")
 JSONL_ONLY = ("annotator", "time") + DECISION_FIELDS
 JSON_EXPORT = "export the Label Studio project as JSON (Export → JSON, with all tasks)"
 MIN_EXPORT_KEYS = {"annotation_id", "lead_time"}
+MIN_ANNOTATION_KEYS = {"annotator", "annotation_id", "created_at", "updated_at", "lead_time", "id"}
 
 
 def read_label_files(paths: list[str]) -> tuple[list[dict], list[dict]]:
@@ -48,8 +49,8 @@ def read_label_file(path: Path) -> tuple[list[dict], list[dict]]:
         raise AdapterOpsError(f"labels file {path} does not exist; pass an annotated export of `adapterops label export`.")
     text = path.read_bytes().decode("utf-8-sig", errors="replace")       # a BOM is not content
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        raise AdapterOpsError(_csv_refusal(path, text))
+    if suffix == ".csv":
+        return _read_csv(text, str(path))
     if suffix == ".jsonl":
         return _read_jsonl(text, str(path))
     if suffix == ".json":
@@ -57,11 +58,29 @@ def read_label_file(path: Path) -> tuple[list[dict], list[dict]]:
     raise AdapterOpsError(f"labels file {path}: use a Label Studio JSON export (.json) or JSONL (.jsonl).")
 
 
-def _csv_refusal(path: Path, text: str) -> str:
-    header = set(next(csv.reader(io.StringIO(text)), []))
-    what = " a Label Studio CSV export: it keeps one annotator per row without the annotation times;" \
-        if MIN_EXPORT_KEYS & header or "annotator" in header else ""
-    return f"labels file {path}:{what} use a Label Studio JSON export (.json) or JSONL (.jsonl); {JSON_EXPORT}."
+def _read_csv(text: str, file: str) -> tuple[list[dict], list[dict]]:
+    """Label Studio's CSV export: the JSON-MIN rows as CSV (lists and objects JSON-encoded in a cell)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not MIN_EXPORT_KEYS <= set(reader.fieldnames or []):
+        raise AdapterOpsError(f"labels file {file} is not a Label Studio CSV export: use a Label Studio JSON export "
+                              f"(.json) or JSONL (.jsonl); {JSON_EXPORT}.")
+    rows, lines, start = [], [], 2
+    for row in reader:
+        rows.append({k: _cell(v) for k, v in row.items()})
+        lines.append(start)
+        start = reader.line_num + 1
+    return _from_min_rows(rows, lines, file, "label-studio-csv"), []
+
+
+def _cell(value):
+    if value in (None, ""):
+        return None
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return value
 
 
 def _read_json(text: str, file: str) -> tuple[list[dict], list[dict]]:
@@ -106,8 +125,7 @@ def _items(items: list, lines: list[int], file: str, kind: str) -> tuple[list[di
     if is_argilla_records(items):
         return tasks_from_argilla(items, file, lines), []
     if "data" not in first and MIN_EXPORT_KEYS & set(first):
-        raise AdapterOpsError(f"{file} is a Label Studio JSON-MIN export: it flattens the tasks and keeps one "
-                              f"annotator per row without the record's provenance; {JSON_EXPORT}.")
+        return _from_min_rows(items, lines, file, "label-studio-min"), []
     tasks, problems = [], []
     for item, line in zip(items, lines):
         if not isinstance(item, dict):
@@ -119,6 +137,40 @@ def _items(items: list, lines: list[int], file: str, kind: str) -> tuple[list[di
         else:
             tasks.append(task_from_jsonl(item, file, f"line {line}"))
     return tasks, problems
+
+
+def _from_min_rows(rows: list, lines: list[int], file: str, kind: str) -> list[dict]:
+    """JSON-MIN / CSV rows (one per annotation; a task without one has an empty annotation_id) as tasks."""
+    tasks: dict = {}
+    for row, line in zip(rows, lines):
+        if not isinstance(row, dict):
+            continue
+        key = row.get("id") if row.get("id") is not None else row.get("record_id", f"line {line}")
+        data = {k: v for k, v in row.items() if k not in MIN_ANNOTATION_KEYS and k not in DECISION_FIELDS}
+        task = tasks.setdefault(str(key), {"data": data, "annotations": [], "origin": {
+            "file": file, "where": f"task {key}, line {line}" if row.get("id") is not None else f"line {line}",
+            "format": kind}})
+        if row.get("annotation_id") is not None:
+            result = []
+            for name in DECISION_FIELDS:
+                values = _min_values(row.get(name))
+                if values:
+                    kind_of = "choices" if name == "verdict" else "text"
+                    result.append({"from_name": name, "to_name": "completion",
+                                   "type": "choices" if name == "verdict" else "textarea", "value": {kind_of: values}})
+            task["annotations"].append({"id": row["annotation_id"], "result": result, "was_cancelled": False,
+                                        "completed_by": row.get("annotator"),
+                                        "updated_at": row.get("updated_at") or row.get("created_at")})
+    return list(tasks.values())
+
+
+def _min_values(value) -> list[str]:
+    """A control's value in a JSON-MIN row: a string, a list, or {"choices": [...]} / {"text": [...]}."""
+    if isinstance(value, dict):
+        value = value.get("choices") or value.get("text") or []
+    if value in (None, ""):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def task_from_jsonl(item: dict, file: str, where: str) -> dict:

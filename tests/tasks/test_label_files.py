@@ -75,16 +75,49 @@ def test_verdicts_match_whatever_their_case_and_spaces(tmp_path):
     assert [p["outcome"] for p in problems] == ["unknown_verdict"]
 
 
-def test_json_min_and_csv_exports_are_refused_with_the_export_to_use(tmp_path):
-    minimal = [{"id": 11, "prompt": "reset my password", "completion": "Triage: account", "record_id": "a",
-                "verdict": "accept", "annotator": "kim@example.com", "annotation_id": 3, "lead_time": 4.2}]
-    (tmp_path / "min.json").write_text(json.dumps(minimal))
-    with pytest.raises(AdapterOpsError, match=r"JSON-MIN export.*export the Label Studio project as JSON") as error:
-        read_label_file(tmp_path / "min.json")
-    assert "\n" not in str(error.value)
-    (tmp_path / "export.csv").write_text("id,prompt,verdict,annotator,annotation_id,lead_time\n11,x,accept,kim,3,4.2\n")
-    with pytest.raises(AdapterOpsError, match=r"Label Studio CSV export.*export the Label Studio project as JSON"):
-        read_label_file(tmp_path / "export.csv")
+def min_rows():
+    """Rows as Label Studio 1.23's JSON-MIN converter writes them: one per annotation, the task's data flattened in;
+    a task without annotations has empty annotation fields; a textarea with several lines is {"text": [...]}."""
+    data = [{k: t["data"][k] for k in t["data"]} | {"id": n} for n, t in
+            enumerate(export_tasks(records(), CORPUS, "label-studio"), start=11)]
+    return [data[0] | {"verdict": "correct", "corrected_completion": "Triage: security", "annotator": "kim@example.com",
+                       "annotation_id": 5, "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z",
+                       "lead_time": 3.0},
+            data[0] | {"verdict": "reject", "note": {"text": ["spam", "twice"]}, "annotator": "lee@example.com",
+                       "annotation_id": 6, "created_at": "2026-02-01T09:00:00Z", "updated_at": "2026-02-01T09:00:00Z",
+                       "lead_time": 2.0},
+            data[1] | {"annotator": None, "annotation_id": None, "updated_at": None, "lead_time": None}]
+
+
+def test_json_min_export_rows_become_tasks_again_with_every_annotator(tmp_path):
+    (tmp_path / "min.json").write_text(json.dumps(min_rows(), indent=2))
+    third = [n for n, line in enumerate((tmp_path / "min.json").read_text().splitlines(), start=1) if line == "  {"][2]
+    tasks, problems = read_label_file(tmp_path / "min.json")
+    assert problems == [] and [t["origin"]["where"] for t in tasks] == ["task 11, line 2", f"task 12, line {third}"]
+    assert [a["completed_by"] for a in tasks[0]["annotations"]] == ["kim@example.com", "lee@example.com"]
+    assert tasks[1]["annotations"] == [] and tasks[0]["data"]["record_digest"].startswith("sha256:")
+    decisions, problems = read_decisions([str(tmp_path / "min.json")])
+    assert [(d.record_id, d.verdict, d.completion, d.annotator) for d in decisions] == [
+        ("a", "correct", "Triage: security", "kim@example.com")]             # the latest of the two, as in JSON
+    assert [(p["record_id"], p["outcome"], p["where"]) for p in problems] == [("b", "unlabeled", f"task 12, line {third}")]
+
+
+def test_csv_export_is_read_like_json_min_and_other_csv_is_refused_with_the_export_to_use(tmp_path):
+    import csv
+
+    rows = min_rows()
+    columns = sorted({k for row in rows for k in row})
+    with open(tmp_path / "export.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
+    tasks, _ = read_label_file(tmp_path / "export.csv")
+    notes = [r for r in tasks[0]["annotations"][1]["result"] if r["from_name"] == "note"]
+    assert notes[0]["value"]["text"] == ["spam", "twice"] and tasks[1]["origin"]["where"] == "task 12, line 4"
+    assert [(d.record_id, d.verdict) for d in read_decisions([str(tmp_path / "export.csv")])[0]] == [("a", "correct")]
+    (tmp_path / "sheet.csv").write_text("record_id,verdict\na,accept\n")
+    with pytest.raises(AdapterOpsError, match=r"not a Label Studio CSV export.*export the Label Studio project as JSON"):
+        read_label_file(tmp_path / "sheet.csv")
 
 
 def test_a_completion_edited_in_place_under_accept_is_named_not_dropped(tmp_path):
