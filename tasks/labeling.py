@@ -65,9 +65,9 @@ def label_studio_interface(format_hint: str | None = None) -> str:
 
 def escape_xml(text: str) -> str:
     """An attribute value: XML-escaped, on one line, and without `$` (Label Studio reads $name as task data)."""
-    from xml.sax.saxutils import quoteattr
+    from xml.sax.saxutils import escape
 
-    return quoteattr(" ".join(str(text).replace("$", "").split()))[1:-1]
+    return escape(" ".join(str(text).replace("$", "").split()), {'"': "&quot;"})
 
 
 LABEL_STUDIO_INTERFACE = label_studio_interface()
