@@ -206,12 +206,16 @@ def problem(file: str, where: str, detail: str, record_id: str = "") -> dict:
     return {"record_id": record_id, "file": file, "where": where, "outcome": detail.split(":")[0], "detail": detail}
 
 
+def normal_verdict(value) -> str:
+    """A verdict matched case- and whitespace-insensitively: '  Accept ' is accept."""
+    return " ".join(str(value).split()).lower()
+
+
 def verdict_of(annotation: dict) -> str | None:
-    """The annotation's verdict, matched case- and whitespace-insensitively ('  Accept ' is accept)."""
     for region in annotation.get("result") or []:
         choices = (region.get("value") or {}).get("choices")
         if region.get("from_name") == "verdict" and choices:
-            return " ".join(str(choices[0]).split()).lower()
+            return normal_verdict(choices[0])
     return None
 
 

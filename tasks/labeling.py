@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from xml.sax.saxutils import escape
 
 import pandas as pd
 
@@ -22,14 +23,13 @@ from adapterops.escaping import plain_text
 from tasks.argilla_format import argilla_files
 from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.label_files import edited_in_place, normal_verdict, read_label_files
 from tasks.label_outcomes import reject_failing_corrections
-from tasks.label_files import edited_in_place, read_label_files, verdict_of
 from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
 PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
-
 
 
 def label_studio_interface(format_hint: str | None = None) -> str:
@@ -65,8 +65,6 @@ def label_studio_interface(format_hint: str | None = None) -> str:
 
 def escape_xml(text: str) -> str:
     """An attribute value: XML-escaped, on one line, and without `$` (Label Studio reads $name as task data)."""
-    from xml.sax.saxutils import escape
-
     return escape(" ".join(str(text).replace("$", "").split()), {'"': "&quot;"})
 
 
@@ -143,7 +141,7 @@ def _label_studio_values(annotation: dict) -> dict:
     for region in annotation.get("result") or []:
         value = region.get("value") or {}
         if region.get("from_name") == "verdict" and value.get("choices"):
-            values["verdict"] = verdict_of(annotation)
+            values["verdict"] = normal_verdict(value["choices"][0])
         elif region.get("from_name") in ("corrected_completion", "note") and value.get("text"):
             values[region["from_name"]] = "\n".join(value["text"])
     return values
