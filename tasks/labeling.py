@@ -178,12 +178,16 @@ def _decisions(rows) -> tuple[list[Decision], list[dict]]:
             problem = f"unknown_verdict: {values['verdict']!r} (use {', '.join(VERDICTS)})"
         elif not problem and values["verdict"] == "correct" and not values.get("corrected_completion", "").strip():
             problem = "correct_without_text: verdict correct needs the corrected completion"
+        elif not problem and values["verdict"] == "correct" and values["corrected_completion"] == data.get("completion"):
+            # the interface pre-fills the box with the completion: submitted untouched, it changes nothing
+            problem = "correct_unchanged: verdict correct, but the correction is the current completion; edit it or accept"
         if problem:
             problems.append({"record_id": record_id, "file": origin.get("file", ""), "where": origin.get("where", ""),
                              "outcome": problem.split(":")[0], "detail": problem})
             continue
+        correction = values.get("corrected_completion") if values["verdict"] == "correct" else None
         decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
-                                  values.get("corrected_completion"), annotator or "", time or "",
+                                  correction, annotator or "", time or "",
                                   values.get("note", ""), origin.get("file", ""), origin.get("where", "")))
     return decisions, problems
 

@@ -140,3 +140,19 @@ def test_malformed_lines_and_non_objects_are_named_by_line(tmp_path):
     _, problems = read_decisions([str(tmp_path / "mixed.jsonl")])
     assert [(p["outcome"], p["where"]) for p in problems] == [
         ("unlabeled", "line 1"), ("not_an_object", "line 2"), ("malformed_json", "line 4")]
+
+
+def test_the_prefilled_correction_box_counts_only_with_correct_and_only_when_edited(tmp_path):
+    # Label Studio submits the pre-filled box's text with every annotation, also when it was hidden
+    tasks = export_tasks(records(), CORPUS, "label-studio")
+    for task, verdict, text in zip(tasks, ["accept", "correct", "correct"],
+                                   [None, "Triage: refunds", "Triage: payments"]):
+        result = [{"from_name": "verdict", "to_name": "completion", "type": "choices", "value": {"choices": [verdict]}},
+                  {"from_name": "corrected_completion", "to_name": "completion", "type": "textarea",
+                   "value": {"text": [text or task["data"]["completion"]]}}]
+        task["annotations"] = [{"result": result, "completed_by": 4, "updated_at": "2026-02-01T10:00:00Z"}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    decisions, problems = read_decisions([str(tmp_path / "ls.json")])
+    assert [(d.record_id, d.verdict, d.completion) for d in decisions] == [
+        ("a", "accept", None), ("b", "correct", "Triage: refunds")]
+    assert [(p["record_id"], p["outcome"]) for p in problems] == [("c", "correct_unchanged")]
