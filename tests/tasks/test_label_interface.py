@@ -83,7 +83,8 @@ def test_label_studio_accepts_the_interface_and_its_other_exports_read_back(tmp_
     where = "import label_studio, os; print(os.path.dirname(label_studio.__file__))"
     site = subprocess.run([str(LABEL_STUDIO_PYTHON), "-c", where], capture_output=True, text=True, check=True).stdout.strip()
     env = os.environ | {"PYTHONPATH": site, "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",
-                        "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "data"), "LATEST_VERSION_CHECK": "false"}
+                        "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "data"), "LATEST_VERSION_CHECK": "false",
+                        "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}          # offline: no version check, no error reports
     run = subprocess.run([str(LABEL_STUDIO_PYTHON), "-c", SCRIPT, str(tmp_path / "interface.xml"),
                           str(tmp_path / "export.json"), str(tmp_path)], capture_output=True, text=True, env=env,
                          timeout=300, cwd=tmp_path, check=False)       # not the repository root: its tasks/ would shadow Label Studio's
