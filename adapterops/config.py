@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import read_yaml
 
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
 
@@ -236,10 +237,20 @@ def parse_config(data: dict | None, origin: str = "config") -> Config:
         raise AdapterOpsError(_describe(error, origin)) from None
 
 
+def from_options(model: type[Section], values: dict, options: dict[str, str]):
+    """A config section from command-line options, validated by the section itself (one place for
+    defaults and bounds); the error names the option, e.g. `--threshold: Input should be less than 1`."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        message = first["msg"].removeprefix("Value error, ")
+        raise AdapterOpsError(f"{options.get(name, name or 'options')}: {message}.") from None
+
+
 def load_config(path: str | Path) -> Config:
     """Read a YAML config file into a Config."""
-    from adapterops.storage import read_yaml
-
     data = read_yaml(Path(path), f"Config file {path} does not exist; pass the path of a YAML config such as configs/demo.yaml.")
     return parse_config(data, str(path))
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 
+from adapterops import __version__
 from adapterops.errors import AdapterOpsError
-from adapterops.storage import write_json, write_parquet
+from adapterops.escaping import md_cell, md_code
+from adapterops.storage import file_digest, write_json, write_parquet
+from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
+from adapterops.workspace import resolve_workspace
+from tasks.contract import load_contract
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
@@ -56,10 +69,6 @@ def check_accounting(counts: dict[str, int]) -> None:
 # --- wrapper: writes the version folder and its MLflow run ----------------------------------------
 
 def _code_version() -> str:
-    import subprocess
-    from pathlib import Path
-
-    from adapterops import __version__
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent).stdout.strip()
@@ -71,8 +80,6 @@ def _code_version() -> str:
 def _experiment_id(pipeline: str) -> str | None:
     """The pipeline's corpus experiment, without creating it (reading must not write); None if there is none."""
     import mlflow
-
-    from adapterops.tracking import corpus_experiment, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(corpus_experiment(pipeline))
@@ -99,9 +106,6 @@ def find_version(pipeline: str, digest: str | None = None, version: int | None =
 
 
 def load_manifest(run) -> dict:
-    import json
-    from pathlib import Path
-
     return json.loads((Path(run.data.tags["corpus.path"]) / "manifest.json").read_text(encoding="utf-8"))
 
 
@@ -111,9 +115,6 @@ CRASH_ENV = "ADAPTEROPS_CRASH_AT"
 
 def crash_point(name: str) -> None:
     """Testing hook: with ADAPTEROPS_CRASH_AT=name the process kills itself here (SIGKILL, as a crash would)."""
-    import os
-    import signal
-
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -124,10 +125,6 @@ def pipeline_lock(pipeline: str):
 
     fcntl locks end with the process: a killed curation never leaves the pipeline locked.
     """
-    import fcntl
-
-    from adapterops.workspace import resolve_workspace
-
     root = resolve_workspace().corpus_dir / pipeline
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".publish.lock", "a+") as handle:
@@ -136,10 +133,6 @@ def pipeline_lock(pipeline: str):
 
 
 def file_digests(folder) -> dict:
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     return {name: file_digest(Path(folder) / name) for name in VERSION_FILES}
 
 
@@ -148,8 +141,6 @@ VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet")
 
 def verified_digest(run) -> str:
     """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest."""
-    from pathlib import Path
-
     tags = run.data.tags
     folder, version = Path(tags["corpus.path"]), tags["corpus.version"]
     try:
@@ -170,9 +161,6 @@ def verified_digest(run) -> str:
 def _retire_incomplete(experiment: str, root) -> int:
     """Under the pipeline lock: mark runs a crash left RUNNING as FAILED/incomplete, remove their folders and
     staging folders, set aside folders no run names; returns the highest number ever used, so none is reused."""
-    import re
-    import shutil
-
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -199,10 +187,6 @@ def _retire_incomplete(experiment: str, root) -> int:
 
 def displayed_status(run) -> str:
     """The status to show: the tag, unless the version's files no longer match their manifest (damaged)."""
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     status = run.data.tags.get("corpus.status", "pending")
     try:
         recorded = load_manifest(run).get("files", {})
@@ -226,8 +210,6 @@ def _reusable(existing) -> bool:
 
 
 def _fsync_dir(path) -> None:
-    import os
-
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -250,7 +232,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
               "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
-              + stages.get("pii", {}).get("quarantined", 0)  # issue 4: the PII step's quarantine
+              + stages.get("pii", {}).get("quarantined", 0)  # the PII step's quarantine
               + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
     if "eval_ingest" in stages:
@@ -260,7 +242,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     check_accounting(counts)
     reference = {"pipeline": pipeline, "digest": digest, "counts": counts, "contract": valid["contract"],
                  "contract_version": valid["contract_version"], "owners": valid["owners"]}
-    from adapterops.tracking import corpus_experiment, ensure_experiment
 
     with pipeline_lock(pipeline) as root:
         experiment = ensure_experiment(corpus_experiment(pipeline))
@@ -295,8 +276,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
 
 def _stage_files(staging, stages: dict) -> None:
     """Copy every file the version holds into its staging folder."""
-    import shutil
-
     ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     for name in ("train", "heldout", "eval"):
         shutil.copyfile(split[name], staging / f"{name}.parquet")
@@ -308,7 +287,7 @@ def _stage_files(staging, stages: dict) -> None:
         shutil.copytree(dedup["signatures"], staging / "signatures")
     shutil.copyfile(valid["result"], staging / "validation.json")
     quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
-    # --- issue 4: PII quarantine, PII report and the contract's rendered Data Docs travel with the version ---
+    # PII quarantine and report, label outcomes and the contract's rendered Data Docs travel with the version
     pii = stages.get("pii", {})
     quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
     if pii.get("report"):
@@ -320,7 +299,6 @@ def _stage_files(staging, stages: dict) -> None:
         shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
         shutil.copytree(valid["data_docs"], staging / "data_docs")
-    # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
     if "eval_ingest" in stages:
@@ -365,8 +343,6 @@ def diff_records(old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 def diff_markdown(diff: dict, old_label: str, new_label: str, sample: int = 10) -> str:
     """The diff for a reviewer; record ids and source names are escaped (adapterops.escaping)."""
-    from adapterops.escaping import md_cell, md_code
-
     lines = [f"**{old_label} → {new_label}**: {len(diff['added'])} added, {len(diff['removed'])} removed, "
              f"{len(diff['changed'])} changed", "", "| source | before | after |", "|---|---|---|"]
     lines += [f"| {md_cell(s)} | {c['old']} | {c['new']} |" for s, c in diff["sources"].items()]
@@ -391,8 +367,6 @@ def last_approved(pipeline: str, other_than=None):
 
 def last_approved_signatures(pipeline: str) -> str | None:
     """The signatures/ folder of the pipeline's approved corpus version, for incremental dedup; None if there is none."""
-    from pathlib import Path
-
     approved = last_approved(pipeline)
     if approved is None:
         return None
@@ -408,8 +382,6 @@ def get_version(pipeline: str, version: int):
 
 
 def version_records(run) -> pd.DataFrame:
-    from pathlib import Path
-
     folder = Path(run.data.tags["corpus.path"])
     return pd.concat([pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet")],
                      ignore_index=True)
@@ -453,9 +425,6 @@ def lineage_markdown(corpus: dict) -> str:
 
 def corpus_datasets(folder, pipeline: str, record_digests: dict):
     """(name, MLflow dataset) for the train, held-out and eval files: logged by reference, schema and digest."""
-    import warnings
-    from pathlib import Path
-
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.schema import Schema
@@ -472,9 +441,6 @@ def corpus_datasets(folder, pipeline: str, record_digests: dict):
 
 def log_corpus_inputs(corpus: dict) -> None:
     """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
-    import json
-    from pathlib import Path
-
     import mlflow
 
     manifest = json.loads((Path(corpus["path"]) / "manifest.json").read_text(encoding="utf-8"))
@@ -484,8 +450,6 @@ def log_corpus_inputs(corpus: dict) -> None:
 
 def corpus_ref(pipeline: str, digest: str) -> dict:
     """The reference the flows pass around, rebuilt from a stored version (e.g. for an approval event)."""
-    from tasks.contract import load_contract
-
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; list them with "

@@ -7,9 +7,14 @@ version and everything exported from it downstream (labeling, training) never ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from adapterops.reporting import publish_table
+from adapterops.storage import write_json, write_parquet
+from tasks.contract import load_contract
 from tasks.pii_detect import DETECTORS, PiiPolicy, find_pii, redact
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
+
 
 @dataclass
 class PiiResult:
@@ -51,13 +56,7 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
 
 def pii_file(records_path: str, contract_name: str, stage_dir, artifact_key: str = "pii") -> dict:
     """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir."""
-    from pathlib import Path
-
     import pandas as pd
-
-    from adapterops.reporting import publish_table
-    from adapterops.storage import write_json, write_parquet
-    from tasks.contract import load_contract
 
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)
