@@ -81,7 +81,7 @@ def curate(config: Config) -> dict:
     publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        labeled = label_task(pii["records"], label_paths, stage)
+        labeled = label_task(pii["records"], label_paths, stage, config.contract)
     deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))

@@ -24,6 +24,8 @@ class _Strict(BaseModel):
 class ColumnSpec(_Strict):
     type: Literal["string", "integer", "number", "boolean"] = Field("string", description="Type of the values' text.")
     required: bool = Field(True, description="A null or missing value quarantines the row.")
+    hint: str | None = Field(None, description="How a value must look, in words; shown to annotators next to "
+                                               "the box where they correct it.")
 
 
 class ExpectationSpec(_Strict):

@@ -15,6 +15,7 @@ from adapterops.commands import setup
 app = typer.Typer(no_args_is_help=True, help="Labeling: export a corpus version as tasks, check annotated exports.")
 out = Console()
 NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
+MAX_NAMED = 50
 
 
 def _version(name: str, version: int):
@@ -28,38 +29,50 @@ def _version(name: str, version: int):
 
 @app.command()
 def export(version: int = typer.Argument(..., help="Corpus version to export."),
-           out_path: Path = typer.Option(..., "--out", help="Tasks file: .json for Label Studio, .jsonl for JSONL."),
-           fmt: str = typer.Option("", "--format", help="label-studio or jsonl (default: from the --out suffix)."),
+           out_path: Path = typer.Option(..., "--out", help="Tasks file: .json for Label Studio, .jsonl for JSONL; "
+                                                            "a new folder for Argilla."),
+           fmt: str = typer.Option("", "--format", help="label-studio, jsonl or argilla (default: from the --out "
+                                                        "suffix: .json, .jsonl)."),
            split: str = typer.Option("train", help="Records to export: train, heldout or all."),
            limit: int = typer.Option(None, min=1, help="Export a seeded random sample of this many records."),
            seed: int = typer.Option(0, help="Seed of the sample."),
            name: str = NAME) -> None:
     """Write a version's records as labeling tasks, each carrying its corpus digest and record digest."""
-    from tasks.labeling import export_file
+    from tasks.contract import load_contract
+    from tasks.labeling import export_file, format_hint
 
     fmt = fmt or ("label-studio" if out_path.suffix.lower() == ".json" else "jsonl")
     run, corpus = _version(name, version)
-    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed)
+    hint = format_hint(load_contract(run.data.tags["contract"])) if run.data.tags.get("contract") else None
+    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed, hint)
     out.print(f"{written['count']} tasks from {name} corpus v{version} → {written['tasks']}")
     if written["interface"]:
         out.print(f"Label Studio labeling interface → {written['interface']} (paste it into the project's settings)")
-    how = ("export the Label Studio project as JSON" if written["interface"] else
-           "fill in verdict (accept, correct or reject), corrected_completion, note and annotator")
-    out.print(f"After annotating, {how}, and list the file under `labels:` in the config.")
+    how = {"label-studio": "export the Label Studio project as JSON (with all tasks)",
+           "argilla": "load the folder with `rg.Dataset.from_disk`, annotate, then write it back with "
+                      "`dataset.to_disk` (or `dataset.records.to_json`)",
+           "jsonl": "fill in verdict (accept, correct or reject), corrected_completion, note and annotator"}[fmt]
+    out.print(f"After annotating, {how}, and list the file under `labels:` in the config "
+              f"(for Argilla: the folder's records.json).")
 
 
 @app.command()
-def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json Label Studio, .jsonl)."),
+def check(files: list[Path] = typer.Argument(..., help="Annotated exports: Label Studio JSON, JSONL, or an Argilla "
+                                                       "folder or its records.json."),
           version: int = typer.Option(None, help="Corpus version the tasks came from (default: the one they name)."),
           name: str = NAME) -> None:
-    """What curation would do with each decision, against the version the tasks came from."""
+    """What curation would do with each decision, against the version the tasks came from; problems named by place."""
     import pandas as pd
 
     from adapterops.errors import AdapterOpsError
+    from adapterops.escaping import terminal
+    from tasks.contract import load_contract
     from tasks.corpus import version_records
+    from tasks.label_outcomes import reject_failing_corrections
     from tasks.labeling import apply_decisions, read_decisions
 
-    decisions, problems = read_decisions([str(f) for f in files])
+    paths = [str(f) for f in files]
+    decisions, problems = read_decisions(paths)
     if version is not None:
         run, _ = _version(name, version)
     else:
@@ -73,10 +86,22 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json
         if run is None:
             raise AdapterOpsError(f"No version of corpus {name!r} has digest {digests[0]}; check --name, or pass --version.")
         version = int(run.data.tags["corpus.version"])
-    _, _, report = apply_decisions(version_records(run), decisions)
-    rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id"])
+    records = version_records(run)
+    decisions, problems = read_decisions(paths, records)
+    labeled, _, report = apply_decisions(records, decisions)
+    if run.data.tags.get("contract"):   # corrections the contract would quarantine, in seconds: only they are checked
+        _, _, report = reject_failing_corrections(labeled, report, load_contract(run.data.tags["contract"]))
+    rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id", "file", "where", "detail"])
     table = Table("outcome", "verdict", "decisions", title=f"{len(decisions) + len(problems)} tasks against "
                                                          f"{name} corpus v{version}")
     for (outcome, verdict), count in rows.fillna("-").groupby(["outcome", "verdict"]).size().items():
         table.add_row(outcome, verdict, str(count))
     out.print(table)
+    named = rows[rows["outcome"] != "applied"].fillna("")
+    if not named.empty:
+        shown = Table("where", "record", "outcome", "detail", title="Not applied, by task")
+        for row in named.head(MAX_NAMED).itertuples():
+            shown.add_row(terminal(f"{row.file}: {row.where}"), terminal(row.record_id), row.outcome, terminal(row.detail))
+        out.print(shown)
+        if len(named) > MAX_NAMED:
+            out.print(f"… and {len(named) - MAX_NAMED} more (all are in labels.parquet after curation).")
