@@ -61,6 +61,7 @@ class Decision:
     time: str
     note: str
     file: str
+    task: str = ""             # the task's id in the labeling tool, when it has one
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -88,11 +89,6 @@ def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
 
 # --- import -----------------------------------------------------------------------------------------
 
-def _latest(annotations: list[dict]) -> dict | None:
-    kept = [a for a in annotations if not a.get("was_cancelled")]
-    return max(kept, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")) if kept else None
-
-
 def _annotator(value) -> str:
     if isinstance(value, dict):
         return str(value.get("email") or value.get("id") or "")
@@ -111,18 +107,32 @@ def _label_studio_values(annotation: dict) -> dict:
     return values
 
 
-def decisions_from_label_studio(tasks: list, file: str) -> tuple[list[Decision], list[dict]]:
-    """Decisions from a Label Studio JSON export, and a problem row for each task that gives none."""
+def annotations_from_label_studio(tasks: list, file: str) -> tuple[list[Decision], list[dict]]:
+    """Every annotation of a Label Studio JSON export (skipped ones aside) with its annotator, time and note,
+    and a problem row for each task without a usable one (`unlabeled`: no annotation at all)."""
     if not isinstance(tasks, list):
         raise AdapterOpsError(f"{file}: a Label Studio export is a JSON list of tasks; export the project as JSON.")
     rows = []
     for task in tasks:
         data = task.get("data") if isinstance(task, dict) else None
-        annotation = _latest(task.get("annotations") or []) if isinstance(data, dict) else None
-        values = _label_studio_values(annotation) if annotation else {}
-        rows.append((data, values, annotation and _annotator(annotation.get("completed_by")),
-                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or "")))
+        task_id = str(task.get("id") or "") if isinstance(task, dict) else ""
+        kept = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")] \
+            if isinstance(data, dict) else []
+        rows += [(data, _label_studio_values(a), _annotator(a.get("completed_by")),
+                  str(a.get("updated_at") or a.get("created_at") or ""), task_id) for a in kept] \
+            or [(data, {}, None, None, task_id)]
     return _decisions(rows, file)
+
+
+def decisions_from_label_studio(tasks: list, file: str, policy: str = "latest",
+                                reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decision that settles each task under the policy, and a row for every task or annotation not applied
+    (problems, and annotations that agreed, were overruled or are disputed)."""
+    from tasks.label_policy import settle
+
+    annotations, problems = annotations_from_label_studio(tasks, file)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
 
 
 def decisions_from_jsonl(lines: list[str], file: str) -> tuple[list[Decision], list[dict]]:
@@ -146,7 +156,7 @@ def decisions_from_jsonl(lines: list[str], file: str) -> tuple[list[Decision], l
 
 def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
     decisions, problems = [], []
-    for data, values, annotator, time in rows:
+    for data, values, annotator, time, *task in rows:
         record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
         problem = values.get("problem")
         if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
@@ -163,7 +173,7 @@ def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
             continue
         decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
                                   values.get("corrected_completion"), annotator or "", time or "",
-                                  values.get("note", ""), file))
+                                  values.get("note", ""), file, task[0] if task else ""))
     return decisions, problems
 
 
@@ -210,8 +220,19 @@ def _report(decision: Decision, outcome: str) -> dict:
             "detail": f"{decision.verdict} by {decision.annotator or '?'}", **row}
 
 
-def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
-    """Decisions and problems from annotated exports: .json is a Label Studio export, .jsonl our JSONL."""
+def read_decisions(paths: list[str], policy: str = "latest",
+                   reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decisions that settle each task under the policy, and a row for everything not applied (problems,
+    annotations that agreed, were overruled or are disputed)."""
+    from tasks.label_policy import settle
+
+    annotations, problems = read_annotations(paths)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
+
+
+def read_annotations(paths: list[str]) -> tuple[list[Decision], list[dict]]:
+    """Every annotation and the problems of annotated exports: .json is a Label Studio export, .jsonl our JSONL."""
     from pathlib import Path
 
     decisions, problems = [], []
@@ -221,7 +242,7 @@ def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
             try:
-                found = decisions_from_label_studio(json.loads(text), str(path))
+                found = annotations_from_label_studio(json.loads(text), str(path))
             except json.JSONDecodeError as error:
                 raise AdapterOpsError(f"{path} is not JSON ({error.msg} at line {error.lineno}); "
                                       "export the Label Studio project as JSON.") from None
@@ -237,22 +258,30 @@ def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
 # --- wrappers: read and write the stage's files ------------------------------------------------------
 
 REPORT_COLUMNS = ["record_id", "file", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
-                  "completion", "annotator", "time", "note"]
+                  "completion", "annotator", "time", "note", "task"]
 
 
-def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
-    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome)."""
+def label_file(records_path: str, label_paths: list[str], stage_dir, policy: str = "latest",
+               reviewer: str | None = None) -> dict:
+    """labeled.parquet, label_quarantine.parquet (rejections), labels.parquet (one row per annotation with its
+    outcome) and labels_agreement.json (agreement per round, the disputed tasks)."""
     from pathlib import Path
 
     from adapterops.reporting import publish_table
-    from adapterops.storage import file_digest, write_parquet
+    from adapterops.storage import file_digest, write_json, write_parquet
+    from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
     from tasks.quarantine import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
-    decisions, problems = read_decisions(label_paths)
+    annotations, problems = read_annotations(label_paths)
+    decisions, others = settle(annotations, policy, reviewer)
     labeled, quarantine, report = apply_decisions(frame, decisions)
-    report = pd.DataFrame(report + problems, columns=REPORT_COLUMNS)
+    disputed = disputed_tasks(others)
+    rounds = agreement_by_round(annotations)
+    write_json({"policy": policy, "reviewer": reviewer, "rounds": rounds, "disputed": disputed},
+               stage_dir / "labels_agreement.json")
+    report = pd.DataFrame(report + problems + others, columns=REPORT_COLUMNS)
     write_parquet(labeled, stage_dir / "labeled.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "label_quarantine.parquet")
     write_parquet(report, stage_dir / "labels.parquet")
@@ -262,6 +291,8 @@ def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
     return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
             "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
             "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
+            "agreement": str(stage_dir / "labels_agreement.json"), "policy": policy, "reviewer": reviewer,
+            "metrics": agreement_metrics(rounds, len(disputed)), "disputed": len(disputed),
             "outcomes": {k: int(v) for k, v in outcomes.items()},
             "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
 
