@@ -297,12 +297,10 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, policy: str
             "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
 
 
-def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
-                limit: int | None = None, seed: int = 0) -> dict:
-    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it)."""
+def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "train", limit: int | None = None,
+                  seed: int = 0) -> list[dict]:
+    """A version's records (a split, or a seeded sample of it) as labeling tasks."""
     from pathlib import Path
-
-    from adapterops.storage import write_json, write_text
 
     splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
     if split not in splits:
@@ -311,7 +309,17 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
                       ignore_index=True)
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed).sort_index()
-    tasks = export_tasks(frame, corpus, fmt)
+    return export_tasks(frame, corpus, fmt)
+
+
+def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
+                limit: int | None = None, seed: int = 0) -> dict:
+    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it)."""
+    from pathlib import Path
+
+    from adapterops.storage import write_json, write_text
+
+    tasks = version_tasks(corpus_folder, corpus, fmt, split, limit, seed)
     out_path = Path(out_path)
     interface = None
     if fmt == "label-studio":
