@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
+
 from adapterops.errors import AdapterOpsError
 
 URL_ENV = "LABEL_STUDIO_URL"
@@ -108,12 +110,8 @@ def _call(what: str, url: str, function, *args, **kwargs):
         hint = {401: f"check {TOKEN_ENV}", 403: "the token's user may not do this", 404: "check --project"}
         raise AdapterOpsError(f"Label Studio at {url}: {what} failed ({error.status_code}: "
                               f"{str(error.body)[:200]}); {hint.get(error.status_code, 'check the server')}.") from None
-    except OSError as error:
+    except (httpx.TransportError, OSError) as error:
         raise AdapterOpsError(f"Label Studio at {url} did not answer ({error}); check the URL and that it runs.") from None
-    except Exception as error:    # httpx transport errors are not OSErrors
-        if type(error).__module__.startswith("httpx"):
-            raise AdapterOpsError(f"Label Studio at {url} did not answer ({error}); check the URL and that it runs.") from None
-        raise
 
 
 def find_project(client, url: str, ref: ProjectRef):

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from adapterops.errors import AdapterOpsError
+
 from tasks.label_policy import agreement, agreement_by_round, agreement_metrics, disputed_tasks, settle
 from tasks.label_studio_api import new_tasks, parse_project, resolve_annotators, server, user_names
 from tasks.labeling import Decision, annotations_from_label_studio, read_decisions
@@ -127,9 +129,17 @@ def test_project_references_and_the_token_from_the_environment_only():
     ref = parse_project("http://ls.internal:8080/projects/7/data?tab=1")
     assert (ref.url, ref.id) == ("http://ls.internal:8080", 7)
     assert parse_project("tickets round 3").title == "tickets round 3"
-    with pytest.raises(Exception, match="LABEL_STUDIO_API_KEY"):
+    with pytest.raises(AdapterOpsError, match="LABEL_STUDIO_API_KEY"):
         server(parse_project("12"), "http://ls:8080", environ={})
     assert server(ref, None, environ={"LABEL_STUDIO_API_KEY": "k", "LABEL_STUDIO_URL": "http://other"}) == \
         ("http://ls.internal:8080", "k")
-    with pytest.raises(Exception, match="LABEL_STUDIO_URL"):
+    with pytest.raises(AdapterOpsError, match="LABEL_STUDIO_URL"):
         server(parse_project("12"), None, environ={"LABEL_STUDIO_API_KEY": "k"})
+
+
+def test_an_unreachable_server_is_one_line_that_names_it():
+    from tasks.label_studio_api import connect, find_project
+
+    url = "http://127.0.0.1:9"          # discard port: nothing listens
+    with pytest.raises(AdapterOpsError, match="Label Studio at http://127.0.0.1:9 did not answer"):
+        find_project(connect(url, "token"), url, parse_project("3"))
