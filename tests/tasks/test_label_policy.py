@@ -5,7 +5,6 @@ import json
 import pytest
 
 from adapterops.errors import AdapterOpsError
-
 from tasks.label_policy import agreement, agreement_by_round, agreement_metrics, disputed_tasks, settle
 from tasks.label_studio_api import new_tasks, parse_project, resolve_annotators, server, user_names
 from tasks.labeling import Decision, annotations_from_label_studio, read_decisions
