@@ -137,8 +137,9 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports (.json
         version = int(run.data.tags["corpus.version"])
     _, _, report = apply_decisions(version_records(run), decisions)
     rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id"])
-    table = Table("outcome", "verdict", "rows", title=f"{len(decisions) + len(problems)} annotations and unusable "
-                                                    f"tasks against {name} corpus v{version} (policy {policy})")
+    table = Table("outcome", "verdict", "annotations",
+                  title=f"{len(decisions) + len(problems)} rows against {name} corpus v{version}",
+                  caption=f"policy {policy}; a row per annotation or unusable task")
     for (outcome, verdict), count in rows.fillna("-").groupby(["outcome", "verdict"]).size().items():
         table.add_row(outcome, verdict, str(count))
     out.print(table)
