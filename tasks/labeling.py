@@ -19,6 +19,7 @@ import pandas as pd
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
 from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
@@ -128,8 +129,6 @@ def decisions_from_label_studio(tasks: list, file: str, policy: str = "latest",
                                 reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
     """The decision that settles each task under the policy, and a row for every task or annotation not applied
     (problems, and annotations that agreed, were overruled or are disputed)."""
-    from tasks.label_policy import settle
-
     annotations, problems = annotations_from_label_studio(tasks, file)
     settled, others = settle(annotations, policy, reviewer)
     return settled, problems + others
@@ -224,8 +223,6 @@ def read_decisions(paths: list[str], policy: str = "latest",
                    reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
     """The decisions that settle each task under the policy, and a row for everything not applied (problems,
     annotations that agreed, were overruled or are disputed)."""
-    from tasks.label_policy import settle
-
     annotations, problems = read_annotations(paths)
     settled, others = settle(annotations, policy, reviewer)
     return settled, problems + others
@@ -269,7 +266,6 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, policy: str
 
     from adapterops.reporting import publish_table
     from adapterops.storage import file_digest, write_json, write_parquet
-    from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
     from tasks.quarantine import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
