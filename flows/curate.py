@@ -52,8 +52,11 @@ def remember_task(pipeline: str, cached: dict, digest: str, paths: dict, contrac
 
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
-    return {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
-            "columns": config.columns.model_dump()}
+    settings = {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
+                "columns": config.columns.model_dump()}
+    if config.labels:   # the policy decides which decisions apply; without labels it changes nothing
+        settings["labeling"] = {"policy": config.labeling.policy, "reviewer": config.labeling.reviewer}
+    return settings
 
 
 @flow(name="curate")
@@ -81,7 +84,8 @@ def curate(config: Config) -> dict:
     publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        labeled = label_task(pii["records"], label_paths, stage, config.contract)
+        labeled = label_task(pii["records"], label_paths, stage, config.contract, config.labeling.policy,
+                             config.labeling.reviewer)
     deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))

@@ -270,7 +270,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         _fsync_dir(root)
         crash_point("version-folder")
         run_id = _log_version_run(experiment, pipeline, number, digest, folder, valid, settings, counts,
-                                  manifest["eval_digest"], record_digests)
+                                  manifest["eval_digest"], record_digests, stages.get("label"))
     return reference | {"version": number, "path": str(folder), "run_id": run_id, "new": True}
 
 
@@ -295,6 +295,8 @@ def _stage_files(staging, stages: dict) -> None:
     if stages.get("label"):
         quarantine_files.append(stages["label"]["quarantine"])
         shutil.copyfile(stages["label"]["report"], staging / "labels.parquet")
+        if stages["label"].get("agreement"):
+            shutil.copyfile(stages["label"]["agreement"], staging / "labels_agreement.json")
     if stages.get("eval_pii", {}).get("report"):
         shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
@@ -308,7 +310,7 @@ def _stage_files(staging, stages: dict) -> None:
 
 
 def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, folder, valid: dict, settings: dict,
-                     counts: dict, eval_digest: str, record_digests: dict) -> str:
+                     counts: dict, eval_digest: str, record_digests: dict, label: dict | None = None) -> str:
     """The version's MLflow run, created last; it ends FINISHED only if everything was logged."""
     import mlflow
 
@@ -320,6 +322,9 @@ def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, f
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
+        if label and label.get("metrics") is not None:   # agreement per label round, next to the version it made
+            mlflow.log_params({"labels.policy": label["policy"], "labels.reviewer": label.get("reviewer") or "-"})
+            mlflow.log_metrics(label["metrics"])
         for name, dataset in corpus_datasets(folder, pipeline, record_digests):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")

@@ -25,6 +25,7 @@ from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS
 from tasks.label_files import edited_in_place, normal_verdict, read_label_files
 from tasks.label_outcomes import reject_failing_corrections
+from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
 from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
@@ -97,6 +98,7 @@ class Decision:
     note: str
     file: str
     where: str = ""            # the task in its file: "task 12, line 40", "line 7"
+    task: str = ""             # the task's id in the labeling tool, when it has one
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -124,11 +126,6 @@ def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
 
 # --- import -----------------------------------------------------------------------------------------
 
-def _latest(annotations: list[dict]) -> dict | None:
-    kept = [a for a in annotations if not a.get("was_cancelled")]
-    return max(kept, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")) if kept else None
-
-
 def _annotator(value) -> str:
     if isinstance(value, dict):
         return str(value.get("email") or value.get("id") or "")
@@ -147,8 +144,9 @@ def _label_studio_values(annotation: dict) -> dict:
     return values
 
 
-def decisions_from_label_studio(tasks: list, file: str = "") -> tuple[list[Decision], list[dict]]:
-    """Decisions from Label Studio-shaped tasks, and a problem row for each task that gives none.
+def annotations_from_label_studio(tasks: list, file: str = "") -> tuple[list[Decision], list[dict]]:
+    """Every annotation of Label Studio-shaped tasks (skipped ones aside) with its annotator, time and note, and a
+    problem row for each task without a usable one (`unlabeled`: no annotation at all).
 
     A task read by tasks.label_files names its file and place in `origin`; others are named by position.
     """
@@ -157,17 +155,28 @@ def decisions_from_label_studio(tasks: list, file: str = "") -> tuple[list[Decis
     rows = []
     for number, task in enumerate(tasks, start=1):
         data = task.get("data") if isinstance(task, dict) else None
-        annotation = _latest(task.get("annotations") or []) if isinstance(data, dict) else None
-        values = _label_studio_values(annotation) if annotation else {}
         origin = (task.get("origin") if isinstance(task, dict) else None) or {"file": file, "where": f"task #{number}"}
-        rows.append((data, values, annotation and _annotator(annotation.get("completed_by")),
-                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or ""), origin))
+        task_id = str(task.get("id") or "") if isinstance(task, dict) else ""
+        kept = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")] \
+            if isinstance(data, dict) else []
+        rows += [(data, _label_studio_values(a), _annotator(a.get("completed_by")),
+                  str(a.get("updated_at") or a.get("created_at") or ""), origin, task_id) for a in kept] \
+            or [(data, {}, None, None, origin, task_id)]
     return _decisions(rows)
+
+
+def decisions_from_label_studio(tasks: list, file: str = "", policy: str = "latest",
+                                reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decision that settles each task under the policy, and a row for every task or annotation not applied
+    (problems, and annotations that agreed, were overruled or are disputed)."""
+    annotations, problems = annotations_from_label_studio(tasks, file)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
 
 
 def _decisions(rows) -> tuple[list[Decision], list[dict]]:
     decisions, problems = [], []
-    for data, values, annotator, time, origin in rows:
+    for data, values, annotator, time, origin, task_id in rows:
         record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
         problem = values.get("problem")
         if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
@@ -183,12 +192,12 @@ def _decisions(rows) -> tuple[list[Decision], list[dict]]:
             problem = "correct_unchanged: verdict correct, but the correction is the current completion; edit it or accept"
         if problem:
             problems.append({"record_id": record_id, "file": origin.get("file", ""), "where": origin.get("where", ""),
-                             "outcome": problem.split(":")[0], "detail": problem})
+                             "outcome": problem.split(":")[0], "detail": problem, "task": task_id})
             continue
         correction = values.get("corrected_completion") if values["verdict"] == "correct" else None
         decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
-                                  correction, annotator or "", time or "",
-                                  values.get("note", ""), origin.get("file", ""), origin.get("where", "")))
+                                  correction, annotator or "", time or "", values.get("note", ""),
+                                  origin.get("file", ""), origin.get("where", ""), task_id))
     return decisions, problems
 
 
@@ -235,18 +244,26 @@ def _report(decision: Decision, outcome: str) -> dict:
             "detail": f"{decision.verdict} by {decision.annotator or '?'}", **row}
 
 
-def read_decisions(paths: list[str], frame: pd.DataFrame | None = None) -> tuple[list[Decision], list[dict]]:
-    """Decisions and problems from annotated files (every format tasks.label_files reads), problems in file order.
+def read_decisions(paths: list[str], frame: pd.DataFrame | None = None, policy: str = "latest",
+                   reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decisions that settle each task under the policy, and a row for everything not applied (problems,
+    annotations that agreed, were overruled or are disputed)."""
+    annotations, problems = read_annotations(paths, frame)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
 
-    With the records the tasks came from, an edit made in the file under verdict accept is a problem too.
+
+def read_annotations(paths: list[str], frame: pd.DataFrame | None = None) -> tuple[list[Decision], list[dict]]:
+    """Every annotation and the problems of annotated files (every format tasks.label_files reads), problems in
+    file order. With the records the tasks came from, an edit made in the file under verdict accept is a problem too.
     """
     tasks, problems = read_label_files(paths)
     if frame is not None:
         tasks, edited = edited_in_place(tasks, frame, record_digest)
         problems += edited
-    decisions, unusable = decisions_from_label_studio(tasks)
+    annotations, unusable = annotations_from_label_studio(tasks)
     order = {path: n for n, path in enumerate(map(str, paths))}
-    return decisions, sorted(problems + unusable, key=lambda p: (order.get(p["file"], len(order)), _line(p["where"])))
+    return annotations, sorted(problems + unusable, key=lambda p: (order.get(p["file"], len(order)), _line(p["where"])))
 
 
 def _line(where: str) -> int:
@@ -257,28 +274,35 @@ def _line(where: str) -> int:
 # --- wrappers: read and write the stage's files ------------------------------------------------------
 
 REPORT_COLUMNS = ["record_id", "file", "where", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
-                  "completion", "annotator", "time", "note"]
+                  "completion", "annotator", "time", "note", "task"]
 
 
-def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None) -> dict:
-    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome).
+def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None,
+               policy: str = "latest", reviewer: str | None = None) -> dict:
+    """labeled.parquet, label_quarantine.parquet (rejections), labels.parquet (one row per annotation with its
+    outcome) and labels_agreement.json (agreement per round, the disputed tasks).
 
     With a contract, corrections it would quarantine are `correction_rejected` here, named with their task.
     """
     from pathlib import Path
 
     from adapterops.reporting import publish_table
-    from adapterops.storage import file_digest, write_parquet
+    from adapterops.storage import file_digest, write_json, write_parquet
     from tasks.quarantine import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
-    decisions, problems = read_decisions(label_paths, frame)
+    annotations, problems = read_annotations(label_paths, frame)
+    decisions, others = settle(annotations, policy, reviewer)   # disputed tasks are settled out before the contract
     labeled, quarantine, report = apply_decisions(frame, decisions)
     if contract_name:
         labeled, rejected, report = reject_failing_corrections(labeled, report, load_contract(contract_name))
         quarantine += rejected
-    report = pd.DataFrame(report + problems, columns=REPORT_COLUMNS)
+    disputed = disputed_tasks(others)
+    rounds = agreement_by_round(annotations)
+    write_json({"policy": policy, "reviewer": reviewer, "rounds": rounds, "disputed": disputed},
+               stage_dir / "labels_agreement.json")
+    report = pd.DataFrame(report + problems + others, columns=REPORT_COLUMNS)
     write_parquet(labeled, stage_dir / "labeled.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "label_quarantine.parquet")
     write_parquet(report, stage_dir / "labels.parquet")
@@ -288,8 +312,25 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
     return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
             "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
             "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
+            "agreement": str(stage_dir / "labels_agreement.json"), "policy": policy, "reviewer": reviewer,
+            "metrics": agreement_metrics(rounds, len(disputed)), "disputed": len(disputed),
             "outcomes": {k: int(v) for k, v in outcomes.items()},
             "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
+
+
+def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "train", limit: int | None = None,
+                  seed: int = 0) -> list[dict]:
+    """A version's records (a split, or a seeded sample of it) as labeling tasks."""
+    from pathlib import Path
+
+    splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
+    if split not in splits:
+        raise AdapterOpsError(f"--split must be train, heldout or all, not {split!r}.")
+    frame = pd.concat([pd.read_parquet(Path(corpus_folder) / f"{name}.parquet") for name in splits[split]],
+                      ignore_index=True)
+    if limit is not None and limit < len(frame):
+        frame = frame.sample(n=limit, random_state=seed).sort_index()
+    return export_tasks(frame, corpus, fmt)
 
 
 def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
@@ -302,14 +343,7 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
 
     from adapterops.storage import write_json, write_text
 
-    splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
-    if split not in splits:
-        raise AdapterOpsError(f"--split must be train, heldout or all, not {split!r}.")
-    frame = pd.concat([pd.read_parquet(Path(corpus_folder) / f"{name}.parquet") for name in splits[split]],
-                      ignore_index=True)
-    if limit is not None and limit < len(frame):
-        frame = frame.sample(n=limit, random_state=seed).sort_index()
-    tasks = export_tasks(frame, corpus, "jsonl" if fmt == "argilla" else fmt)
+    tasks = version_tasks(corpus_folder, corpus, "jsonl" if fmt == "argilla" else fmt, split, limit, seed)
     out_path = Path(out_path)
     interface = None
     if fmt == "argilla":
