@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from tasks.corpus_fetch import DECISION_FILE, version_folder
 
 AUTO_APPROVER = "policy:auto"
 VIA_POLICY, VIA_FORM, VIA_KEY = "policy", "prefect-form", "owner-key"
-DECISION_FILE = "decision.dsse.json"
 
 
 def decision_record(version: int, digest: str, approver: str, decision: str, note: str = "",
@@ -104,7 +104,7 @@ def require_decision(statement: dict | None, version: int, status_hint: str = ""
 # --- wrappers: the decision file, the append-only log and MLflow ----------------------------------
 
 def decision_path(run) -> Path:
-    return Path(run.data.tags["corpus.path"]) / DECISION_FILE
+    return version_folder(run) / DECISION_FILE
 
 
 def read_envelope(run) -> dict | None:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.storage import write_json, write_parquet
+from tasks.corpus_fetch import corpus_folder, version_folder
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
@@ -102,7 +103,7 @@ def load_manifest(run) -> dict:
     import json
     from pathlib import Path
 
-    return json.loads((Path(run.data.tags["corpus.path"]) / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((version_folder(run) / "manifest.json").read_text(encoding="utf-8"))
 
 
 DAMAGED, INCOMPLETE = "damaged", "incomplete"
@@ -151,7 +152,7 @@ def verified_digest(run) -> str:
     from pathlib import Path
 
     tags = run.data.tags
-    folder, version = Path(tags["corpus.path"]), tags["corpus.version"]
+    folder, version = version_folder(run), tags["corpus.version"]
     try:
         manifest = load_manifest(run)
         recomputed = corpus_digest(pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet"),
@@ -477,8 +478,9 @@ def log_corpus_inputs(corpus: dict) -> None:
 
     import mlflow
 
-    manifest = json.loads((Path(corpus["path"]) / "manifest.json").read_text(encoding="utf-8"))
-    for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"], manifest["record_digests"]):
+    folder = corpus_folder(corpus)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for name, dataset in corpus_datasets(folder, corpus["pipeline"], manifest["record_digests"]):
         mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
 
 

@@ -151,8 +151,9 @@ def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
     from pathlib import Path
 
     from tasks.corpus import records_digest
+    from tasks.corpus_fetch import corpus_folder
 
-    folder = Path(corpus["path"])
+    folder = corpus_folder(corpus)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     expected = manifest["eval_digest"]
     try:
@@ -214,9 +215,14 @@ def load_models(cfg, adapter: dict, other: str | None):
 
     from peft import PeftModel
 
-    from tasks.train import BaseModelRef, detect_device, load_base_model
+    from adapterops.workspace import resolve_workspace
+    from tasks.train import BaseModelRef, detect_device, load_base_model, resolve_base_model
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
+    if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
+        local = resolve_base_model(cfg, resolve_workspace().models_dir)
+        if (local.name, local.revision) == (base_ref.name, base_ref.revision):
+            base_ref = local
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
     # and the adapter's local folder only where it exists, else the registered copy
     base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())

@@ -489,11 +489,12 @@ def train_adapter(cfg: Config, corpus: dict, run_dir, progress: Callable[[int, d
     from adapterops.workspace import resolve_workspace
     from tasks.approval import require_approved
     from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
+    from tasks.corpus_fetch import corpus_folder
     from tasks.served_model import pyfunc_model_args
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"], cfg.approval)  # signed decision, rehashed bytes
     base = resolve_base_model(cfg, resolve_workspace().models_dir)
-    records = load_records(Path(corpus["path"]) / "train.parquet")
+    records = load_records(corpus_folder(corpus) / "train.parquet")   # fetched from MLflow on another machine
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     recipe = recipe_label(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}-{recipe}",
