@@ -62,23 +62,24 @@ def _has_artifact(run_id: str, folder: str, name: str) -> bool:
 
 
 def _download(run_id: str, paths: list[str], into: Path) -> None:
-    """Each file staged in a temporary folder beside `into`, then moved in: a crash leaves no half file."""
+    """The files staged in a temporary folder beside `into`, then moved in: a crash leaves no half file."""
     import mlflow
 
     into.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=into.parent, prefix=f".{into.name}-"))
     try:
         for path in paths:
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(staging))
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(staging / ".dl"))
+            os.replace(local, staging / Path(path).name)
+        shutil.rmtree(staging / ".dl", ignore_errors=True)
         if not into.is_dir():
-            files = staging / Path(paths[0]).parent
             try:
-                os.rename(files, into)      # the whole copy appears at once
+                os.rename(staging, into)     # the whole copy appears at once
+                return
             except OSError:
-                if not into.is_dir():       # another process fetched it meanwhile: use theirs
+                if not into.is_dir():        # else another process fetched it meanwhile: add to theirs
                     raise
-            return
         for path in paths:
-            os.replace(staging / path, into / Path(path).name)
+            os.replace(staging / Path(path).name, into / Path(path).name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
