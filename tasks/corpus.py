@@ -101,7 +101,6 @@ def find_version(pipeline: str, digest: str | None = None, version: int | None =
 
 def load_manifest(run) -> dict:
     import json
-    from pathlib import Path
 
     return json.loads((version_folder(run) / "manifest.json").read_text(encoding="utf-8"))
 
@@ -149,8 +148,6 @@ VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet")
 
 def verified_digest(run) -> str:
     """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest."""
-    from pathlib import Path
-
     tags = run.data.tags
     folder, version = version_folder(run), tags["corpus.version"]
     try:
@@ -474,7 +471,6 @@ def corpus_datasets(folder, pipeline: str, record_digests: dict):
 def log_corpus_inputs(corpus: dict) -> None:
     """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
     import json
-    from pathlib import Path
 
     import mlflow
 

@@ -148,7 +148,6 @@ def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
 def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
     """The corpus version's eval records, rehashed now against the digest its manifest recorded."""
     import json
-    from pathlib import Path
 
     from tasks.corpus import records_digest
     from tasks.corpus_fetch import corpus_folder

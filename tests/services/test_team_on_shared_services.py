@@ -5,72 +5,17 @@ through MLflow. Only URIs and the workers' environments differ from the embedded
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.server.test_weekly_on_a_server import BIN, ROOT, adapterops, flow_runs, owner_signs, run, state_of, wait_until
-from tests.services.cluster import start_services, stop_services
+from tests.server.test_weekly_on_a_server import adapterops, flow_runs, state_of, wait_until
+from tests.services.team import lane_config, start_deployment, start_team, wait_for_end
 
 pytestmark = pytest.mark.services
 
 
-def lane_config(dask: str) -> dict:
-    return {"name": "lane", "approval": "owner", "demo_records": 150, "release": {"model_name": "lane-adapter"},
-            "train": {"max_steps": 4, "batch_size": 2, "checkpoint_every": 2, "work_pool": "gpu"},
-            "dedup": {"workers": 2, "dask_address": dask}}
-
-
-def lane_deployments(path: Path, config: dict) -> Path:
-    """deployments/prefect.yaml with the lane's config, and the deployments the scenario runs."""
-    declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    kept = []
-    for deployment in declared["deployments"]:
-        if deployment["entrypoint"] in ("flows/retrain.py:retrain", "flows/approved.py:train_approved",
-                                        "flows/train.py:train"):
-            if "parameters" in deployment:
-                deployment["parameters"]["config"] = config
-            for schedule in deployment.get("schedules", []):
-                schedule["active"] = False      # the lane starts the run itself
-            kept.append(deployment)
-    declared["deployments"] = kept
-    path.write_text(yaml.safe_dump(declared))
-    return path
-
-
-def can_hide_folders() -> bool:
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "none", "/mnt"],
-                          capture_output=True)
-    return done.returncode == 0
-
-
-@pytest.fixture()
-def services():
-    if shutil.which("unshare") is None or not can_hide_folders():
-        pytest.skip("the lane hides the curation workspace from the gpu worker with `unshare -m` (root or "
-                    "CAP_SYS_ADMIN); this machine refuses it")
-    root = Path(tempfile.mkdtemp(prefix="adapterops-services-"))   # not under pytest's 0700 folder: PostgreSQL runs as nobody
-    started = None
-    try:
-        started = start_services(root)
-        yield started
-    finally:
-        if started is not None:
-            stop_services(started)
-        for log in sorted(root.glob("*.log")):     # shown by pytest when the test failed
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def worker_env(services, home: Path) -> dict:
-    return services.env | {"ADAPTEROPS_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
-
-
-def stage_counts(services, before: dict) -> dict:
+def stage_counts(services, before: dict) -> tuple[dict, dict]:
     """Requests each server answered since `before`, and the totals now."""
     now = {name: services.requests(name) for name in ("mlflow", "prefect")}
     return {name: sum((now[name] - before[name]).values()) for name in now}, now
@@ -79,25 +24,11 @@ def stage_counts(services, before: dict) -> dict:
 def test_weekly_run_on_shared_services_trains_on_the_gpu_worker_from_the_artifact_store(services):
     root = services.root
     cpu_home, gpu_home = root / "cpu-home", root / "gpu-home"
-    cpu_home.mkdir()
-    gpu_home.mkdir()
-    cpu = worker_env(services, cpu_home)
-    cpu["ADAPTEROPS_CONTRACTS"] = str(owner_signs(cpu, root / "contracts"))
-    gpu = worker_env(services, gpu_home) | {"ADAPTEROPS_CONTRACTS": cpu["ADAPTEROPS_CONTRACTS"]}
     config = lane_config(services.env["DASK_SCHEDULER"])
-    prefect = str(BIN / "prefect")
     counts, totals = {}, {name: services.requests(name) for name in ("mlflow", "prefect")}
-
-    for pool in ("cpu", "gpu"):
-        run(cpu, prefect, "work-pool", "create", pool, "--type", "process")
-    run(cpu, prefect, "--no-prompt", "deploy", "--prefect-file", str(lane_deployments(root / "prefect.yaml", config)),
-        "--all")
-    counts["set-up (pools, deploy)"], totals = stage_counts(services, totals)
-    services.processes.start_with("cpu-worker", cpu, prefect, "worker", "start", "--pool", "cpu", "--limit", "2")
-    # the gpu machine: its own workspace, and the curation workspace is not there (an empty tmpfs over it)
-    services.processes.start_with("gpu-worker", gpu, "unshare", "-m", "--propagation", "private", "sh", "-c",
-                                  f'mount -t tmpfs none "{cpu_home}" && exec "{prefect}" worker start --pool gpu')
-    run(cpu, prefect, "deployment", "run", "retrain/weekly")
+    cpu, gpu = start_team(services, config)
+    counts["set-up (pools, deploy, workers)"], totals = stage_counts(services, totals)
+    start_deployment(cpu, "retrain/weekly")
 
     wait_until(lambda: "Suspended" in state_of(cpu, "retrain"), "the weekly run to curate and suspend", 420)
     counts["curate (ingest, PII, dedup on Dask, contract, split, version) + wait"], totals = stage_counts(services, totals)
@@ -145,6 +76,16 @@ def test_weekly_run_on_shared_services_trains_on_the_gpu_worker_from_the_artifac
     names = {row[0] for row in services.sql("prefect", "select name from deployment")}
     assert {"weekly", "gpu", "on-approval"} <= names
     assert services.sql("prefect", "select count(*) from flow_run where state_name = 'Completed'")[0][0] >= 3
+
+    # the same curation on 4x the records makes the same MLflow requests: they grow with stages, not records
+    by_size = {}
+    for records in (150, 600):
+        sized = config | {"name": f"size{records}", "demo_records": records}
+        flow_run_id = start_deployment(cpu, "curate/cpu", {"config": sized})
+        assert wait_for_end(cpu, flow_run_id, f"the curation of {records} records", 300) == "Completed"
+        by_size[records], totals = stage_counts(services, totals)
+    assert by_size[600]["mlflow"] <= by_size[150]["mlflow"] + 5, by_size
+    counts |= {f"curate/cpu alone, {n} records": c for n, c in by_size.items()}
 
     report = {"records": config["demo_records"], "requests": counts,
               "mlflow_by_endpoint": dict(services.requests("mlflow").most_common(12))}
