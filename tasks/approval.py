@@ -264,6 +264,9 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
         raise AdapterOpsError(f"No corpus version of {pipeline!r} has digest {digest}; list versions with `adapterops corpus list`.")
     tags = run.data.tags
     version = int(tags["corpus.version"])
+    if not Path(tags["corpus.path"]).is_dir():   # the decision and its log live in the version folder, under its lock
+        raise AdapterOpsError(f"Corpus version {version}'s folder {tags['corpus.path']} is not on this machine; decide "
+                              "where it was curated (the cpu worker's ADAPTEROPS_HOME), or mount that workspace here.")
     contract = load_contract(tags["contract"])
     check_owner(approver, contract.owners, tags["contract"])
     check_policy(approver, approval)

@@ -35,3 +35,19 @@ def test_the_curation_folder_is_used_where_it_exists(tmp_path, workspace):
     run, _ = curated_run(tmp_path, here)
     assert version_folder(run) == here
     assert not (workspace.root / "corpus-fetched" / run.info.run_id).exists()
+
+
+def test_a_decision_is_refused_where_the_version_folder_is_not(tmp_path, workspace):
+    import pytest
+
+    from adapterops.errors import AdapterOpsError
+    from tasks.approval import record_decision
+
+    mlflow.set_experiment("elsewhere/corpus")
+    run, _ = curated_run(tmp_path, tmp_path / "on-the-curation-machine")
+    client = mlflow.MlflowClient()
+    for key, value in {"corpus.digest": "sha256:" + "ab" * 32, "contract": "support_tickets"}.items():
+        client.set_tag(run.info.run_id, key, value)
+    with pytest.raises(AdapterOpsError, match="is not on this machine; decide where it was curated"):
+        record_decision("elsewhere", "sha256:" + "ab" * 32, "dana.k", "approved")
+    assert not (workspace.root / "corpus-fetched" / run.info.run_id / DECISION_FILE).exists()
