@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 
 export ADAPTEROPS_HOME
 
-.PHONY: install demo test test-server test-services bench mlflow-ui prefect-ui clean
+.PHONY: install demo test test-server test-labeling test-services bench mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
-	$(BIN)/python -m tasks.dedup   # compile and cache the dedup kernels now, not in the first dedup run
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,labeling]'
+	$(BIN)/python -m tasks.dedup_files   # compile and cache the dedup kernels now, not in the first dedup run
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +27,17 @@ test: install
 # Against a real `prefect server start` with a process worker (a few minutes): deploy, suspend, resume, notify.
 test-server: install
 	$(BIN)/python -m pytest -m server tests/server
+
+# Against a real Label Studio 1.23.2 (about 3 minutes to install once, then a few minutes): push, two annotators,
+# pull, curate. Label Studio's own dependencies clash with ours: it lives in its own git-ignored venv.
+LS_VENV ?= .venv-labelstudio
+$(LS_VENV)/.installed: tests/labelstudio/requirements.txt tests/labelstudio/constraints.txt
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV) || python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --constraint tests/labelstudio/constraints.txt -r tests/labelstudio/requirements.txt
+	@touch $@
+
+test-labeling: install $(LS_VENV)/.installed
+	LABEL_STUDIO_VENV=$(CURDIR)/$(LS_VENV) $(BIN)/python -m pytest -m labelstudio tests/labelstudio
 
 # On real services (PostgreSQL, an S3 server, MLflow and Prefect servers, a Dask cluster, cpu/gpu workers); see the
 # README's "Running on shared services". Installs PostgreSQL with apt-get when it is missing.

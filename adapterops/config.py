@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import read_yaml
 
 BUILTIN_TINY_MODEL = "builtin:tiny-llama"
 
@@ -190,12 +191,32 @@ class ServeConfig(Section):
     smoke_startup_seconds: float = Field(180.0, gt=0, description="Staging: most seconds the staging server may take to answer /health.")
 
 
+class LabelingConfig(Section):
+    """How several annotators' decisions on one task settle, and where the team's Label Studio runs."""
+    policy: Literal["latest", "majority", "owner_wins", "unanimous"] = Field(
+        "latest", description="What settles a task with several annotations: latest (the last updated), majority "
+                              "(more than half agree), owner_wins (the reviewer's, else all must agree) or unanimous; "
+                              "an unsettled task is disputed and not applied.")
+    reviewer: str | None = Field(None, description="owner_wins: the reviewer (Label Studio e-mail or username) whose "
+                                                   "decision settles a task.")
+    label_studio_url: str | None = Field(None, description="Label Studio server for `label push` / `label pull`; "
+                                                           "LABEL_STUDIO_URL overrides it. The API token is read "
+                                                           "from LABEL_STUDIO_API_KEY only, never from a file.")
+
+    @model_validator(mode="after")
+    def _reviewer_named(self) -> "LabelingConfig":
+        if self.policy == "owner_wins" and not self.reviewer:
+            raise ValueError("policy owner_wins needs labeling.reviewer: the annotator whose decision settles a task")
+        return self
+
+
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
     sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
     eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval'.")
-    labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` (Label Studio .json or .jsonl) whose decisions curation applies.")
+    labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` or files of `label pull` (Label Studio .json or .jsonl) whose decisions curation applies under labeling.policy.")
     contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
+    labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Label decisions: policy, reviewer, Label Studio.")
     columns: Columns = Field(default_factory=Columns, description="Mapping of input columns.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal settings.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/held-out split settings.")
@@ -236,10 +257,20 @@ def parse_config(data: dict | None, origin: str = "config") -> Config:
         raise AdapterOpsError(_describe(error, origin)) from None
 
 
+def from_options(model: type[Section], values: dict, options: dict[str, str]):
+    """A config section from command-line options, validated by the section itself (one place for
+    defaults and bounds); the error names the option, e.g. `--threshold: Input should be less than 1`."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        message = first["msg"].removeprefix("Value error, ")
+        raise AdapterOpsError(f"{options.get(name, name or 'options')}: {message}.") from None
+
+
 def load_config(path: str | Path) -> Config:
     """Read a YAML config file into a Config."""
-    from adapterops.storage import read_yaml
-
     data = read_yaml(Path(path), f"Config file {path} does not exist; pass the path of a YAML config such as configs/demo.yaml.")
     return parse_config(data, str(path))
 

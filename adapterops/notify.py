@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from uuid import UUID, uuid5
 
+from adapterops.storage import read_yaml
+
 AUTOMATIONS_FILE = Path(__file__).resolve().parents[1] / "deployments" / "automations.yaml"
 WEBHOOK_BLOCK = "adapterops-webhook"
 _EVENT_IDS = UUID("6f1c7f5e-2b7e-4b43-9d0c-0c3a51f1e2a4")   # namespace: a re-emitted event keeps its id
@@ -42,8 +44,6 @@ def emit_release(decision: dict, corpus: dict, mlflow_ui_url: str) -> None:
 def declared_automations(block_document_id: UUID, path: Path = AUTOMATIONS_FILE) -> list:
     """The automations of the YAML file, each sending its notification through the given block."""
     from prefect.automations import Automation, EventTrigger, SendNotification
-
-    from adapterops.storage import read_yaml
 
     declared = read_yaml(path, f"{path} does not exist; it ships with AdapterOps in deployments/.")["automations"]
     return [Automation(name=a["name"], description=a["description"],

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.workspace import resolve_workspace
 
 PAYLOAD_TYPE = "application/vnd.adapterops.decision+json"
 WORKSPACE_KEY = "workspace"
@@ -23,8 +24,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 
 
 def keys_dir() -> Path:
-    from adapterops.workspace import resolve_workspace
-
     return resolve_workspace().root / "keys"
 
 

@@ -6,13 +6,12 @@ import glob
 from pathlib import Path
 
 from adapterops.config import Config
+from adapterops.demo_data import write_demo_data
 from adapterops.errors import AdapterOpsError
 from adapterops.workspace import resolve_workspace
 
 
 def demo_files(cfg: Config) -> tuple[Path, Path]:
-    from adapterops.demo_data import write_demo_data
-
     folder = resolve_workspace().data_dir / f"demo-{cfg.demo_seed}-{cfg.demo_records}"
     train, evaluation = folder / "train.jsonl", folder / "eval.jsonl"
     if not (train.is_file() and evaluation.is_file()):

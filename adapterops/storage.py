@@ -6,14 +6,15 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapterops.errors import AdapterOpsError
+
 if TYPE_CHECKING:            # pandas loads lazily: the CLI imports this module for its error handling
     import pandas as pd
-
-    from adapterops.errors import AdapterOpsError
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -36,10 +37,6 @@ def _size(count: float) -> str:
 
 def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
     """One line: which path could not be written, the space it needs and the space there is."""
-    import shutil
-
-    from adapterops.errors import AdapterOpsError
-
     path = Path(path)
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(existing).free
@@ -61,7 +58,7 @@ def space_for(path, needed=None):
         raise disk_full_error(path, needed() if callable(needed) else needed) from None
 
 
-def _staging(path: Path) -> Path:
+def staging_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
@@ -70,7 +67,7 @@ def _staging(path: Path) -> Path:
 def _atomic(path: Path, needed):
     """A staging file next to path, renamed over it on success and removed on any failure."""
     with space_for(path, needed):
-        tmp = _staging(path)
+        tmp = staging_path(path)
         try:
             yield tmp
             tmp.replace(path)
@@ -128,8 +125,6 @@ def file_digest(path: Path) -> str:
 def read_yaml(path: Path, missing: str):
     """Parse a YAML file; a missing file raises `missing`, a malformed one names the file and the problem."""
     import yaml
-
-    from adapterops.errors import AdapterOpsError
 
     path = Path(path)
     if not path.is_file():

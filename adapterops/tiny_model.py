@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shutil
 from pathlib import Path
+
+from adapterops.demo_data import generate_records
+from adapterops.storage import hash_file_into
 
 TINY_MODEL_NAME = "tiny-llama"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
@@ -27,8 +31,6 @@ def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import PreTrainedTokenizerFast
-
-    from adapterops.demo_data import generate_records
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -67,7 +69,6 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     if target.exists():
-        import shutil
         shutil.rmtree(target)
     staging.replace(target)
     return target
@@ -86,8 +87,6 @@ def weights_revision(model_dir: Path) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _revision(stats: tuple) -> str:
-    from adapterops.storage import hash_file_into
-
     digest = hashlib.sha256()
     for path, _, _ in stats:
         digest.update(Path(path).name.encode())

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from adapterops.errors import AdapterOpsError
+from adapterops.server_guard import guard_prefect_server
 
 DEFAULT_HOME = ".adapterops"
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -64,10 +68,6 @@ MIN_FREE_BYTES = 100 * 10**6   # a demo run writes ~60 MB (stores, model, corpus
 
 def require_free_space(ws: Workspace, minimum: int = MIN_FREE_BYTES) -> None:
     """Refuse to start a run on a nearly full disk, with one line, rather than fail in the middle of it."""
-    import shutil
-
-    from adapterops.errors import AdapterOpsError
-
     ws.create()
     free = shutil.disk_usage(ws.root).free
     if free < minimum:
@@ -110,6 +110,5 @@ def configure_environment(ws: Workspace, mlflow_uri: str | None = None,
         os.environ.setdefault(name, value)
     uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    from adapterops.server_guard import guard_prefect_server
 
     guard_prefect_server()   # the temporary Prefect server, if one starts, dies with this process

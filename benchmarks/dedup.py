@@ -90,7 +90,7 @@ _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def normalise_text(text: str) -> str:
-    """tasks.dedup.normalise_text, copied so that the peer scripts do not import AdapterOps."""
+    """tasks.minhash.normalise_text, copied so that the peer scripts do not import AdapterOps."""
     text = unicodedata.normalize("NFKC", text or "").casefold()
     return " ".join(_NON_WORD.sub(" ", text).split())
 
@@ -147,10 +147,11 @@ def clusters_from_candidates(sets: list[set], candidates) -> list[int]:
 def run_adapterops(texts: list[str], workers: int) -> list[int]:
     import pandas as pd
 
-    from tasks.dedup import DedupParams, dedup_records
+    from adapterops.config import DedupConfig
+    from tasks.dedup import dedup_records
 
     frame = pd.DataFrame({"id": [str(k) for k in range(len(texts))], "text": texts}, dtype=object)   # the strings as they are
-    table = dedup_records(frame, DedupParams(threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, keep="first"),
+    table = dedup_records(frame, DedupConfig(threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, keep="first"),
                           text_columns=("text",), workers=workers)
     return table["cluster_id"].astype(int).tolist()
 
@@ -303,7 +304,7 @@ def process_mode(texts: list[str], families: list[int], args) -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cli = [sys.executable, "-c", "from adapterops.cli import main; main()", "dedup", str(data)]
-    warm_up = [sys.executable, "-m", "tasks.dedup"]   # what `make install` runs after pip
+    warm_up = [sys.executable, "-m", "tasks.dedup_files"]   # what `make install` runs after pip
     peer = [sys.executable, str(Path(__file__).resolve()), "--input", str(data)]
     runs: dict[str, list[dict]] = {}
     outputs: dict[str, Path] = {}

@@ -44,7 +44,9 @@ def main() -> None:
     from tasks.generate import generate
     from tasks.prompts import prompt_token_ids
     from tasks.scorers import build_scorers, score_names
-    from tasks.train import BaseModelRef, load_base_model, run_recipe
+    from adapterops.base_models import BaseModelRef
+    from tasks.base_model import load_base_model
+    from tasks.train import run_recipe
 
     import json
     cfg = parse_config(DEMO_SETTINGS)

@@ -1,5 +1,6 @@
 """approve: bind an approval to the corpus digest, automatically or by a contract owner."""
 
+import logging
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -16,9 +17,9 @@ from adapterops.escaping import md_code, md_text
 from adapterops.notify import emit_waiting
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, VIA_FORM, current_decision, record_decision
+from tasks.contract import load_contract
 from tasks.corpus import find_version
 from tasks.review import version_review
-
 
 POLL_SECONDS = 10
 MAX_TRIES = 3   # forms shown for one version before the run gives up (the version stays pending)
@@ -89,7 +90,12 @@ def _tag_this_run(tag: str) -> None:
 def waiting_runs(pipeline: str, version: int) -> list:
     """Flow runs paused or suspended on this corpus version's decision."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
 
     only = FlowRunFilter(tags=FlowRunFilterTags(all_=[version_tag(pipeline, version)]),
                          state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"])))
@@ -125,8 +131,6 @@ def resume_waiting_runs(pipeline: str, version: int, run_input: dict, other_than
 
 
 def get_logger():
-    import logging
-
     try:
         return get_run_logger()
     except Exception:   # outside a run (the CLI)
@@ -144,8 +148,6 @@ def _ask(config: Config, form: type[RunInput], description: str, key: str):
 
 def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
     """Ask the owners until one valid decision is recorded (at most MAX_TRIES forms) or the version is decided elsewhere."""
-    from tasks.contract import load_contract
-
     pipeline, version = corpus["pipeline"], corpus["version"]
     if not any(owner.form for owner in load_contract(corpus["contract"]).owners_):   # no form answer could count
         raise AdapterOpsError(f"Contract {corpus['contract']} accepts no decisions from the Prefect form (no owner has "

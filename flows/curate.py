@@ -1,5 +1,7 @@
 """curate: ingest → PII → dedup → contract → split → corpus version."""
 
+from pathlib import Path
+
 from prefect import flow, task
 from prefect.runtime import flow_run
 
@@ -7,10 +9,10 @@ from adapterops.config import Config
 from adapterops.reporting import counts_rows, publish_markdown, publish_table
 from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
-from flows.dedup import run_dedup
+from flows.dedup import publish_dedup_report, run_dedup
 from tasks.corpus import last_approved_signatures, publish_version
 from tasks.curation_cache import approved_digest, fingerprint_of, remember, reusable_corpus
-from tasks.dedup import DedupParams, dedup_file
+from tasks.dedup_files import dedup_file
 from tasks.inputs import ingest_files
 from tasks.labeling import label_file
 from tasks.pii import pii_file
@@ -50,8 +52,11 @@ def remember_task(pipeline: str, cached: dict, digest: str, paths: dict, contrac
 
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
-    return {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
-            "columns": config.columns.model_dump()}
+    settings = {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
+                "columns": config.columns.model_dump()}
+    if config.labels:   # the policy decides which decisions apply; without labels it changes nothing
+        settings["labeling"] = {"policy": config.labeling.policy, "reviewer": config.labeling.reviewer}
+    return settings
 
 
 @flow(name="curate")
@@ -69,24 +74,28 @@ def curate(config: Config) -> dict:
                          f"**Digest** `{corpus['digest']}` (unchanged: reused, not curated again)\n\n" +
                          "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
         return corpus
-    params = DedupParams(**config.dedup.settings())
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
-    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval",
-                                                     artifact_key="eval-pii")
+    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval")
+    publish_pii("eval-pii", eval_pii)
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested["files"])
     pii = pii_task(ingested["records"], config.contract, stage)
+    publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        labeled = label_task(pii["records"], label_paths, stage)
-    deduped = dedup(labeled["records"] if labeled else pii["records"], params, config, stage)
+        labeled = label_task(pii["records"], label_paths, stage, config.contract, config.labeling.policy,
+                             config.labeling.reviewer)
+    deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
-    validated = validate_task(deduped["kept_records"], config.contract, stage)
+    try:
+        validated = validate_task(deduped["kept_records"], config.contract, stage)
+    finally:   # the owner sees the contract's summary when it rejects the version too
+        publish_contract_summary(config.contract, stage)
     publish_table("contract", f"Contract {validated['contract']} v{validated['contract_version']}",
                   counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
-    split = split_task(validated["valid"], eval_pii["records"], params, config.split.heldout_fraction,
+    split = split_task(validated["valid"], eval_pii["records"], config.dedup, config.split.heldout_fraction,
                        config.split.seed, stage)
     stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
               "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
@@ -103,12 +112,23 @@ def curate(config: Config) -> dict:
     return corpus
 
 
-def dedup(records: str, params: DedupParams, config: Config, stage) -> dict:
+def publish_pii(key: str, pii: dict) -> None:
+    publish_table(key, f"PII found under contract {pii['contract']} v{pii['contract_version']}", pii["detectors"])
+
+
+def publish_contract_summary(contract: str, stage: Path) -> None:
+    if (summary := stage / "validation.md").is_file():
+        publish_markdown("contract-summary", f"Contract {contract}", summary.read_text(encoding="utf-8"))
+
+
+def dedup(records: str, config: Config, stage) -> dict:
     """Deduplicate against the last approved version's stored signatures: in one task, or sharded
     across parallel tasks (threads, or Dask) when dedup.workers > 1 or a Dask address is set."""
     previous = previous_signatures_task(config.name)
     settings = config.dedup
     if settings.workers > 1 or settings.dask_address:
-        return run_dedup(records, params, str(stage), settings.dask_address, settings.workers,
+        return run_dedup(records, settings, str(stage), settings.dask_address, settings.workers,
                          previous_signatures=previous)
-    return dedup_task(records, params, stage, previous_signatures=previous)
+    summary = dedup_task(records, settings, stage, previous_signatures=previous)
+    publish_dedup_report(summary)
+    return summary

@@ -1,16 +1,25 @@
 """dedup at scale: shards sketched in parallel Prefect tasks (threads, or a Dask cluster), then clustered once."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 from prefect import flow, task
 
+from adapterops.config import DedupConfig
+from adapterops.reporting import publish_markdown
 from adapterops.storage import write_parquet
-from tasks.dedup import (SHARD_ROWS, TEXT_COLUMNS, DedupParams, concat_sketches, empty_sketches, load_sketches,
-                         publish_dedup_report, save_sketches, sketch_columns, sketch_records, with_previous,
-                         write_outputs)
+from tasks.dedup import concat_sketches, empty_sketches, sketch_records
+from tasks.dedup_files import SHARD_ROWS, TEXT_COLUMNS, finish_dedup, load_sketches, save_sketches, sketch_columns
+from tasks.dedup_report import report_markdown
 from tasks.record_batches import iter_frames
+
+
+def publish_dedup_report(summary: dict) -> None:
+    """The stage's report.json as a Prefect markdown artifact (logged when run outside a flow)."""
+    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
+    publish_markdown("dedup-report", "Duplicate removal report", report_markdown(report))
 
 
 @task(name="dedup-split-shards")
@@ -24,23 +33,22 @@ def split_shards(records_path: str, folder: str, shard_rows: int) -> list[str]:
 
 
 @task(name="dedup-sketch-shard")
-def sketch_shard(shard_path: str, params: DedupParams, folder: str) -> str:
+def sketch_shard(shard_path: str, params: DedupConfig, folder: str) -> str:
     """Sketch one shard file; hands back the folder it saved the sketches in (a path, not the arrays)."""
     return save_sketches(sketch_records(pd.read_parquet(shard_path), params, TEXT_COLUMNS), folder)
 
 
 @flow(name="dedup-sharded")
-def dedup_sharded(records_path: str, params: DedupParams, stage_dir: str, shard_rows: int = SHARD_ROWS,
+def dedup_sharded(records_path: str, params: DedupConfig, stage_dir: str, shard_rows: int = SHARD_ROWS,
                   previous_signatures: str | None = None) -> dict:
-    """Same outputs as tasks.dedup.dedup_file, with the shards sketched in parallel by the flow's task runner."""
+    """Same outputs as tasks.dedup_files.dedup_file, with the shards sketched in parallel by the flow's task runner."""
     shards = Path(stage_dir) / "shards"
     paths = split_shards(records_path, str(shards / "rows"), shard_rows)
     futures = [sketch_shard.submit(path, params, str(shards / f"sketches-{k:05d}")) for k, path in enumerate(paths)]
     # memory-mapped parts, copied one by one into the whole: the peak is the sketches once
     current = concat_sketches([load_sketches(f.result(), mmap=True) for f in futures]) if futures \
         else empty_sketches(params.num_perm)
-    summary = write_outputs(records_path, with_previous(current, previous_signatures, params.num_perm), params,
-                            stage_dir, TEXT_COLUMNS)
+    summary = finish_dedup(records_path, current, params, stage_dir, previous_signatures)
     del current
     shutil.rmtree(shards, ignore_errors=True)   # intermediate: the outputs and signatures/ are written
     publish_dedup_report(summary)
@@ -60,7 +68,7 @@ def task_runner_for(dask_address: str | None, workers: int = 2):
     return DaskTaskRunner(address=dask_address)
 
 
-def run_dedup(records_path: str, params: DedupParams, stage_dir: str, dask_address: str | None = None,
+def run_dedup(records_path: str, params: DedupConfig, stage_dir: str, dask_address: str | None = None,
               workers: int = 2, shard_rows: int = SHARD_ROWS, previous_signatures: str | None = None) -> dict:
     """Run dedup_sharded on the runner the configuration names."""
     runner = task_runner_for(dask_address, workers)

@@ -2,6 +2,7 @@
 
 from prefect import flow, task
 
+from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
 from adapterops.notify import emit_release
@@ -33,7 +34,7 @@ def retrain(config: Config) -> dict:
 
 def train_evaluate_release(config: Config, corpus: dict) -> dict:
     """After approval, in the calling flow: skip what was trained already, else train → evaluate → release."""
-    if (existing := reuse_task(config, corpus)) is not None:
+    if (existing := reuse_task(config, corpus, resolve_base_model(config).revision)) is not None:
         publish_markdown("retrain-unchanged", "Nothing to train",
                          f"{existing['model_name']} v{existing['version']} was already trained from corpus "
                          f"v{corpus['version']} with this recipe ({existing['decision'] or 'no release decision'}).")

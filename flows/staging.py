@@ -5,6 +5,9 @@ from prefect import flow, task
 
 from adapterops.config import Config
 from adapterops.reporting import publish_markdown
+from adapterops.workspace import resolve_workspace
+from tasks.contract import load_contract
+from tasks.evaluate import evaluation_plan
 from tasks.staging import offline_answers, smoke_markdown, stage_candidate
 
 stage_task = task(name="staging-smoke-suite")(stage_candidate)
@@ -15,10 +18,6 @@ offline_answers_task = task(name="offline-answers")(offline_answers)
 def staging(config: Config, corpus: dict, adapter: dict, evaluation: dict,
             cases: list[tuple[str, str]] | None = None) -> dict:
     """cases: (prompt, offline greedy answer) pairs; default: the evaluation run's evaluation/examples.json."""
-    from adapterops.workspace import resolve_workspace
-    from tasks.contract import load_contract
-    from tasks.evaluate import evaluation_plan
-
     specs, _ = evaluation_plan(config, load_contract(corpus["contract"]))
     cases = cases if cases is not None else offline_answers_task(evaluation["run_id"])
     work_dir = resolve_workspace().runs_dir / "staging" / config.name / f"v{adapter['version']}"

@@ -3,11 +3,12 @@
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run, task_run
 
+from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
 from adapterops.reporting import publish_table
-from tasks.train import train_adapter, train_run_dir, truncation_note
-
+from adapterops.tracking import adapter_experiment, ensure_experiment
+from tasks.train_run import train_adapter, train_run_dir, truncation_note
 
 POLL_SECONDS = 10   # how often a run on a work pool is checked
 
@@ -25,7 +26,8 @@ def train_step(config: Config, corpus: dict, resume: bool = False) -> dict:
             logger.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", step + 1, config.train.max_steps,
                         metrics["loss"], metrics["learning_rate"], metrics["tokens_per_second"])
 
-    adapter = train_adapter(config, corpus, run_dir, progress, resume=resume,
+    base = resolve_base_model(config)   # where the model is loaded: a worker builds or finds it in its own workspace
+    adapter = train_adapter(config, corpus, base, run_dir, progress, resume=resume,
                             extra_tags={"prefect.flow_run_id": str(flow_run.get_id() or "")})
     if note := truncation_note(adapter, config):
         logger.warning(note)
@@ -51,8 +53,6 @@ def deployment_name(config: Config) -> str:
 def adapter_of_flow_run(config: Config, flow_run_id: str) -> dict:
     """The adapter a train flow run registered, read back from MLflow (shared by the worker and us)."""
     import mlflow
-
-    from adapterops.tracking import adapter_experiment, ensure_experiment
 
     runs = mlflow.search_runs([ensure_experiment(adapter_experiment(config.name))], output_format="list",
                               filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'FINISHED'")

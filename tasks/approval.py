@@ -6,6 +6,7 @@ the first decision wins and is final. MLflow tags mirror it for search and displ
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
@@ -13,6 +14,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.signing import (
+    open_envelope,
+    owner_private_key,
+    parse_public_key,
+    public_key_line,
+    sign_statement,
+    statement_of,
+    workspace_key,
+)
+from tasks.contract import load_contract
+from tasks.corpus import file_digests, find_version, list_versions, load_manifest, verified_digest
 from tasks.corpus_fetch import DECISION_FILE, version_folder
 
 AUTO_APPROVER = "policy:auto"
@@ -121,15 +133,11 @@ def read_envelope(run) -> dict | None:
 
 def current_decision(run) -> dict | None:
     """The decision statement of a version, unverified: for display and to stop a flow early (gates verify)."""
-    from adapterops.signing import statement_of
-
     envelope = read_envelope(run)
     return statement_of(envelope) if envelope is not None else None
 
 
 def _verification_key(statement: dict, contract):
-    from adapterops.signing import parse_public_key, workspace_key
-
     kind = signer_kind(statement.get("approver", ""), statement.get("via", ""), contract)
     if kind == VIA_KEY:
         return parse_public_key(contract.owner(statement["approver"]).public_key, f"contract {contract.name}")
@@ -138,9 +146,6 @@ def _verification_key(statement: dict, contract):
 
 def verified_decision(run, pipeline: str, approval: str) -> dict | None:
     """The version's decision, signature and binding verified; None when it has none; else one clear line."""
-    from adapterops.signing import open_envelope, statement_of
-    from tasks.contract import load_contract
-
     envelope = read_envelope(run)
     if envelope is None:
         return None
@@ -188,8 +193,6 @@ def decision_log(run) -> list[dict]:
 
 def append_log(run, record: dict) -> int:
     """Append to the version's decision log under a lock; returns the entry's sequence number (1, 2, ...)."""
-    import fcntl
-
     with open(_log_path(run), "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)     # released when the file closes, or the process dies
         handle.seek(0)
@@ -216,8 +219,6 @@ def _display_tags(client, run, statement: dict) -> None:
 
 
 def _signing_key(approver: str, via: str, contract, key_file):
-    from adapterops.signing import owner_private_key, parse_public_key, public_key_line, workspace_key
-
     kind = signer_kind(approver, via, contract)
     if kind != VIA_KEY:
         return workspace_key()
@@ -232,8 +233,6 @@ def _signing_key(approver: str, via: str, contract, key_file):
 
 def _refuse_decided(client, run, version: int) -> None:
     """One line naming the decision that won; its tags are mirrored if its writer died before doing so."""
-    from adapterops.signing import statement_of
-
     winner = statement_of(read_envelope(run) or {})
     if winner and run.data.tags.get("corpus.status", "pending") == "pending":
         _display_tags(client, run, winner)
@@ -251,10 +250,6 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
     approve flow passes False: its run trains the version itself).
     """
     import mlflow
-
-    from adapterops.signing import sign_statement
-    from tasks.contract import load_contract
-    from tasks.corpus import file_digests, find_version, list_versions, load_manifest, verified_digest
 
     if decision not in ("approved", "rejected"):   # "superseded" follows from a newer approval only
         raise AdapterOpsError(f"An owner's decision is 'approved' or 'rejected', not {decision!r}.")
@@ -312,8 +307,6 @@ def _emit_approved(pipeline: str, version: int, digest: str, approver: str) -> N
 
 def _superseded_by(pipeline: str, run, statement: dict, approval: str) -> int | None:
     """The version whose verified approval is newer than this one's, if any."""
-    from tasks.corpus import list_versions
-
     newest = None
     for other in list_versions(pipeline):
         if other.info.run_id == run.info.run_id or not decision_path(other).is_file():
@@ -333,8 +326,6 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
     approval: the pipeline's `approval` setting (`policy:*` decisions count only under "auto").
     Returns the version's tags, with the approval fields taken from the verified statement.
     """
-    from tasks.corpus import file_digests, find_version, verified_digest
-
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; training refused. "

@@ -9,6 +9,7 @@ trusts only checkpoints this workspace wrote for this run (a copied or edited on
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.signing import keyed_hash
+from adapterops.storage import file_digest
 
 PREFIX = "step-"
 PROVENANCE = "provenance.json"
@@ -48,9 +51,6 @@ def latest_checkpoint(directory: Path | None) -> Path | None:
 
 def _provenance_mac(folder: Path, run_dir: Path) -> tuple[dict, str]:
     """The checkpoint's file digests and their keyed hash, bound to the run folder it belongs to."""
-    from adapterops.signing import keyed_hash
-    from adapterops.storage import file_digest
-
     files = {name: file_digest(folder / name) for name in CHECKPOINT_FILES}
     fingerprint = json.loads((folder / "state.json").read_text(encoding="utf-8"))["fingerprint"]
     body = json.dumps({"files": files, "fingerprint": fingerprint, "run": str(run_dir.resolve())}, sort_keys=True)
@@ -59,8 +59,6 @@ def _provenance_mac(folder: Path, run_dir: Path) -> tuple[dict, str]:
 
 def provenance_problem(path: Path) -> str | None:
     """Why the checkpoint at `path` cannot be trusted (None: this workspace wrote it, in this folder, unchanged)."""
-    import hmac
-
     try:
         recorded = json.loads((path / PROVENANCE).read_text(encoding="utf-8"))
         _, mac = _provenance_mac(path, path.parent)

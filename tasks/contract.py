@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
+from adapterops.signing import parse_public_key
+from adapterops.storage import read_yaml
 from tasks.pii_detect import PiiPolicy
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
@@ -22,6 +24,8 @@ class _Strict(BaseModel):
 class ColumnSpec(_Strict):
     type: Literal["string", "integer", "number", "boolean"] = Field("string", description="Type of the values' text.")
     required: bool = Field(True, description="A null or missing value quarantines the row.")
+    hint: str | None = Field(None, description="How a value must look, in words; shown to annotators next to "
+                                               "the box where they correct it.")
 
 
 class ExpectationSpec(_Strict):
@@ -101,7 +105,7 @@ def contract_path(name_or_path: str) -> Path:
     return root / f"{name_or_path}.yaml"
 
 
-def _describe(error: dict, origin: Path) -> str:
+def _describe_contract_error(error: dict, origin: Path) -> str:
     loc = [p for p in error["loc"] if p not in ("schema_", "owners_")]
     if len(loc) > 2 and loc[0] == "expectations" and isinstance(loc[1], int):
         return f"{origin}: expectation {loc[1] + 1}: field '{'.'.join(map(str, loc[2:]))}': {error['msg']}."
@@ -124,11 +128,10 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
     try:
         Contract.model_validate(data)
     except ValidationError as error:
-        problems += [_describe(e, origin) for e in error.errors()]
+        problems += [_describe_contract_error(e, origin) for e in error.errors()]
     owners = data.get("owners") if isinstance(data.get("owners"), list) else []
     for number, owner in enumerate(owners, start=1):
         if isinstance(owner, dict) and isinstance(owner.get("public_key"), str):
-            from adapterops.signing import parse_public_key
             try:
                 parse_public_key(owner["public_key"], f"{origin}: owner {number} ({owner.get('name')})")
             except AdapterOpsError as error:
@@ -157,8 +160,6 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
 
 def load_contract(name_or_path: str) -> Contract:
     """Load and check a contract; the first problem is raised as one line naming the file and the field."""
-    from adapterops.storage import read_yaml
-
     path = contract_path(name_or_path)
     data = read_yaml(path, f"Contract {name_or_path!r} not found at {path}; add data_contracts/{name_or_path}.yaml or pass a path.")
     problems = contract_problems(data, path)
@@ -186,8 +187,11 @@ def build_expectation(spec: ExpectationSpec, origin: str):
 
 
 def _row_level(expectation) -> bool:
-    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
-                                                             MulticolumnMapExpectation)
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
 
     return isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
 

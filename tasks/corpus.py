@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 
+from adapterops import __version__
 from adapterops.errors import AdapterOpsError
-from adapterops.storage import write_json, write_parquet
+from adapterops.escaping import md_cell, md_code
+from adapterops.storage import file_digest, write_json, write_parquet
+from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
+from adapterops.workspace import resolve_workspace
+from tasks.contract import load_contract
 from tasks.corpus_fetch import corpus_folder, version_folder
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
@@ -57,10 +70,6 @@ def check_accounting(counts: dict[str, int]) -> None:
 # --- wrapper: writes the version folder and its MLflow run ----------------------------------------
 
 def _code_version() -> str:
-    import subprocess
-    from pathlib import Path
-
-    from adapterops import __version__
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent).stdout.strip()
@@ -72,8 +81,6 @@ def _code_version() -> str:
 def _experiment_id(pipeline: str) -> str | None:
     """The pipeline's corpus experiment, without creating it (reading must not write); None if there is none."""
     import mlflow
-
-    from adapterops.tracking import corpus_experiment, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(corpus_experiment(pipeline))
@@ -100,8 +107,6 @@ def find_version(pipeline: str, digest: str | None = None, version: int | None =
 
 
 def load_manifest(run) -> dict:
-    import json
-
     return json.loads((version_folder(run) / "manifest.json").read_text(encoding="utf-8"))
 
 
@@ -111,9 +116,6 @@ CRASH_ENV = "ADAPTEROPS_CRASH_AT"
 
 def crash_point(name: str) -> None:
     """Testing hook: with ADAPTEROPS_CRASH_AT=name the process kills itself here (SIGKILL, as a crash would)."""
-    import os
-    import signal
-
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -124,10 +126,6 @@ def pipeline_lock(pipeline: str):
 
     fcntl locks end with the process: a killed curation never leaves the pipeline locked.
     """
-    import fcntl
-
-    from adapterops.workspace import resolve_workspace
-
     root = resolve_workspace().corpus_dir / pipeline
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".publish.lock", "a+") as handle:
@@ -136,10 +134,6 @@ def pipeline_lock(pipeline: str):
 
 
 def file_digests(folder) -> dict:
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     return {name: file_digest(Path(folder) / name) for name in VERSION_FILES}
 
 
@@ -168,9 +162,6 @@ def verified_digest(run) -> str:
 def _retire_incomplete(experiment: str, root) -> int:
     """Under the pipeline lock: mark runs a crash left RUNNING as FAILED/incomplete, remove their folders and
     staging folders, set aside folders no run names; returns the highest number ever used, so none is reused."""
-    import re
-    import shutil
-
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -197,10 +188,6 @@ def _retire_incomplete(experiment: str, root) -> int:
 
 def displayed_status(run) -> str:
     """The status to show: the tag, unless the version's files no longer match their manifest (damaged)."""
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     status = run.data.tags.get("corpus.status", "pending")
     try:
         recorded = load_manifest(run).get("files", {})
@@ -224,8 +211,6 @@ def _reusable(existing) -> bool:
 
 
 def _fsync_dir(path) -> None:
-    import os
-
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -248,7 +233,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
               "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
               "near_duplicates": dedup["near"],
               "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
-              + stages.get("pii", {}).get("quarantined", 0)  # issue 4: the PII step's quarantine
+              + stages.get("pii", {}).get("quarantined", 0)  # the PII step's quarantine
               + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
               "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
     if "eval_ingest" in stages:
@@ -258,7 +243,6 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
     check_accounting(counts)
     reference = {"pipeline": pipeline, "digest": digest, "counts": counts, "contract": valid["contract"],
                  "contract_version": valid["contract_version"], "owners": valid["owners"]}
-    from adapterops.tracking import corpus_experiment, ensure_experiment
 
     with pipeline_lock(pipeline) as root:
         experiment = ensure_experiment(corpus_experiment(pipeline))
@@ -287,14 +271,12 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         _fsync_dir(root)
         crash_point("version-folder")
         run_id = _log_version_run(experiment, pipeline, number, digest, folder, valid, settings, counts,
-                                  manifest["eval_digest"], record_digests)
+                                  manifest["eval_digest"], record_digests, stages.get("label"))
     return reference | {"version": number, "path": str(folder), "run_id": run_id, "new": True}
 
 
 def _stage_files(staging, stages: dict) -> None:
     """Copy every file the version holds into its staging folder."""
-    import shutil
-
     ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     for name in ("train", "heldout", "eval"):
         shutil.copyfile(split[name], staging / f"{name}.parquet")
@@ -306,7 +288,7 @@ def _stage_files(staging, stages: dict) -> None:
         shutil.copytree(dedup["signatures"], staging / "signatures")
     shutil.copyfile(valid["result"], staging / "validation.json")
     quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
-    # --- issue 4: PII quarantine, PII report and the contract's rendered Data Docs travel with the version ---
+    # PII quarantine and report, label outcomes and the contract's rendered Data Docs travel with the version
     pii = stages.get("pii", {})
     quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
     if pii.get("report"):
@@ -314,11 +296,12 @@ def _stage_files(staging, stages: dict) -> None:
     if stages.get("label"):
         quarantine_files.append(stages["label"]["quarantine"])
         shutil.copyfile(stages["label"]["report"], staging / "labels.parquet")
+        if stages["label"].get("agreement"):
+            shutil.copyfile(stages["label"]["agreement"], staging / "labels_agreement.json")
     if stages.get("eval_pii", {}).get("report"):
         shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
     if valid.get("data_docs"):
         shutil.copytree(valid["data_docs"], staging / "data_docs")
-    # --- end issue 4 ---
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
     if "eval_ingest" in stages:
@@ -328,7 +311,7 @@ def _stage_files(staging, stages: dict) -> None:
 
 
 def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, folder, valid: dict, settings: dict,
-                     counts: dict, eval_digest: str, record_digests: dict) -> str:
+                     counts: dict, eval_digest: str, record_digests: dict, label: dict | None = None) -> str:
     """The version's MLflow run, created last; it ends FINISHED only if everything was logged."""
     import mlflow
 
@@ -340,6 +323,9 @@ def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, f
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
+        if label and label.get("metrics") is not None:   # agreement per label round, next to the version it made
+            mlflow.log_params({"labels.policy": label["policy"], "labels.reviewer": label.get("reviewer") or "-"})
+            mlflow.log_metrics(label["metrics"])
         for name, dataset in corpus_datasets(folder, pipeline, record_digests):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")
@@ -363,8 +349,6 @@ def diff_records(old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 def diff_markdown(diff: dict, old_label: str, new_label: str, sample: int = 10) -> str:
     """The diff for a reviewer; record ids and source names are escaped (adapterops.escaping)."""
-    from adapterops.escaping import md_cell, md_code
-
     lines = [f"**{old_label} → {new_label}**: {len(diff['added'])} added, {len(diff['removed'])} removed, "
              f"{len(diff['changed'])} changed", "", "| source | before | after |", "|---|---|---|"]
     lines += [f"| {md_cell(s)} | {c['old']} | {c['new']} |" for s, c in diff["sources"].items()]
@@ -389,8 +373,6 @@ def last_approved(pipeline: str, other_than=None):
 
 def last_approved_signatures(pipeline: str) -> str | None:
     """The signatures/ folder of the pipeline's approved corpus version, for incremental dedup; None if there is none."""
-    from pathlib import Path
-
     approved = last_approved(pipeline)
     if approved is None:
         return None
@@ -406,8 +388,6 @@ def get_version(pipeline: str, version: int):
 
 
 def version_records(run) -> pd.DataFrame:
-    from pathlib import Path
-
     folder = Path(run.data.tags["corpus.path"])
     return pd.concat([pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet")],
                      ignore_index=True)
@@ -451,9 +431,6 @@ def lineage_markdown(corpus: dict) -> str:
 
 def corpus_datasets(folder, pipeline: str, record_digests: dict):
     """(name, MLflow dataset) for the train, held-out and eval files: logged by reference, schema and digest."""
-    import warnings
-    from pathlib import Path
-
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.schema import Schema
@@ -470,8 +447,6 @@ def corpus_datasets(folder, pipeline: str, record_digests: dict):
 
 def log_corpus_inputs(corpus: dict) -> None:
     """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
-    import json
-
     import mlflow
 
     folder = corpus_folder(corpus)
@@ -482,8 +457,6 @@ def log_corpus_inputs(corpus: dict) -> None:
 
 def corpus_ref(pipeline: str, digest: str) -> dict:
     """The reference the flows pass around, rebuilt from a stored version (e.g. for an approval event)."""
-    from tasks.contract import load_contract
-
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; list them with "

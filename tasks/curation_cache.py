@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 
-from tasks.corpus import corpus_digest, records_digest
+from adapterops.storage import file_digest, read_yaml, write_json
+from adapterops.workspace import resolve_workspace
+from tasks.contract import contract_path
+from tasks.corpus import corpus_digest, find_version, last_approved, load_manifest, records_digest
+from tasks.inputs import expand_inputs
 
 # Libraries whose behaviour decides what curation keeps (their versions enter the fingerprint).
 CURATION_LIBRARIES = ("datasketch", "great_expectations", "numpy", "pandas", "pyarrow")
@@ -40,9 +45,6 @@ def rehashes_to(folder: Path, manifest: dict) -> bool:
 
 def _digest_paths(paths: list[str]) -> list[list[str]]:
     """[path, sha256] for every file the inputs expand to (a Hugging Face folder: each file in it)."""
-    from adapterops.storage import file_digest
-    from tasks.inputs import expand_inputs
-
     rows = []
     for path, fmt in expand_inputs(paths):
         files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if fmt == "hf" else [Path(path)]
@@ -52,8 +54,6 @@ def _digest_paths(paths: list[str]) -> list[list[str]]:
 
 def code_version() -> str:
     """sha256 of the project's Python sources and the curation libraries' versions (uncommitted edits count)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
     for folder in CODE_FOLDERS:
@@ -69,9 +69,6 @@ def code_version() -> str:
 
 def fingerprint_of(sources: list[str], eval_paths: list[str], labels: list[str], contract: str, settings: dict) -> str:
     """The curation fingerprint of these resolved paths, this contract and these settings, read from the disk now."""
-    from adapterops.storage import file_digest
-    from tasks.contract import contract_path
-
     inputs = {"sources": _digest_paths(sources), "eval": _digest_paths(eval_paths),
               "labels": [[p, file_digest(Path(p))] for p in labels]}   # label exports are files (.json, .jsonl)
     return curation_fingerprint(inputs, settings | {"contract": contract}, file_digest(contract_path(contract)),
@@ -80,15 +77,11 @@ def fingerprint_of(sources: list[str], eval_paths: list[str], labels: list[str],
 
 def approved_digest(pipeline: str) -> str | None:
     """The digest of the pipeline's last approved version (what incremental dedup anchors on); None if none."""
-    from tasks.corpus import last_approved
-
     approved = last_approved(pipeline)
     return approved.data.tags["corpus.digest"] if approved else None
 
 
 def _index_path(pipeline: str) -> Path:
-    from adapterops.workspace import resolve_workspace
-
     return resolve_workspace().corpus_dir / pipeline / "fingerprints.json"
 
 
@@ -104,8 +97,6 @@ def _read_index(pipeline: str) -> dict:
 
 def remember(pipeline: str, fingerprint: str, digest: str, anchored_on: str | None) -> None:
     """Record that curating with this fingerprint, anchored on that approved version, gave this digest."""
-    from adapterops.storage import write_json
-
     index = {k: v for k, v in _read_index(pipeline).items() if k != fingerprint}
     index[fingerprint] = {"digest": digest, "anchored_on": anchored_on}
     write_json(dict(list(index.items())[-KEEP_FINGERPRINTS:]), _index_path(pipeline))
@@ -114,8 +105,6 @@ def remember(pipeline: str, fingerprint: str, digest: str, anchored_on: str | No
 def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -> tuple[dict | None, str]:
     """(the corpus reference to reuse, why) when a version was curated from this fingerprint and its files
     still rehash to its digest; (None, why not) otherwise."""
-    from tasks.corpus import find_version, load_manifest
-
     entry = _read_index(pipeline).get(fingerprint)
     if entry is None:
         return None, "no earlier version was curated from these inputs, labels, contract, settings and code"
@@ -139,9 +128,6 @@ def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -
 def reused_ref(pipeline: str, run, manifest: dict) -> dict:
     """tasks.corpus.corpus_ref without loading the contract through Great Expectations (seconds to import): the
     contract file is the one this version was curated and validated with (its digest is in the fingerprint)."""
-    from adapterops.storage import read_yaml
-    from tasks.contract import contract_path
-
     path = contract_path(manifest["contract"])
     tags = run.data.tags
     return {"pipeline": pipeline, "digest": manifest["digest"], "version": int(tags["corpus.version"]),

@@ -6,17 +6,31 @@ feed paired bootstrap intervals (candidate − base, candidate − production), 
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import re
+import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from adapterops.base_models import BaseModelRef, resolve_base_model
 from adapterops.config import EvaluationConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
-from tasks.scorers import Scorer, extract_fields, score_names
+from adapterops.tracking import adapter_experiment, ensure_experiment
+from tasks.base_model import detect_device, load_base_model
+from tasks.contract import load_contract
+from tasks.corpus import CANONICAL_FIELDS, records_digest
+from tasks.corpus_fetch import corpus_folder
+from tasks.generate import adapter_context, generate
+from tasks.prompts import prompt_token_ids
+from tasks.registry import production_version
+from tasks.scorers import Scorer, build_scorers, extract_fields, score_names
+from tasks.sft_data import IGNORE, Example, collate, tokenize_examples
 from tasks.statistics import compare, slice_rows
-from tasks.train import IGNORE, Example, collate
 
 MODELS = ("base", "candidate", "production")
 
@@ -24,8 +38,6 @@ MODELS = ("base", "candidate", "production")
 def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: int = 16, adapter: str | None = None) -> list[float]:
     """Mean completion-token loss of each example under one adapter (None: the base model alone)."""
     import torch
-
-    from tasks.generate import adapter_context
 
     device = next(model.parameters()).device
     losses: list[float] = []
@@ -147,11 +159,6 @@ def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
 
 def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
     """The corpus version's eval records, rehashed now against the digest its manifest recorded."""
-    import json
-
-    from tasks.corpus import records_digest
-    from tasks.corpus_fetch import corpus_folder
-
     folder = corpus_folder(corpus)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     expected = manifest["eval_digest"]
@@ -168,8 +175,6 @@ def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
 
 
 def _adapter_path(model_name: str, version: str) -> str:
-    from pathlib import Path
-
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}"))
@@ -178,15 +183,10 @@ def _adapter_path(model_name: str, version: str) -> str:
 
 def eval_dataset(corpus: dict, digest: str):
     """The eval set as an MLflow dataset, by reference: its file, digest and schema (no upload, no inference)."""
-    import warnings
-    from pathlib import Path
-
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.schema import Schema
     from mlflow.types import ColSpec
-
-    from tasks.corpus import CANONICAL_FIELDS
 
     with warnings.catch_warnings():   # MLflow registers the local file source twice and warns it picked one
         warnings.simplefilter("ignore", UserWarning)
@@ -210,16 +210,11 @@ def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answ
 
 def load_models(cfg, adapter: dict, other: str | None):
     """One base model with the candidate (and the other version, if any) attached as named adapters."""
-    from pathlib import Path
-
     from peft import PeftModel
-
-    from adapterops.workspace import resolve_workspace
-    from tasks.train import BaseModelRef, detect_device, load_base_model, resolve_base_model
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
     if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
-        local = resolve_base_model(cfg, resolve_workspace().models_dir)
+        local = resolve_base_model(cfg)
         if (local.name, local.revision) == (base_ref.name, base_ref.revision):
             base_ref = local
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
@@ -237,10 +232,6 @@ def load_models(cfg, adapter: dict, other: str | None):
 def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scorer], specs: list[ScorerSpec],
                      who_adapter: dict[str, str | None], cfg) -> tuple[dict, dict, int]:
     """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated)."""
-    from tasks.generate import generate
-    from tasks.prompts import prompt_token_ids
-    from tasks.train import tokenize_examples
-
     template = cfg.train.prompt_template
     prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
     examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
@@ -265,14 +256,7 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
 
     against: "production", a version number, or None (the base only). Nothing moves in the registry.
     """
-    import logging
-    import time
-
     import mlflow
-
-    from tasks.contract import load_contract
-    from tasks.registry import production_version
-    from tasks.scorers import build_scorers
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
@@ -309,12 +293,7 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
 def log_evaluation(cfg, corpus: dict, adapter: dict, result: dict, specs: list[ScorerSpec], slices: list[str],
                    table: pd.DataFrame) -> str:
     """The eval run: params, the eval set as a dataset input, the per-example table, metrics linked to the model."""
-    import json
-    from pathlib import Path
-
     import mlflow
-
-    from adapterops.tracking import adapter_experiment, ensure_experiment
 
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     against = f"v{result['production_version']}" if result["production_version"] else "base"

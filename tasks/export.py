@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from tasks.registry import registered_version
+from tasks.serve_registry import alias_version, registered_adapter
 
 WEIGHTS, CONFIG = "adapter_model.safetensors", "adapter_config.json"
 
@@ -61,9 +63,6 @@ peft / transformers:
 def export_adapter(model_name: str, alias: str | None, version: str | None, out_dir: Path) -> dict:
     """Write the version at alias (or the given version) of model_name into out_dir; refuse a non-empty out_dir."""
     import mlflow
-
-    from tasks.registry import registered_version
-    from tasks.serve_registry import alias_version, registered_adapter
 
     client = mlflow.MlflowClient()
     if version is None:

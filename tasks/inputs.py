@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
+from pathlib import Path
+
 from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import file_digest, write_parquet
 from tasks.ingest import RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
 from tasks.quarantine import QUARANTINE_FIELDS
+from tasks.record_batches import BATCH_ROWS, FORMATS, parquet_reader
 
-
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+# A folder's .json files are label exports or metadata more often than records: only named ones are read.
+FOLDER_FORMATS = {suffix: kind for suffix, kind in FORMATS.items() if suffix != ".json"}
 
 
 def _is_hf_dataset(folder) -> bool:
@@ -17,9 +23,6 @@ def _is_hf_dataset(folder) -> bool:
 
 def expand_inputs(paths: list) -> list[tuple[str, str]]:
     """(path, format) for every input: files, globs, folders of files and Hugging Face save_to_disk folders."""
-    import glob
-    from pathlib import Path
-
     found: list[tuple[str, str]] = []
     for spec in map(str, paths):
         matches = [Path(spec)] if Path(spec).exists() else sorted(Path(p) for p in glob.glob(spec))
@@ -32,14 +35,14 @@ def expand_inputs(paths: list) -> list[tuple[str, str]]:
                 found.append((str(path), FORMATS[path.suffix.lower()]))
             else:
                 raise AdapterOpsError(f"{path}: unsupported format {path.suffix or '(no extension)'!r}; use .jsonl, "
-                                      f".csv, .tsv or .parquet files, or a Hugging Face save_to_disk folder.")
+                                      f".json (JSON Lines), .csv, .tsv or .parquet files, or a Hugging Face save_to_disk folder.")
     return found
 
 
 def _expand_folder(folder) -> list[tuple[str, str]]:
     if _is_hf_dataset(folder):
         return [(str(folder), "hf")]
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_FORMATS
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise AdapterOpsError(f"{folder}: folder with no data (no .jsonl, .csv, .tsv or .parquet file, and not a "
@@ -49,8 +52,6 @@ def _expand_folder(folder) -> list[tuple[str, str]]:
 
 def read_input(path: str, fmt: str, columns: Columns, seen: set[str]) -> Ingested:
     """Parse one input of a known format; file-level problems are one AdapterOpsError naming the file."""
-    from pathlib import Path
-
     if fmt == "jsonl":
         with Path(path).open("rb") as handle:        # streamed: a 50 MB line is one line, not the whole file
             result = parse_jsonl_lines(handle, path, columns, seen)
@@ -72,11 +73,11 @@ def read_input(path: str, fmt: str, columns: Columns, seen: set[str]) -> Ingeste
     return result
 
 
-def _parquet_rows(path: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
+def _parquet_rows(path: str):
+    """The file's rows as dicts, a record batch at a time (never the whole file in memory)."""
     try:
-        return pq.read_table(path).to_pylist()
+        for batch in parquet_reader(path).iter_batches(batch_size=BATCH_ROWS):
+            yield from batch.to_pylist()
     except Exception as error:  # pyarrow raises several types for corrupt or truncated files
         raise AdapterOpsError(f"{path}: cannot be read as Parquet ({str(error).splitlines()[0]}); "
                               f"re-export the file.") from None
@@ -96,11 +97,6 @@ def _hf_splits(path: str):
 
 
 def _digest(path: str) -> str:
-    import hashlib
-    from pathlib import Path
-
-    from adapterops.storage import file_digest
-
     target = Path(path)
     if target.is_file():
         return file_digest(target)
@@ -112,11 +108,7 @@ def _digest(path: str) -> str:
 
 def ingest_files(paths: list, columns: Columns, stage_dir) -> dict:
     """Parse every input into records.parquet and quarantine.parquet under stage_dir; ids are unique across files."""
-    from pathlib import Path
-
     import pandas as pd
-
-    from adapterops.storage import write_parquet
 
     seen: set[str] = set()
     records, quarantine, files, rows = [], [], [], 0

@@ -12,34 +12,70 @@ records, so the corpus accounting still adds up.
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
+from xml.sax.saxutils import escape
 
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
+from tasks.argilla_format import argilla_files
+from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS
+from tasks.label_files import edited_in_place, normal_verdict, read_label_files
+from tasks.label_outcomes import reject_failing_corrections
+from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
 from tasks.quarantine import quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
 PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
 
-LABEL_STUDIO_INTERFACE = """<View>
+
+def label_studio_interface(format_hint: str | None = None) -> str:
+    """The labeling interface: a verdict, then the correction box (pre-filled with the current completion,
+    shown only with `correct`) or the note (required, shown only with `reject`); every box has a heading,
+    and the contract's format for the completion is shown above the correction."""
+    hint = (f'\n    <Header value="Required format: {escape_xml(format_hint)}" size="6"/>' if format_hint else "")
+    return f"""<View>
   <Header value="Prompt"/>
   <Text name="prompt" value="$prompt"/>
   <Header value="Completion"/>
   <Text name="completion" value="$completion"/>
-  <Choices name="verdict" toName="completion" choice="single" required="true" showInline="true">
+  <Header value="Verdict"/>
+  <Choices name="verdict" toName="completion" choice="single" required="true" showInline="true"
+           requiredMessage="Choose a verdict: accept, correct or reject.">
     <Choice value="accept"/>
     <Choice value="correct"/>
     <Choice value="reject"/>
   </Choices>
-  <TextArea name="corrected_completion" toName="completion" rows="4" maxSubmissions="1" editable="true"
-            placeholder="The right completion (with verdict: correct)"/>
-  <TextArea name="note" toName="completion" rows="1" maxSubmissions="1" placeholder="Why (optional)"/>
+  <View visibleWhen="choice-selected" whenTagName="verdict" whenChoiceValue="correct">
+    <Header value="Corrected completion (edit the current one)"/>{hint}
+    <TextArea name="corrected_completion" toName="completion" value="$completion" rows="6" maxSubmissions="1"
+              editable="true" required="true" requiredMessage="With verdict correct, give the corrected completion."/>
+  </View>
+  <View visibleWhen="choice-selected" whenTagName="verdict" whenChoiceValue="reject">
+    <Header value="Note: why is the record rejected? (required)"/>
+    <TextArea name="note" toName="completion" rows="2" maxSubmissions="1" editable="true" required="true"
+              requiredMessage="With verdict reject, say why in the note."/>
+  </View>
 </View>
 """
+
+
+def escape_xml(text: str) -> str:
+    """An attribute value: XML-escaped, on one line, and without `$` (Label Studio reads $name as task data)."""
+    return escape(" ".join(str(text).replace("$", "").split()), {'"': "&quot;"})
+
+
+LABEL_STUDIO_INTERFACE = label_studio_interface()
+
+
+def format_hint(contract) -> str | None:
+    """How a completion must look, from the contract's schema (shown to annotators)."""
+    column = contract.schema_.get("completion")
+    return column.hint if column is not None else None
 
 
 def record_digest(record: dict) -> str:
@@ -61,6 +97,8 @@ class Decision:
     time: str
     note: str
     file: str
+    where: str = ""            # the task in its file: "task 12, line 40", "line 7"
+    task: str = ""             # the task's id in the labeling tool, when it has one
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -88,11 +126,6 @@ def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
 
 # --- import -----------------------------------------------------------------------------------------
 
-def _latest(annotations: list[dict]) -> dict | None:
-    kept = [a for a in annotations if not a.get("was_cancelled")]
-    return max(kept, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")) if kept else None
-
-
 def _annotator(value) -> str:
     if isinstance(value, dict):
         return str(value.get("email") or value.get("id") or "")
@@ -100,53 +133,50 @@ def _annotator(value) -> str:
 
 
 def _label_studio_values(annotation: dict) -> dict:
-    """verdict, corrected_completion and note from an annotation's result regions."""
+    """verdict (case and spaces ignored), corrected_completion and note from an annotation's result regions."""
     values = {}
     for region in annotation.get("result") or []:
         value = region.get("value") or {}
         if region.get("from_name") == "verdict" and value.get("choices"):
-            values["verdict"] = value["choices"][0]
+            values["verdict"] = normal_verdict(value["choices"][0])
         elif region.get("from_name") in ("corrected_completion", "note") and value.get("text"):
             values[region["from_name"]] = "\n".join(value["text"])
     return values
 
 
-def decisions_from_label_studio(tasks: list, file: str) -> tuple[list[Decision], list[dict]]:
-    """Decisions from a Label Studio JSON export, and a problem row for each task that gives none."""
+def annotations_from_label_studio(tasks: list, file: str = "") -> tuple[list[Decision], list[dict]]:
+    """Every annotation of Label Studio-shaped tasks (skipped ones aside) with its annotator, time and note, and a
+    problem row for each task without a usable one (`unlabeled`: no annotation at all).
+
+    A task read by tasks.label_files names its file and place in `origin`; others are named by position.
+    """
     if not isinstance(tasks, list):
         raise AdapterOpsError(f"{file}: a Label Studio export is a JSON list of tasks; export the project as JSON.")
     rows = []
-    for task in tasks:
+    for number, task in enumerate(tasks, start=1):
         data = task.get("data") if isinstance(task, dict) else None
-        annotation = _latest(task.get("annotations") or []) if isinstance(data, dict) else None
-        values = _label_studio_values(annotation) if annotation else {}
-        rows.append((data, values, annotation and _annotator(annotation.get("completed_by")),
-                     annotation and str(annotation.get("updated_at") or annotation.get("created_at") or "")))
-    return _decisions(rows, file)
+        origin = (task.get("origin") if isinstance(task, dict) else None) or {"file": file, "where": f"task #{number}"}
+        task_id = str(task.get("id") or "") if isinstance(task, dict) else ""
+        kept = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")] \
+            if isinstance(data, dict) else []
+        rows += [(data, _label_studio_values(a), _annotator(a.get("completed_by")),
+                  str(a.get("updated_at") or a.get("created_at") or ""), origin, task_id) for a in kept] \
+            or [(data, {}, None, None, origin, task_id)]
+    return _decisions(rows)
 
 
-def decisions_from_jsonl(lines: list[str], file: str) -> tuple[list[Decision], list[dict]]:
-    """Decisions from an annotated JSONL export, and a problem row for each line that gives none."""
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            rows.append(({"record_id": f"line {number}"}, {"problem": f"malformed_json: {error.msg}"}, None, None))
-            continue
-        if not isinstance(item, dict):
-            rows.append(({"record_id": f"line {number}"}, {"problem": "not_an_object"}, None, None))
-            continue
-        values = {k: item[k] for k in ("verdict", "corrected_completion", "note") if item.get(k)}
-        rows.append((item, values, _annotator(item.get("annotator")), str(item.get("time") or "")))
-    return _decisions(rows, file)
+def decisions_from_label_studio(tasks: list, file: str = "", policy: str = "latest",
+                                reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decision that settles each task under the policy, and a row for every task or annotation not applied
+    (problems, and annotations that agreed, were overruled or are disputed)."""
+    annotations, problems = annotations_from_label_studio(tasks, file)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
 
 
-def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
+def _decisions(rows) -> tuple[list[Decision], list[dict]]:
     decisions, problems = [], []
-    for data, values, annotator, time in rows:
+    for data, values, annotator, time, origin, task_id in rows:
         record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
         problem = values.get("problem")
         if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
@@ -157,13 +187,17 @@ def _decisions(rows, file: str) -> tuple[list[Decision], list[dict]]:
             problem = f"unknown_verdict: {values['verdict']!r} (use {', '.join(VERDICTS)})"
         elif not problem and values["verdict"] == "correct" and not values.get("corrected_completion", "").strip():
             problem = "correct_without_text: verdict correct needs the corrected completion"
+        elif not problem and values["verdict"] == "correct" and values["corrected_completion"] == data.get("completion"):
+            # the interface pre-fills the box with the completion: submitted untouched, it changes nothing
+            problem = "correct_unchanged: verdict correct, but the correction is the current completion; edit it or accept"
         if problem:
-            problems.append({"record_id": record_id, "file": file, "outcome": problem.split(":")[0],
-                             "detail": problem})
+            problems.append({"record_id": record_id, "file": origin.get("file", ""), "where": origin.get("where", ""),
+                             "outcome": problem.split(":")[0], "detail": problem, "task": task_id})
             continue
+        correction = values.get("corrected_completion") if values["verdict"] == "correct" else None
         decisions.append(Decision(record_id, str(data["record_digest"]), str(data["corpus_digest"]), values["verdict"],
-                                  values.get("corrected_completion"), annotator or "", time or "",
-                                  values.get("note", ""), file))
+                                  correction, annotator or "", time or "", values.get("note", ""),
+                                  origin.get("file", ""), origin.get("where", ""), task_id))
     return decisions, problems
 
 
@@ -210,49 +244,65 @@ def _report(decision: Decision, outcome: str) -> dict:
             "detail": f"{decision.verdict} by {decision.annotator or '?'}", **row}
 
 
-def read_decisions(paths: list[str]) -> tuple[list[Decision], list[dict]]:
-    """Decisions and problems from annotated exports: .json is a Label Studio export, .jsonl our JSONL."""
-    from pathlib import Path
+def read_decisions(paths: list[str], frame: pd.DataFrame | None = None, policy: str = "latest",
+                   reviewer: str | None = None) -> tuple[list[Decision], list[dict]]:
+    """The decisions that settle each task under the policy, and a row for everything not applied (problems,
+    annotations that agreed, were overruled or are disputed)."""
+    annotations, problems = read_annotations(paths, frame)
+    settled, others = settle(annotations, policy, reviewer)
+    return settled, problems + others
 
-    decisions, problems = [], []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise AdapterOpsError(f"labels file {path} does not exist; pass an annotated export of `adapterops label export`.")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            try:
-                found = decisions_from_label_studio(json.loads(text), str(path))
-            except json.JSONDecodeError as error:
-                raise AdapterOpsError(f"{path} is not JSON ({error.msg} at line {error.lineno}); "
-                                      "export the Label Studio project as JSON.") from None
-        elif path.suffix.lower() == ".jsonl":
-            found = decisions_from_jsonl(text.splitlines(), str(path))
-        else:
-            raise AdapterOpsError(f"labels file {path}: use a Label Studio JSON export (.json) or JSONL (.jsonl).")
-        decisions += found[0]
-        problems += found[1]
-    return decisions, problems
+
+def read_annotations(paths: list[str], frame: pd.DataFrame | None = None) -> tuple[list[Decision], list[dict]]:
+    """Every annotation and the problems of annotated files (every format tasks.label_files reads), problems in
+    file order. With the records the tasks came from, an edit made in the file under verdict accept is a problem too.
+    """
+    tasks, problems = read_label_files(paths)
+    if frame is not None:
+        tasks, edited = edited_in_place(tasks, frame, record_digest)
+        problems += edited
+    annotations, unusable = annotations_from_label_studio(tasks)
+    order = {path: n for n, path in enumerate(map(str, paths))}
+    return annotations, sorted(problems + unusable, key=lambda p: (order.get(p["file"], len(order)), _line(p["where"])))
+
+
+def _line(where: str) -> int:
+    found = re.search(r"line (\d+)", where or "")
+    return int(found.group(1)) if found else 0
 
 
 # --- wrappers: read and write the stage's files ------------------------------------------------------
 
-REPORT_COLUMNS = ["record_id", "file", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
-                  "completion", "annotator", "time", "note"]
+REPORT_COLUMNS = ["record_id", "file", "where", "outcome", "detail", "record_digest", "corpus_digest", "verdict",
+                  "completion", "annotator", "time", "note", "task"]
 
 
-def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
-    """labeled.parquet, label_quarantine.parquet (rejections) and labels.parquet (every decision's outcome)."""
+def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None,
+               policy: str = "latest", reviewer: str | None = None) -> dict:
+    """labeled.parquet, label_quarantine.parquet (rejections), labels.parquet (one row per annotation with its
+    outcome) and labels_agreement.json (agreement per round, the disputed tasks).
+
+    With a contract, corrections it would quarantine are `correction_rejected` here, named with their task.
+    """
     from pathlib import Path
 
     from adapterops.reporting import publish_table
-    from adapterops.storage import file_digest, write_parquet
+    from adapterops.storage import file_digest, write_json, write_parquet
     from tasks.quarantine import QUARANTINE_FIELDS
 
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
-    decisions, problems = read_decisions(label_paths)
+    annotations, problems = read_annotations(label_paths, frame)
+    decisions, others = settle(annotations, policy, reviewer)   # disputed tasks are settled out before the contract
     labeled, quarantine, report = apply_decisions(frame, decisions)
-    report = pd.DataFrame(report + problems, columns=REPORT_COLUMNS)
+    if contract_name:
+        labeled, rejected, report = reject_failing_corrections(labeled, report, load_contract(contract_name))
+        quarantine += rejected
+    disputed = disputed_tasks(others)
+    rounds = agreement_by_round(annotations)
+    write_json({"policy": policy, "reviewer": reviewer, "rounds": rounds, "disputed": disputed},
+               stage_dir / "labels_agreement.json")
+    report = pd.DataFrame(report + problems + others, columns=REPORT_COLUMNS)
     write_parquet(labeled, stage_dir / "labeled.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "label_quarantine.parquet")
     write_parquet(report, stage_dir / "labels.parquet")
@@ -262,16 +312,16 @@ def label_file(records_path: str, label_paths: list[str], stage_dir) -> dict:
     return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
             "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
             "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
+            "agreement": str(stage_dir / "labels_agreement.json"), "policy": policy, "reviewer": reviewer,
+            "metrics": agreement_metrics(rounds, len(disputed)), "disputed": len(disputed),
             "outcomes": {k: int(v) for k, v in outcomes.items()},
             "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
 
 
-def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
-                limit: int | None = None, seed: int = 0) -> dict:
-    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it)."""
+def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "train", limit: int | None = None,
+                  seed: int = 0) -> list[dict]:
+    """A version's records (a split, or a seeded sample of it) as labeling tasks."""
     from pathlib import Path
-
-    from adapterops.storage import write_json, write_text
 
     splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
     if split not in splits:
@@ -280,13 +330,33 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
                       ignore_index=True)
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed).sort_index()
-    tasks = export_tasks(frame, corpus, fmt)
+    return export_tasks(frame, corpus, fmt)
+
+
+def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
+                limit: int | None = None, seed: int = 0, hint: str | None = None) -> dict:
+    """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it).
+
+    For Argilla, out_path is a folder in the argilla SDK's `Dataset.to_disk` layout.
+    """
+    from pathlib import Path
+
+    from adapterops.storage import write_json, write_text
+
+    tasks = version_tasks(corpus_folder, corpus, "jsonl" if fmt == "argilla" else fmt, split, limit, seed)
     out_path = Path(out_path)
     interface = None
-    if fmt == "label-studio":
+    if fmt == "argilla":
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+            raise AdapterOpsError(f"{out_path} exists and is not an empty folder; an Argilla export is a folder, "
+                                  "pass a new one with --out.")
+        name = f"{corpus['pipeline']}-v{int(corpus['version'])}"
+        for relative, text in argilla_files(tasks, name, hint).items():
+            write_text(text, out_path / relative)
+    elif fmt == "label-studio":
         write_json(tasks, out_path)
         interface = out_path.with_name(out_path.stem + ".interface.xml")
-        write_text(LABEL_STUDIO_INTERFACE, interface)
+        write_text(label_studio_interface(hint), interface)
     else:
         write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), out_path)
     return {"tasks": str(out_path), "interface": str(interface) if interface else None, "count": len(tasks)}

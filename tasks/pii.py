@@ -7,9 +7,13 @@ version and everything exported from it downstream (labeling, training) never ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from adapterops.storage import write_json, write_parquet
+from tasks.contract import load_contract
 from tasks.pii_detect import DETECTORS, PiiPolicy, find_pii, redact
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
+
 
 @dataclass
 class PiiResult:
@@ -49,15 +53,10 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def pii_file(records_path: str, contract_name: str, stage_dir, artifact_key: str = "pii") -> dict:
-    """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir."""
-    from pathlib import Path
-
+def pii_file(records_path: str, contract_name: str, stage_dir) -> dict:
+    """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir; the
+    per-detector rows come back as `detectors` for the flow to show."""
     import pandas as pd
-
-    from adapterops.reporting import publish_table
-    from adapterops.storage import write_json, write_parquet
-    from tasks.contract import load_contract
 
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)
@@ -68,8 +67,8 @@ def pii_file(records_path: str, contract_name: str, stage_dir, artifact_key: str
     write_parquet(pd.DataFrame(result.quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "pii_quarantine.parquet")
     write_json({"contract": contract.name, "contract_version": contract.version, "detectors": report},
                stage_dir / "pii.json")
-    publish_table(artifact_key, f"PII found under contract {contract.name} v{contract.version}", report)
     return {"records": str(stage_dir / "pii_clean.parquet"), "quarantine": str(stage_dir / "pii_quarantine.parquet"),
             "report": str(stage_dir / "pii.json"), "input": len(frame), "kept": len(result.records),
             "quarantined": len(result.quarantine),
-            "redacted": sum(r["records"] for r in report if r["action"] == "redact")}
+            "redacted": sum(r["records"] for r in report if r["action"] == "redact"),
+            "detectors": report, "contract": contract.name, "contract_version": contract.version}

@@ -1,4 +1,5 @@
-"""A records file (Parquet, CSV or JSONL) read and filtered in bounded batches.
+"""A records file (Parquet, CSV, TSV or JSONL) read and filtered in bounded batches: the one reader
+family of ingest, dedup and the dedup command.
 
 Big inputs never sit in memory whole: Parquet is read a record batch at a time and CSV a chunk at a
 time. JSONL is parsed by Arrow's multi-threaded JSON reader, a block of lines at a time, and held as
@@ -9,29 +10,35 @@ are taken from it by position instead of reading the file again.
 from __future__ import annotations
 
 import functools
+import json
+import mmap
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from adapterops.errors import AdapterOpsError
+from adapterops.storage import space_for, staging_path
+from tasks.arrow_arrays import from_numpy
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+# The formats of record files, by suffix (.json: JSON Lines too, as the dedup command has always read it).
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+SEPARATORS = {"csv": ",", "tsv": "\t"}
 BATCH_ROWS = 50_000
 JSONL_BLOCK_BYTES = 32 << 20
 
 
 def file_format(path) -> str:
-    """parquet, csv or jsonl by the file's suffix; the error names the formats that work."""
+    """parquet, csv, tsv or jsonl by the file's suffix; the error names the formats that work."""
     path = Path(path)
     if not path.is_file():
         raise AdapterOpsError(f"{path} does not exist; pass a JSONL, Parquet or CSV file.")
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise AdapterOpsError(f"{path}: unknown format {path.suffix!r}; use a .jsonl, .parquet or .csv file.")
+        raise AdapterOpsError(f"{path}: unknown format {path.suffix!r}; use a .jsonl, .parquet, .csv or .tsv file.")
     return kind
 
 
@@ -49,10 +56,10 @@ def column_names(path) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.ParquetFile(path).schema_arrow.names)
-        if kind == "csv":
+        if kind in SEPARATORS:
             import pandas as pd
 
-            return list(pd.read_csv(path, dtype=str, nrows=0).columns)
+            return list(pd.read_csv(path, dtype=str, nrows=0, sep=SEPARATORS[kind]).columns)
         return list(jsonl_table(path).column_names)
     except AdapterOpsError:
         raise
@@ -60,7 +67,7 @@ def column_names(path) -> list[str]:
         raise _unreadable(path, error) from None
 
 
-def _parquet(path):
+def parquet_reader(path):
     """A Parquet reader that streams column chunks (a buffer of 1 MiB), not whole row groups: a file
     written as one row group of a million rows would otherwise be decoded into memory whole."""
     import pyarrow.parquet as pq
@@ -85,8 +92,6 @@ def jsonl_blocks(path, block_bytes: int = JSONL_BLOCK_BYTES) -> Iterator["pa.Tab
     Each block goes through Arrow's multi-threaded JSON reader; a block it refuses (a malformed line,
     a column whose type changes between lines) is parsed line by line instead, which names the line.
     """
-    import mmap
-
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -114,8 +119,6 @@ def jsonl_blocks(path, block_bytes: int = JSONL_BLOCK_BYTES) -> Iterator["pa.Tab
 
 def _parsed_lines(block: bytes, path, first_line: int) -> "pa.Table":
     """One block parsed with json.loads line by line; a column of mixed types becomes text (as str() writes it)."""
-    import json
-
     import pyarrow as pa
 
     rows = []
@@ -181,11 +184,12 @@ def iter_frames(path, columns: list[str] | None = None, batch_rows: int = BATCH_
     kind = file_format(path)
     try:
         if kind == "parquet":
-            for batch in _parquet(path).iter_batches(batch_size=batch_rows, columns=columns):
+            for batch in parquet_reader(path).iter_batches(batch_size=batch_rows, columns=columns):
                 yield batch.to_pandas()
             return
-        if kind == "csv":
-            with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows, usecols=columns) as chunks:
+        if kind in SEPARATORS:
+            with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows, usecols=columns,
+                             sep=SEPARATORS[kind]) as chunks:
                 yield from chunks
             return
         table = jsonl_table(path)
@@ -229,8 +233,6 @@ def _taken(path, rows, columns, batch_rows: int):
     """Per batch of the file, the batch's rows at the wanted positions (all batches, so the schema comes along)."""
     import numpy as np
 
-    from tasks.arrow_arrays import from_numpy
-
     rows = np.asarray(rows, dtype=np.int64)
     if file_format(path) == "jsonl":   # held in memory: one take
         table = jsonl_table(path)
@@ -249,10 +251,8 @@ def _write_parts(path, parts, out_path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from adapterops.storage import _staging, space_for
-
     with space_for(out_path, Path(path).stat().st_size):   # a full disk: one line naming the file
-        staging = _staging(out_path)
+        staging = staging_path(out_path)
         writer, written = None, 0
         try:
             try:
@@ -280,9 +280,9 @@ def arrow_batches(path, columns: list[str] | None = None, batch_rows: int = BATC
     kind = file_format(path)
     try:
         if kind == "parquet":
-            for batch in _parquet(path).iter_batches(batch_size=batch_rows, columns=columns):
+            for batch in parquet_reader(path).iter_batches(batch_size=batch_rows, columns=columns):
                 yield pa.Table.from_batches([batch])
-        elif kind == "csv":   # every column is text, so every chunk has the same schema
+        elif kind in SEPARATORS:   # every column is text, so every chunk has the same schema
             for frame in iter_frames(path, columns, batch_rows=batch_rows):
                 yield pa.Table.from_pandas(frame, preserve_index=False)
         else:

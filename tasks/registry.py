@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
+from adapterops.faults import crash_point
+from tasks.gate import decide
+from tasks.train import recipe_settings, training_key
 
 
 def production_entry(version: str, previous: str | None, action: str, by: str, reason: str, when: str,
@@ -140,8 +146,6 @@ def production_history(model_name: str) -> list[dict]:
 
 
 def _numbered_log(model) -> list[tuple[int, dict]]:
-    import json
-
     return sorted((int(k[len(PRODUCTION_LOG):]), json.loads(v)) for k, v in model.tags.items()
                   if k.startswith(PRODUCTION_LOG))
 
@@ -169,8 +173,6 @@ def aliases_by_version(aliases: dict) -> dict[str, list[str]]:
 
 
 def _write_entry(client, name: str, number: int, entry: dict) -> None:
-    import json
-
     registry_call(lambda: client.set_registered_model_tag(name, f"{PRODUCTION_LOG}{number}", json.dumps(entry)[:5000]),
                   f"writing production log entry {number} of {name!r}")
 
@@ -184,8 +186,6 @@ def finish_move(client, name: str, number: int, entry: dict, reconciled: bool = 
 
     Every step is idempotent, so finishing twice (a reconcile racing the mover, a retry) does no harm.
     """
-    from adapterops.faults import crash_point
-
     registry_call(lambda: client.set_registered_model_alias(name, "production", entry["version"]),
                   f"moving {name}'s production alias to v{entry['version']}")
     crash_point(f"{_crash_name(entry)}-after-alias")
@@ -232,10 +232,6 @@ def move_production(client, model, version: str, action: str, by: str, reason: s
     Intent first (a numbered log entry with status "intent"), then the alias and version tags, then the
     entry marked done: a crash at any point leaves an intent that the next read finishes.
     """
-    from datetime import datetime, timezone
-
-    from adapterops.faults import crash_point
-
     log = _numbered_log(model)
     number = (log[-1][0] if log else 0) + 1
     entry = production_entry(version, model.aliases.get("production"), action, by, reason,
@@ -248,8 +244,6 @@ def move_production(client, model, version: str, action: str, by: str, reason: s
 def record_hold(client, model, version: str, action: str, reason: str) -> dict:
     """A candidate stopped on its way to production, in the audit trail beside the moves (status "held":
     it moved nothing, so rollback and reconciling skip it)."""
-    from datetime import datetime, timezone
-
     log = _numbered_log(model)
     entry = production_entry(version, model.aliases.get("production"), action, "release gate", reason,
                              datetime.now(timezone.utc).isoformat(), status="held")
@@ -288,11 +282,7 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, sta
     Production is read again here (failing closed): when it is no longer the version the candidate was
     evaluated against, the candidate is held, since the gate's production comparison would be stale.
     """
-    from datetime import datetime, timezone
-
     import mlflow
-
-    from tasks.gate import decide
 
     client = mlflow.MlflowClient()
     name, version = adapter["model_name"], adapter["version"]
@@ -347,13 +337,9 @@ def find_trained_version(model_name: str, key: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def reusable_version(cfg, corpus: dict) -> dict | None:
+def reusable_version(cfg, corpus: dict, base_revision: str) -> dict | None:
     """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
-    from adapterops.workspace import resolve_workspace
-    from tasks.train import recipe_settings, resolve_base_model, training_key
-
-    base = resolve_base_model(cfg, resolve_workspace().models_dir)
-    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base.revision,
+    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base_revision,
                                                                       recipe_settings(cfg)))
     if found is None:
         return None

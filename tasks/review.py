@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.label_policy import agreement_lines
+
 TEXT_LIMIT = 240            # characters of a record's text shown in the review
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
@@ -76,11 +78,23 @@ def cluster_lines(report: dict | None, top: int) -> list[str]:
     return lines + [""]
 
 
-def label_lines(outcomes: dict) -> list[str]:
+def label_lines(outcomes: dict, agreement: dict | None = None) -> list[str]:
+    """Label outcomes per annotation, the disputed tasks (not applied: the owner settles them), agreement per round."""
     if not outcomes:
         return []
-    return ["### Labels", "", "| outcome | decisions |", "|---|---|",
-            *(f"| {escape_markdown(k)} | {v} |" for k, v in outcomes.items()), ""]
+    lines = ["### Labels", "", "| outcome | annotations |", "|---|---|",
+             *(f"| {escape_markdown(k)} | {v} |" for k, v in outcomes.items()), ""]
+    if not agreement:
+        return lines
+    disputed = agreement.get("disputed") or []
+    policy = escape_markdown(agreement.get("policy"))
+    if disputed:
+        lines += [f"**Disputed** ({len(disputed)} tasks, not applied under policy {policy}):", ""]
+        lines += [f"- `{escape_markdown(d['record_id'])}`" + (f" (task {escape_markdown(d['task'])})" if d["task"] else "")
+                  + ": " + "; ".join(escape_markdown(v) for v in d["verdicts"]) for d in disputed] + [""]
+    else:
+        lines += [f"No disputed tasks (policy {policy}).", ""]
+    return lines + agreement_lines(agreement.get("rounds") or [], escape_markdown)
 
 
 def diff_summary(diff: dict | None, old_label: str | None, new_label: str, records: int) -> str:
@@ -103,7 +117,7 @@ def review_markdown(parts: dict, sample: int, top_clusters: int = 3) -> str:
     if changes := parts.get("diff") or parts.get("first"):
         lines += change_lines(changes, parts["old"], parts["new"], sample)
     lines += cluster_lines(parts["dedup_report"], top_clusters)
-    lines += label_lines(parts["label_outcomes"])
+    lines += label_lines(parts["label_outcomes"], parts.get("label_agreement"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -143,6 +157,7 @@ def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, 
              "contract": contract_summary(optional_json("validation.json") or {}, manifest["contract"],
                                           manifest["contract_version"]),
              "label_outcomes": labels["outcome"].value_counts().to_dict() if labels is not None else {},
+             "label_agreement": optional_json("labels_agreement.json"),
              "new_label": f"v{run.data.tags['corpus.version']}", "new": new,
              "links": {"mlflow": f"{mlflow_ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/"
                                  f"{run.info.run_id}?workflowType=machine_learning",

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from adapterops.errors import AdapterOpsError
+from tasks.generate import generate
 
 
 class QueueFull(Exception):
@@ -262,8 +263,6 @@ class Batcher:
             return batch
 
     def _run(self) -> None:
-        from tasks.generate import generate
-
         while (batch := self._take()) is not None:
             self._run_changes()
             cancelled = [j for j in batch if not j.future.set_running_or_notify_cancel()]

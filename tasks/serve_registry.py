@@ -10,7 +10,10 @@ from pathlib import Path
 
 from adapterops.config import ServeConfig
 from adapterops.errors import AdapterOpsError
+from tasks.base_model import detect_device
 from tasks.serve_engine import AdapterPool, Batcher, RegisteredAdapter
+from tasks.served_model import base_model_location
+from tasks.serving_app import create_app
 
 log = logging.getLogger("adapterops.serve")
 
@@ -49,9 +52,6 @@ def registered_adapter(client, model_name: str, version: str) -> RegisteredAdapt
 def load_pool(first: RegisteredAdapter) -> AdapterPool:
     """The base model of the first adapter, loaded once (eval mode, on the GPU when there is one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tasks.served_model import base_model_location
-    from tasks.train import detect_device
 
     path, revision = base_model_location(first.config)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
@@ -103,8 +103,6 @@ class RegistryFollower:
 def build_server(model_names: list[str], aliases: list[str], settings: ServeConfig, follow: bool = True):
     """(app, follower, batcher) serving every (name, alias) that exists now; the poll adds the others when they appear."""
     import mlflow
-
-    from tasks.serving_app import create_app
 
     client = mlflow.MlflowClient()
     targets = [(name, alias) for name in model_names for alias in aliases]

@@ -7,6 +7,7 @@ Dependency-free on purpose: the registered MLflow model ships this file (code_pa
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 OVERRIDE_ENV = "ADAPTEROPS_BASE_MODEL_PATH"
 BUILTIN, LOCAL, HUB = "builtin", "local", "hub"
@@ -69,8 +70,6 @@ DEFAULT_MAX_NEW_TOKENS = 128
 def pyfunc_model_args(base_name: str, base_path: str, base_revision: str, builtin: bool, prompt_template: str) -> dict:
     """The arguments of `mlflow.pyfunc.log_model` that make the registered adapter servable anywhere:
     the pyfunc as code, the shipped modules, a signature with params, and the base by id + revision."""
-    from pathlib import Path
-
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tasks.dedup import DedupParams, sketch_records, verified_pairs
+from adapterops.config import DedupConfig
+from adapterops.storage import write_parquet
+from tasks.dedup import sketch_records, verified_pairs
+from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 
 def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Series:
@@ -18,7 +22,7 @@ def assign_split(ids: pd.Series, heldout_fraction: float, seed: int) -> pd.Serie
     return ids.astype(str).map(lambda i: "heldout" if bucket(i) < heldout_fraction else "train")
 
 
-def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupParams) -> dict[str, str]:
+def leaking_train_ids(train: pd.DataFrame, heldout: pd.DataFrame, params: DedupConfig) -> dict[str, str]:
     """Train ids that near-duplicate a held-out record (Jaccard >= threshold), mapped to that record's id.
 
     Uses dedup's own sketches and verified pairs, so both stages agree on shingles and Jaccard.
@@ -51,18 +55,13 @@ def unusable_eval_rows(evaluation: pd.DataFrame) -> pd.Series:
     return reasons
 
 
-def split_file(valid_path: str, eval_path: str, params: DedupParams, heldout_fraction: float, seed: int,
+def split_file(valid_path: str, eval_path: str, params: DedupConfig, heldout_fraction: float, seed: int,
                stage_dir) -> dict:
     """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined.
 
     eval_path: the evaluation records, already ingested and PII-checked; those that cannot be scored
     go to eval_quarantine.parquet.
     """
-    from pathlib import Path
-
-    from adapterops.storage import write_parquet
-    from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
-
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(valid_path)
     side = assign_split(frame["id"], heldout_fraction, seed)

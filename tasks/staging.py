@@ -8,9 +8,14 @@ evaluation's, and the p95 latency stays under the configured limit.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from adapterops.config import ScorerSpec, ServeConfig
+from adapterops.errors import AdapterOpsError
+from adapterops.escaping import md_cell as escape_markdown
+from tasks.serve_process import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,6 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
 
 def smoke_markdown(model_name: str, version: str, result: dict) -> str:
     """The Prefect artifact: the verdict, the figures and why it failed (record-derived text escaped)."""
-    from adapterops.escaping import md_cell as escape_markdown   # the one markdown escaping helper
-
     verdict = "passed" if result["passed"] else "FAILED: production unchanged"
     lines = [f"# Staging of {escape_markdown(model_name)} v{version}: {verdict}", "",
              "| check | value |", "|---|---|",
@@ -91,8 +94,6 @@ def smoke_markdown(model_name: str, version: str, result: dict) -> str:
 
 def ask(http, model: str, prompt: str, expected: str, max_tokens: int) -> SmokeAnswer:
     """One chat completion over HTTP, timed; a transport error is an answer with status 0."""
-    import time
-
     import httpx
 
     started = time.perf_counter()
@@ -121,14 +122,9 @@ def stage_candidate(serve: ServeConfig, adapter: dict, cases: list[tuple[str, st
                     max_new_tokens: int, work_dir) -> dict:
     """Alias the candidate `staging`, serve it in a subprocess, run the smoke suite over HTTP, stop the server,
     and tag the version with the outcome (tags are for display; the caller acts on the returned dict)."""
-    from pathlib import Path
-
     import httpx
     import mlflow
     import yaml
-
-    from adapterops.errors import AdapterOpsError
-    from tasks.serve_process import ServerProcess
 
     name, version = adapter["model_name"], adapter["version"]
     client = mlflow.MlflowClient()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
+from adapterops.escaping import html_text, md_cell, md_code, md_text
+from adapterops.storage import space_for, write_json, write_parquet, write_text
 from tasks.contract import Contract, ExpectationSpec, build_expectation, load_contract
+from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
                  "boolean": r"^(?i:true|false)$"}
@@ -71,8 +76,6 @@ def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None 
 
 def escaped_for_docs(value):
     """A copy of a GX result value with every string HTML-escaped: GX's Data Docs insert record values raw."""
-    from adapterops.escaping import html_text
-
     if isinstance(value, str):
         return html_text(value)
     if isinstance(value, dict):
@@ -84,8 +87,6 @@ def escaped_for_docs(value):
 
 def build_data_docs(context, identifier, suite_result, docs_dir: Path) -> None:
     """Data Docs from a copy of the result whose record values are escaped (the stored result is replaced)."""
-    import copy
-
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     shown = copy.deepcopy(suite_result)
@@ -148,8 +149,6 @@ def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd
 
 
 def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str]) -> str:
-    from adapterops.escaping import md_cell, md_code, md_text
-
     verdict = "**rejected**: " + md_text("; ".join(problems)) if problems else "**passed**"
     lines = [f"Contract {md_code(contract.name)} v{contract.version} (owners: {md_text(', '.join(contract.owners))}): "
              f"{verdict}", "", f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
@@ -163,12 +162,6 @@ def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: Co
 
 def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
-    import shutil
-
-    from adapterops.reporting import publish_markdown
-    from adapterops.storage import space_for, write_json, write_parquet, write_text
-    from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
-
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)
     frame = pd.read_parquet(records_path)
@@ -187,8 +180,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
     problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
     summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
-    write_text(summary + "\n", stage_dir / "validation.md")
-    publish_markdown("contract-summary", f"Contract {contract.name} v{contract.version}", summary)
+    write_text(summary + "\n", stage_dir / "validation.md")   # the flow shows it, also when the contract rejects
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
                               + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")

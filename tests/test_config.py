@@ -63,3 +63,14 @@ def test_dedup_source_priority_and_dask_address_are_checked():
     with pytest.raises(AdapterOpsError, match=r"field 'dedup.dask_address'.*tcp://"):
         parse_config({"dedup": {"dask_address": "scheduler:8786"}})
     assert parse_config({"dedup": {"dask_address": "local"}}).dedup.dask_address == "local"
+
+
+def test_command_options_are_validated_by_the_config_section_and_errors_name_the_option():
+    from adapterops.config import DedupConfig, from_options
+
+    options = {"threshold": "--threshold", "keep": "--keep"}
+    assert from_options(DedupConfig, {"threshold": 0.7}, options).threshold == 0.7
+    with pytest.raises(AdapterOpsError, match=r"^--threshold: Input should be less than 1\.$"):
+        from_options(DedupConfig, {"threshold": 1.5}, options)
+    with pytest.raises(AdapterOpsError, match=r"^--keep: .*'longest'"):
+        from_options(DedupConfig, {"keep": "newest"}, options)

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, get_args
+from typing import Optional
 
 import typer
 from rich.console import Console
 
-from adapterops.config import DedupConfig
+from adapterops.config import DedupConfig, from_options
 from adapterops.errors import AdapterOpsError
 
 out = Console()
 PROGRESS_FROM_ROWS = 50_000
 PROGRESS_FROM_BYTES = 20 << 20
-DEFAULTS = DedupConfig()   # the option defaults are the config's: one place for both
-KEEPERS = get_args(DedupConfig.model_fields["keep"].annotation)
+DEFAULTS = DedupConfig()   # the option defaults are the config's, and the config validates them: one place for both
+OPTIONS = {"threshold": "--threshold", "num_perm": "--num-perm", "ngram": "--ngram", "keep": "--keep",
+           "shingle": "--char", "source_priority": "--source-priority"}
 
 
 def _help(name: str) -> str:
@@ -44,9 +45,9 @@ def available_cores() -> int:
 
 def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of records (Parquet and CSV are streamed)."),
           out_dir: Path = typer.Option(..., "--out", help="Folder for kept.parquet, duplicates.parquet and report.json."),
-          threshold: float = typer.Option(DEFAULTS.threshold, min=0.01, max=0.99, help=_help("threshold")),
-          num_perm: int = typer.Option(DEFAULTS.num_perm, min=16, max=1024, help=_help("num_perm")),
-          ngram: int = typer.Option(DEFAULTS.ngram, min=1, max=16, help=_help("ngram")),
+          threshold: float = typer.Option(DEFAULTS.threshold, help=_help("threshold")),
+          num_perm: int = typer.Option(DEFAULTS.num_perm, help=_help("num_perm")),
+          ngram: int = typer.Option(DEFAULTS.ngram, help=_help("ngram")),
           char: bool = typer.Option(DEFAULTS.shingle == "char", "--char", help="Character n-grams instead of words (short texts)."),
           keep: str = typer.Option(DEFAULTS.keep, help=_help("keep")),
           source_priority: list[str] = typer.Option([], "--source-priority",
@@ -59,31 +60,28 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
           signatures: bool = typer.Option(False, "--signatures",
                                           help="Also write signatures/ (MinHash sketches), to pass as --previous next time.")) -> None:
     """Remove exact and near-duplicate records; one row per input record in duplicates.parquet."""
-    if keep not in KEEPERS:
-        raise AdapterOpsError(f"--keep must be {', '.join(KEEPERS[:-1])} or {KEEPERS[-1]}, not {keep!r}.")
     if keep == "source_priority" and not source_priority:
         raise AdapterOpsError("--keep source_priority needs the sources in order: --source-priority A --source-priority B.")
+    config = from_options(DedupConfig, {"threshold": threshold, "num_perm": num_perm, "ngram": ngram, "keep": keep,
+                                        "shingle": "char" if char else "word", "source_priority": list(source_priority)},
+                          OPTIONS)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tasks.dedup import DedupParams, sketch_columns, sketch_file, with_previous, write_outputs
+    from tasks.dedup_files import finish_dedup, sketch_columns, sketch_file
 
     read = sketch_columns(input, (text_column,), id_column, source_column,
                           options={id_column: "--id-column", text_column: "--text-column"})
     if keep == "source_priority" and source_column not in read:
         raise AdapterOpsError(f"{input} has no column {source_column!r} for --keep source_priority; "
                               "name the source column with --source-column.")
-    config = DedupConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, keep=keep,
-                         shingle="char" if char else "word", source_priority=list(source_priority))
-    params = DedupParams(**config.settings())
     total = expected_rows(input)
     quiet = total < PROGRESS_FROM_ROWS if total is not None else input.stat().st_size < PROGRESS_FROM_BYTES
     with Progress(TextColumn("[bold]dedup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("sketch", total=total)
-        current = sketch_file(input, params, (text_column,), workers or available_cores(), id_column, source_column,
+        current = sketch_file(input, config, (text_column,), workers or available_cores(), id_column, source_column,
                               lambda rows: progress.advance(task, rows))
-    current = with_previous(current, str(previous) if previous else None, num_perm,
-                            "ids must be unique (pick another --id-column)")
-    summary = write_outputs(input, current, params, out_dir, (text_column,), id_column, signatures)
+    summary = finish_dedup(input, current, config, out_dir, str(previous) if previous else None, (text_column,),
+                           id_column, signatures, "ids must be unique (pick another --id-column)")
     out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
               f"near duplicates removed → {out_dir}")

@@ -52,14 +52,15 @@ def train(config: Path = typer.Argument(..., help="YAML config file, e.g. config
     cfg = load_config(config)
     prepare(cfg)
     from tasks.checkpoints import latest_checkpoint
-    from tasks.train import train_adapter, train_run_dir, truncation_note
+    from adapterops.base_models import resolve_base_model
+    from tasks.train_run import train_adapter, train_run_dir, truncation_note
 
     corpus = approved_corpus(cfg.name, corpus_version)
     run_dir = train_run_dir(cfg, corpus)
     if resume and latest_checkpoint(run_dir / "checkpoints") is None:
         raise AdapterOpsError(f"No checkpoint to resume in {run_dir / 'checkpoints'}; run without --resume to start.")
     with progress_bar(cfg.train.max_steps) as on_step:
-        adapter = train_adapter(cfg, corpus, run_dir, on_step, resume=resume)
+        adapter = train_adapter(cfg, corpus, resolve_base_model(cfg), run_dir, on_step, resume=resume)
     table = Table(title=f"adapter {adapter['model_name']} v{adapter['version']}", show_header=False)
     for key in ("steps", "final_loss", "resumed_from_step", "truncated", "device", "adapter_bytes", "run_id"):
         table.add_row(key, str(adapter[key]))

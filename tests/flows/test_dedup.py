@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from adapterops.config import parse_config
-from tasks.dedup import DedupParams, dedup_records
+from adapterops.config import DedupConfig
+from tasks.dedup import dedup_records
 
 BASE = ("the customer reports that the invoice for the annual plan lists twelve seats although the "
         "team only has nine active users and asks for a corrected invoice before the end of the month")
@@ -27,11 +28,11 @@ def test_sharded_flow_on_a_two_worker_dask_cluster_matches_in_process(prefect_ha
     texts = [" ".join(rng.choice(words, 35)) for _ in range(40)] + [BASE, BASE + " please", BASE.lower()]
     records = frame(texts)
     records.to_parquet(tmp_path / "records.parquet")
-    expected = dedup_records(records, DedupParams())
-    summary = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "dask"), dask_address="local",
+    expected = dedup_records(records, DedupConfig())
+    summary = run_dedup(str(tmp_path / "records.parquet"), DedupConfig(), str(tmp_path / "dask"), dask_address="local",
                         workers=2, shard_rows=15)
     pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
-    threads = run_dedup(str(tmp_path / "records.parquet"), DedupParams(), str(tmp_path / "threads"), shard_rows=15)
+    threads = run_dedup(str(tmp_path / "records.parquet"), DedupConfig(), str(tmp_path / "threads"), shard_rows=15)
     pd.testing.assert_frame_equal(pd.read_parquet(threads["duplicates"]), expected, check_dtype=False)
     kept = pd.read_parquet(threads["kept_records"])
     assert kept["id"].tolist() == expected.loc[expected["kept"], "id"].tolist()

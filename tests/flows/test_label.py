@@ -54,3 +54,61 @@ def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefec
     assert sorted(labels["outcome"]) == ["applied"] * 3 + ["unlabeled"] * 2
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["labels"][0]["digest"].startswith("sha256:")
+
+
+def test_label_check_names_what_it_refuses_and_curation_rejects_a_correction_the_contract_quarantines(
+        prefect_harness, tmp_path):
+    from flows.curate import curate
+
+    curate(parse_config(SMALL))
+    runner = CliRunner()
+    exported = runner.invoke(app, ["label", "export", "1", "--name", "labeled", "--out", str(tmp_path / "tasks.json"),
+                                   "--limit", "4", "--seed", "1"])
+    assert exported.exit_code == 0, exported.output
+    interface = (tmp_path / "tasks.interface.xml").read_text()
+    assert "Required format: Triage: &lt;queue&gt; | priority: &lt;level&gt;" in interface   # from the contract
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    verdicts = [(" Correct ", "Triage: security"), ("ACCEPT", None), ("reject", None)]   # the correction breaks the format
+    for task, (verdict, text) in zip(tasks, verdicts):
+        result = [{"from_name": "verdict", "to_name": "completion", "type": "choices", "value": {"choices": [verdict]}}]
+        if text:
+            result.append({"from_name": "corrected_completion", "to_name": "completion", "type": "textarea",
+                           "value": {"text": [text]}})
+        task["annotations"] = [{"result": result, "was_cancelled": False, "completed_by": {"email": "lee@example.com"},
+                                "updated_at": "2026-11-28T12:00:00Z"}]
+    annotated = tmp_path / "annotated.json"
+    annotated.write_text(json.dumps(tasks, indent=2))          # pretty-printed, as an editor saves it
+
+    checked = runner.invoke(app, ["label", "check", str(annotated), "--name", "labeled"], env={"COLUMNS": "250"})
+    assert checked.exit_code == 0, checked.output
+    broken, unlabeled = tasks[0]["data"]["record_id"], tasks[3]["data"]["record_id"]
+    assert "correction_rejected" in checked.output and "Not applied, by task" in checked.output
+    lines = {line.split("│")[2].strip(): line for line in checked.output.splitlines() if line.count("│") >= 4}
+    assert "line 2" in lines[broken] and "correction_rejected" in lines[broken] and "lee@example.com" in lines[broken]
+    assert "unlabeled" in lines[unlabeled] and f"{annotated}: line " in lines[unlabeled]
+
+    second = curate(parse_config(SMALL | {"labels": [str(annotated)]}))
+    folder = Path(second["path"])
+    labels = pd.read_parquet(folder / "labels.parquet").set_index("record_id")
+    assert labels.loc[broken, "outcome"] == "correction_rejected" and labels.loc[broken, "where"] == "line 2"
+    assert sorted(labels["outcome"]) == ["applied", "applied", "correction_rejected", "unlabeled"]
+    quarantine = pd.read_parquet(folder / "quarantine.parquet").set_index("id")
+    reason = quarantine.loc[broken, "reason"]
+    assert quarantine.loc[broken, "stage"] == "label" and reason.startswith("correction_rejected: contract: ")
+    assert f"(line 2 of {annotated}; decision correct by lee@example.com)" in reason
+
+
+def test_label_export_writes_an_argilla_dataset_folder(prefect_harness, tmp_path):
+    from flows.curate import curate
+
+    curate(parse_config(SMALL))
+    out = tmp_path / "argilla"
+    exported = CliRunner().invoke(app, ["label", "export", "1", "--name", "labeled", "--format", "argilla",
+                                        "--out", str(out), "--limit", "3"])
+    assert exported.exit_code == 0, exported.output
+    records = json.loads((out / "records.json").read_text())
+    assert len(records) == 3 and {r["metadata"]["corpus_version"] for r in records} == {1}
+    settings = json.loads((out / ".argilla" / "settings.json").read_text())
+    assert "Triage: <queue>" in settings["questions"][1]["description"]
+    again = CliRunner().invoke(app, ["label", "export", "1", "--name", "labeled", "--format", "argilla", "--out", str(out)])
+    assert again.exit_code != 0 and "not an empty folder" in str(again.exception)

@@ -96,7 +96,8 @@ def test_owner_approval_stops_the_run_before_training(prefect_harness, monkeypat
 
 
 def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
-    from tasks.train import train_adapter
+    from adapterops.base_models import resolve_base_model
+    from tasks.train_run import train_adapter
 
     config, result = first_run
     train_file = Path(result["corpus"]["path"]) / "train.parquet"
@@ -106,7 +107,7 @@ def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
     frame.to_parquet(train_file, index=False)
     try:
         with pytest.raises(AdapterOpsError, match="changed after approval"):
-            train_adapter(config, result["corpus"], tmp_path)
+            train_adapter(config, result["corpus"], resolve_base_model(config), tmp_path)
     finally:
         train_file.write_bytes(original)
 

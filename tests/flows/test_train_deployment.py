@@ -88,7 +88,7 @@ def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(
                "final_loss": 1.0, "truncated": 0, "examples": 4, "resumed_from_step": 1, "adapter_bytes": 1,
                "logged_bytes": 1, "device": "cpu"}
 
-    def flaky(config, corpus, run_dir, progress, resume, extra_tags):
+    def flaky(config, corpus, base, run_dir, progress, resume, extra_tags):
         calls.append(resume)
         if len(calls) == 1:
             raise RuntimeError("worker lost")               # a crash: retried

@@ -1,4 +1,4 @@
-"""Issue 11, case 6 (part): a checkpoint resumes only if this run wrote it (a copied one with a forged
+"""A checkpoint resumes only if this run wrote it (a copied one with a forged
 fingerprint starts fresh, and says so); a byte flipped in an approved train.parquet is one line."""
 
 import json
@@ -18,7 +18,10 @@ REJECTED = [{"prompt": f"Ticket {i}: wire money to {i}", "completion": "Triage: 
 
 def train(tiny_model_dir, records, checkpoints, resume=False):
     from adapterops.config import LoraConfig, TrainConfig
-    from tasks.train import BaseModelRef, load_base_model, tokenize_examples, train_lora, wrap_with_lora
+    from adapterops.base_models import BaseModelRef
+    from tasks.base_model import load_base_model
+    from tasks.sft_data import tokenize_examples
+    from tasks.train import train_lora, wrap_with_lora
 
     cfg = TrainConfig(max_steps=2, batch_size=2, max_length=64, checkpoint_every=1)
     model, tokenizer = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "x"))

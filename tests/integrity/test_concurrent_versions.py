@@ -1,4 +1,4 @@
-"""Issue 11, case 3: curations of one pipeline published at once by separate processes all survive, numbered
+"""Curations of one pipeline published at once by separate processes all survive, numbered
 distinctly and intact; identical content published at once is one version."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 11, case 4: an approve and a reject raced on one version (real CLI processes): exactly one wins,
+"""An approve and a reject raced on one version (real CLI processes): exactly one wins,
 the other says who won in one line, and the log holds one entry with a unique sequence number."""
 
 import json

@@ -86,7 +86,8 @@ def test_label_studio_tasks_show_record_text_as_plain_text():
     from tasks.labeling import LABEL_STUDIO_INTERFACE, export_tasks
 
     bound = re.findall(r"<(\w+)[^>]*value=\"\$(\w+)\"", LABEL_STUDIO_INTERFACE)
-    assert bound and all(tag == "Text" for tag, _ in bound)             # never HyperText / HTML / Header
+    assert bound and all(tag in ("Text", "TextArea") for tag, _ in bound)   # plain text; never HyperText / HTML / Header
+    assert ("TextArea", "completion") in bound                                 # the correction box starts filled
     frame = pd.DataFrame([{"id": "r1", "source": "chat", "timestamp": "t", "prompt": HOSTILE[6] + HOSTILE[0],
                            "completion": HOSTILE[8]}])
     data = export_tasks(frame, {"pipeline": "p", "version": 1, "digest": "sha256:x"}, "label-studio")[0]["data"]

@@ -1,4 +1,4 @@
-"""Issue 11, case 7: a curation killed (SIGKILL) while publishing leaves no listed, reusable or approvable
+"""A curation killed (SIGKILL) while publishing leaves no listed, reusable or approvable
 version; the next curation of the same content replaces it under a new number."""
 
 import signal

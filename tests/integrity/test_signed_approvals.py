@@ -1,4 +1,4 @@
-"""Issue 11, cases 1 and 2: decisions are signed statements; tags, copies, edits and non-owners approve nothing."""
+"""Decisions are signed statements; tags, copies, edits and non-owners approve nothing."""
 
 import base64
 import json
@@ -37,7 +37,8 @@ def test_tags_alone_never_approve(contract, tmp_path):
     from adapterops.config import parse_config
     from tasks.approval import require_approved
     from tasks.corpus import corpus_ref
-    from tasks.train import train_adapter
+    from adapterops.base_models import BaseModelRef
+    from tasks.train_run import train_adapter
 
     corpus = pending("tags", tmp_path)
     client = mlflow.MlflowClient()
@@ -49,7 +50,7 @@ def test_tags_alone_never_approve(contract, tmp_path):
     assert "version 1 is pending" in one_line(refused) and "tags do not approve" in one_line(refused)
     config = parse_config({"name": "tags", "approval": "owner"})
     with pytest.raises(AdapterOpsError, match="tags do not approve"):
-        train_adapter(config, corpus_ref("tags", corpus["digest"]), tmp_path / "run")
+        train_adapter(config, corpus_ref("tags", corpus["digest"]), BaseModelRef("never-loaded", "-", "-"), tmp_path / "run")
     assert mlflow.get_experiment_by_name("tags/adapters") is None     # nothing was trained or logged
 
 

@@ -42,7 +42,8 @@ def test_label_studio_round_trip_applies_each_verdict_with_its_provenance():
     annotated(tasks[3], "reject", when="2026-02-01T09:00:00Z")
     annotated(tasks[3], "accept", when="2026-02-02T09:00:00Z")          # the latest annotation wins
     decisions, problems = decisions_from_label_studio(json.loads(json.dumps(tasks)), "ls.json")
-    assert problems == [] and [d.verdict for d in decisions] == ["accept", "correct", "reject", "accept"]
+    assert [d.verdict for d in decisions] == ["accept", "correct", "reject", "accept"]
+    assert [(p["record_id"], p["outcome"], p["verdict"]) for p in problems] == [("d", "overruled", "reject")]
     labeled, quarantine, report = apply_decisions(records(), decisions)
     assert labeled["id"].tolist() == ["a", "b", "d"]
     assert labeled.set_index("id").loc["b", "completion"] == "Triage: refunds"

@@ -69,3 +69,23 @@ def test_rows_are_written_by_position_from_parquet_batches(tmp_path):
     assert kept["id"].tolist() == ["r0", "r2", "r3", "r9"] and kept["n"].tolist() == [0, 2, 3, 9]
     assert write_rows(tmp_path / "in.parquet", tmp_path / "none.parquet", []) == 0
     assert list(pd.read_parquet(tmp_path / "none.parquet").columns) == ["id", "text", "n"]
+
+
+def test_tsv_and_ndjson_are_read_like_csv_and_jsonl(tmp_path):
+    (tmp_path / "in.tsv").write_text("id\ttext\nr1\ta, b\nr2\tc\n", encoding="utf-8")
+    (tmp_path / "in.ndjson").write_text('{"id": "r1", "text": "a, b"}\n{"id": "r2", "text": "c"}\n', encoding="utf-8")
+    for name in ("in.tsv", "in.ndjson"):
+        assert column_names(tmp_path / name) == ["id", "text"]
+        frames = list(iter_frames(tmp_path / name, batch_rows=1))
+        assert [f["text"].tolist() for f in frames] == [["a, b"], ["c"]]
+
+
+def test_ingest_streams_parquet_in_batches_in_file_order(tmp_path, monkeypatch):
+    import tasks.inputs
+    from adapterops.config import Columns
+
+    rows = [{"id": f"r{k}", "source": "s", "timestamp": "t", "prompt": f"p{k}", "completion": "c"} for k in range(7)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "in.parquet", row_group_size=2)
+    monkeypatch.setattr(tasks.inputs, "BATCH_ROWS", 3)
+    out = tasks.inputs.ingest_files([str(tmp_path / "in.parquet")], Columns(), tmp_path / "stage")
+    assert pd.read_parquet(out["records"])["id"].tolist() == [f"r{k}" for k in range(7)]

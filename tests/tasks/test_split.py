@@ -1,6 +1,6 @@
 import pandas as pd
 
-from tasks.dedup import DedupParams
+from adapterops.config import DedupConfig
 from tasks.split import assign_split, leaking_train_ids
 
 TEXT = "my invoice for the annual plan lists twelve seats but we only have nine active users this month"
@@ -18,5 +18,5 @@ def test_train_record_near_duplicating_a_heldout_record_is_flagged():
     train = pd.DataFrame({"id": ["t1", "t2"], "prompt": [TEXT + " thanks", "completely unrelated words about shipping"],
                           "completion": ["c", "c"]})
     heldout = pd.DataFrame({"id": ["h1"], "prompt": [TEXT], "completion": ["c"]})
-    assert leaking_train_ids(train, heldout, DedupParams(threshold=0.8)) == {"t1": "h1"}
-    assert leaking_train_ids(train, heldout.iloc[0:0], DedupParams()) == {}
+    assert leaking_train_ids(train, heldout, DedupConfig(threshold=0.8)) == {"t1": "h1"}
+    assert leaking_train_ids(train, heldout.iloc[0:0], DedupConfig()) == {}

@@ -2,7 +2,10 @@ import torch
 
 from adapterops.config import LoraConfig, TrainConfig
 from tasks.evaluate import per_example_loss
-from tasks.train import IGNORE, BaseModelRef, load_base_model, tokenize_examples, train_lora, wrap_with_lora
+from adapterops.base_models import BaseModelRef
+from tasks.base_model import load_base_model
+from tasks.sft_data import IGNORE, tokenize_examples
+from tasks.train import train_lora, wrap_with_lora
 
 RECORDS = [{"prompt": f"Ticket {i}: my invoice is wrong", "completion": f"Triage: billing | priority: normal {i}"}
            for i in range(12)]
@@ -51,7 +54,7 @@ def test_disabled_adapter_gives_the_base_model_loss(tiny_model_dir):
 
 
 def test_packed_rows_restart_positions_and_keep_examples_apart(tiny_model_dir):
-    from tasks.train import collate, collate_packed, pack_rows
+    from tasks.sft_data import collate, collate_packed, pack_rows
 
     model, tokenizer = load(tiny_model_dir)
     examples, _ = tokenize_examples(RECORDS[:5] + [{"prompt": "short", "completion": "ok"}], tokenizer,
@@ -100,7 +103,7 @@ def test_qlora_on_cpu_is_refused_with_what_to_do():
     import pytest
 
     from adapterops.errors import AdapterOpsError
-    from tasks.train import quantization_config
+    from tasks.base_model import quantization_config
 
     with pytest.raises(AdapterOpsError, match="needs a CUDA GPU"):
         quantization_config(LoraConfig(qlora=True), "cpu")
@@ -111,7 +114,7 @@ def test_logged_artifact_with_base_weights_or_too_many_bytes_fails_the_run(tmp_p
     import pytest
 
     from adapterops.errors import AdapterOpsError
-    from tasks.train import check_logged_artifact
+    from tasks.train_run import check_logged_artifact
 
     (tmp_path / "adapter_model.safetensors").write_bytes(b"\0" * 1000)
     assert check_logged_artifact(str(tmp_path), expected_bytes=1000) == 1000
@@ -131,7 +134,7 @@ def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
     from adapterops.serving import prompt_token_ids
 
     assert prompt_token_ids is tasks.prompts.prompt_token_ids   # one builder, shipped with the model as code
-    from tasks.train import tokenize_examples
+    from tasks.sft_data import tokenize_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     record = {"prompt": "my invoice is wrong", "completion": "Triage: billing"}

@@ -71,7 +71,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(recipe, tmp_path):
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_model_dir, tmp_path):
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.errors import AdapterOpsError
-    from tasks.train import BaseModelRef, load_base_model, tokenize_examples, train_lora, wrap_with_lora
+    from adapterops.base_models import BaseModelRef
+    from tasks.base_model import load_base_model
+    from tasks.sft_data import tokenize_examples
+    from tasks.train import train_lora, wrap_with_lora
 
     cfg = TrainConfig(max_steps=2, batch_size=2, max_length=96, checkpoint_every=1)
     lora = {"lora": {"r": 4, "alpha": 8}}

@@ -1,0 +1,30 @@
+"""Which base model a config names, resolved at the edge: `builtin:tiny` (built locally on first
+use), a local folder, or a hub id with its revision. The recipe gets the resolved BaseModelRef."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapterops.config import BUILTIN_TINY_MODEL, Config
+from adapterops.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, weights_revision
+from adapterops.workspace import resolve_workspace
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """Where the base model comes from: what the registry records instead of its weights."""
+    name: str
+    path: str
+    revision: str
+
+
+def resolve_base_model(cfg: Config, models_dir: Path | None = None) -> BaseModelRef:
+    """The built-in tiny model (built in the workspace on first use), a local folder, or a hub id with its revision."""
+    if cfg.base_model == BUILTIN_TINY_MODEL:
+        path = ensure_tiny_model(models_dir or resolve_workspace().models_dir)
+        return BaseModelRef(TINY_MODEL_NAME, str(path), weights_revision(path))
+    local = Path(cfg.base_model).expanduser()
+    if local.is_dir():
+        return BaseModelRef(local.name, str(local.resolve()), cfg.base_model_revision or weights_revision(local))
+    return BaseModelRef(cfg.base_model, cfg.base_model, cfg.base_model_revision or "main")
