@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.workspace import resolve_workspace
 
 DECISION_FILE = "decision.dsse.json"
 FETCHED_FILES = ("manifest.json", "train.parquet", "heldout.parquet", "eval.parquet")   # what training and evaluation read
@@ -35,8 +36,6 @@ def corpus_folder(corpus: dict) -> Path:
 
 def fetched_copy(run) -> Path:
     """Download the files once into ADAPTEROPS_HOME/corpus-fetched/RUN_ID; the decision file while there is none."""
-    from adapterops.workspace import resolve_workspace
-
     copy = resolve_workspace().root / "corpus-fetched" / run.info.run_id
     try:
         if not copy.is_dir():

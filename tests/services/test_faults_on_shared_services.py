@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.server.test_weekly_on_a_server import adapterops, flow_runs
+from tests.server.test_weekly_on_a_server import adapterops, flow_runs, wait_until
 from tests.services.team import lane_config, start_deployment, start_team, wait_for_end
 
 pytestmark = pytest.mark.services
@@ -62,7 +62,9 @@ def test_a_killed_dask_worker_and_an_mlflow_restart_leave_the_same_corpus_and_wh
         assert time.monotonic() < deadline, "training never started on the gpu worker"
         time.sleep(1)
     services.processes.stop("mlflow")            # the tracking server goes away mid-training, then comes back
-    time.sleep(5)
+    wait_until(lambda: any(sign in (services.root / "gpu-worker.log").read_text(errors="replace")
+                           for sign in ("Connection refused", "Max retries exceeded", "Failed(")),
+               "the gpu worker to meet the stopped MLflow server", 300)
     services.start_mlflow()
     approved = flow_runs(cpu, "train-approved")
     assert len(approved) == 1
@@ -80,4 +82,5 @@ def test_a_killed_dask_worker_and_an_mlflow_restart_leave_the_same_corpus_and_wh
         message = flow_runs(cpu, "train-approved")[0].state.message or ""
         assert "MLflow" in message or "mlflow" in message or "registry" in message, message
         assert "Traceback" not in message
-    print(f"after the MLflow restart: train-approved {state}, {len(versions)} model version(s)")
+    print(f"after the MLflow restart: train-approved {state}, {len(versions)} model version(s); "
+          f"{flow_runs(cpu, 'train-approved')[0].state.message}")
