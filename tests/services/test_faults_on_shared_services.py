@@ -1,6 +1,7 @@
 """Faults on the shared services: a Dask worker killed while it sketches a shard (the curation completes with the
-digest of an undisturbed one) and the MLflow server restarted while the gpu worker trains (the step retries or
-fails with one clear error; no half-registered model version)."""
+digest of an undisturbed one); the gpu worker killed after a checkpoint and started again (the crashed training
+is submitted again and resumes); the MLflow server restarted while it trains (the step retries or fails with one
+clear error; no half-registered model version)."""
 
 import os
 import signal
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from tests.server.test_weekly_on_a_server import adapterops, flow_runs, wait_until
-from tests.services.team import lane_config, start_deployment, start_team, wait_for_end
+from tests.services.team import lane_config, start_deployment, start_gpu_worker, start_team, wait_for_end
 
 pytestmark = pytest.mark.services
 
@@ -41,9 +42,9 @@ def kill_the_worker_that_sketches(services, seconds: float = 300) -> str:
     raise AssertionError("no Dask worker ran a shard")
 
 
-def test_a_killed_dask_worker_and_an_mlflow_restart_leave_the_same_corpus_and_whole_versions(services):
+def test_a_killed_dask_worker_gpu_worker_and_an_mlflow_restart_leave_the_same_corpus_and_one_whole_version(services):
     config = lane_config(services.env["DASK_SCHEDULER"]) | {
-        "train": {"max_steps": 30, "batch_size": 2, "checkpoint_every": 5, "work_pool": "gpu"},
+        "train": {"max_steps": 400, "batch_size": 2, "checkpoint_every": 5, "work_pool": "gpu"},
         "release": {"model_name": "lane-adapter", "staging": False}}
     cpu, gpu = start_team(services, config)
 
@@ -57,12 +58,19 @@ def test_a_killed_dask_worker_and_an_mlflow_restart_leave_the_same_corpus_and_wh
     assert corpus_digest_of(cpu, "lane") == corpus_digest_of(cpu, "calm")
 
     adapterops(cpu, "corpus", "approve", "1", "--name", "lane", "--as", "dana.k", "--note", "lane", "--yes")
-    deadline = time.monotonic() + 600
-    while not [r for r in flow_runs(cpu, "train") if r.state and r.state.name == "Running"]:
-        assert time.monotonic() < deadline, "training never started on the gpu worker"
-        time.sleep(1)
+    # the gpu machine goes down after its first checkpoint and comes back: the crashed run is submitted again
+    checkpoints = services.root / "gpu-home" / "runs" / "train"
+    wait_until(lambda: list(checkpoints.rglob("step-*")), "the first checkpoint on the gpu worker", 600)
+    os.killpg(services.processes.started["gpu-worker"].pid, signal.SIGKILL)
+    services.processes.started.pop("gpu-worker").wait(timeout=30)
+    start_gpu_worker(services, gpu, services.root / "cpu-home")
+    wait_until(lambda: [r.state.name for r in flow_runs(cpu, "train") if r.state].count("Running") == 1 and
+               len(flow_runs(cpu, "train")) == 2, "the re-submitted training to run", 600)
+
+    log = services.root / "gpu-worker.log"
+    seen = len(log.read_text(errors="replace"))
     services.processes.stop("mlflow")            # the tracking server goes away mid-training, then comes back
-    wait_until(lambda: any(sign in (services.root / "gpu-worker.log").read_text(errors="replace")
+    wait_until(lambda: any(sign in log.read_text(errors="replace")[seen:]
                            for sign in ("Connection refused", "Max retries exceeded", "Failed(")),
                "the gpu worker to meet the stopped MLflow server", 300)
     services.start_mlflow()
@@ -78,6 +86,8 @@ def test_a_killed_dask_worker_and_an_mlflow_restart_leave_the_same_corpus_and_wh
         assert "train.key" in version.tags and client.get_run(version.run_id).info.status == "FINISHED"
     if state == "Completed":
         assert len(versions) == 1
+        assert sorted(r.state.name for r in flow_runs(cpu, "train")) == ["Completed", "Crashed"]
+        assert int(client.get_run(versions[0].run_id).data.tags["train.resumed_from_step"]) > 0
     else:
         message = flow_runs(cpu, "train-approved")[0].state.message or ""
         assert "MLflow" in message or "mlflow" in message or "registry" in message, message
