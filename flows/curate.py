@@ -86,6 +86,7 @@ def curate(config: Config) -> dict:
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
         labeled = label_task(pii["records"], label_paths, stage, config.contract, config.labeling.policy,
                              config.labeling.reviewer)
+        publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": v} for k, v in labeled["outcomes"].items()])
     deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(
         {k: deduped[k] for k in ("input", "kept", "exact", "near")}))

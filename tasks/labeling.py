@@ -14,19 +14,21 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
+from adapterops.storage import file_digest, write_json, write_parquet, write_text
 from tasks.argilla_format import argilla_files
 from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS
 from tasks.label_files import edited_in_place, normal_verdict, read_label_files
 from tasks.label_outcomes import reject_failing_corrections
 from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_tasks, settle
-from tasks.quarantine import quarantine_row
+from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
 FORMATS = ("label-studio", "jsonl")
@@ -284,12 +286,6 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
 
     With a contract, corrections it would quarantine are `correction_rejected` here, named with their task.
     """
-    from pathlib import Path
-
-    from adapterops.reporting import publish_table
-    from adapterops.storage import file_digest, write_json, write_parquet
-    from tasks.quarantine import QUARANTINE_FIELDS
-
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
     annotations, problems = read_annotations(label_paths, frame)
@@ -308,7 +304,6 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
     write_parquet(report, stage_dir / "labels.parquet")
     outcomes = report["outcome"].value_counts().to_dict()
     applied = report[report["outcome"] == "applied"]["verdict"].value_counts().to_dict()
-    publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": int(v)} for k, v in outcomes.items()])
     return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
             "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
             "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
@@ -321,8 +316,6 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
 def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "train", limit: int | None = None,
                   seed: int = 0) -> list[dict]:
     """A version's records (a split, or a seeded sample of it) as labeling tasks."""
-    from pathlib import Path
-
     splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
     if split not in splits:
         raise AdapterOpsError(f"--split must be train, heldout or all, not {split!r}.")
@@ -339,10 +332,6 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
 
     For Argilla, out_path is a folder in the argilla SDK's `Dataset.to_disk` layout.
     """
-    from pathlib import Path
-
-    from adapterops.storage import write_json, write_text
-
     tasks = version_tasks(corpus_folder, corpus, "jsonl" if fmt == "argilla" else fmt, split, limit, seed)
     out_path = Path(out_path)
     interface = None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.corpus import diff_records, last_approved, load_manifest, version_records
 from tasks.label_policy import agreement_lines
 
 TEXT_LIMIT = 240            # characters of a record's text shown in the review
@@ -136,8 +137,6 @@ def contract_summary(validation: dict, name: str, version: int) -> dict:
 
 def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, sample: int) -> str:
     """The review of a corpus version against the last approved one, from its folder and its MLflow run."""
-    from tasks.corpus import diff_records, last_approved, load_manifest, version_records
-
     folder = Path(run.data.tags["corpus.path"])
     manifest = load_manifest(run)
 

@@ -12,7 +12,7 @@ from adapterops.demo_data import demo_lines
 
 STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20}
 COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation": {"max_new_tokens": 24},
-          "release": {"model_name": "behaviour-adapter"}}
+          "release": {"model_name": "behaviour-adapter", "staging": False}}   # staging has its own tests
 
 
 def shuffled_decisions(path):

@@ -13,6 +13,17 @@ from adapterops.config import parse_config
 SMALL = {"name": "labeled", "approval": "auto", "demo_records": 150}
 
 
+def annotate(tasks: list[dict], choices: list[tuple[str, str | None]]) -> None:
+    """Label Studio annotations by one annotator on the first tasks: (verdict, corrected text or None) each."""
+    for task, (verdict, text) in zip(tasks, choices):
+        result = [{"from_name": "verdict", "to_name": "completion", "type": "choices", "value": {"choices": [verdict]}}]
+        if text:
+            result.append({"from_name": "corrected_completion", "to_name": "completion", "type": "textarea",
+                           "value": {"text": [text]}})
+        task["annotations"] = [{"result": result, "was_cancelled": False, "completed_by": {"email": "lee@example.com"},
+                                "updated_at": "2026-11-28T12:00:00Z"}]
+
+
 def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefect_harness, tmp_path):
     from flows.curate import curate
 
@@ -27,14 +38,7 @@ def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefec
     # a correction still has to pass the contract (here: "Triage: <queue> | priority: <level> ...")
     fixed = re.sub(r"^Triage: \w+", "Triage: security", tasks[1]["data"]["completion"])
     assert fixed != tasks[1]["data"]["completion"]
-    choices = [("accept", None), ("correct", fixed), ("reject", None)]
-    for task, (verdict, text) in zip(tasks, choices):
-        result = [{"from_name": "verdict", "to_name": "completion", "type": "choices", "value": {"choices": [verdict]}}]
-        if text:
-            result.append({"from_name": "corrected_completion", "to_name": "completion", "type": "textarea",
-                           "value": {"text": [text]}})
-        task["annotations"] = [{"result": result, "was_cancelled": False, "completed_by": {"email": "lee@example.com"},
-                                "updated_at": "2026-11-28T12:00:00Z"}]
+    annotate(tasks, [("accept", None), ("correct", fixed), ("reject", None)])
     (tmp_path / "annotated.json").write_text(json.dumps(tasks))
 
     checked = runner.invoke(app, ["label", "check", str(tmp_path / "annotated.json"), "--name", "labeled"])
@@ -68,14 +72,7 @@ def test_label_check_names_what_it_refuses_and_curation_rejects_a_correction_the
     interface = (tmp_path / "tasks.interface.xml").read_text()
     assert "Required format: Triage: &lt;queue&gt; | priority: &lt;level&gt;" in interface   # from the contract
     tasks = json.loads((tmp_path / "tasks.json").read_text())
-    verdicts = [(" Correct ", "Triage: security"), ("ACCEPT", None), ("reject", None)]   # the correction breaks the format
-    for task, (verdict, text) in zip(tasks, verdicts):
-        result = [{"from_name": "verdict", "to_name": "completion", "type": "choices", "value": {"choices": [verdict]}}]
-        if text:
-            result.append({"from_name": "corrected_completion", "to_name": "completion", "type": "textarea",
-                           "value": {"text": [text]}})
-        task["annotations"] = [{"result": result, "was_cancelled": False, "completed_by": {"email": "lee@example.com"},
-                                "updated_at": "2026-11-28T12:00:00Z"}]
+    annotate(tasks, [(" Correct ", "Triage: security"), ("ACCEPT", None), ("reject", None)])   # the correction breaks the format
     annotated = tmp_path / "annotated.json"
     annotated.write_text(json.dumps(tasks, indent=2))          # pretty-printed, as an editor saves it
 

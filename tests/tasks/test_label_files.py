@@ -99,7 +99,8 @@ def test_json_min_export_rows_become_tasks_again_with_every_annotator(tmp_path):
     decisions, problems = read_decisions([str(tmp_path / "min.json")])
     assert [(d.record_id, d.verdict, d.completion, d.annotator) for d in decisions] == [
         ("a", "correct", "Triage: security", "kim@example.com")]             # the latest of the two, as in JSON
-    assert [(p["record_id"], p["outcome"], p["where"]) for p in problems] == [("b", "unlabeled", f"task 12, line {third}")]
+    assert [(p["record_id"], p["outcome"], p["where"]) for p in problems] == [
+        ("b", "unlabeled", f"task 12, line {third}"), ("a", "overruled", "task 11, line 2")]   # lee's, kept as a row
 
 
 def test_csv_export_is_read_like_json_min_and_other_csv_is_refused_with_the_export_to_use(tmp_path):

@@ -11,7 +11,7 @@ from tasks.labeling import Decision, annotations_from_label_studio, read_decisio
 
 
 def vote(record, verdict, who, when, text=None, file="round1.json", note=""):
-    return Decision(record, f"sha256:{record}", "sha256:corpus", verdict, text, who, when, note, file, f"t-{record}")
+    return Decision(record, f"sha256:{record}", "sha256:corpus", verdict, text, who, when, note, file, task=f"t-{record}")
 
 
 TWO_AGREE_ONE_NOT = [vote("a", "accept", "ann@x", "1"), vote("a", "reject", "bob@x", "2", note="off topic"),
