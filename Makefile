@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export ADAPTEROPS_HOME
 
-.PHONY: install demo test test-server test-labeling bench mlflow-ui prefect-ui clean
+.PHONY: install demo test test-server test-labeling test-services bench mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,6 +38,14 @@ $(LS_VENV)/.installed: tests/labelstudio/requirements.txt tests/labelstudio/cons
 
 test-labeling: install $(LS_VENV)/.installed
 	LABEL_STUDIO_VENV=$(CURDIR)/$(LS_VENV) $(BIN)/python -m pytest -m labelstudio tests/labelstudio
+
+# On real services (PostgreSQL, an S3 server, MLflow and Prefect servers, a Dask cluster, cpu/gpu workers); see the
+# README's "Running on shared services". Installs PostgreSQL with apt-get when it is missing.
+test-services: install
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,services]'
+	$(BIN)/python -m pytest -m services tests/services -p no:cacheprovider
 
 bench: install
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'

@@ -95,7 +95,7 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
     checkpoint_every: int = Field(50, ge=0, description="Steps between resumable checkpoints; 0: none.")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
-    retries: int = Field(1, ge=0, description="Retries of the training task; a retry resumes from the last checkpoint.")
+    retries: int = Field(1, ge=0, description="Retries of the training task, and re-submissions of a train flow run that crashed on its work pool; each resumes from the last checkpoint.")
     system_metrics: bool = Field(True, description="Log CPU, memory and GPU use to MLflow while training.")
     work_pool: str | None = Field(None, description="Prefect work pool that trains (deployment train/POOL); unset: in process.")
 

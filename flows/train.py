@@ -68,13 +68,23 @@ def train_on_work_pool(config: Config, corpus: dict) -> dict:
     from prefect.exceptions import ObjectNotFound
 
     name = deployment_name(config)
-    try:
-        run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus},
-                             timeout=None, poll_interval=POLL_SECONDS)
-    except ObjectNotFound:
-        raise AdapterOpsError(f"No deployment {name!r} for work pool {config.train.work_pool!r}: create it with "
-                              "`prefect deploy --prefect-file deployments/prefect.yaml --all`, or unset train.work_pool "
-                              "to train in process.") from None
+    attempts = config.train.retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus,
+                                                   "resume": attempt > 1},
+                                 timeout=None, poll_interval=POLL_SECONDS)
+        except ObjectNotFound:
+            raise AdapterOpsError(f"No deployment {name!r} for work pool {config.train.work_pool!r}: create it with "
+                                  "`prefect deploy --prefect-file deployments/prefect.yaml --all`, or unset "
+                                  "train.work_pool to train in process.") from None
+        # a crash is the machine's (a worker or its process killed), not the run's: submit it again, and the new
+        # run resumes from the checkpoint in the same run folder on that pool; a failure was retried in the run
+        if not (run.state and run.state.is_crashed() and attempt < attempts):
+            break
+        get_run_logger().warning("training flow run %s on work pool %r crashed (%s); submitting it again, to resume "
+                                 "from its last checkpoint (attempt %d of %d)", run.name, config.train.work_pool,
+                                 run.state.message, attempt + 1, attempts)
     if not run.state or not run.state.is_completed():
         state = run.state.name if run.state else "unknown"
         raise AdapterOpsError(f"Training flow run {run.name} on work pool {config.train.work_pool!r} ended {state}: "

@@ -25,10 +25,10 @@ from adapterops.signing import (
 )
 from tasks.contract import load_contract
 from tasks.corpus import file_digests, find_version, list_versions, load_manifest, verified_digest
+from tasks.corpus_fetch import DECISION_FILE, version_folder
 
 AUTO_APPROVER = "policy:auto"
 VIA_POLICY, VIA_FORM, VIA_KEY = "policy", "prefect-form", "owner-key"
-DECISION_FILE = "decision.dsse.json"
 
 
 def decision_record(version: int, digest: str, approver: str, decision: str, note: str = "",
@@ -116,7 +116,7 @@ def require_decision(statement: dict | None, version: int, status_hint: str = ""
 # --- wrappers: the decision file, the append-only log and MLflow ----------------------------------
 
 def decision_path(run) -> Path:
-    return Path(run.data.tags["corpus.path"]) / DECISION_FILE
+    return version_folder(run) / DECISION_FILE
 
 
 def read_envelope(run) -> dict | None:
@@ -259,6 +259,9 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
         raise AdapterOpsError(f"No corpus version of {pipeline!r} has digest {digest}; list versions with `adapterops corpus list`.")
     tags = run.data.tags
     version = int(tags["corpus.version"])
+    if not Path(tags["corpus.path"]).is_dir():   # the decision and its log live in the version folder, under its lock
+        raise AdapterOpsError(f"Corpus version {version}'s folder {tags['corpus.path']} is not on this machine; decide "
+                              "where it was curated (the cpu worker's ADAPTEROPS_HOME), or mount that workspace here.")
     contract = load_contract(tags["contract"])
     check_owner(approver, contract.owners, tags["contract"])
     check_policy(approver, approval)

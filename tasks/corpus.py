@@ -24,6 +24,7 @@ from adapterops.storage import file_digest, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
 from adapterops.workspace import resolve_workspace
 from tasks.contract import load_contract
+from tasks.corpus_fetch import corpus_folder, version_folder
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
@@ -106,7 +107,7 @@ def find_version(pipeline: str, digest: str | None = None, version: int | None =
 
 
 def load_manifest(run) -> dict:
-    return json.loads((Path(run.data.tags["corpus.path"]) / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((version_folder(run) / "manifest.json").read_text(encoding="utf-8"))
 
 
 DAMAGED, INCOMPLETE = "damaged", "incomplete"
@@ -142,7 +143,7 @@ VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet")
 def verified_digest(run) -> str:
     """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest."""
     tags = run.data.tags
-    folder, version = Path(tags["corpus.path"]), tags["corpus.version"]
+    folder, version = version_folder(run), tags["corpus.version"]
     try:
         manifest = load_manifest(run)
         recomputed = corpus_digest(pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet"),
@@ -448,8 +449,9 @@ def log_corpus_inputs(corpus: dict) -> None:
     """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
     import mlflow
 
-    manifest = json.loads((Path(corpus["path"]) / "manifest.json").read_text(encoding="utf-8"))
-    for name, dataset in corpus_datasets(corpus["path"], corpus["pipeline"], manifest["record_digests"]):
+    folder = corpus_folder(corpus)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for name, dataset in corpus_datasets(folder, corpus["pipeline"], manifest["record_digests"]):
         mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
 
 

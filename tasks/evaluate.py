@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapterops.base_models import BaseModelRef
+from adapterops.base_models import BaseModelRef, resolve_base_model
 from adapterops.config import EvaluationConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.base_model import detect_device, load_base_model
 from tasks.contract import load_contract
 from tasks.corpus import CANONICAL_FIELDS, records_digest
+from tasks.corpus_fetch import corpus_folder
 from tasks.generate import adapter_context, generate
 from tasks.prompts import prompt_token_ids
 from tasks.registry import production_version
@@ -158,7 +159,7 @@ def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
 
 def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
     """The corpus version's eval records, rehashed now against the digest its manifest recorded."""
-    folder = Path(corpus["path"])
+    folder = corpus_folder(corpus)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     expected = manifest["eval_digest"]
     try:
@@ -212,6 +213,10 @@ def load_models(cfg, adapter: dict, other: str | None):
     from peft import PeftModel
 
     base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
+    if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
+        local = resolve_base_model(cfg)
+        if (local.name, local.revision) == (base_ref.name, base_ref.revision):
+            base_ref = local
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
     # and the adapter's local folder only where it exists, else the registered copy
     base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())

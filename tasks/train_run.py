@@ -15,6 +15,7 @@ from adapterops.tracking import adapter_experiment, ensure_experiment
 from adapterops.workspace import resolve_workspace
 from tasks.approval import require_approved
 from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
+from tasks.corpus_fetch import corpus_folder
 from tasks.served_model import pyfunc_model_args
 from tasks.sft_data import load_records
 from tasks.train import recipe_settings, run_recipe, training_key
@@ -56,7 +57,7 @@ def train_adapter(cfg: Config, corpus: dict, base: BaseModelRef, run_dir,
     import mlflow
 
     corpus_tags = require_approved(corpus["pipeline"], corpus["digest"], cfg.approval)  # signed decision, rehashed bytes
-    records = load_records(Path(corpus["path"]) / "train.parquet")
+    records = load_records(corpus_folder(corpus) / "train.parquet")   # fetched from MLflow on another machine
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     recipe = recipe_label(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}-{recipe}",

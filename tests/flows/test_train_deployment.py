@@ -108,3 +108,34 @@ def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(
     with pytest.raises(AdapterOpsError, match="not approved"):
         train_module.train(config, corpus)
     assert calls[2:] == ["user error"]                      # not retried: it would fail the same way
+
+
+def test_a_training_run_that_crashed_on_its_pool_is_submitted_again_to_resume(prefect_harness, monkeypatch):
+    """A crash is the machine's (a worker killed): submitted again with resume, up to train.retries times."""
+    from types import SimpleNamespace
+
+    import prefect.deployments
+    from prefect import flow
+    from prefect.states import Completed, Crashed
+
+    import flows.train as train_module
+
+    resumes = []
+
+    def run_deployment(name, parameters, **options):
+        resumes.append(parameters["resume"])
+        state = Crashed(message="worker killed") if len(resumes) == 1 else Completed()
+        return SimpleNamespace(id=f"run-{len(resumes)}", name=f"run-{len(resumes)}", state=state)
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", run_deployment)
+    monkeypatch.setattr(train_module, "adapter_of_flow_run", lambda config, flow_run_id: {"from": flow_run_id})
+
+    def train_there(retries: int):
+        config = parse_config({"name": "crashy", "train": {"work_pool": "gpu", "retries": retries}})
+        return flow(name="train-there")(lambda: train_module.train_on_work_pool(config, {"pipeline": "crashy"}))()
+
+    assert train_there(1) == {"from": "run-2"} and resumes == [False, True]
+    resumes.clear()
+    with pytest.raises(AdapterOpsError, match="ended Crashed"):
+        train_there(0)
+    assert resumes == [False]
