@@ -102,13 +102,15 @@ def wait_until(check, what: str, seconds: float = 240):
     raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
-def lane_deployments(path: Path) -> Path:
-    """deployments/prefect.yaml with the lane's small config, and only the deployments the lane runs."""
+def lane_deployments(path: Path, config: dict | None = None,
+                     entrypoints: tuple[str, ...] = ("flows/retrain.py:retrain", "flows/approved.py:train_approved")) -> Path:
+    """deployments/prefect.yaml with a lane's small config (default: this lane's), and only the deployments it runs."""
     declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
     kept = []
     for deployment in declared["deployments"]:
-        if deployment["entrypoint"] in ("flows/retrain.py:retrain", "flows/approved.py:train_approved"):
-            deployment["parameters"]["config"] = LANE
+        if deployment["entrypoint"] in entrypoints:
+            if "parameters" in deployment:
+                deployment["parameters"]["config"] = config or LANE
             for schedule in deployment.get("schedules", []):
                 schedule["active"] = False      # the lane starts the run itself
             kept.append(deployment)

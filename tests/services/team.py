@@ -6,9 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import yaml
-
-from tests.server.test_weekly_on_a_server import BIN, ROOT, owner_signs, run, wait_until
+from tests.server.test_weekly_on_a_server import BIN, lane_deployments, owner_signs, run, wait_until
 
 
 def lane_config(dask: str) -> dict:
@@ -17,21 +15,8 @@ def lane_config(dask: str) -> dict:
             "dedup": {"workers": 2, "dask_address": dask}}
 
 
-def lane_deployments(path: Path, config: dict) -> Path:
-    """deployments/prefect.yaml with the lane's config, and the deployments the scenario runs."""
-    declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    kept = []
-    for deployment in declared["deployments"]:
-        if deployment["entrypoint"] in ("flows/retrain.py:retrain", "flows/approved.py:train_approved",
-                                        "flows/train.py:train", "flows/curate.py:curate"):
-            if "parameters" in deployment:
-                deployment["parameters"]["config"] = config
-            for schedule in deployment.get("schedules", []):
-                schedule["active"] = False      # the lane starts the run itself
-            kept.append(deployment)
-    declared["deployments"] = kept
-    path.write_text(yaml.safe_dump(declared))
-    return path
+TEAM_FLOWS = ("flows/retrain.py:retrain", "flows/approved.py:train_approved", "flows/train.py:train",
+              "flows/curate.py:curate")   # the deployments the shared-services scenario runs
 
 
 def can_hide_folders() -> bool:
@@ -66,8 +51,8 @@ def start_team(services, config: dict) -> tuple[dict, dict]:
     prefect = str(BIN / "prefect")
     for pool in ("cpu", "gpu"):
         run(cpu, prefect, "work-pool", "create", pool, "--type", "process")
-    run(cpu, prefect, "--no-prompt", "deploy", "--prefect-file", str(lane_deployments(root / "prefect.yaml", config)),
-        "--all")
+    deployments = lane_deployments(root / "prefect.yaml", config, TEAM_FLOWS)
+    run(cpu, prefect, "--no-prompt", "deploy", "--prefect-file", str(deployments), "--all")
     services.processes.start_with("cpu-worker", cpu, prefect, "worker", "start", "--pool", "cpu", "--limit", "2")
     start_gpu_worker(services, gpu, cpu_home)
     return cpu, gpu
