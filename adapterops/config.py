@@ -266,7 +266,8 @@ def from_options(model: type[Section], values: dict, options: dict[str, str]):
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise AdapterOpsError(f"{options.get(name, name or 'options')}: {message}.") from None
+        where = options.get(name, name) if name else " / ".join(options.values())   # a rule across fields: all of them
+        raise AdapterOpsError(f"{where}: {message}.") from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -31,24 +31,24 @@ def main() -> None:
     parser.add_argument("--loop-prompts", type=int, default=40, help="Prompts timed in the per-example loop.")
     args = parser.parse_args()
 
+    import json
+
     import pandas as pd
     import torch
     from peft import PeftModel
 
+    from adapterops.base_models import BaseModelRef
     from adapterops.cli import DEMO_SETTINGS
     from adapterops.config import parse_config
-    from adapterops.demo_data import generate_records, eval_lines
+    from adapterops.demo_data import eval_lines, generate_records
     from adapterops.tiny_model import ensure_tiny_model, weights_revision
+    from tasks.base_model import load_base_model
     from tasks.contract import load_contract
     from tasks.evaluate import answer_and_score, slice_labels, summarise
     from tasks.generate import generate
     from tasks.prompts import prompt_token_ids
     from tasks.scorers import build_scorers, score_names
-    from adapterops.base_models import BaseModelRef
-    from tasks.base_model import load_base_model
     from tasks.train import run_recipe
-
-    import json
     cfg = parse_config(DEMO_SETTINGS)
     if args.steps:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": args.steps})})

@@ -120,7 +120,7 @@ def gpu_model_and_tokenizer(dims: str, packing: bool):
 
 def synthetic_examples(count: int, vocab: int, seed: int, low: int, high: int):
     """Random token sequences of spread lengths; the loss is on the second half of each."""
-    from tasks.sft_data import Example, IGNORE
+    from tasks.sft_data import IGNORE, Example
 
     rng = random.Random(seed)
     examples = []
@@ -147,8 +147,8 @@ def measure(variant: str, args) -> dict:
     """One variant in this process; prints one JSON line."""
     import torch
 
-    from adapterops.config import LoraConfig, TrainConfig
     from adapterops.base_models import BaseModelRef
+    from adapterops.config import LoraConfig, TrainConfig
     from tasks.base_model import load_base_model
     from tasks.sft_data import tokenize_examples
     from tasks.train import wrap_with_lora
@@ -194,9 +194,9 @@ def interleaved(args) -> None:
     alternating on the same batches: forward + backward time only, robust to load from other processes."""
     import torch
 
+    from adapterops.base_models import BaseModelRef
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.tiny_model import ensure_tiny_model
-    from adapterops.base_models import BaseModelRef
     from tasks.base_model import load_base_model
     from tasks.sft_data import model_inputs, tokenize_examples
     from tasks.train import wrap_with_lora

@@ -20,13 +20,22 @@ from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.storage import space_for, staging_path, write_json
 from tasks.arrow_arrays import from_numpy, strings
-from tasks.dedup import (Sketches, add_anchors, as_text, cluster_columns, concat_sketches, dedup_records,
-                         empty_sketches, object_array, release_memory, sketch_table)
+from tasks.dedup import (
+    Sketches,
+    add_anchors,
+    as_text,
+    cluster_columns,
+    concat_sketches,
+    dedup_records,
+    empty_sketches,
+    object_array,
+    release_memory,
+    sketch_table,
+)
 from tasks.dedup_report import build_report, report_rows
 from tasks.lsh import choose_bands
 from tasks.minhash import fold_to_32
 from tasks.record_batches import BATCH_ROWS, arrow_batches, column_names, jsonl_table, take_rows, write_rows
-
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 

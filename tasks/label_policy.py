@@ -19,10 +19,13 @@ import warnings
 from collections import Counter
 from dataclasses import asdict
 from itertools import combinations
+from typing import get_args
 
 import numpy as np
 
-POLICIES = ("latest", "majority", "owner_wins", "unanimous")
+from adapterops.config import LabelingConfig
+
+POLICIES = get_args(LabelingConfig.model_fields["policy"].annotation)   # declared once, in the config
 SIDE_OUTCOMES = ("agreed", "overruled", "disputed")    # annotations that are not the one applied
 
 
@@ -75,7 +78,7 @@ def settle(annotations: list, policy: str, reviewer: str | None = None) -> tuple
     """
     tasks: dict[tuple, list] = {}
     for annotation in annotations:
-        key = (annotation.file, getattr(annotation, "task", ""), annotation.record_id, annotation.record_digest)
+        key = (annotation.file, annotation.task, annotation.record_id, annotation.record_digest)
         tasks.setdefault(key, []).append(annotation)
     settled, rows = [], []
     for group in tasks.values():
@@ -147,7 +150,7 @@ def agreement(annotations: list) -> dict:
     """
     latest: dict[tuple, object] = {}
     for a in sorted(annotations, key=_when):
-        latest[((a.file, getattr(a, "task", ""), a.record_id), a.annotator or "?")] = a
+        latest[((a.file, a.task, a.record_id), a.annotator or "?")] = a
     annotators = sorted({who for _, who in latest})
     tasks = sorted({task for task, _ in latest}, key=str)
     verdict = {(task, who): a.verdict for (task, who), a in latest.items()}

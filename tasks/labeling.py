@@ -259,7 +259,13 @@ def read_annotations(paths: list[str], frame: pd.DataFrame | None = None) -> tup
     """Every annotation and the problems of annotated files (every format tasks.label_files reads), problems in
     file order. With the records the tasks came from, an edit made in the file under verdict accept is a problem too.
     """
-    tasks, problems = read_label_files(paths)
+    return annotations_of(read_label_files(paths), paths, frame)
+
+
+def annotations_of(read: tuple[list[dict], list[dict]], paths: list[str],
+                   frame: pd.DataFrame | None = None) -> tuple[list[Decision], list[dict]]:
+    """read_annotations on what read_label_files already returned (tasks, problems)."""
+    tasks, problems = read[0], list(read[1])
     if frame is not None:
         tasks, edited = edited_in_place(tasks, frame, record_digest)
         problems += edited

@@ -20,7 +20,6 @@ from adapterops.errors import AdapterOpsError
 from tasks import dedup_kernels as kernels
 from tasks.arrow_arrays import from_numpy, strings, to_bools
 
-
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _MAX32 = np.iinfo(np.uint32).max
 SCHEME = "affine32"

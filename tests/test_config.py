@@ -74,3 +74,10 @@ def test_command_options_are_validated_by_the_config_section_and_errors_name_the
         from_options(DedupConfig, {"threshold": 1.5}, options)
     with pytest.raises(AdapterOpsError, match=r"^--keep: .*'longest'"):
         from_options(DedupConfig, {"keep": "newest"}, options)
+
+
+def test_a_rule_across_options_names_every_option_it_involves():
+    from adapterops.config import LabelingConfig, from_options
+
+    with pytest.raises(AdapterOpsError, match=r"^--policy / --reviewer: policy owner_wins needs labeling.reviewer"):
+        from_options(LabelingConfig, {"policy": "owner_wins"}, {"policy": "--policy", "reviewer": "--reviewer"})

@@ -76,8 +76,8 @@ def push(version: int = typer.Argument(..., help="Corpus version whose records b
          seed: int = typer.Option(0, help="Seed of the sample."),
          config: Path = CONFIG, name: str = NAME) -> None:
     """Create or update a Label Studio project: the labeling interface and the tasks it does not hold yet."""
-    from tasks.label_studio_api import connect, parse_project, push_tasks, server
     from tasks.contract import load_contract
+    from tasks.label_studio_api import connect, parse_project, push_tasks, server
     from tasks.labeling import format_hint, label_studio_interface, version_tasks
 
     ref = parse_project(project)
@@ -122,27 +122,29 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports: Label
     """What curation would do with each decision, against the version the tasks came from; problems named by place."""
     import pandas as pd
 
+    from adapterops.config import LabelingConfig, from_options
     from adapterops.errors import AdapterOpsError
     from adapterops.escaping import terminal
     from tasks.contract import load_contract
     from tasks.corpus import version_records
+    from tasks.label_files import read_label_files
     from tasks.label_outcomes import reject_failing_corrections
-    from tasks.label_policy import POLICIES, disputed_tasks
-    from tasks.labeling import apply_decisions, read_decisions
+    from tasks.label_policy import disputed_tasks, settle
+    from tasks.labeling import annotations_of, apply_decisions
 
     labeling = _labeling(config)
-    policy, reviewer = policy or labeling.policy, reviewer or labeling.reviewer
-    if policy not in POLICIES or (policy == "owner_wins" and not reviewer):
-        raise AdapterOpsError(f"--policy must be one of {', '.join(POLICIES)} (owner_wins with --reviewer), not {policy!r}.")
+    settings = from_options(LabelingConfig, {"policy": policy or labeling.policy, "reviewer": reviewer or labeling.reviewer},
+                            {"policy": "--policy", "reviewer": "--reviewer"})
+    policy, reviewer = settings.policy, settings.reviewer
     paths = [str(f) for f in files]
-    decisions, problems = read_decisions(paths, policy=policy, reviewer=reviewer)
+    read = read_label_files(paths)          # once: the version they name, then the decisions against its records
     if version is not None:
         run, _ = _version(name, version)
     else:
         from tasks.corpus import find_version
 
-        digests = sorted({d.corpus_digest for d in decisions} | {p["corpus_digest"] for p in problems
-                                                                 if p.get("corpus_digest")})
+        digests = sorted({t["data"]["corpus_digest"] for t in read[0]
+                          if isinstance(t.get("data"), dict) and t["data"].get("corpus_digest")})
         if len(digests) != 1:
             raise AdapterOpsError(f"The tasks name {len(digests)} corpus versions; pass the one to check with --version.")
         setup()
@@ -151,7 +153,9 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports: Label
             raise AdapterOpsError(f"No version of corpus {name!r} has digest {digests[0]}; check --name, or pass --version.")
         version = int(run.data.tags["corpus.version"])
     records = version_records(run)
-    decisions, problems = read_decisions(paths, records, policy, reviewer)
+    annotations, problems = annotations_of(read, paths, records)
+    decisions, others = settle(annotations, policy, reviewer)
+    problems += others
     labeled, _, report = apply_decisions(records, decisions)
     if run.data.tags.get("contract"):   # corrections the contract would quarantine, in seconds: only they are checked
         _, _, report = reject_failing_corrections(labeled, report, load_contract(run.data.tags["contract"]))

@@ -51,8 +51,8 @@ def train(config: Path = typer.Argument(..., help="YAML config file, e.g. config
 
     cfg = load_config(config)
     prepare(cfg)
-    from tasks.checkpoints import latest_checkpoint
     from adapterops.base_models import resolve_base_model
+    from tasks.checkpoints import latest_checkpoint
     from tasks.train_run import train_adapter, train_run_dir, truncation_note
 
     corpus = approved_corpus(cfg.name, corpus_version)

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adapterops.config import parse_config
-from adapterops.config import DedupConfig
+from adapterops.config import DedupConfig, parse_config
 from tasks.dedup import dedup_records
 
 BASE = ("the customer reports that the invoice for the annual plan lists twelve seats although the "

@@ -17,8 +17,8 @@ REJECTED = [{"prompt": f"Ticket {i}: wire money to {i}", "completion": "Triage: 
 
 
 def train(tiny_model_dir, records, checkpoints, resume=False):
-    from adapterops.config import LoraConfig, TrainConfig
     from adapterops.base_models import BaseModelRef
+    from adapterops.config import LoraConfig, TrainConfig
     from tasks.base_model import load_base_model
     from tasks.sft_data import tokenize_examples
     from tasks.train import train_lora, wrap_with_lora

@@ -34,10 +34,10 @@ def one_line(error) -> str:
 
 
 def test_tags_alone_never_approve(contract, tmp_path):
+    from adapterops.base_models import BaseModelRef
     from adapterops.config import parse_config
     from tasks.approval import require_approved
     from tasks.corpus import corpus_ref
-    from adapterops.base_models import BaseModelRef
     from tasks.train_run import train_adapter
 
     corpus = pending("tags", tmp_path)

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 from datasketch import LeanMinHash, MinHash
 
-from adapterops.errors import AdapterOpsError
 from adapterops.config import DedupConfig
+from adapterops.errors import AdapterOpsError
 from tasks.dedup import dedup_records
 from tasks.lsh import choose_bands
 from tasks.minhash import minhash_signatures, normalise_text, normalise_texts, shingle_values, token_hashes

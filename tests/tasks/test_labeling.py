@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from adapterops.errors import AdapterOpsError
-from tasks.labeling import (apply_decisions, decisions_from_label_studio, export_tasks,
-                            read_decisions, record_digest)
+from tasks.labeling import apply_decisions, decisions_from_label_studio, export_tasks, read_decisions, record_digest
 
 CORPUS = {"pipeline": "tickets", "version": 3, "digest": "sha256:abc"}
 

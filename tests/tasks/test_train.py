@@ -1,9 +1,9 @@
 import torch
 
-from adapterops.config import LoraConfig, TrainConfig
-from tasks.evaluate import per_example_loss
 from adapterops.base_models import BaseModelRef
+from adapterops.config import LoraConfig, TrainConfig
 from tasks.base_model import load_base_model
+from tasks.evaluate import per_example_loss
 from tasks.sft_data import IGNORE, tokenize_examples
 from tasks.train import train_lora, wrap_with_lora
 
