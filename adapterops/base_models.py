@@ -3,20 +3,12 @@ use), a local folder, or a hub id with its revision. The recipe gets the resolve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from adapterops.config import BUILTIN_TINY_MODEL, Config
+from adapterops.refs import BaseModelRef
 from adapterops.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, weights_revision
 from adapterops.workspace import resolve_workspace
-
-
-@dataclass(frozen=True)
-class BaseModelRef:
-    """Where the base model comes from: what the registry records instead of its weights."""
-    name: str
-    path: str
-    revision: str
 
 
 def resolve_base_model(cfg: Config, models_dir: Path | None = None) -> BaseModelRef:

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from adapterops.commands import prepare
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
-from adapterops.commands import prepare
 from adapterops.escaping import terminal
 from adapterops.storage import disk_full_error, is_disk_full
 from adapterops.workspace import require_free_space, resolve_workspace
@@ -40,31 +40,31 @@ def _run_pipeline(config: Config) -> None:
 def _print_summary(result: dict, seconds: float) -> None:
     corpus = result["corpus"]
     table = Table(title=f"retrain finished in {seconds:.0f} s", show_header=False)
-    table.add_row("corpus", f"v{corpus['version']}  {corpus['digest'][:23]}  "
-                            + ", ".join(f"{k} {v}" for k, v in corpus["counts"].items()))
+    table.add_row("corpus", f"v{corpus.version}  {corpus.digest[:23]}  "
+                            + ", ".join(f"{k} {v}" for k, v in corpus.counts.items()))
     if elsewhere := result.get("approved_elsewhere"):
         table.add_row("adapter", f"not trained here: {elsewhere['approver']} approved the corpus outside this run, "
                                  "which trains it (the on-approval deployment, or the run whose form approved it)")
         out.print(table)
         return
     if reused := result.get("reused"):
-        table.add_row("adapter", f"unchanged: {reused['model_name']} v{reused['version']} was already trained from this "
-                                 f"corpus and recipe (aliases: {', '.join(reused['aliases']) or 'none'}); nothing to do")
+        table.add_row("adapter", f"unchanged: {reused.model_name} v{reused.version} was already trained from this "
+                                 f"corpus and recipe (aliases: {', '.join(reused.aliases) or 'none'}); nothing to do")
         table.add_row("workspace", str(resolve_workspace().root))
         out.print(table)
         return
     adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
     from adapterops.commands.evaluate import gate_table, scores_table
 
-    table.add_row("adapter", f"{adapter['model_name']} v{adapter['version']}  ({adapter['logged_bytes'] / 1e6:.2f} MB logged, "
-                             f"base {adapter['base_name']} {adapter['base_revision']})")
-    table.add_row("evaluation", f"{evaluation['examples']} eval records, {evaluation['seconds']:.0f} s, MLflow run "
-                                f"{evaluation['run_id']}")
+    table.add_row("adapter", f"{adapter.model_name} v{adapter.version}  ({adapter.logged_bytes / 1e6:.2f} MB logged, "
+                             f"base {adapter.base_name} {adapter.base_revision})")
+    table.add_row("evaluation", f"{evaluation.examples} eval records, {evaluation.seconds:.0f} s, MLflow run "
+                                f"{evaluation.run_id}")
     if staged := result.get("staging"):
-        table.add_row("staging", f"{'passed' if staged['passed'] else 'FAILED'}: {staged['requests']} eval prompts over "
-                                 f"HTTP at alias staging, p95 {staged['p95_seconds']:.2f} s, format {staged['format_share']:.0%}, "
-                                 f"{staged['differ']} differ from the offline answers"
-                                 + ("" if staged["passed"] else " — " + escape("; ".join(staged["reasons"]))))
+        table.add_row("staging", f"{'passed' if staged.passed else 'FAILED'}: {staged.requests} eval prompts over "
+                                 f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {staged.format_share:.0%}, "
+                                 f"{staged.differ} differ from the offline answers"
+                                 + ("" if staged.passed else " — " + escape("; ".join(staged.reasons))))
     table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ")
                   + escape(release["reason"]))
     table.add_row("workspace", str(resolve_workspace().root))
@@ -126,6 +126,7 @@ from adapterops.commands import corpus as _corpus  # noqa: E402
 
 app.add_typer(_corpus.app, name="corpus")
 from adapterops.commands.contract import register as _register_contract  # noqa: E402
+
 _register_contract(app)  # `contract check`, `validate`
 from adapterops.commands import train as _train; app.command("train")(_train.train)  # noqa: E402,E702
 from adapterops.commands import dedup as _dedup; app.command("dedup")(_dedup.dedup)  # noqa: E402,E702

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from uuid import UUID, uuid5
 
+from adapterops.refs import CorpusRef, ReleaseDecision
 from adapterops.storage import read_yaml
 
 AUTOMATIONS_FILE = Path(__file__).resolve().parents[1] / "deployments" / "automations.yaml"
@@ -12,33 +13,33 @@ WEBHOOK_BLOCK = "adapterops-webhook"
 _EVENT_IDS = UUID("6f1c7f5e-2b7e-4b43-9d0c-0c3a51f1e2a4")   # namespace: a re-emitted event keeps its id
 
 
-def emit_waiting(corpus: dict, flow_run_url: str, mlflow_url: str, owners: list[str], key: str) -> None:
+def emit_waiting(corpus: CorpusRef, flow_run_url: str, mlflow_url: str, owners: list[str], key: str) -> None:
     """`adapterops.corpus.waiting`: a version waits for one of `owners`; one event per run and form (`key`)."""
     from prefect.events import emit_event
 
-    command = f"adapterops corpus approve {corpus['version']} --name {corpus['pipeline']} --as NAME --yes"
+    command = f"adapterops corpus approve {corpus.version} --name {corpus.pipeline} --as NAME --yes"
     emit_event(event="adapterops.corpus.waiting", id=uuid5(_EVENT_IDS, key),
-               resource={"prefect.resource.id": f"adapterops.corpus.{corpus['pipeline']}.v{corpus['version']}",
-                         "prefect.resource.name": f"{corpus['pipeline']} corpus v{corpus['version']}"},
-               payload={"pipeline": corpus["pipeline"], "version": corpus["version"], "digest": corpus["digest"],
+               resource={"prefect.resource.id": f"adapterops.corpus.{corpus.pipeline}.v{corpus.version}",
+                         "prefect.resource.name": f"{corpus.pipeline} corpus v{corpus.version}"},
+               payload={"pipeline": corpus.pipeline, "version": corpus.version, "digest": corpus.digest,
                         "owners": ", ".join(owners), "prefect_url": flow_run_url, "mlflow_url": mlflow_url,
                         "command": command})
 
 
-def emit_release(decision: dict, corpus: dict, mlflow_ui_url: str) -> None:
+def emit_release(decision: ReleaseDecision, corpus: CorpusRef, mlflow_ui_url: str) -> None:
     """`adapterops.adapter.promoted` or `.held`, with the gate's reason."""
     from prefect.events import emit_event
 
-    verdict = "promoted" if decision["promoted"] else "held"
+    verdict = "promoted" if decision.promoted else "held"
     emit_event(event=f"adapterops.adapter.{verdict}",
-               resource={"prefect.resource.id": f"adapterops.adapter.{decision['model_name']}.v{decision['version']}",
-                         "prefect.resource.name": f"{decision['model_name']} v{decision['version']}"},
-               payload={"model_name": decision["model_name"], "version": str(decision["version"]),
-                        "verdict": "promoted to production" if decision["promoted"] else "held at candidate",
-                        "reason": decision["reason"], "pipeline": corpus["pipeline"],
-                        "corpus_version": corpus["version"],
-                        "mlflow_url": f"{mlflow_ui_url.rstrip('/')}/#/models/{decision['model_name']}/versions/"
-                                      f"{decision['version']}"})
+               resource={"prefect.resource.id": f"adapterops.adapter.{decision.model_name}.v{decision.version}",
+                         "prefect.resource.name": f"{decision.model_name} v{decision.version}"},
+               payload={"model_name": decision.model_name, "version": str(decision.version),
+                        "verdict": "promoted to production" if decision.promoted else "held at candidate",
+                        "reason": decision.reason, "pipeline": corpus.pipeline,
+                        "corpus_version": corpus.version,
+                        "mlflow_url": f"{mlflow_ui_url.rstrip('/')}/#/models/{decision.model_name}/versions/"
+                                      f"{decision.version}"})
 
 
 def declared_automations(block_document_id: UUID, path: Path = AUTOMATIONS_FILE) -> list:

@@ -37,10 +37,10 @@ def main() -> None:
     import torch
     from peft import PeftModel
 
-    from adapterops.base_models import BaseModelRef
     from adapterops.cli import DEMO_SETTINGS
     from adapterops.config import parse_config
     from adapterops.demo_data import eval_lines, generate_records
+    from adapterops.refs import BaseModelRef
     from adapterops.tiny_model import ensure_tiny_model, weights_revision
     from tasks.base_model import load_base_model
     from tasks.contract import load_contract

@@ -147,8 +147,8 @@ def measure(variant: str, args) -> dict:
     """One variant in this process; prints one JSON line."""
     import torch
 
-    from adapterops.base_models import BaseModelRef
     from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.refs import BaseModelRef
     from tasks.base_model import load_base_model
     from tasks.sft_data import tokenize_examples
     from tasks.train import wrap_with_lora
@@ -194,8 +194,8 @@ def interleaved(args) -> None:
     alternating on the same batches: forward + backward time only, robust to load from other processes."""
     import torch
 
-    from adapterops.base_models import BaseModelRef
     from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.refs import BaseModelRef
     from adapterops.tiny_model import ensure_tiny_model
     from tasks.base_model import load_base_model
     from tasks.sft_data import model_inputs, tokenize_examples

@@ -15,6 +15,7 @@ from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_code, md_text
 from adapterops.notify import emit_waiting
+from adapterops.refs import CorpusRef
 from adapterops.reporting import publish_markdown
 from tasks.approval import AUTO_APPROVER, VIA_FORM, current_decision, record_decision
 from tasks.contract import load_contract
@@ -146,42 +147,42 @@ def _ask(config: Config, form: type[RunInput], description: str, key: str):
     return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=POLL_SECONDS, key=key)
 
 
-def _wait_for_owner(config: Config, corpus: dict, review: str) -> dict:
+def _wait_for_owner(config: Config, corpus: CorpusRef, review: str) -> dict:
     """Ask the owners until one valid decision is recorded (at most MAX_TRIES forms) or the version is decided elsewhere."""
-    pipeline, version = corpus["pipeline"], corpus["version"]
-    if not any(owner.form for owner in load_contract(corpus["contract"]).owners_):   # no form answer could count
-        raise AdapterOpsError(f"Contract {corpus['contract']} accepts no decisions from the Prefect form (no owner has "
+    pipeline, version = corpus.pipeline, corpus.version
+    if not any(owner.form for owner in load_contract(corpus.contract).owners_):   # no form answer could count
+        raise AdapterOpsError(f"Contract {corpus.contract} accepts no decisions from the Prefect form (no owner has "
                               f"`form: true`); approve with `adapterops corpus approve {version} --name {pipeline} "
                               "--as NAME` (signed with your key) and run again.")
-    form = decision_form(corpus["owners"])
+    form = decision_form(corpus.owners)
     _tag_this_run(version_tag(pipeline, version))
-    heading = (f"## Corpus {md_text(pipeline)} v{version}\n\nDigest {md_code(corpus['digest'])}. Owners who may decide: "
-               f"{md_text(', '.join(human_owners(corpus['owners'])))}. Or from a terminal: "
+    heading = (f"## Corpus {md_text(pipeline)} v{version}\n\nDigest {md_code(corpus.digest)}. Owners who may decide: "
+               f"{md_text(', '.join(human_owners(corpus.owners)))}. Or from a terminal: "
                f"{md_code(f'adapterops corpus approve {version} --name {pipeline} --as NAME --yes')}.\n\n")
-    run = find_version(pipeline, digest=corpus["digest"])
+    run = find_version(pipeline, digest=corpus.digest)
     mlflow_url = (f"{config.mlflow_ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
                   "?workflowType=machine_learning")
     problem, last_error = "", ""
     for attempt in range(1, MAX_TRIES + 1):
         key = f"decision-v{version}-{attempt}"
         emit_waiting(corpus, f"{config.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run.get_id()}", mlflow_url,
-                     human_owners(corpus["owners"]), key=f"{flow_run.get_id()}-{key}")
+                     human_owners(corpus.owners), key=f"{flow_run.get_id()}-{key}")
         try:
             answer = _ask(config, form, heading + problem + review, key=key)
         except FlowPauseTimeout:
             raise AdapterOpsError(f"No decision on corpus version {version} within {config.approval_timeout_hours:g} h; "
                                   f"it stays pending. Decide with `adapterops corpus approve {version} --name {pipeline} "
                                   "--as NAME` and run again.") from None
-        if (record := decided(pipeline, corpus["digest"])) is not None:   # by the CLI or another run's form
+        if (record := decided(pipeline, corpus.digest)) is not None:   # by the CLI or another run's form
             return record | {"elsewhere": True}
         decision = "approved" if answer.decision == "approve" else "rejected"
         try:
             # the person in the form holds no key: the workspace key signs on their behalf (via prefect-form),
             # and the gates accept that only for owners the contract marks `form: true`
-            record = record_decision(pipeline, corpus["digest"], answer.approver, decision, answer.note,
+            record = record_decision(pipeline, corpus.digest, answer.approver, decision, answer.note,
                                      approval=config.approval, via=VIA_FORM, announce=False)
         except AdapterOpsError as error:
-            if (record := decided(pipeline, corpus["digest"])) is not None:   # decided elsewhere meanwhile
+            if (record := decided(pipeline, corpus.digest)) is not None:   # decided elsewhere meanwhile
                 return record | {"elsewhere": True}
             last_error = str(error)
             problem = f"> **Decision {attempt} of {MAX_TRIES} refused:** {md_text(str(error)[:1000])}\n\n"
@@ -203,34 +204,34 @@ def _this_run_tags() -> list[str]:
     return list(context.flow_run.tags) if context and context.flow_run else []
 
 
-def approve_version(config: Config, corpus: dict) -> dict:
+def approve_version(config: Config, corpus: CorpusRef) -> dict:
     """Approve as policy:auto when configured; else wait for an owner's form under a server, or stop."""
-    if (record := decided(corpus["pipeline"], corpus["digest"])) is not None:
+    if (record := decided(corpus.pipeline, corpus.digest)) is not None:
         # a suspended run re-runs from the top when resumed: if it waited and its form did not decide, who did trains
-        tag, tags = version_tag(corpus["pipeline"], corpus["version"]), _this_run_tags()
+        tag, tags = version_tag(corpus.pipeline, corpus.version), _this_run_tags()
         return record | {"elsewhere": True} if tag in tags and f"{tag}:decided" not in tags else record
-    review = version_review(corpus["pipeline"], find_version(corpus["pipeline"], digest=corpus["digest"]),
+    review = version_review(corpus.pipeline, find_version(corpus.pipeline, digest=corpus.digest),
                             config.mlflow_ui_url, config.prefect_ui_url, config.review_sample)
-    publish_markdown("corpus-review", f"Corpus v{corpus['version']} for review", review)
+    publish_markdown("corpus-review", f"Corpus v{corpus.version} for review", review)
     if config.approval == "auto":
-        record = record_decision(corpus["pipeline"], corpus["digest"], AUTO_APPROVER, "approved",
+        record = record_decision(corpus.pipeline, corpus.digest, AUTO_APPROVER, "approved",
                                  "approved by the pipeline's automatic policy", approval=config.approval, announce=False)
     elif _served():
         get_logger().info("Corpus v%s awaits an owner's decision in the Prefect UI (owners: %s)",
-                          corpus["version"], ", ".join(human_owners(corpus["owners"])))
+                          corpus.version, ", ".join(human_owners(corpus.owners)))
         record = _wait_for_owner(config, corpus, review)
     else:
         raise AdapterOpsError(
-            f"Corpus version {corpus['version']} ({corpus['digest'][:19]}) awaits approval by an owner of contract "
-            f"{corpus['contract']} ({', '.join(human_owners(corpus['owners']))}). Review it with `adapterops corpus show "
-            f"{corpus['version']} --name {corpus['pipeline']}`, approve with `adapterops corpus approve "
-            f"{corpus['version']} --name {corpus['pipeline']} --as NAME`, then run again.")
+            f"Corpus version {corpus.version} ({corpus.digest[:19]}) awaits approval by an owner of contract "
+            f"{corpus.contract} ({', '.join(human_owners(corpus.owners))}). Review it with `adapterops corpus show "
+            f"{corpus.version} --name {corpus.pipeline}`, approve with `adapterops corpus approve "
+            f"{corpus.version} --name {corpus.pipeline} --as NAME`, then run again.")
     where = " (decided outside this run)" if record.get("elsewhere") else ""
-    publish_markdown("approval", f"Corpus v{corpus['version']} {record['decision']}{where}",
-                     f"By {md_code(record['approver'])} at {record['time']}, digest {md_code(corpus['digest'])}. "
+    publish_markdown("approval", f"Corpus v{corpus.version} {record['decision']}{where}",
+                     f"By {md_code(record['approver'])} at {record['time']}, digest {md_code(corpus.digest)}. "
                      f"{md_text(record['note'])}")
     if record["decision"] != "approved":
-        raise AdapterOpsError(f"Corpus version {corpus['version']} was rejected by {record['approver']}: "
+        raise AdapterOpsError(f"Corpus version {corpus.version} was rejected by {record['approver']}: "
                               f"{record['note'] or 'no note'}. Fix the data: the next run curates a new version.")
     return record
 
@@ -238,7 +239,7 @@ def approve_version(config: Config, corpus: dict) -> dict:
 approve_flow = flow(name="approve")(approve_version)
 
 
-def approve(config: Config, corpus: dict) -> dict:
+def approve(config: Config, corpus: CorpusRef) -> dict:
     """The approval step: a sub-flow; in a deployed run, inline, so that waiting suspends the run and frees its worker.
 
     The result has "elsewhere" when the version was approved outside this run while it waited (the CLI, whose

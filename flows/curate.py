@@ -35,7 +35,7 @@ def fingerprint_task(pipeline: str, paths: dict, contract: str, settings: dict) 
     fingerprint = fingerprint_of(paths["sources"], paths["eval"], paths["labels"], contract, settings)
     anchored_on = approved_digest(pipeline)
     corpus, why = reusable_corpus(pipeline, fingerprint, anchored_on)
-    verdict = f"reused corpus v{corpus['version']}: ingest, PII, dedup, contract and split skipped" if corpus \
+    verdict = f"reused corpus v{corpus.version}: ingest, PII, dedup, contract and split skipped" if corpus \
         else "curating"
     publish_markdown("curation-fingerprint", f"Curation fingerprint: {verdict}", f"`{fingerprint}`: {why}.")
     return {"fingerprint": fingerprint, "anchored_on": anchored_on, "corpus": corpus}
@@ -70,9 +70,9 @@ def curate(config: Config) -> dict:
     cached = fingerprint_task(config.name, paths, config.contract, curation_settings(config))
     if cached["corpus"] is not None:
         corpus = cached["corpus"]
-        publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
-                         f"**Digest** `{corpus['digest']}` (unchanged: reused, not curated again)\n\n" +
-                         "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
+        publish_markdown("corpus-version", f"Corpus {config.name} v{corpus.version}",
+                         f"**Digest** `{corpus.digest}` (unchanged: reused, not curated again)\n\n" +
+                         "\n".join(f"- {k}: {v}" for k, v in corpus.counts.items()))
         return corpus
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
@@ -101,15 +101,15 @@ def curate(config: Config) -> dict:
     stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
               "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
     corpus = version_task(config.name, stages, curation_settings(config), stage)
-    if corpus["new"] and flow_run.get_id():   # the review page links to the run that curated the version
+    if corpus.new and flow_run.get_id():   # the review page links to the run that curated the version
         import mlflow
 
-        mlflow.MlflowClient().set_tag(corpus["run_id"], "prefect.curate_flow_run_id", flow_run.get_id())
-    remember_task(config.name, cached, corpus["digest"], paths, config.contract, curation_settings(config))
-    state = "new version" if corpus["new"] else "unchanged: same digest as an existing version"
-    publish_markdown("corpus-version", f"Corpus {config.name} v{corpus['version']}",
-                     f"**Digest** `{corpus['digest']}` ({state})\n\n" +
-                     "\n".join(f"- {k}: {v}" for k, v in corpus["counts"].items()))
+        mlflow.MlflowClient().set_tag(corpus.run_id, "prefect.curate_flow_run_id", flow_run.get_id())
+    remember_task(config.name, cached, corpus.digest, paths, config.contract, curation_settings(config))
+    state = "new version" if corpus.new else "unchanged: same digest as an existing version"
+    publish_markdown("corpus-version", f"Corpus {config.name} v{corpus.version}",
+                     f"**Digest** `{corpus.digest}` ({state})\n\n" +
+                     "\n".join(f"- {k}: {v}" for k, v in corpus.counts.items()))
     return corpus
 
 

@@ -4,6 +4,7 @@ from prefect import flow, task
 
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
+from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
 from adapterops.reporting import publish_markdown
 from tasks.evaluate import evaluate_adapter
 from tasks.evaluation_report import scores_markdown
@@ -14,7 +15,7 @@ evaluate_task = task(name="held-out-evaluation", retries=1, retry_delay_seconds=
 
 
 @flow(name="evaluate")
-def evaluate(config: Config, corpus: dict, adapter: dict) -> dict:
+def evaluate(config: Config, corpus: CorpusRef, adapter: AdapterRef) -> EvaluationResult:
     results = evaluate_task(config, corpus, adapter)
-    publish_markdown("evaluation", f"Held-out evaluation of v{adapter['version']}", scores_markdown(results))
+    publish_markdown("evaluation", f"Held-out evaluation of v{adapter.version}", scores_markdown(results))
     return results

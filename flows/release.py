@@ -4,6 +4,7 @@ from prefect import flow, task
 
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
+from adapterops.refs import AdapterRef, EvaluationResult, ReleaseDecision, StagingResult
 from adapterops.reporting import publish_markdown
 from tasks.approval import require_approved_adapter
 from tasks.evaluation_report import gate_markdown
@@ -16,9 +17,10 @@ verify_approval_task = task(name="verify-approval")(require_approved_adapter)
 
 
 @flow(name="release")
-def release(config: Config, adapter: dict, evaluation: dict, staging: dict | None = None) -> dict:
-    verify_approval_task(config.name, adapter["model_name"], adapter["version"], config.approval)  # signed, rehashed
+def release(config: Config, adapter: AdapterRef, evaluation: EvaluationResult,
+            staging: StagingResult | None = None) -> ReleaseDecision:
+    verify_approval_task(config.name, adapter.model_name, adapter.version, config.approval)  # signed, rehashed
     decision = release_task(config.release, adapter, evaluation, staging)
-    verdict = "promoted to production" if decision["promoted"] else "held at candidate"
-    publish_markdown("release", f"{decision['model_name']} v{decision['version']} {verdict}", gate_markdown(decision))
+    verdict = "promoted to production" if decision.promoted else "held at candidate"
+    publish_markdown("release", f"{decision.model_name} v{decision.version} {verdict}", gate_markdown(decision))
     return decision

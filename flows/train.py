@@ -6,15 +6,16 @@ from prefect.runtime import flow_run, task_run
 from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
+from adapterops.refs import AdapterRef, CorpusRef
 from adapterops.reporting import publish_table
 from adapterops.tracking import adapter_experiment, ensure_experiment
-from tasks.train_run import train_adapter, train_run_dir, truncation_note
+from tasks.train_run import load_adapter_ref, train_adapter, train_run_dir, truncation_note
 
 POLL_SECONDS = 10   # how often a run on a work pool is checked
 
 
 @task(name="train-lora", retry_condition_fn=retry_unless_user_error)
-def train_step(config: Config, corpus: dict, resume: bool = False) -> dict:
+def train_step(config: Config, corpus: CorpusRef, resume: bool = False) -> AdapterRef:
     logger = get_run_logger()
     resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
     run_dir = train_run_dir(config, corpus)
@@ -35,11 +36,11 @@ def train_step(config: Config, corpus: dict, resume: bool = False) -> dict:
 
 
 @flow(name="train")
-def train(config: Config, corpus: dict, resume: bool = False) -> dict:
+def train(config: Config, corpus: CorpusRef, resume: bool = False) -> AdapterRef:
     """Train on the approved corpus version (refuses anything else); on a retry, resume from the last checkpoint."""
     adapter = train_step.with_options(retries=config.train.retries)(config, corpus, resume)
-    publish_table("adapter", f"Adapter {adapter['model_name']} v{adapter['version']}", [
-        {"what": k, "value": str(adapter[k])} for k in
+    publish_table("adapter", f"Adapter {adapter.model_name} v{adapter.version}", [
+        {"what": k, "value": str(getattr(adapter, k))} for k in
         ("version", "base_name", "base_revision", "steps", "final_loss", "truncated", "resumed_from_step",
          "adapter_bytes", "logged_bytes", "device")])
     return adapter
@@ -50,7 +51,7 @@ def deployment_name(config: Config) -> str:
     return f"train/{config.train.work_pool}"
 
 
-def adapter_of_flow_run(config: Config, flow_run_id: str) -> dict:
+def adapter_of_flow_run(config: Config, flow_run_id: str) -> AdapterRef:
     """The adapter a train flow run registered, read back from MLflow (shared by the worker and us)."""
     import mlflow
 
@@ -59,10 +60,10 @@ def adapter_of_flow_run(config: Config, flow_run_id: str) -> dict:
     if not runs:
         raise AdapterOpsError(f"Train flow run {flow_run_id} finished but logged no training run to MLflow; check that "
                               "the worker uses the same MLFLOW_TRACKING_URI as this flow.")
-    return mlflow.artifacts.load_dict(f"runs:/{runs[0].info.run_id}/adapter.json")
+    return load_adapter_ref(runs[0].info.run_id)
 
 
-def train_on_work_pool(config: Config, corpus: dict) -> dict:
+def train_on_work_pool(config: Config, corpus: CorpusRef) -> AdapterRef:
     """Run the train deployment on config.train.work_pool, wait for it, and return its adapter."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
@@ -71,7 +72,7 @@ def train_on_work_pool(config: Config, corpus: dict) -> dict:
     attempts = config.train.retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus,
+            run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus.model_dump(mode="json"),
                                                    "resume": attempt > 1},
                                  timeout=None, poll_interval=POLL_SECONDS)
         except ObjectNotFound:

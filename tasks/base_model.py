@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from adapterops.base_models import BaseModelRef
 from adapterops.config import LoraConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import BaseModelRef
 from tasks.attention import attention_implementation
 
 

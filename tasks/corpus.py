@@ -20,10 +20,11 @@ import pandas as pd
 from adapterops import __version__
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell, md_code
-from adapterops.storage import file_digest, write_json, write_parquet
+from adapterops.refs import CorpusRef
+from adapterops.storage import file_digest, read_yaml, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
 from adapterops.workspace import resolve_workspace
-from tasks.contract import load_contract
+from tasks.contract import contract_path, load_contract
 from tasks.corpus_fetch import corpus_folder, version_folder
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
@@ -218,7 +219,7 @@ def _fsync_dir(path) -> None:
         os.close(fd)
 
 
-def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> dict:
+def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> CorpusRef:
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version.
 
     Under the pipeline lock: the number is the highest ever used + 1, the folder is staged then renamed,
@@ -241,17 +242,14 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
                    "eval_quarantined": stages["eval_ingest"]["quarantined"] + stages["eval_pii"]["quarantined"]
                    + split["eval_quarantined"]}
     check_accounting(counts)
-    reference = {"pipeline": pipeline, "digest": digest, "counts": counts, "contract": valid["contract"],
-                 "contract_version": valid["contract_version"], "owners": valid["owners"]}
 
     with pipeline_lock(pipeline) as root:
         experiment = ensure_experiment(corpus_experiment(pipeline))
         highest = _retire_incomplete(experiment, root)
         existing = find_version(pipeline, digest=digest)
         if existing is not None and _reusable(existing):
-            tags = existing.data.tags
-            return reference | {"version": int(tags["corpus.version"]), "path": tags["corpus.path"],
-                                "run_id": existing.info.run_id, "new": False}
+            return version_ref(existing.info.run_id, existing.data.tags["corpus.path"], load_manifest(existing),
+                               valid["owners"])
         number = highest + 1
         folder = root / f"v{number:04d}"
         staging = root / f".{folder.name}.partial"
@@ -272,7 +270,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> d
         crash_point("version-folder")
         run_id = _log_version_run(experiment, pipeline, number, digest, folder, valid, settings, counts,
                                   manifest["eval_digest"], record_digests, stages.get("label"))
-    return reference | {"version": number, "path": str(folder), "run_id": run_id, "new": True}
+    return version_ref(run_id, folder, manifest, valid["owners"], new=True)
 
 
 def _stage_files(staging, stages: dict) -> None:
@@ -405,11 +403,11 @@ def diff_against_last_approved(pipeline: str, run) -> str:
 
 # --- lineage: what a training run and an adapter version name ----------------------------------
 
-def lineage_tags(corpus: dict, corpus_tags: dict) -> dict:
+def lineage_tags(corpus: CorpusRef, corpus_tags: dict) -> dict:
     """Tags that let a user walk from an adapter version back to its approved corpus and reports."""
-    return {"corpus.version": str(corpus["version"]), "corpus.digest": corpus["digest"],
-            "corpus.run_id": corpus["run_id"], "contract": corpus["contract"],
-            "contract.version": str(corpus["contract_version"]),
+    return {"corpus.version": str(corpus.version), "corpus.digest": corpus.digest,
+            "corpus.run_id": corpus.run_id, "contract": corpus.contract,
+            "contract.version": str(corpus.contract_version),
             "approval.approver": corpus_tags.get("approval.approver", ""),
             "approval.time": corpus_tags.get("approval.time", ""),
             "eval.digest": corpus_tags.get("corpus.eval_digest", "")}
@@ -419,14 +417,14 @@ def lineage_tags(corpus: dict, corpus_tags: dict) -> dict:
 ML_WORKFLOW = "workflowType=machine_learning"
 
 
-def lineage_markdown(corpus: dict) -> str:
+def lineage_markdown(corpus: CorpusRef) -> str:
     """A model-version description linking to the corpus version's run in the MLflow UI."""
     import mlflow
 
-    experiment = mlflow.get_run(corpus["run_id"]).info.experiment_id
-    return (f"Trained on [corpus {corpus['pipeline']} v{corpus['version']}](#/experiments/{experiment}/runs/"
-            f"{corpus['run_id']}?{ML_WORKFLOW}) (digest `{corpus['digest']}`, contract {corpus['contract']} "
-            f"v{corpus['contract_version']}); its run holds the manifest, quarantine, duplicates and approvals.")
+    experiment = mlflow.get_run(corpus.run_id).info.experiment_id
+    return (f"Trained on [corpus {corpus.pipeline} v{corpus.version}](#/experiments/{experiment}/runs/"
+            f"{corpus.run_id}?{ML_WORKFLOW}) (digest `{corpus.digest}`, contract {corpus.contract} "
+            f"v{corpus.contract_version}); its run holds the manifest, quarantine, duplicates and approvals.")
 
 
 def corpus_datasets(folder, pipeline: str, record_digests: dict):
@@ -445,23 +443,37 @@ def corpus_datasets(folder, pipeline: str, record_digests: dict):
         yield name, MetaDataset(source=source, name=f"{pipeline}-{name}", digest=record_digests[name][:16], schema=schema)
 
 
-def log_corpus_inputs(corpus: dict) -> None:
+def log_corpus_inputs(corpus: CorpusRef) -> None:
     """Name the corpus version's datasets as inputs of the active MLflow run (digests from its manifest)."""
     import mlflow
 
     folder = corpus_folder(corpus)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    for name, dataset in corpus_datasets(folder, corpus["pipeline"], manifest["record_digests"]):
-        mlflow.log_input(dataset, context=f"corpus-v{corpus['version']}-{name}")
+    for name, dataset in corpus_datasets(folder, corpus.pipeline, manifest["record_digests"]):
+        mlflow.log_input(dataset, context=f"corpus-v{corpus.version}-{name}")
 
 
-def corpus_ref(pipeline: str, digest: str) -> dict:
-    """The reference the flows pass around, rebuilt from a stored version (e.g. for an approval event)."""
+def version_ref(run_id: str, path, manifest: dict, owners, new: bool = False) -> CorpusRef:
+    """The reference the flows pass around, from a version's run, folder and manifest: the one place it is built."""
+    return CorpusRef(pipeline=manifest["pipeline"], version=int(manifest["version"]), digest=manifest["digest"],
+                     path=str(path), run_id=run_id, new=new, counts=manifest["counts"], contract=manifest["contract"],
+                     contract_version=int(manifest["contract_version"]), owners=tuple(owners))
+
+
+def stored_ref(run, manifest: dict | None = None) -> CorpusRef:
+    """A stored version's reference without loading its contract through Great Expectations (seconds to
+    import): the owners are read from the contract file the version was validated with."""
+    manifest = manifest or load_manifest(run)
+    path = contract_path(manifest["contract"])
+    owners = [o["name"] if isinstance(o, dict) else str(o) for o in read_yaml(path, f"Contract {path} does not exist.")["owners"]]
+    return version_ref(run.info.run_id, run.data.tags["corpus.path"], manifest, owners)
+
+
+def corpus_ref(pipeline: str, digest: str) -> CorpusRef:
+    """The reference of a stored version (e.g. for an approval event), its owners from its contract."""
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; list them with "
                               f"`adapterops corpus list --name {pipeline}`.")
-    tags, manifest = run.data.tags, load_manifest(run)
-    return {"pipeline": pipeline, "digest": digest, "version": int(tags["corpus.version"]), "path": tags["corpus.path"],
-            "run_id": run.info.run_id, "new": False, "counts": manifest["counts"], "contract": manifest["contract"],
-            "contract_version": manifest["contract_version"], "owners": load_contract(manifest["contract"]).owners}
+    manifest = load_manifest(run)
+    return version_ref(run.info.run_id, run.data.tags["corpus.path"], manifest, load_contract(manifest["contract"]).owners)

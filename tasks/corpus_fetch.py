@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import CorpusRef
 from adapterops.workspace import resolve_workspace
 
 DECISION_FILE = "decision.dsse.json"
@@ -24,14 +25,14 @@ def version_folder(run) -> Path:
     return fetched_copy(run)
 
 
-def corpus_folder(corpus: dict) -> Path:
+def corpus_folder(corpus: CorpusRef) -> Path:
     """The same for the corpus reference the flows pass around (it names the version's run)."""
-    folder = Path(corpus["path"])
+    folder = Path(corpus.path)
     if folder.is_dir():
         return folder
     import mlflow
 
-    return fetched_copy(mlflow.MlflowClient().get_run(corpus["run_id"]))
+    return fetched_copy(mlflow.MlflowClient().get_run(corpus.run_id))
 
 
 def fetched_copy(run) -> Path:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapterops.storage import file_digest, read_yaml, write_json
+from adapterops.refs import CorpusRef
+from adapterops.storage import file_digest, write_json
 from adapterops.workspace import resolve_workspace
 from tasks.contract import contract_path
-from tasks.corpus import corpus_digest, find_version, last_approved, load_manifest, records_digest
+from tasks.corpus import corpus_digest, find_version, last_approved, load_manifest, records_digest, stored_ref
 from tasks.inputs import expand_inputs
 
 # Libraries whose behaviour decides what curation keeps (their versions enter the fingerprint).
@@ -102,7 +103,7 @@ def remember(pipeline: str, fingerprint: str, digest: str, anchored_on: str | No
     write_json(dict(list(index.items())[-KEEP_FINGERPRINTS:]), _index_path(pipeline))
 
 
-def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -> tuple[dict | None, str]:
+def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -> tuple[CorpusRef | None, str]:
     """(the corpus reference to reuse, why) when a version was curated from this fingerprint and its files
     still rehash to its digest; (None, why not) otherwise."""
     entry = _read_index(pipeline).get(fingerprint)
@@ -121,16 +122,6 @@ def reusable_corpus(pipeline: str, fingerprint: str, approved_now: str | None) -
         return None, f"version {version}'s files cannot be read ({error})"
     if not intact:
         return None, f"version {version}'s files no longer hash to its digest"
-    return reused_ref(pipeline, run, manifest), (f"same inputs, labels, contract, settings and code as version "
-                                                 f"{version}; its files rehash to {entry['digest']}")
+    return stored_ref(run, manifest), (f"same inputs, labels, contract, settings and code as version {version}; "
+                                       f"its files rehash to {entry['digest']}")
 
-
-def reused_ref(pipeline: str, run, manifest: dict) -> dict:
-    """tasks.corpus.corpus_ref without loading the contract through Great Expectations (seconds to import): the
-    contract file is the one this version was curated and validated with (its digest is in the fingerprint)."""
-    path = contract_path(manifest["contract"])
-    tags = run.data.tags
-    return {"pipeline": pipeline, "digest": manifest["digest"], "version": int(tags["corpus.version"]),
-            "path": tags["corpus.path"], "run_id": run.info.run_id, "new": False, "counts": manifest["counts"],
-            "contract": manifest["contract"], "contract_version": manifest["contract_version"],
-            "owners": list(read_yaml(path, f"Contract {path} does not exist.")["owners"])}

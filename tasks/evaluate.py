@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapterops.base_models import BaseModelRef, resolve_base_model
+from adapterops.base_models import resolve_base_model
 from adapterops.config import EvaluationConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.base_model import detect_device, load_base_model
 from tasks.contract import load_contract
@@ -157,7 +158,7 @@ def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
     return specs, slices
 
 
-def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
+def verified_eval_set(corpus: CorpusRef) -> tuple[pd.DataFrame, str]:
     """The corpus version's eval records, rehashed now against the digest its manifest recorded."""
     folder = corpus_folder(corpus)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -166,10 +167,10 @@ def verified_eval_set(corpus: dict) -> tuple[pd.DataFrame, str]:
         frame = pd.read_parquet(folder / "eval.parquet")
         actual = "sha256:" + records_digest(frame)
     except Exception as error:   # unreadable bytes are changed bytes: refuse in one line
-        raise AdapterOpsError(f"The eval set of corpus v{corpus['version']} ({folder / 'eval.parquet'}) cannot be read "
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} ({folder / 'eval.parquet'}) cannot be read "
                               f"({type(error).__name__}); its bytes changed since curation. Re-curate.") from None
     if actual != expected:
-        raise AdapterOpsError(f"The eval set of corpus v{corpus['version']} changed since curation (now {actual[:19]}, "
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} changed since curation (now {actual[:19]}, "
                               f"recorded {expected[:19]}, {len(frame)} records); evaluation refused. Re-curate.")
     return frame.reset_index(drop=True), expected
 
@@ -181,7 +182,7 @@ def _adapter_path(model_name: str, version: str) -> str:
     return str(next(p.parent for p in local.rglob("adapter_config.json")))
 
 
-def eval_dataset(corpus: dict, digest: str):
+def eval_dataset(corpus: CorpusRef, digest: str):
     """The eval set as an MLflow dataset, by reference: its file, digest and schema (no upload, no inference)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
@@ -190,8 +191,8 @@ def eval_dataset(corpus: dict, digest: str):
 
     with warnings.catch_warnings():   # MLflow registers the local file source twice and warns it picked one
         warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source((Path(corpus["path"]) / "eval.parquet").as_uri())
-    return MetaDataset(source=source, name=f"{corpus['pipeline']}-eval", digest=digest.removeprefix("sha256:")[:16],
+        source = resolve_dataset_source((Path(corpus.path) / "eval.parquet").as_uri())
+    return MetaDataset(source=source, name=f"{corpus.pipeline}-eval", digest=digest.removeprefix("sha256:")[:16],
                        schema=Schema([ColSpec("string", c) for c in CANONICAL_FIELDS]))
 
 
@@ -208,11 +209,11 @@ def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answ
     return np.asarray(values)
 
 
-def load_models(cfg, adapter: dict, other: str | None):
+def load_models(cfg, adapter: AdapterRef, other: str | None):
     """One base model with the candidate (and the other version, if any) attached as named adapters."""
     from peft import PeftModel
 
-    base_ref = BaseModelRef(adapter["base_name"], adapter["base_path"], adapter["base_revision"])
+    base_ref = adapter.base
     if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
         local = resolve_base_model(cfg)
         if (local.name, local.revision) == (base_ref.name, base_ref.revision):
@@ -220,12 +221,12 @@ def load_models(cfg, adapter: dict, other: str | None):
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
     # and the adapter's local folder only where it exists, else the registered copy
     base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())
-    candidate_dir = adapter["adapter_dir"]
+    candidate_dir = adapter.adapter_dir
     if not Path(candidate_dir).is_dir():
-        candidate_dir = _adapter_path(adapter["model_name"], adapter["version"])
+        candidate_dir = _adapter_path(adapter.model_name, adapter.version)
     model = PeftModel.from_pretrained(base, candidate_dir, adapter_name="candidate").eval()
     if other is not None:
-        model.load_adapter(_adapter_path(adapter["model_name"], other), adapter_name="production")
+        model.load_adapter(_adapter_path(adapter.model_name, other), adapter_name="production")
     return model, tokenizer
 
 
@@ -251,7 +252,7 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
     return answers, scores, new_tokens
 
 
-def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "production") -> dict:
+def evaluate_adapter(cfg, corpus: CorpusRef, adapter: AdapterRef, against: str | None = "production") -> EvaluationResult:
     """Base vs candidate vs another version (default: whatever is in production now) on the corpus's eval set.
 
     against: "production", a version number, or None (the base only). Nothing moves in the registry.
@@ -260,11 +261,11 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
-    contract = load_contract(corpus["contract"])
+    contract = load_contract(corpus.contract)
     specs, slices = evaluation_plan(cfg, contract)
     records, eval_digest = verified_eval_set(corpus)
     if records.empty:
-        raise AdapterOpsError(f"The eval set of corpus v{corpus['version']} is empty; add records to eval_source and re-curate.")
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
     judges = [s for s in specs if s.kind == "llm_judge"]
     if judges and not cfg.evaluation.judge_model:
         log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])
@@ -274,23 +275,23 @@ def evaluate_adapter(cfg, corpus: dict, adapter: dict, against: str | None = "pr
     directions = score_names(scorers)
     other = None
     if against == "production":
-        current = production_version(mlflow.MlflowClient(), adapter["model_name"])
-        other = str(current.version) if current is not None and str(current.version) != adapter["version"] else None
-    elif against is not None and str(against) != adapter["version"]:
+        current = production_version(mlflow.MlflowClient(), adapter.model_name)
+        other = str(current.version) if current is not None and str(current.version) != adapter.version else None
+    elif against is not None and str(against) != adapter.version:
         other = str(against)
     model, tokenizer = load_models(cfg, adapter, other)
     who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
     answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter, cfg)
     summary = summarise(scores, directions, labels, cfg.evaluation)
     failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
-    result = {"model_name": adapter["model_name"], "version": adapter["version"], "production_version": other,
+    result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
               "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
               "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
-    result["run_id"] = log_evaluation(cfg, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
-    return result
+    run_id = log_evaluation(cfg, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
+    return EvaluationResult(**result, run_id=run_id)
 
 
-def log_evaluation(cfg, corpus: dict, adapter: dict, result: dict, specs: list[ScorerSpec], slices: list[str],
+def log_evaluation(cfg, corpus: CorpusRef, adapter: AdapterRef, result: dict, specs: list[ScorerSpec], slices: list[str],
                    table: pd.DataFrame) -> str:
     """The eval run: params, the eval set as a dataset input, the per-example table, metrics linked to the model."""
     import mlflow
@@ -298,11 +299,11 @@ def log_evaluation(cfg, corpus: dict, adapter: dict, result: dict, specs: list[S
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     against = f"v{result['production_version']}" if result["production_version"] else "base"
     metrics = summary_metrics(result["summary"])
-    with mlflow.start_run(experiment_id=experiment, run_name=f"eval-v{adapter['version']}-vs-{against}") as run:
-        mlflow.set_tags({"stage": "evaluate", "model.name": adapter["model_name"], "model.version": adapter["version"],
-                         "train.run_id": adapter["run_id"], "corpus.digest": corpus["digest"],
-                         "corpus.version": str(corpus["version"]), "eval.digest": result["eval_digest"],
-                         "eval.size": str(result["examples"]), "eval.source": str(Path(corpus["path"]) / "eval.parquet"),
+    with mlflow.start_run(experiment_id=experiment, run_name=f"eval-v{adapter.version}-vs-{against}") as run:
+        mlflow.set_tags({"stage": "evaluate", "model.name": adapter.model_name, "model.version": adapter.version,
+                         "train.run_id": adapter.run_id, "corpus.digest": corpus.digest,
+                         "corpus.version": str(corpus.version), "eval.digest": result["eval_digest"],
+                         "eval.size": str(result["examples"]), "eval.source": str(Path(corpus.path) / "eval.parquet"),
                          "eval.against": against})
         mlflow.log_params({"eval.scorers": json.dumps([s.model_dump(exclude_none=True, exclude_defaults=True)
                                                         | {"kind": s.kind} for s in specs])[:6000],
@@ -314,8 +315,8 @@ def log_evaluation(cfg, corpus: dict, adapter: dict, result: dict, specs: list[S
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
-                           model_id=adapter.get("model_id"))
+                           model_id=adapter.model_id)
         mlflow.log_dict(result, "evaluation/summary.json")
-    with mlflow.start_run(run_id=adapter["run_id"]):   # the candidate's own scores beside its training curve
+    with mlflow.start_run(run_id=adapter.run_id):   # the candidate's own scores beside its training curve
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("eval.base.", "eval.candidate."))})
     return run.info.run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapterops.escaping import md_cell
+from adapterops.refs import EvaluationResult, ReleaseDecision
 
 
 def _interval(interval: dict | None) -> str:
@@ -11,9 +12,9 @@ def _interval(interval: dict | None) -> str:
     return f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
 
 
-def score_rows(result: dict) -> list[dict]:
+def score_rows(result: EvaluationResult) -> list[dict]:
     """Per score: each model's mean and the candidate's improvement intervals (direction-adjusted)."""
-    summary = result["summary"]
+    summary = result.summary
     rows = []
     for name, higher in summary["directions"].items():
         means = {who: summary["means"][who][name] for who in summary["means"]}
@@ -24,10 +25,10 @@ def score_rows(result: dict) -> list[dict]:
     return rows
 
 
-def scores_markdown(result: dict) -> str:
-    summary = result["summary"]
-    production = f"v{result['production_version']}" if result["production_version"] else "none"
-    lines = [f"{result['examples']} eval records (digest `{result['eval_digest'][:19]}`), production: {production}. "
+def scores_markdown(result: EvaluationResult) -> str:
+    summary = result.summary
+    production = f"v{result.production_version}" if result.production_version else "none"
+    lines = [f"{result.examples} eval records (digest `{result.eval_digest[:19]}`), production: {production}. "
              "Improvement = candidate − other, sign flipped where lower is better; 95% paired bootstrap interval.", "",
              "| score | better | base | candidate | production | improvement vs base | vs production |",
              "|---|---|---|---|---|---|---|"]
@@ -43,17 +44,17 @@ def scores_markdown(result: dict) -> str:
                 continue
             text = ", ".join(f"{name} {iv['mean']:+.2f}" for name, iv in part["vs_base"].items())
             lines.append(f"| {md_cell(key)} | {part['size']} | {text} |")
-    if result.get("failures"):
-        lines += ["", "Scorer failures (scored as failed): " + ", ".join(f"{k}: {v}" for k, v in result["failures"].items())]
+    if result.failures:
+        lines += ["", "Scorer failures (scored as failed): " + ", ".join(f"{k}: {v}" for k, v in result.failures.items())]
     return "\n".join(lines)
 
 
-def gate_markdown(decision: dict) -> str:
-    lines = [f"**{'Promoted' if decision['promoted'] else 'Held'}**: {md_cell(decision['reason'])}", "",
+def gate_markdown(decision: ReleaseDecision) -> str:
+    lines = [f"**{'Promoted' if decision.promoted else 'Held'}**: {md_cell(decision.reason)}", "",
              "| check | score | scope | against | lower bound | needs | rule |", "|---|---|---|---|---|---|---|"]
-    for check in decision.get("checks", []):
+    for check in decision.checks:
         op = ">" if check["against"] == "base" else ">="
         lines.append(f"| {'pass' if check['passed'] else '**FAIL**'} | {check['score']} | {md_cell(check['scope'])} | "
                      f"{check['against']} | {check['lower']:+.4f} | {op} {check['threshold']:+.4f} | {check['rule']} |")
-    lines += [f"- {md_cell(note)}" for note in decision.get("notes", [])]
+    lines += [f"- {md_cell(note)}" for note in decision.notes]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
+from adapterops.refs import CorpusRef
 from adapterops.storage import file_digest, write_json, write_parquet, write_text
 from tasks.argilla_format import argilla_files
 from tasks.contract import load_contract
@@ -105,15 +106,15 @@ class Decision:
 
 # --- export -----------------------------------------------------------------------------------------
 
-def export_tasks(frame: pd.DataFrame, corpus: dict, fmt: str) -> list[dict]:
+def export_tasks(frame: pd.DataFrame, corpus: CorpusRef, fmt: str) -> list[dict]:
     """One task per record, in the format's shape, each carrying its provenance."""
     if fmt not in FORMATS:
         raise AdapterOpsError(f"label format must be {' or '.join(FORMATS)}, not {fmt!r}.")
     tasks = []
     for record in frame.to_dict("records"):
         provenance = {"record_id": str(record["id"]), "record_digest": record_digest(record),
-                      "corpus_pipeline": corpus["pipeline"], "corpus_version": int(corpus["version"]),
-                      "corpus_digest": corpus["digest"]}
+                      "corpus_pipeline": corpus.pipeline, "corpus_version": int(corpus.version),
+                      "corpus_digest": corpus.digest}
         texts = {"prompt": record.get("prompt") or "", "completion": record.get("completion") or ""}
         if fmt == "label-studio":
             # The interface shows record text only through <Text> tags, which Label Studio renders as plain text
@@ -319,7 +320,7 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
             "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
 
 
-def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "train", limit: int | None = None,
+def version_tasks(corpus_folder: str, corpus: CorpusRef, fmt: str, split: str = "train", limit: int | None = None,
                   seed: int = 0) -> list[dict]:
     """A version's records (a split, or a seeded sample of it) as labeling tasks."""
     splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
@@ -332,7 +333,7 @@ def version_tasks(corpus_folder: str, corpus: dict, fmt: str, split: str = "trai
     return export_tasks(frame, corpus, fmt)
 
 
-def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str = "train",
+def export_file(corpus_folder: str, corpus: CorpusRef, fmt: str, out_path, split: str = "train",
                 limit: int | None = None, seed: int = 0, hint: str | None = None) -> dict:
     """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it).
 
@@ -345,7 +346,7 @@ def export_file(corpus_folder: str, corpus: dict, fmt: str, out_path, split: str
         if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
             raise AdapterOpsError(f"{out_path} exists and is not an empty folder; an Argilla export is a folder, "
                                   "pass a new one with --out.")
-        name = f"{corpus['pipeline']}-v{int(corpus['version'])}"
+        name = f"{corpus.pipeline}-v{int(corpus.version)}"
         for relative, text in argilla_files(tasks, name, hint).items():
             write_text(text, out_path / relative)
     elif fmt == "label-studio":

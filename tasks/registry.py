@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
 from adapterops.faults import crash_point
+from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult, ReleaseDecision, ReusedAdapter, StagingResult
 from tasks.gate import decide
 from tasks.train import recipe_settings, training_key
 
@@ -275,7 +276,8 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     return {"model_name": model_name, **entry}
 
 
-def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, staging: dict | None = None) -> dict:
+def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: EvaluationResult,
+                    staging: StagingResult | None = None) -> ReleaseDecision:
     """Alias the new version 'candidate'; move 'production' only if every gate rule passes and, with
     release.staging, the staging smoke suite passed over HTTP; record why.
 
@@ -285,11 +287,11 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, sta
     import mlflow
 
     client = mlflow.MlflowClient()
-    name, version = adapter["model_name"], adapter["version"]
+    name, version = adapter.model_name, adapter.version
     registry_call(lambda: client.set_registered_model_alias(name, "candidate", version),
                   f"setting {name}'s candidate alias to v{version}")
-    decision = decide(release.gate, evaluation["summary"])
-    evaluated_against = evaluation["production_version"]
+    decision = decide(release.gate, evaluation.summary)
+    evaluated_against = evaluation.production_version
     current = production_version(client, name)
     current = str(current.version) if current is not None else None
     previous, promote, reason = evaluated_against, decision.promote, decision.reason()
@@ -302,9 +304,9 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, sta
                                   f"was evaluated against {'v' + evaluated_against if evaluated_against else 'no production version'}; "
                                   "evaluate it again against the current production before releasing")
         previous = current
-    elif promote and release.staging and not (staging or {}).get("passed"):
+    elif promote and release.staging and not (staging and staging.passed):
         promote = False
-        reason = "held: staging failed: " + ("; ".join(staging["reasons"]) if staging else "the smoke suite did not run")
+        reason = "held: staging failed: " + ("; ".join(staging.reasons) if staging else "the smoke suite did not run")
         record_hold(client, registered_model(client, name, reconcile=False), version, "staging-failed", reason)
         previous = current
     elif promote:
@@ -316,13 +318,14 @@ def release_adapter(release: ReleaseConfig, adapter: dict, evaluation: dict, sta
             registry_call(lambda: client.set_model_version_tag(name, version, key, value),
                           f"tagging {name} v{version} with {key}")
     verdict = "promoted" if promote else "held"
-    gate = decision.as_dict() | {"promote": promote, "reason": reason, "staging": staging}
-    with mlflow.start_run(run_id=evaluation["run_id"]):
+    gate = decision.as_dict() | {"promote": promote, "reason": reason,
+                                 "staging": staging.model_dump(mode="json") if staging else None}
+    with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
-    return {"model_name": name, "version": version, "promoted": promote, "reason": reason,
-            "previous_production": previous, "time": when, "checks": gate["checks"], "notes": decision.notes,
-            "staging": staging}
+    return ReleaseDecision(model_name=name, version=version, promoted=promote, reason=reason,
+                           previous_production=previous, time=when, checks=gate["checks"], notes=decision.notes,
+                           staging=staging)
 
 
 # --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
@@ -337,15 +340,15 @@ def find_trained_version(model_name: str, key: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def reusable_version(cfg, corpus: dict, base_revision: str) -> dict | None:
+def reusable_version(cfg, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
     """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
-    found = find_trained_version(cfg.release.model_name, training_key(corpus["digest"], base_revision,
+    found = find_trained_version(cfg.release.model_name, training_key(corpus.digest, base_revision,
                                                                       recipe_settings(cfg)))
     if found is None:
         return None
     import mlflow
 
     aliases = aliases_by_version(registered_model(mlflow.MlflowClient(), cfg.release.model_name).aliases)
-    return {"model_name": cfg.release.model_name, "version": str(found.version),
-            "aliases": aliases.get(str(found.version), []),
-            "decision": found.tags.get("release.decision", ""), "reason": found.tags.get("release.reason", "")}
+    return ReusedAdapter(model_name=cfg.release.model_name, version=str(found.version),
+                         aliases=aliases.get(str(found.version), []), decision=found.tags.get("release.decision", ""),
+                         reason=found.tags.get("release.reason", ""))

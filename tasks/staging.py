@@ -15,6 +15,7 @@ from pathlib import Path
 from adapterops.config import ScorerSpec, ServeConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell as escape_markdown
+from adapterops.refs import AdapterRef, StagingResult
 from tasks.serve_process import ServerProcess
 
 
@@ -75,18 +76,18 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
             "p95_seconds": round(p95, 4), "p50_seconds": round(percentile([a.seconds for a in answers], 50), 4)}
 
 
-def smoke_markdown(model_name: str, version: str, result: dict) -> str:
+def smoke_markdown(result: StagingResult) -> str:
     """The Prefect artifact: the verdict, the figures and why it failed (record-derived text escaped)."""
-    verdict = "passed" if result["passed"] else "FAILED: production unchanged"
-    lines = [f"# Staging of {escape_markdown(model_name)} v{version}: {verdict}", "",
+    verdict = "passed" if result.passed else "FAILED: production unchanged"
+    lines = [f"# Staging of {escape_markdown(result.model_name)} v{result.version}: {verdict}", "",
              "| check | value |", "|---|---|",
-             f"| requests | {result['requests']} ({result['failed']} failed) |",
-             f"| empty answers | {result['empty']} |",
-             f"| format compliance | {result['format_share']:.2f}{'' if result['format_checked'] else ' (no regex_match scorer)'} |",
-             f"| answers differing from offline | {result['differ']} |",
-             f"| latency p50 / p95 | {result['p50_seconds']:.3f} s / {result['p95_seconds']:.3f} s |"]
-    if result["reasons"]:
-        lines += ["", "## Why it failed", ""] + [f"- {escape_markdown(r)}" for r in result["reasons"]]
+             f"| requests | {result.requests} ({result.failed} failed) |",
+             f"| empty answers | {result.empty} |",
+             f"| format compliance | {result.format_share:.2f}{'' if result.format_checked else ' (no regex_match scorer)'} |",
+             f"| answers differing from offline | {result.differ} |",
+             f"| latency p50 / p95 | {result.p50_seconds:.3f} s / {result.p95_seconds:.3f} s |"]
+    if result.reasons:
+        lines += ["", "## Why it failed", ""] + [f"- {escape_markdown(r)}" for r in result.reasons]
     return "\n".join(lines)
 
 
@@ -118,15 +119,15 @@ def offline_answers(evaluation_run_id: str) -> list[tuple[str, str]]:
     return list(zip(table["prompt"].astype(str), table["candidate_answer"].astype(str)))
 
 
-def stage_candidate(serve: ServeConfig, adapter: dict, cases: list[tuple[str, str]], specs: list[ScorerSpec],
-                    max_new_tokens: int, work_dir) -> dict:
+def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple[str, str]], specs: list[ScorerSpec],
+                    max_new_tokens: int, work_dir) -> StagingResult:
     """Alias the candidate `staging`, serve it in a subprocess, run the smoke suite over HTTP, stop the server,
-    and tag the version with the outcome (tags are for display; the caller acts on the returned dict)."""
+    and tag the version with the outcome (tags are for display; the caller acts on the returned result)."""
     import httpx
     import mlflow
     import yaml
 
-    name, version = adapter["model_name"], adapter["version"]
+    name, version = adapter.model_name, adapter.version
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(name, "staging", version)
     work_dir = Path(work_dir)
@@ -142,14 +143,14 @@ def stage_candidate(serve: ServeConfig, adapter: dict, cases: list[tuple[str, st
             server.wait_healthy(settings.smoke_startup_seconds)
             with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3)) as http:
                 answers = [ask(http, f"{name}@staging", p, e, max_new_tokens) for p, e in smoke_cases(cases, settings.smoke_prompts)]
-        result = judge_smoke(answers, format_patterns(specs), settings)
+        figures = judge_smoke(answers, format_patterns(specs), settings)
     except AdapterOpsError as error:   # the server did not start: that is a failed staging, not a crash
-        result = judge_smoke([], [], settings) | {"reasons": [f"the staging server did not come up: {error}"]}
-    result |= {"model_name": name, "version": version, "server_log": str(work_dir / "staging-serve.log"),
-               "server_pid": server_pid}
-    tags = {"staging.decision": "passed" if result["passed"] else "failed",
-            "staging.reasons": "; ".join(result["reasons"])[:5000] or "all checks passed",
-            "staging.p95_seconds": str(result["p95_seconds"]), "staging.format_share": str(result["format_share"])}
+        figures = judge_smoke([], [], settings) | {"reasons": [f"the staging server did not come up: {error}"]}
+    result = StagingResult(**figures, model_name=name, version=version, server_log=str(work_dir / "staging-serve.log"),
+                           server_pid=server_pid)
+    tags = {"staging.decision": "passed" if result.passed else "failed",
+            "staging.reasons": "; ".join(result.reasons)[:5000] or "all checks passed",
+            "staging.p95_seconds": str(result.p95_seconds), "staging.format_share": str(result.format_share)}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return result

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from adapterops.base_models import BaseModelRef, resolve_base_model
+from adapterops.base_models import resolve_base_model
 from adapterops.config import Config, LoraConfig, TrainConfig, load_config
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import BaseModelRef
 from adapterops.storage import write_json
 from adapterops.workspace import resolve_workspace
 from tasks.base_model import detect_device, load_base_model, quantization_config

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from adapterops.base_models import BaseModelRef
 from adapterops.config import BUILTIN_TINY_MODEL, Config
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from adapterops.workspace import resolve_workspace
 from tasks.approval import require_approved
@@ -19,6 +19,8 @@ from tasks.corpus_fetch import corpus_folder
 from tasks.served_model import pyfunc_model_args
 from tasks.sft_data import load_records
 from tasks.train import recipe_settings, run_recipe, training_key
+
+ADAPTER_FILE = "adapter.json"
 
 
 def flatten(data: dict, prefix: str = "") -> dict:
@@ -31,11 +33,11 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def truncation_note(adapter: dict, cfg: Config) -> str | None:
+def truncation_note(adapter: AdapterRef, cfg: Config) -> str | None:
     """A warning when examples were cut at max_length (their completion tails were not trained on)."""
-    if not adapter["truncated"]:
+    if not adapter.truncated:
         return None
-    return (f"{adapter['truncated']} of {adapter['examples']} training examples were longer than train.max_length="
+    return (f"{adapter.truncated} of {adapter.examples} training examples were longer than train.max_length="
             f"{cfg.train.max_length} tokens and were cut; raise train.max_length if their endings matter.")
 
 
@@ -45,22 +47,22 @@ def recipe_label(cfg: Config) -> str:
     return f"r{cfg.lora.r}-s{cfg.train.max_steps}-{digest}"
 
 
-def train_run_dir(cfg: Config, corpus: dict) -> Path:
+def train_run_dir(cfg: Config, corpus: CorpusRef) -> Path:
     """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
-    return resolve_workspace().runs_dir / "train" / cfg.name / f"corpus-v{corpus['version']}-{corpus['digest'][-12:]}"
+    return resolve_workspace().runs_dir / "train" / cfg.name / f"corpus-v{corpus.version}-{corpus.digest[-12:]}"
 
 
-def train_adapter(cfg: Config, corpus: dict, base: BaseModelRef, run_dir,
+def train_adapter(cfg: Config, corpus: CorpusRef, base: BaseModelRef, run_dir,
                   progress: Callable[[int, dict], None] | None = None, resume: bool = False,
-                  extra_tags: dict | None = None) -> dict:
+                  extra_tags: dict | None = None) -> AdapterRef:
     """Refuse unapproved bytes, run the recipe, log the run and register the adapter-only model."""
     import mlflow
 
-    corpus_tags = require_approved(corpus["pipeline"], corpus["digest"], cfg.approval)  # signed decision, rehashed bytes
+    corpus_tags = require_approved(corpus.pipeline, corpus.digest, cfg.approval)  # signed decision, rehashed bytes
     records = load_records(corpus_folder(corpus) / "train.parquet")   # fetched from MLflow on another machine
     experiment = ensure_experiment(adapter_experiment(cfg.name))
     recipe = recipe_label(cfg)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus['version']}-{recipe}",
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus.version}-{recipe}",
                           log_system_metrics=cfg.train.system_metrics) as run:
         lineage = lineage_tags(corpus, corpus_tags)
         mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "stage": "train"}
@@ -82,7 +84,7 @@ def train_adapter(cfg: Config, corpus: dict, base: BaseModelRef, run_dir,
         adapter_dir = Path(done["adapter_dir"])
         weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
-            name=f"adapter-corpus-v{corpus['version']}-{recipe}",
+            name=f"adapter-corpus-v{corpus.version}-{recipe}",
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
             **pyfunc_model_args(base.name, base.path, base.revision, cfg.base_model == BUILTIN_TINY_MODEL,
                                 cfg.train.prompt_template))
@@ -91,20 +93,26 @@ def train_adapter(cfg: Config, corpus: dict, base: BaseModelRef, run_dir,
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
-        reuse_key = training_key(corpus["digest"], base.revision, recipe_settings(cfg))
+        reuse_key = training_key(corpus.digest, base.revision, recipe_settings(cfg))
         for key, value in ({"base_model": base.name, "base_model.revision": base.revision,
                             "train.run_id": run.info.run_id, "train.key": reuse_key} | lineage).items():
             client.set_model_version_tag(cfg.release.model_name, version, key, value)
         client.update_model_version(cfg.release.model_name, version, description=lineage_markdown(corpus))
-        adapter = {"model_name": cfg.release.model_name, "version": version, "run_id": run.info.run_id,
-                   "model_id": info.model_id, "recipe": recipe,
-                   "adapter_dir": str(adapter_dir), "adapter_bytes": weights.stat().st_size, "logged_bytes": logged_bytes,
-                   "base_name": base.name, "base_path": base.path, "base_revision": base.revision,
-                   "final_loss": history[-1]["loss"], "steps": len(history), "device": done["device"].split(":")[0],
-                   "examples": done["examples"], "truncated": done["truncated"],
-                   "resumed_from_step": done["resumed_from_step"]}
-        mlflow.log_dict(adapter, "adapter.json")
+        adapter = AdapterRef(model_name=cfg.release.model_name, version=version, run_id=run.info.run_id,
+                             model_id=info.model_id, recipe=recipe, adapter_dir=str(adapter_dir),
+                             adapter_bytes=weights.stat().st_size, logged_bytes=logged_bytes, base_name=base.name,
+                             base_path=base.path, base_revision=base.revision, final_loss=history[-1]["loss"],
+                             steps=len(history), device=done["device"].split(":")[0], examples=done["examples"],
+                             truncated=done["truncated"], resumed_from_step=done["resumed_from_step"])
+        mlflow.log_dict(adapter.model_dump(mode="json"), ADAPTER_FILE)
     return adapter
+
+
+def load_adapter_ref(run_id: str) -> AdapterRef:
+    """The adapter reference a training run logged (on whichever machine trained it)."""
+    import mlflow
+
+    return AdapterRef.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{ADAPTER_FILE}"))
 
 
 def check_logged_artifact(model_uri: str, expected_bytes: int) -> int:

@@ -9,8 +9,10 @@ import prefect.events
 import pytest
 
 from adapterops.notify import declared_automations, emit_release, emit_waiting
+from adapterops.refs import ReleaseDecision
+from tests.refs import fake_corpus
 
-CORPUS = {"pipeline": "tickets", "version": 3, "digest": "sha256:abc"}
+CORPUS = fake_corpus(pipeline="tickets", version=3, digest="sha256:abc")
 
 
 @pytest.fixture()
@@ -46,8 +48,10 @@ def test_a_waiting_version_is_announced_with_its_links_and_the_command(emitted):
 
 @pytest.mark.parametrize("promoted,verdict", [(True, "promoted to production"), (False, "held at candidate")])
 def test_a_promotion_or_a_hold_is_announced_with_its_reason(emitted, promoted, verdict):
-    emit_release({"model_name": "m", "version": "4", "promoted": promoted, "reason": "loss 0.9 vs 1.2"}, CORPUS,
-                 "http://mlflow:5000")
+    decision = ReleaseDecision(model_name="m", version="4", promoted=promoted, reason="loss 0.9 vs 1.2",
+                               previous_production=None, time="2026-12-02T00:00:00+00:00", checks=[], notes=[],
+                               staging=None)
+    emit_release(decision, CORPUS, "http://mlflow:5000")
     action = automation_for(emitted[0]).actions[0]
     assert render(action.subject, emitted[0]) == f"m v4 {verdict}"
     assert "Why: loss 0.9 vs 1.2" in render(action.body, emitted[0])

@@ -10,18 +10,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import AdapterRef, EvaluationResult
 
 out = Console()
 
 
-def scores_table(result: dict, title: str) -> Table:
+def scores_table(result: EvaluationResult, title: str) -> Table:
     """Base → candidate (→ other) per score, with the candidate's improvement intervals."""
     from tasks.evaluation_report import score_rows
 
     def interval(iv):
         return "-" if not iv else f"{iv['mean']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
 
-    other = f"v{result['production_version']}" if result["production_version"] else None
+    other = f"v{result.production_version}" if result.production_version else None
     table = Table(title=title)
     for column in ("score", "base", "candidate") + ((other,) if other else ()) + ("vs base (95% CI)",) + \
             ((f"vs {other} (95% CI)",) if other else ()):
@@ -43,16 +44,17 @@ def gate_table(checks: list[dict], title: str) -> Table:
     return table
 
 
-def adapter_of_version(model_name: str, version: str) -> dict:
+def adapter_of_version(model_name: str, version: str) -> AdapterRef:
     """The adapter reference a registered version was trained as (its training run's adapter.json)."""
     import mlflow
 
     from tasks.registry import registered_version
+    from tasks.train_run import load_adapter_ref
 
     found = registered_version(mlflow.MlflowClient(), model_name, version)
-    run_id = found.tags.get("train.run_id") or found.run_id
-    adapter = mlflow.artifacts.load_dict(f"runs:/{run_id}/adapter.json")
-    return adapter | {"version": str(found.version), "model_id": getattr(found, "model_id", None) or adapter.get("model_id")}
+    adapter = load_adapter_ref(found.tags.get("train.run_id") or found.run_id)
+    return adapter.model_copy(update={"version": str(found.version),
+                                      "model_id": getattr(found, "model_id", None) or adapter.model_id})
 
 
 def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline name (the config's `name`)."),
@@ -77,9 +79,9 @@ def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline n
     corpus = corpus_ref(name, versions[-1].data.tags["corpus.digest"])
     adapter = adapter_of_version(cfg.release.model_name, version)
     result = evaluate_adapter(cfg, corpus, adapter, against=against or "production")
-    out.print(scores_table(result, f"{cfg.release.model_name} v{version} on corpus v{corpus['version']}'s eval set "
-                                   f"({result['examples']} records)"))
-    decision = decide(cfg.release.gate, result["summary"])
+    out.print(scores_table(result, f"{cfg.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
+                                   f"({result.examples} records)"))
+    decision = decide(cfg.release.gate, result.summary)
     out.print(gate_table(decision.as_dict()["checks"], "Release gate (not applied: eval moves no alias)"))
     out.print(f"gate: {'would promote' if decision.promote else 'would hold'} — {escape(decision.reason())}; "
-              f"logged as MLflow run {result['run_id']}", highlight=False)
+              f"logged as MLflow run {result.run_id}", highlight=False)

@@ -32,11 +32,11 @@ def _labeling(config: Path | None):
 
 def _version(name: str, version: int):
     """The version's MLflow run and the reference its tasks carry."""
-    from tasks.corpus import get_version
+    from tasks.corpus import get_version, stored_ref
 
     setup()
     run = get_version(name, version)
-    return run, {"pipeline": name, "version": version, "digest": run.data.tags["corpus.digest"]}
+    return run, stored_ref(run)
 
 
 @app.command()

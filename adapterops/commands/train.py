@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import CorpusRef
 
 out = Console()
 
 
-def approved_corpus(pipeline: str, version: int | None = None) -> dict:
+def approved_corpus(pipeline: str, version: int | None = None) -> CorpusRef:
     """The corpus reference training takes: the given version, else the newest approved one."""
     from tasks.corpus import corpus_ref, get_version, last_approved
 
@@ -61,10 +62,10 @@ def train(config: Path = typer.Argument(..., help="YAML config file, e.g. config
         raise AdapterOpsError(f"No checkpoint to resume in {run_dir / 'checkpoints'}; run without --resume to start.")
     with progress_bar(cfg.train.max_steps) as on_step:
         adapter = train_adapter(cfg, corpus, resolve_base_model(cfg), run_dir, on_step, resume=resume)
-    table = Table(title=f"adapter {adapter['model_name']} v{adapter['version']}", show_header=False)
+    table = Table(title=f"adapter {adapter.model_name} v{adapter.version}", show_header=False)
     for key in ("steps", "final_loss", "resumed_from_step", "truncated", "device", "adapter_bytes", "run_id"):
-        table.add_row(key, str(adapter[key]))
-    table.add_row("corpus", f"v{corpus['version']} {corpus['digest'][:23]}")
+        table.add_row(key, str(getattr(adapter, key)))
+    table.add_row("corpus", f"v{corpus.version} {corpus.digest[:23]}")
     table.add_row("checkpoints", str(run_dir / "checkpoints"))
     out.print(table)
     if note := truncation_note(adapter, cfg):

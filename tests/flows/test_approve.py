@@ -38,7 +38,7 @@ def curate_pending(name):
 def corpus_tags(corpus):
     from tasks.corpus import find_version
 
-    return find_version(corpus["pipeline"], digest=corpus["digest"]).data.tags
+    return find_version(corpus.pipeline, digest=corpus.digest).data.tags
 
 
 def test_without_a_server_the_run_stops_and_names_the_waiting_version(prefect_harness, monkeypatch):
@@ -97,10 +97,10 @@ def test_cli_approval_refusals_and_the_append_only_log(prefect_harness):
     refused = runner.invoke(app, ["corpus", "approve", "1", "--name", "cli", "--as", "mallory", "--yes"])
     assert refused.exit_code != 0 and "not an owner" in str(refused.exception)
     with pytest.raises(AdapterOpsError, match="version 1 is pending"):
-        require_approved("cli", first["digest"])
+        require_approved("cli", first.digest)
     result = runner.invoke(app, ["corpus", "approve", "1", "--name", "cli", "--as", "dana.k", "--note", "ok", "--yes"])
     assert result.exit_code == 0, result.output
-    require_approved("cli", first["digest"])
+    require_approved("cli", first.digest)
     again = runner.invoke(app, ["corpus", "reject", "1", "--name", "cli", "--as", "dana.k", "--yes"])
     assert "already approved" in str(again.exception)
     log = [v for k, v in corpus_tags(first).items() if k.startswith("approval.log.")]
@@ -114,36 +114,36 @@ def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harne
     from tasks.corpus import find_version
 
     config, first = curate_pending("supersede")
-    record_decision("supersede", first["digest"], "dana.k", "approved", "v1 fine")
+    record_decision("supersede", first.digest, "dana.k", "approved", "v1 fine")
     second_config = parse_config(SMALL | {"name": "supersede", "demo_records": 160})
     from flows.curate import curate
 
     second = curate(second_config)
-    assert second["version"] == 2 and second["digest"] != first["digest"]
-    manifest = json.loads((Path(second["path"]) / "manifest.json").read_text())
-    assert manifest["parent"] == first["digest"]                # the version it was curated after
-    record_decision("supersede", second["digest"], "dana.k", "approved", "v2 fine")
-    old = find_version("supersede", digest=first["digest"]).data.tags
+    assert second.version == 2 and second.digest != first.digest
+    manifest = json.loads((Path(second.path) / "manifest.json").read_text())
+    assert manifest["parent"] == first.digest                # the version it was curated after
+    record_decision("supersede", second.digest, "dana.k", "approved", "v2 fine")
+    old = find_version("supersede", digest=first.digest).data.tags
     assert old["corpus.status"] == "superseded" and old["corpus.superseded_by"] == "2"
     with pytest.raises(AdapterOpsError, match="version 1 is superseded"):
-        require_approved("supersede", first["digest"])
+        require_approved("supersede", first.digest)
     third = curate(parse_config(SMALL | {"name": "supersede", "demo_records": 170}))
-    record_decision("supersede", third["digest"], "dana.k", "rejected", "PII found")
+    record_decision("supersede", third.digest, "dana.k", "rejected", "PII found")
     with pytest.raises(AdapterOpsError, match="version 3 is rejected"):
-        require_approved("supersede", third["digest"])
+        require_approved("supersede", third.digest)
 
 
 def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness, monkeypatch, tmp_path):
     from tasks.approval import record_decision, require_approved
 
     _, corpus = curate_pending("exowner")
-    record_decision("exowner", corpus["digest"], "dana.k", "approved")
+    record_decision("exowner", corpus.digest, "dana.k", "approved")
     from tests.integrity.procs_approval import keyed_contract
 
     contract = keyed_contract(tmp_path, {"sam.p": {}, "policy:auto": {}})     # dana.k no longer an owner
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(contract.parent))
     with pytest.raises(AdapterOpsError, match="not an owner of contract"):
-        require_approved("exowner", corpus["digest"])
+        require_approved("exowner", corpus.digest)
 
 
 def test_diff_shows_added_removed_changed_and_sources():
@@ -166,14 +166,14 @@ def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
 
     config, corpus = curate_pending("event")
     with pytest.raises(AdapterOpsError, match="pending"):
-        train_approved(config, corpus["digest"])
-    record_decision("event", corpus["digest"], "dana.k", "approved")
-    result = train_approved(config, corpus["digest"])
-    version = mlflow.MlflowClient().get_model_version(config.release.model_name, result["adapter"]["version"])
-    assert version.tags["corpus.digest"] == corpus["digest"] and version.tags["approval.approver"] == "dana.k"
-    assert result["release"]["version"] == result["adapter"]["version"]
-    again = train_approved(config, corpus["digest"])          # a repeated event trains nothing
-    assert again["reused"]["version"] == result["adapter"]["version"] and "adapter" not in again
+        train_approved(config, corpus.digest)
+    record_decision("event", corpus.digest, "dana.k", "approved")
+    result = train_approved(config, corpus.digest)
+    version = mlflow.MlflowClient().get_model_version(config.release.model_name, result["adapter"].version)
+    assert version.tags["corpus.digest"] == corpus.digest and version.tags["approval.approver"] == "dana.k"
+    assert result["release"].version == result["adapter"].version
+    again = train_approved(config, corpus.digest)          # a repeated event trains nothing
+    assert again["reused"].version == result["adapter"].version and "adapter" not in again
 
 
 def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect_harness, monkeypatch):
@@ -189,8 +189,8 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
     emitted = []
     monkeypatch.setattr(prefect.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
     _, corpus = curate_pending("emits")
-    record_decision("emits", corpus["digest"], "dana.k", "approved")
-    assert len(emitted) == 1 and emitted[0]["payload"]["digest"] == corpus["digest"]
+    record_decision("emits", corpus.digest, "dana.k", "approved")
+    assert len(emitted) == 1 and emitted[0]["payload"]["digest"] == corpus.digest
 
     declared = yaml.safe_load((Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text())
     deployment = next(d for d in declared["deployments"] if d["name"] == "on-approval")

@@ -49,24 +49,24 @@ def test_an_unchanged_curation_reuses_the_version_without_ingesting(inputs, inge
     folder, settings, first = inputs
     again = curate(parse_config(settings))
     assert ingest_calls == []
-    assert (again["version"], again["digest"], again["new"]) == (first["version"], first["digest"], False)
+    assert (again.version, again.digest, again.new) == (first.version, first.digest, False)
     from tasks.corpus import corpus_ref
 
-    assert again == corpus_ref(first["pipeline"], first["digest"])     # the reference a full curation hands on
+    assert again == corpus_ref(first.pipeline, first.digest)     # the reference a full curation hands on
 
 
 def test_a_changed_input_file_curates_a_new_version(inputs, ingest_calls, tmp_path):
     from flows.curate import curate
 
     folder, settings, first = inputs
-    kept = pd.read_parquet(f"{first['path']}/train.parquet")["id"].iloc[0]
+    kept = pd.read_parquet(f"{first.path}/train.parquet")["id"].iloc[0]
     lines = (folder / "train.jsonl").read_text(encoding="utf-8").split("\n")
     index = next(i for i, line in enumerate(lines) if f'"id": "{kept}"' in line)
     record = json.loads(lines[index])
     lines[index] = json.dumps(record | {"completion": record["completion"] + " Thanks for waiting."})
     (tmp_path / "train.jsonl").write_text("\n".join(lines), encoding="utf-8")
     changed = curate(parse_config(settings | {"sources": [str(tmp_path / "train.jsonl")]}))
-    assert ingest_calls and changed["new"] and changed["digest"] != first["digest"]
+    assert ingest_calls and changed.new and changed.digest != first.digest
 
 
 def test_a_changed_setting_curates_a_new_version(inputs, ingest_calls):
@@ -74,7 +74,7 @@ def test_a_changed_setting_curates_a_new_version(inputs, ingest_calls):
 
     _, settings, first = inputs
     changed = curate(parse_config(settings | {"split": {"seed": 8}}))
-    assert ingest_calls and changed["new"] and changed["digest"] != first["digest"]
+    assert ingest_calls and changed.new and changed.digest != first.digest
 
 
 def test_a_changed_contract_curates_a_new_version(inputs, ingest_calls, tmp_path, monkeypatch):
@@ -86,7 +86,7 @@ def test_a_changed_contract_curates_a_new_version(inputs, ingest_calls, tmp_path
     (tmp_path / "support_tickets.yaml").write_text(text.replace("\nversion: 1\n", "\nversion: 2\n"))
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
     changed = curate(parse_config(settings))
-    assert ingest_calls and changed["new"] and changed["contract_version"] == 2
+    assert ingest_calls and changed.new and changed.contract_version == 2
 
 
 def test_a_changed_label_file_curates_a_new_version(inputs, ingest_calls, tmp_path):
@@ -94,18 +94,18 @@ def test_a_changed_label_file_curates_a_new_version(inputs, ingest_calls, tmp_pa
     from tasks.labeling import export_tasks
 
     _, settings, first = inputs
-    records = pd.read_parquet(f"{first['path']}/train.parquet").head(2)
+    records = pd.read_parquet(f"{first.path}/train.parquet").head(2)
     tasks = export_tasks(records, first, "jsonl")
     tasks[0] |= {"verdict": "reject", "note": "not our product", "annotator": "lee@example.com"}
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(t) + "\n" for t in tasks))
     labeled = curate(parse_config(settings | {"labels": [str(labels)]}))
-    assert ingest_calls and labeled["new"]
+    assert ingest_calls and labeled.new
     ingest_calls.clear()
     tasks[1] |= {"verdict": "reject", "note": "duplicate ticket", "annotator": "lee@example.com"}
     labels.write_text("".join(json.dumps(t) + "\n" for t in tasks))
     relabeled = curate(parse_config(settings | {"labels": [str(labels)]}))
-    assert ingest_calls and relabeled["new"] and relabeled["digest"] != labeled["digest"]
+    assert ingest_calls and relabeled.new and relabeled.digest != labeled.digest
 
 
 def test_a_version_whose_files_no_longer_rehash_is_curated_again(prefect_harness, ingest_calls, tmp_path):
@@ -113,8 +113,8 @@ def test_a_version_whose_files_no_longer_rehash_is_curated_again(prefect_harness
 
     config = parse_config(SMALL | {"name": "cache-rehash"})
     first = curate(config)
-    train = pd.read_parquet(f"{first['path']}/train.parquet")
-    train.iloc[1:].to_parquet(f"{first['path']}/train.parquet")    # a record lost after the version was written
+    train = pd.read_parquet(f"{first.path}/train.parquet")
+    train.iloc[1:].to_parquet(f"{first.path}/train.parquet")    # a record lost after the version was written
     ingest_calls.clear()
     curate(config)
     assert ingest_calls, "a version whose files changed was reused without curating"

@@ -21,15 +21,15 @@ def corpus(prefect_harness, workspace):
 
 
 def test_the_version_carries_the_gx_result_data_docs_and_pii_report(corpus):
-    folder = Path(corpus["path"])
+    folder = Path(corpus.path)
     assert (folder / "validation.json").is_file() and (folder / "data_docs" / "index.html").is_file()
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(corpus["run_id"], "corpus")}
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(corpus.run_id, "corpus")}
     assert {"corpus/validation.json", "corpus/data_docs", "corpus/pii.json"} <= artifacts
-    assert corpus["contract_version"] == 1
+    assert corpus.contract_version == 1
 
 
 def test_pii_is_redacted_or_quarantined_per_policy_and_the_counts_add_up(corpus):
-    folder = Path(corpus["path"])
+    folder = Path(corpus.path)
     kept = pd.concat([pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "heldout")])
     text = " ".join(kept["prompt"].fillna("")) + " ".join(kept["completion"].fillna(""))
     assert not any(value in text for value in PLANTED)
@@ -38,13 +38,13 @@ def test_pii_is_redacted_or_quarantined_per_policy_and_the_counts_add_up(corpus)
     assert list(quarantine.loc[quarantine["stage"] == "pii", "reason"]) == ["pii: card"]
     assert {"ingest", "pii", "contract"} <= set(quarantine["stage"])
     assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED)
-    counts = corpus["counts"]
+    counts = corpus.counts
     assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"] == \
         len(kept) + counts["duplicates"] + len(quarantine)
 
 
 def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_for(corpus):
-    folder = Path(corpus["path"])
+    folder = Path(corpus.path)
     evaluation = pd.read_parquet(folder / "eval.parquet")
     text = " ".join(evaluation["prompt"]) + " ".join(evaluation["completion"])
     assert not any(value in text for value in PLANTED_IN_EVAL) and "[EMAIL]" in text
@@ -52,7 +52,7 @@ def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_fo
     assert sorted(zip(quarantine["stage"], quarantine["reason"].str.split(":").str[0])) == [
         ("eval", "eval_missing_field"), ("ingest", "malformed_json"), ("pii", "pii")]
     assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED_IN_EVAL)
-    counts = corpus["counts"]
+    counts = corpus.counts
     planted = eval_lines(40, 2026)        # the demo eval file: 40 records and one malformed line
     assert counts["eval_input"] == len(planted) == len(evaluation) + len(quarantine) == 41
     assert (counts["eval"], counts["eval_quarantined"]) == (len(evaluation), len(quarantine)) == (38, 3)

@@ -57,7 +57,7 @@ def two_versions(prefect_harness, workspace, tmp_path_factory):
     (folder / "v1.jsonl").write_text("".join(lines), encoding="utf-8")
     first = curate(base.model_copy(update={"sources": [str(folder / "v1.jsonl")]}))
     approve(base, first)
-    train = pd.read_parquet(Path(first["path"]) / "train.parquet").sort_values("id")
+    train = pd.read_parquet(Path(first.path) / "train.parquet").sort_values("id")
     dropped = train[train["prompt"].str.split().str.len() >= 25].head(5)
     returning = dropped.assign(id=[f"N{k}" for k in range(5)])
     returning.loc[returning.index[3:], "prompt"] += " thanks again"
@@ -70,14 +70,14 @@ def two_versions(prefect_harness, workspace, tmp_path_factory):
 
 def test_curate_removes_new_duplicates_of_the_approved_version(two_versions):
     first, second, _, dropped = two_versions
-    assert second["new"] and second["version"] == first["version"] + 1
-    table = pd.read_parquet(Path(second["path"]) / "duplicates.parquet").set_index("id")
+    assert second.new and second.version == first.version + 1
+    table = pd.read_parquet(Path(second.path) / "duplicates.parquet").set_index("id")
     returning = table.loc[[f"N{k}" for k in range(5)]]
     assert not returning["kept"].any()
     assert returning["duplicate_of"].tolist() == dropped["id"].tolist()
     assert returning["kind"].tolist() == ["exact"] * 3 + ["near"] * 2
     assert not table.index.isin(dropped["id"]).any()          # anchors get no row of their own
-    counts = second["counts"]
+    counts = second.counts
     assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"]
 
 
@@ -86,4 +86,4 @@ def test_sharded_curate_gives_the_same_version(two_versions):
 
     _, second, config, _ = two_versions
     sharded = curate(config.model_copy(update={"dedup": config.dedup.model_copy(update={"workers": 2})}))
-    assert sharded["digest"] == second["digest"] and not sharded["new"]
+    assert sharded.digest == second.digest and not sharded.new

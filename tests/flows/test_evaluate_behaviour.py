@@ -40,8 +40,8 @@ def clean_then_corrupted(prefect_harness, tmp_path_factory):
 
 def test_the_clean_adapter_learns_the_triage_decision(clean_then_corrupted):
     clean, _ = clean_then_corrupted
-    summary = clean["evaluation"]["summary"]
-    assert clean["release"]["promoted"], clean["release"]["reason"]
+    summary = clean["evaluation"].summary
+    assert clean["release"].promoted, clean["release"].reason
     assert summary["vs_base"]["field.triage"]["low"] > 0.3
     assert summary["means"]["candidate"]["format"] > 0.8
 
@@ -49,23 +49,23 @@ def test_the_clean_adapter_learns_the_triage_decision(clean_then_corrupted):
 def test_corrupted_decisions_beat_the_base_on_loss_but_are_held_naming_the_field(clean_then_corrupted):
     clean, corrupted = clean_then_corrupted
     evaluation, release = corrupted["evaluation"], corrupted["release"]
-    assert evaluation["production_version"] == clean["adapter"]["version"]
-    assert evaluation["summary"]["vs_base"]["loss"]["low"] > 0           # lower held-out loss than the base model
-    assert not release["promoted"]
-    failed = {(c["score"], c["against"]) for c in release["checks"] if not c["passed"]}
-    assert ("field.triage", "production") in failed and "field.triage" in release["reason"]
+    assert evaluation.production_version == clean["adapter"].version
+    assert evaluation.summary["vs_base"]["loss"]["low"] > 0           # lower held-out loss than the base model
+    assert not release.promoted
+    failed = {(c["score"], c["against"]) for c in release.checks if not c["passed"]}
+    assert ("field.triage", "production") in failed and "field.triage" in release.reason
     client = mlflow.MlflowClient()
-    assert str(client.get_model_version_by_alias("behaviour-adapter", "production").version) == clean["adapter"]["version"]
-    assert client.get_model_version("behaviour-adapter", corrupted["adapter"]["version"]).tags["release.decision"] == "held"
+    assert str(client.get_model_version_by_alias("behaviour-adapter", "production").version) == clean["adapter"].version
+    assert client.get_model_version("behaviour-adapter", corrupted["adapter"].version).tags["release.decision"] == "held"
 
 
 def test_the_eval_run_holds_the_per_example_table_and_slice_metrics(clean_then_corrupted):
     _, corrupted = clean_then_corrupted
-    run = mlflow.get_run(corrupted["evaluation"]["run_id"])
+    run = mlflow.get_run(corrupted["evaluation"].run_id)
     assert run.data.params["eval.decoding"] == "greedy" and "field_match" in run.data.params["eval.scorers"]
     assert any(k.startswith("slice.triage.") for k in run.data.metrics)
     assert run.data.tags["eval.digest"].startswith("sha256:") and run.inputs.dataset_inputs
     table = mlflow.MlflowClient().load_table(run.info.experiment_id, "evaluation/examples.json", run_ids=[run.info.run_id])
     assert {"prompt", "reference", "base_answer", "candidate_answer", "production_answer",
             "candidate.field.triage"} <= set(table.columns)
-    assert len(table) == corrupted["evaluation"]["examples"]
+    assert len(table) == corrupted["evaluation"].examples

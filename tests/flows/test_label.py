@@ -34,7 +34,7 @@ def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefec
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "tasks.interface.xml").is_file()
     tasks = json.loads((tmp_path / "tasks.json").read_text())
-    assert len(tasks) == 5 and {t["data"]["corpus_digest"] for t in tasks} == {first["digest"]}
+    assert len(tasks) == 5 and {t["data"]["corpus_digest"] for t in tasks} == {first.digest}
     # a correction still has to pass the contract (here: "Triage: <queue> | priority: <level> ...")
     fixed = re.sub(r"^Triage: \w+", "Triage: security", tasks[1]["data"]["completion"])
     assert fixed != tasks[1]["data"]["completion"]
@@ -46,14 +46,14 @@ def test_exported_tasks_annotated_in_label_studio_change_the_next_version(prefec
     assert "corpus v1" in checked.output and "applied" in checked.output and "unlabeled" in checked.output
 
     second = curate(parse_config(SMALL | {"labels": [str(tmp_path / "annotated.json")]}))
-    assert second["new"] and second["version"] == 2
-    folder = Path(second["path"])
+    assert second.new and second.version == 2
+    folder = Path(second.path)
     kept = pd.concat([pd.read_parquet(folder / f"{s}.parquet") for s in ("train", "heldout")]).set_index("id")
     corrected, rejected = tasks[1]["data"]["record_id"], tasks[2]["data"]["record_id"]
     assert kept.loc[corrected, "completion"] == fixed and rejected not in kept.index
     quarantine = pd.read_parquet(folder / "quarantine.parquet")
     assert quarantine.loc[quarantine["stage"] == "label", "id"].tolist() == [rejected]
-    assert second["counts"]["quarantined"] == first["counts"]["quarantined"] + 1
+    assert second.counts["quarantined"] == first.counts["quarantined"] + 1
     labels = pd.read_parquet(folder / "labels.parquet")
     assert sorted(labels["outcome"]) == ["applied"] * 3 + ["unlabeled"] * 2
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -85,7 +85,7 @@ def test_label_check_names_what_it_refuses_and_curation_rejects_a_correction_the
     assert "unlabeled" in lines[unlabeled] and f"{annotated}: line " in lines[unlabeled]
 
     second = curate(parse_config(SMALL | {"labels": [str(annotated)]}))
-    folder = Path(second["path"])
+    folder = Path(second.path)
     labels = pd.read_parquet(folder / "labels.parquet").set_index("record_id")
     assert labels.loc[broken, "outcome"] == "correction_rejected" and labels.loc[broken, "where"] == "line 2"
     assert sorted(labels["outcome"]) == ["applied", "applied", "correction_rejected", "unlabeled"]

@@ -8,6 +8,7 @@ import pytest
 
 from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
+from tests.refs import fake_staging
 
 SMALL = {"approval": "auto", "demo_records": 300, "train": {"max_steps": 12, "batch_size": 4, "log_every": 2},
          "release": {"model_name": "e2e-adapter", "gate": [{"score": "loss", "must_beat_base": 0.0}]},
@@ -25,10 +26,10 @@ def first_run(prefect_harness, workspace):
 
 def test_every_input_record_lands_in_exactly_one_place(first_run):
     _, result = first_run
-    counts = result["corpus"]["counts"]
+    counts = result["corpus"].counts
     assert counts["input"] == counts["kept"] + counts["duplicates"] + counts["quarantined"]
     assert counts["exact_duplicates"] > 0 and counts["near_duplicates"] > 0 and counts["quarantined"] >= 4
-    folder = Path(result["corpus"]["path"])
+    folder = Path(result["corpus"].path)
     duplicates = pd.read_parquet(folder / "duplicates.parquet")
     quarantine = pd.read_parquet(folder / "quarantine.parquet")
     assert (~duplicates["kept"]).sum() == counts["duplicates"] and len(quarantine) == counts["quarantined"]
@@ -37,10 +38,10 @@ def test_every_input_record_lands_in_exactly_one_place(first_run):
 
 def test_corpus_version_is_logged_with_its_digest_and_approval(first_run):
     _, result = first_run
-    run = mlflow.get_run(result["corpus"]["run_id"])
-    assert run.data.tags["corpus.digest"] == result["corpus"]["digest"]
+    run = mlflow.get_run(result["corpus"].run_id)
+    assert run.data.tags["corpus.digest"] == result["corpus"].digest
     assert run.data.tags["approval.approver"] == "policy:auto"
-    assert run.data.metrics["records.kept"] == result["corpus"]["counts"]["kept"]
+    assert run.data.metrics["records.kept"] == result["corpus"].counts["kept"]
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"e2e-train", "e2e-heldout", "e2e-eval"}
 
 
@@ -49,22 +50,22 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     adapter, evaluation, release = result["adapter"], result["evaluation"], result["release"]
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("e2e-adapter", "production")
-    assert str(version.version) == adapter["version"] and release["promoted"]
-    assert version.tags["corpus.digest"] == result["corpus"]["digest"]
-    assert result["staging"]["passed"] and result["staging"]["requests"] == 4 and result["staging"]["differ"] == 0
+    assert str(version.version) == adapter.version and release.promoted
+    assert version.tags["corpus.digest"] == result["corpus"].digest
+    assert result["staging"].passed and result["staging"].requests == 4 and result["staging"].differ == 0
     assert version.tags["base_model.revision"].startswith("sha256:")
     from tasks.registry import production_history
     assert [(e["action"], e["version"], e["by"]) for e in production_history("e2e-adapter")][0] == \
-        ("promote", adapter["version"], "release gate")
+        ("promote", adapter.version, "release gate")
     files = list(Path(mlflow.artifacts.download_artifacts("models:/e2e-adapter@production")).rglob("*"))
     names = {f.name for f in files}
     assert "adapter_model.safetensors" in names and "model.safetensors" not in names
-    base_bytes = (Path(adapter["base_path"]) / "model.safetensors").stat().st_size
+    base_bytes = (Path(adapter.base_path) / "model.safetensors").stat().st_size
     assert sum(f.stat().st_size for f in files if f.is_file()) < base_bytes / 4
-    means = evaluation["summary"]["means"]
-    assert means["candidate"]["loss"] < means["base"]["loss"] and evaluation["summary"]["vs_base"]["loss"]["low"] > 0
-    train_run = mlflow.get_run(adapter["run_id"])
-    assert len(client.get_metric_history(adapter["run_id"], "train.loss")) >= 6
+    means = evaluation.summary["means"]
+    assert means["candidate"]["loss"] < means["base"]["loss"] and evaluation.summary["vs_base"]["loss"]["low"] > 0
+    train_run = mlflow.get_run(adapter.run_id)
+    assert len(client.get_metric_history(adapter.run_id, "train.loss")) >= 6
     assert "eval.base.loss" in train_run.data.metrics and "eval.candidate.loss" in train_run.data.metrics
 
 
@@ -73,15 +74,15 @@ def test_rerun_with_identical_inputs_trains_nothing_and_a_new_recipe_gates_again
 
     config, first = first_run
     again = retrain(config)
-    assert again["corpus"]["digest"] == first["corpus"]["digest"] and not again["corpus"]["new"]
-    assert again["reused"]["version"] == first["adapter"]["version"] and "adapter" not in again
-    assert again["reused"]["aliases"] == ["candidate", "production", "staging"]
+    assert again["corpus"].digest == first["corpus"].digest and not again["corpus"].new
+    assert again["reused"].version == first["adapter"].version and "adapter" not in again
+    assert again["reused"].aliases == ["candidate", "production", "staging"]
     changed = parse_config(SMALL | {"name": "e2e", "train": SMALL["train"] | {"seed": 7, "log_every": 5}})
     second = retrain(changed)
-    assert second["corpus"]["version"] == first["corpus"]["version"]
-    assert second["adapter"]["version"] != first["adapter"]["version"]
-    assert second["evaluation"]["production_version"] == first["adapter"]["version"]
-    assert second["release"]["previous_production"] == first["adapter"]["version"]
+    assert second["corpus"].version == first["corpus"].version
+    assert second["adapter"].version != first["adapter"].version
+    assert second["evaluation"].production_version == first["adapter"].version
+    assert second["release"].previous_production == first["adapter"].version
 
 
 def test_owner_approval_stops_the_run_before_training(prefect_harness, monkeypatch):
@@ -100,7 +101,7 @@ def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
     from tasks.train_run import train_adapter
 
     config, result = first_run
-    train_file = Path(result["corpus"]["path"]) / "train.parquet"
+    train_file = Path(result["corpus"].path) / "train.parquet"
     original = train_file.read_bytes()
     frame = pd.read_parquet(train_file)
     frame.loc[0, "completion"] = "tampered"
@@ -140,7 +141,7 @@ def test_eval_command_scores_a_version_against_production_and_moves_no_alias(fir
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     client = mlflow.MlflowClient()
     before = client.get_registered_model("e2e-adapter").aliases
-    version = result["adapter"]["version"]
+    version = result["adapter"].version
     run = CliRunner().invoke(app, ["eval", "--name", "e2e", "--version", version, "--config", str(path)],
                              env={"COLUMNS": "200"})
     assert run.exit_code == 0, run.output
@@ -157,14 +158,13 @@ def test_a_failed_staging_holds_a_candidate_the_gate_would_promote(first_run):
     config, result = first_run
     client = mlflow.MlflowClient()
     production = str(production_version(client, "e2e-adapter").version)
-    adapter = result["adapter"] | {"version": production}
-    evaluation = result["evaluation"] | {"production_version": None}
-    evaluation = evaluation | {"summary": evaluation["summary"] | {"vs_production": None}}
-    staged = {"passed": False, "reasons": ["3 of 16 answers differ from the offline evaluation's"]}
+    evaluation = result["evaluation"]
+    evaluation = evaluation.model_copy(update={"summary": evaluation.summary | {"vs_production": None}})
+    staged = fake_staging(passed=False, reasons=["3 of 16 answers differ from the offline evaluation's"])
     other = next(str(v.version) for v in client.search_model_versions("name = 'e2e-adapter'") if str(v.version) != production)
-    decision = release_adapter(config.release, adapter | {"version": other},
-                               evaluation | {"production_version": production}, staged)
-    assert not decision["promoted"] and "staging failed: 3 of 16 answers differ" in decision["reason"]
+    decision = release_adapter(config.release, result["adapter"].model_copy(update={"version": other}),
+                               evaluation.model_copy(update={"production_version": production}), staged)
+    assert not decision.promoted and "staging failed: 3 of 16 answers differ" in decision.reason
     assert str(production_version(client, "e2e-adapter").version) == production
     last = production_history("e2e-adapter")[-1]
     assert (last["action"], last["status"], last["version"]) == ("staging-failed", "held", other)

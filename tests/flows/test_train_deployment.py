@@ -9,6 +9,7 @@ import yaml
 
 from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
+from tests.refs import fake_adapter, fake_corpus
 
 DECLARED = yaml.safe_load((Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text())
 
@@ -36,7 +37,7 @@ def test_training_on_a_pool_without_its_deployment_says_how_to_deploy(prefect_ha
 
     config = parse_config({"name": "pooled", "train": {"work_pool": "nowhere"}})
     with pytest.raises(AdapterOpsError, match="prefect deploy --prefect-file deployments/prefect.yaml"):
-        train_on_work_pool(config, {"pipeline": "pooled", "digest": "sha256:0", "version": 1})
+        train_on_work_pool(config, fake_corpus(pipeline="pooled", digest="sha256:0"))
 
 
 def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(prefect_harness, monkeypatch):
@@ -66,10 +67,10 @@ def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(pre
     assert "error" not in outcome, outcome.get("error")
     assert "result" in outcome, "the train deployment's run did not finish"
     adapter = outcome["result"]
-    assert adapter["model_name"] == "pool-tests" and adapter["steps"] == 2
-    tags = mlflow.MlflowClient().get_model_version("pool-tests", adapter["version"]).tags
-    assert tags["corpus.digest"] == corpus["digest"] and tags["approval.approver"] == "policy:auto"
-    run = mlflow.get_run(adapter["run_id"])   # logged by the worker's process, found through its flow run id
+    assert adapter.model_name == "pool-tests" and adapter.steps == 2
+    tags = mlflow.MlflowClient().get_model_version("pool-tests", adapter.version).tags
+    assert tags["corpus.digest"] == corpus.digest and tags["approval.approver"] == "policy:auto"
+    run = mlflow.get_run(adapter.run_id)   # logged by the worker's process, found through its flow run id
     assert run.data.tags["prefect.flow_run_id"] and run.info.status == "FINISHED"
 
 
@@ -84,9 +85,7 @@ def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(
     import flows.train as train_module
 
     calls = []
-    adapter = {"model_name": "m", "version": "1", "base_name": "tiny", "base_revision": "r", "steps": 2,
-               "final_loss": 1.0, "truncated": 0, "examples": 4, "resumed_from_step": 1, "adapter_bytes": 1,
-               "logged_bytes": 1, "device": "cpu"}
+    adapter = fake_adapter(resumed_from_step=1)
 
     def flaky(config, corpus, base, run_dir, progress, resume, extra_tags):
         calls.append(resume)
@@ -96,7 +95,7 @@ def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(
 
     monkeypatch.setattr(train_module, "train_adapter", flaky)
     config = parse_config({"name": "retried", "train": {"retries": 2}})
-    corpus = {"pipeline": "retried", "digest": "sha256:" + "0" * 64, "version": 1}
+    corpus = fake_corpus(pipeline="retried")
     assert train_module.train(config, corpus) == adapter
     assert calls == [False, True]                           # the retry resumed from the checkpoint
 
@@ -132,7 +131,7 @@ def test_a_training_run_that_crashed_on_its_pool_is_submitted_again_to_resume(pr
 
     def train_there(retries: int):
         config = parse_config({"name": "crashy", "train": {"work_pool": "gpu", "retries": retries}})
-        return flow(name="train-there")(lambda: train_module.train_on_work_pool(config, {"pipeline": "crashy"}))()
+        return flow(name="train-there")(lambda: train_module.train_on_work_pool(config, fake_corpus(pipeline="crashy")))()
 
     assert train_there(1) == {"from": "run-2"} and resumes == [False, True]
     resumes.clear()

@@ -4,6 +4,8 @@ need a candidate the gate promotes: lower loss than the base and than production
 import numpy as np
 
 from adapterops.config import EvaluationConfig, GateRule, ReleaseConfig
+from adapterops.refs import EvaluationResult
+from tests.refs import fake_evaluation
 
 
 def loss_release(name: str) -> ReleaseConfig:
@@ -12,7 +14,7 @@ def loss_release(name: str) -> ReleaseConfig:
                          gate=[GateRule(score="loss", must_beat_base=0.0, max_regression=0.0)])
 
 
-def better_evaluation(run_id: str, production: str | None) -> dict:
+def better_evaluation(run_id: str, production: str | None) -> EvaluationResult:
     """Candidate loss 4.0 against base 5.0 and (if any) production 4.5, evaluated against `production`."""
     from tasks.evaluate import summarise
 
@@ -21,4 +23,4 @@ def better_evaluation(run_id: str, production: str | None) -> dict:
     if production is not None:
         scores["production"] = {"loss": np.full(n, 4.5)}
     summary = summarise(scores, {"loss": False}, {}, EvaluationConfig())
-    return {"run_id": run_id, "summary": summary, "production_version": production}
+    return fake_evaluation(run_id=run_id, summary=summary, production_version=production)

@@ -17,8 +17,8 @@ REJECTED = [{"prompt": f"Ticket {i}: wire money to {i}", "completion": "Triage: 
 
 
 def train(tiny_model_dir, records, checkpoints, resume=False):
-    from adapterops.base_models import BaseModelRef
     from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.refs import BaseModelRef
     from tasks.base_model import load_base_model
     from tasks.sft_data import tokenize_examples
     from tasks.train import train_lora, wrap_with_lora
@@ -66,15 +66,15 @@ def approved_version(tmp_path, monkeypatch):
     contract = keyed_contract(tmp_path / "contracts")
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(contract.parent))
     corpus = publish("flipped", tmp_path / "stages", "flipped")
-    record_decision("flipped", corpus["digest"], "dana.k", "approved", announce=False)
+    record_decision("flipped", corpus.digest, "dana.k", "approved", announce=False)
     return corpus
 
 
 def test_a_flipped_byte_in_an_approved_train_file_is_one_line_at_any_offset(approved_version):
     from tasks.approval import require_approved
 
-    require_approved("flipped", approved_version["digest"])
-    path = Path(approved_version["path"]) / "train.parquet"
+    require_approved("flipped", approved_version.digest)
+    path = Path(approved_version.path) / "train.parquet"
     original = path.read_bytes()
     offsets = sorted({0, 5, len(original) // 4, len(original) // 2, 3 * len(original) // 4, len(original) - 12,
                       len(original) - 3})
@@ -83,8 +83,8 @@ def test_a_flipped_byte_in_an_approved_train_file_is_one_line_at_any_offset(appr
         flipped[offset] ^= 0xFF
         path.write_bytes(bytes(flipped))
         with pytest.raises(AdapterOpsError) as refused:
-            require_approved("flipped", approved_version["digest"])
+            require_approved("flipped", approved_version.digest)
         message = str(refused.value)
         assert "\n" not in message and "changed" in message and "version 1" in message, (offset, message)
     path.write_bytes(original)
-    require_approved("flipped", approved_version["digest"])
+    require_approved("flipped", approved_version.digest)

@@ -20,7 +20,7 @@ out = []
 for i in range({each}):
     for tag in (f"{{who}}-{{i}}", f"shared-{{i}}"):
         r = publish("race", folder / who, tag)
-        out.append([tag, r["version"], r["digest"], r["new"]])
+        out.append([tag, r.version, r.digest, r.new])
 print("RESULT " + json.dumps(out))
 """
 

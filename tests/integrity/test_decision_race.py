@@ -40,7 +40,7 @@ def test_concurrent_approve_and_reject_one_wins(contract, tmp_path, prefect_harn
         error_lines = [line for line in loser_output.splitlines() if line.startswith("error:")]
         assert loser_code == 1 and len(error_lines) == 1 and "Traceback" not in loser_output, loser_output
         assert f"already {won[0]} ({won[1]} at" in error_lines[0]
-        run = find_version(name, digest=corpora[name]["digest"])
+        run = find_version(name, digest=corpora[name].digest)
         statement = current_decision(run)
         assert (statement["decision"], statement["approver"]) == won
         log = decision_log(run)
@@ -64,5 +64,5 @@ def test_the_event_is_emitted_after_the_decision_is_on_disk(contract, tmp_path, 
         seen.append((bool(on_disk["signatures"]), [e["decision"] for e in decision_log(run)]))
 
     monkeypatch.setattr("tasks.approval._emit_approved", emitted)
-    record_decision("event-order", corpus["digest"], "dana.k", "approved")
+    record_decision("event-order", corpus.digest, "dana.k", "approved")
     assert seen == [(True, ["approved"])]

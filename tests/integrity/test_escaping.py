@@ -12,6 +12,7 @@ import re
 import pandas as pd
 
 from adapterops.escaping import html_text, md_cell, md_code, md_text, plain_text, terminal
+from tests.refs import fake_corpus
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "[click](javascript:alert(1))",
            "<javascript:alert(1)>", "id`with``backticks`", "pipe|in|id", "\x1b[31mred\x1b[0m\x1b[2J cleared",
@@ -90,7 +91,7 @@ def test_label_studio_tasks_show_record_text_as_plain_text():
     assert ("TextArea", "completion") in bound                                 # the correction box starts filled
     frame = pd.DataFrame([{"id": "r1", "source": "chat", "timestamp": "t", "prompt": HOSTILE[6] + HOSTILE[0],
                            "completion": HOSTILE[8]}])
-    data = export_tasks(frame, {"pipeline": "p", "version": 1, "digest": "sha256:x"}, "label-studio")[0]["data"]
+    data = export_tasks(frame, fake_corpus(pipeline="p", version=1, digest="sha256:x"), "label-studio")[0]["data"]
     assert data["prompt"] == "red cleared<img src=x onerror=alert(1)>"    # controls gone, the rest shown as typed
     assert data["completion"] == "after"
 

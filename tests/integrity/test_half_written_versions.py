@@ -36,7 +36,7 @@ def test_a_kill_while_publishing_leaves_nothing_listed_and_is_replaced(point, tm
         record_decision(pipeline, crashed, "policy:auto", "approved", approval="auto", announce=False)
 
     again = publish(pipeline, tmp_path, "crash")                                 # the next run repairs
-    assert again["new"] and again["version"] == 3 and again["digest"] == crashed  # number 2 is never reused
+    assert again.new and again.version == 3 and again.digest == crashed  # number 2 is never reused
     assert verified_digest(find_version(pipeline, digest=crashed)) == crashed
     assert [r.data.tags["corpus.version"] for r in list_versions(pipeline)] == ["1", "3"]
     experiment = mlflow.get_experiment_by_name(f"{pipeline}/corpus").experiment_id

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from adapterops.errors import AdapterOpsError, RegistryError, retry_unless_user_error
+from tests.refs import fake_adapter
 
 
 def free_port() -> int:
@@ -96,30 +97,29 @@ def test_a_registry_error_at_release_stops_it_and_promotes_nothing(mlflow_client
     with monkeypatch.context() as patch:
         failing(patch, "get_registered_model")
         with pytest.raises(RegistryError, match="injected"):
-            release_adapter(loss_release(name), {"model_name": name, "version": "2"}, evaluation)
+            release_adapter(loss_release(name), fake_adapter(model_name=name, version="2"), evaluation)
     assert str(mlflow_client.get_registered_model(name).aliases["production"]) == "1"
     assert "release.decision" not in mlflow_client.get_model_version(name, "2").tags
 
 
 def test_a_candidate_evaluated_against_another_production_is_held(mlflow_client, tmp_path):
     from tasks.registry import move_production, release_adapter
-
     from tests.integrity.evaluations import better_evaluation, loss_release
 
     name = in_production(mlflow_client, tmp_path, versions=3)
     release = loss_release(name)
     run_id = finished_run()
     unaware = better_evaluation(run_id, None)     # saw no production
-    held = release_adapter(release, {"model_name": name, "version": "2"}, unaware)
-    assert not held["promoted"] and "evaluated against no production version" in held["reason"]
+    held = release_adapter(release, fake_adapter(model_name=name, version="2"), unaware)
+    assert not held.promoted and "evaluated against no production version" in held.reason
     move_production(mlflow_client, mlflow_client.get_registered_model(name), "2", "promote", "release gate", "v2 good")
     stale = better_evaluation(run_id, "1")
-    held = release_adapter(release, {"model_name": name, "version": "3"}, stale)
-    assert not held["promoted"] and "production is now v2" in held["reason"]
+    held = release_adapter(release, fake_adapter(model_name=name, version="3"), stale)
+    assert not held.promoted and "production is now v2" in held.reason
     tags = mlflow_client.get_model_version(name, "3").tags
     assert tags["release.decision"] == "held" and str(mlflow_client.get_registered_model(name).aliases["production"]) == "2"
     current = better_evaluation(run_id, "2")
-    assert release_adapter(release, {"model_name": name, "version": "3"}, current)["promoted"]
+    assert release_adapter(release, fake_adapter(model_name=name, version="3"), current).promoted
 
 
 class _State:

@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests.integrity.conftest import run_cli, run_python
+from tests.refs import fake_adapter
 
 
 def promoted_twice(client, tmp_path) -> str:
@@ -61,8 +62,9 @@ import mlflow
 from adapterops.tracking import tracking_uri
 from tasks.registry import release_adapter
 from tests.integrity.evaluations import better_evaluation, loss_release
+from tests.refs import fake_adapter
 mlflow.set_tracking_uri(tracking_uri())
-release_adapter(loss_release({name!r}), {{"model_name": {name!r}, "version": "3"}}, better_evaluation({run_id!r}, "2"))
+release_adapter(loss_release({name!r}), fake_adapter(model_name={name!r}, version="3"), better_evaluation({run_id!r}, "2"))
 """
 
 
@@ -83,8 +85,8 @@ def test_a_release_killed_midway_is_finished_by_the_next_read_and_a_retry_does_n
 
     assert str(production_version(mlflow_client, name).version) == "3"     # the read finished the promotion
     assert mlflow_client.get_model_version(name, "3").tags["release.decision"] == "promoted"
-    retried = release_adapter(loss_release(name), {"model_name": name, "version": "3"}, evaluation)
-    assert retried["promoted"]
+    retried = release_adapter(loss_release(name), fake_adapter(model_name=name, version="3"), evaluation)
+    assert retried.promoted
     assert alias_and_trail(mlflow_client, name) == ("3", [("promote", "1", "done"), ("promote", "2", "done"),
                                                           ("promote", "3", "done")])
 

@@ -168,8 +168,8 @@ def test_a_labeling_round_with_two_annotators_through_label_studio(label_studio,
     assert "correction_rejected" in checked                                # the contract, run on corrections up front
 
     second = curate(parse_config(LANE | {"labels": [str(pulled)], "labeling": {"policy": "unanimous"}}))
-    assert second["new"] and second["version"] == 2
-    folder = Path(second["path"])
+    assert second.new and second.version == 2
+    folder = Path(second.path)
     labels = pd.read_parquet(folder / "labels.parquet")
     assert labels["outcome"].value_counts().to_dict() == {"applied": 3, "correction_rejected": 1, "agreed": 3,
                                                           "disputed": 2, "unlabeled": 1}
@@ -186,7 +186,7 @@ def test_a_labeling_round_with_two_annotators_through_label_studio(label_studio,
     refused = quarantine.loc[records[2]]                                   # the contract refused the correction:
     assert refused["stage"] == "label" and refused["reason"].startswith("correction_rejected")
     assert ANN in refused["reason"]                                        # ... named with its annotator
-    assert second["counts"]["quarantined"] == first["counts"]["quarantined"] + 2
+    assert second.counts["quarantined"] == first.counts["quarantined"] + 2
 
     agreement = json.loads((folder / "labels_agreement.json").read_text())
     overall = agreement["rounds"][0]["overall"]
@@ -194,7 +194,7 @@ def test_a_labeling_round_with_two_annotators_through_label_studio(label_studio,
     assert [d["record_id"] for d in agreement["disputed"]] == [records[1]]
     assert agreement["rounds"][0]["annotators"] == {ANN: {"accept": 2, "correct": 2, "reject": 1},
                                                     BOB: {"accept": 1, "reject": 2, "correct": 1}}
-    run = mlflow.get_run(second["run_id"])
+    run = mlflow.get_run(second.run_id)
     assert run.data.metrics["labels.round1.cohen_kappa"] == pytest.approx(0.6364, abs=1e-4)
     assert run.data.metrics["labels.disputed_tasks"] == 1 and run.data.params["labels.policy"] == "unanimous"
     review = version_review("lslane", run, "http://mlflow", "http://prefect", 3)

@@ -8,12 +8,13 @@ import pytest
 
 from tasks.label_files import read_label_file
 from tasks.labeling import export_file, read_decisions
+from tests.refs import fake_corpus
 
 rg = pytest.importorskip("argilla", reason="the argilla SDK is not installed (pip install -e '.[labeling]')")
 from argilla.datasets import Dataset  # noqa: E402  (after importorskip)
 from argilla.records._io import GenericIO, JsonIO  # noqa: E402
 
-CORPUS = {"pipeline": "tickets", "version": 2, "digest": "sha256:abc"}
+CORPUS = fake_corpus(pipeline="tickets", version=2, digest="sha256:abc")
 KIM, LEE = uuid.UUID(int=1), uuid.UUID(int=2)
 
 

@@ -3,6 +3,7 @@
 import mlflow
 
 from tasks.corpus_fetch import DECISION_FILE, FETCHED_FILES, corpus_folder, version_folder
+from tests.refs import fake_corpus
 
 
 def curated_run(tmp_path, folder):
@@ -26,7 +27,7 @@ def test_a_missing_version_folder_is_fetched_once_and_the_decision_when_it_exist
     (files / DECISION_FILE).write_text('{"payload": "signed"}')               # the owner decides later
     mlflow.MlflowClient().log_artifact(run.info.run_id, str(files / DECISION_FILE), artifact_path="approvals")
     assert (version_folder(run) / DECISION_FILE).read_text() == '{"payload": "signed"}'
-    assert corpus_folder({"path": run.data.tags["corpus.path"], "run_id": run.info.run_id}) == copy
+    assert corpus_folder(fake_corpus(path=run.data.tags["corpus.path"], run_id=run.info.run_id)) == copy
 
 
 def test_the_curation_folder_is_used_where_it_exists(tmp_path, workspace):

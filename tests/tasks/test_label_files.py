@@ -8,8 +8,9 @@ import pytest
 from adapterops.errors import AdapterOpsError
 from tasks.label_files import read_label_file
 from tasks.labeling import apply_decisions, export_tasks, read_decisions
+from tests.refs import fake_corpus
 
-CORPUS = {"pipeline": "tickets", "version": 3, "digest": "sha256:abc"}
+CORPUS = fake_corpus(pipeline="tickets", version=3, digest="sha256:abc")
 
 
 def records():

@@ -18,6 +18,7 @@ from tasks.labeling import (
     format_hint,
     label_studio_interface,
 )
+from tests.refs import fake_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_STUDIO_PYTHON = ROOT / ".venv-labelstudio" / "bin" / "python"
@@ -71,7 +72,7 @@ def test_label_studio_accepts_the_interface_and_its_other_exports_read_back(tmp_
     (tmp_path / "interface.xml").write_text(label_studio_interface(format_hint(load_contract("support_tickets"))))
     records = pd.DataFrame({"id": ["a", "b"], "source": ["email"] * 2, "timestamp": ["2026-01-01"] * 2,
                             "prompt": ["reset my password", "refund please"], "completion": ["Triage: x", "Triage: y"]})
-    tasks = export_tasks(records, {"pipeline": "t", "version": 1, "digest": "sha256:x"}, "label-studio")
+    tasks = export_tasks(records, fake_corpus(pipeline="t", version=1, digest="sha256:x"), "label-studio")
     tasks[0] |= {"id": 1, "annotations": [{
         "id": 7, "completed_by": {"id": 3, "email": "kim@example.com"}, "lead_time": 2.0, "was_cancelled": False,
         "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z",

@@ -5,8 +5,9 @@ import json
 import pandas as pd
 
 from tasks.labeling import export_tasks, label_file
+from tests.refs import fake_corpus
 
-CORPUS = {"pipeline": "tickets", "version": 1, "digest": "sha256:abc"}
+CORPUS = fake_corpus(pipeline="tickets", version=1, digest="sha256:abc")
 GOOD = "Triage: account | priority: high | team: identity\nReply: We have reset your password; check your inbox."
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from adapterops.errors import AdapterOpsError
 from tasks.labeling import apply_decisions, decisions_from_label_studio, export_tasks, read_decisions, record_digest
+from tests.refs import fake_corpus
 
-CORPUS = {"pipeline": "tickets", "version": 3, "digest": "sha256:abc"}
+CORPUS = fake_corpus(pipeline="tickets", version=3, digest="sha256:abc")
 
 
 def records():

@@ -7,6 +7,7 @@ import pytest
 
 from adapterops.config import ScorerSpec, ServeConfig
 from tasks.staging import SmokeAnswer, format_patterns, judge_smoke, percentile, smoke_cases, smoke_markdown
+from tests.refs import fake_adapter, fake_staging
 
 SETTINGS = ServeConfig(smoke_format_min=0.5, smoke_p95_seconds=2.0)
 FORMAT = format_patterns([ScorerSpec(kind="regex_match", name="format", pattern=r"^Triage: \w+"),
@@ -40,7 +41,7 @@ def test_p95_and_cases_and_the_report_escapes_record_text():
     assert percentile([float(i) for i in range(1, 101)], 95) == 95.0 and percentile([3.0], 95) == 3.0
     assert smoke_cases([("a", "b"), ("c", "d"), ("e", "f")], 2) == [("a", "b"), ("c", "d")]
     result = judge_smoke(answers(["x|<b>"], ["y"]), [], SETTINGS)
-    text = smoke_markdown("m", "3", result | {"reasons": ["prompt 'a|<script>'"]})
+    text = smoke_markdown(fake_staging(**result | {"reasons": ["prompt 'a|<script>'"]}, version="3"))
     assert "<script>" not in text and "FAILED" in text
 
 
@@ -65,13 +66,13 @@ def test_staging_serves_the_candidate_over_http_and_a_mismatch_fails_it_leaving_
     cases = [(p, a.text) for p, a in zip(prompts, offline)]
     cases[2] = (cases[2][0], cases[2][1] + " (tampered)")
 
-    result = stage_candidate(ServeConfig(smoke_prompts=3, smoke_format_min=0.0), {"model_name": "svc-staging",
-                             "version": candidate}, cases, [], 8, tmp_path)
-    assert result["requests"] == 3 and result["failed"] == 0 and result["differ"] == 1, result
-    assert not result["passed"] and any("differ from the offline" in r for r in result["reasons"])
+    result = stage_candidate(ServeConfig(smoke_prompts=3, smoke_format_min=0.0),
+                             fake_adapter(model_name="svc-staging", version=candidate), cases, [], 8, tmp_path)
+    assert result.requests == 3 and result.failed == 0 and result.differ == 1, result
+    assert not result.passed and any("differ from the offline" in r for r in result.reasons)
     aliases = {k: str(v) for k, v in client.get_registered_model("svc-staging").aliases.items()}
     assert aliases == {"production": production, "staging": candidate}
     tags = client.get_model_version("svc-staging", candidate).tags
     assert tags["staging.decision"] == "failed" and "differ" in tags["staging.reasons"]
     with pytest.raises(ProcessLookupError):   # the server it started is gone
-        os.kill(result["server_pid"], 0)
+        os.kill(result.server_pid, 0)

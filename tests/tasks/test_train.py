@@ -1,7 +1,7 @@
 import torch
 
-from adapterops.base_models import BaseModelRef
 from adapterops.config import LoraConfig, TrainConfig
+from adapterops.refs import BaseModelRef
 from tasks.base_model import load_base_model
 from tasks.evaluate import per_example_loss
 from tasks.sft_data import IGNORE, tokenize_examples

@@ -69,9 +69,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(recipe, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_model_dir, tmp_path):
-    from adapterops.base_models import BaseModelRef
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.errors import AdapterOpsError
+    from adapterops.refs import BaseModelRef
     from tasks.base_model import load_base_model
     from tasks.sft_data import tokenize_examples
     from tasks.train import train_lora, wrap_with_lora
