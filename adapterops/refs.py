@@ -118,3 +118,93 @@ class ReleaseDecision(Ref):
     checks: list[dict[str, Any]]   # the gate's checks with their figures (tasks.gate.Decision.as_dict)
     notes: list[str]
     staging: StagingResult | None
+
+
+# --- curation: what each stage hands on, and the bundle that becomes a corpus version ---------------
+
+class StageResult(Ref):
+    """A curation stage's quarantine file and its counts (every record read is kept or quarantined)."""
+    quarantine: str
+    input: int
+    kept: int
+    quarantined: int
+
+
+class IngestResult(StageResult):
+    """Built by tasks.inputs.ingest_files."""
+    records: str
+    files: list[dict[str, Any]]    # per file: path, format, digest, rows read and quarantined
+
+
+class PiiResult(StageResult):
+    """Built by tasks.pii.pii_file."""
+    records: str                   # redacted
+    report: str
+    redacted: int
+    detectors: list[dict[str, Any]]
+    contract: str
+    contract_version: int
+
+
+class LabelResult(StageResult):
+    """Built by tasks.labeling.label_file."""
+    records: str                   # with the applied decisions
+    report: str                    # labels.parquet: one row per annotation and what became of it
+    agreement: str
+    files: list[dict[str, Any]]
+    policy: str
+    reviewer: str | None
+    metrics: dict[str, float | int]
+    disputed: int
+    outcomes: dict[str, int]
+    applied: dict[str, int]
+
+
+class DedupResult(Ref):
+    """Built by tasks.dedup_files.finish_dedup, however dedup ran (one process, shards, the CLI)."""
+    kept_records: str
+    duplicates: str
+    report: str
+    signatures: str | None
+    input: int
+    kept: int
+    exact: int
+    near: int
+    bands_rows: list[int]
+
+
+class ValidationResult(StageResult):
+    """Built by tasks.validate.validate_file."""
+    valid: str                     # the records that pass the contract
+    result: str                    # Great Expectations' full result (validation.json)
+    data_docs: str
+    contract: str
+    contract_version: int
+    owners: list[str]
+
+
+class SplitResult(Ref):
+    """Built by tasks.split.split_file."""
+    train: str
+    heldout: str
+    eval: str
+    quarantine: str
+    eval_quarantine: str
+    input: int
+    train_count: int
+    heldout_count: int
+    eval_count: int
+    quarantined: int
+    eval_quarantined: int
+
+
+class CurationStages(Ref):
+    """Every stage's result, what tasks.corpus.publish_version turns into a corpus version."""
+    ingest: IngestResult
+    pii: PiiResult
+    dedup: DedupResult
+    validation: ValidationResult
+    split: SplitResult
+    eval_ingest: IngestResult
+    eval_pii: PiiResult
+    label: LabelResult | None = None

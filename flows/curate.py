@@ -6,6 +6,7 @@ from prefect import flow, task
 from prefect.runtime import flow_run
 
 from adapterops.config import Config
+from adapterops.refs import CorpusRef, CurationStages, DedupResult, PiiResult
 from adapterops.reporting import counts_rows, publish_markdown, publish_table
 from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
@@ -60,7 +61,7 @@ def curation_settings(config: Config) -> dict:
 
 
 @flow(name="curate")
-def curate(config: Config) -> dict:
+def curate(config: Config) -> CorpusRef:
     """Turn the configured sources into a content-addressed corpus version awaiting approval."""
     stage = resolve_workspace().runs_dir / f"curate-{flow_run.get_id() or 'local'}"
     sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
@@ -76,30 +77,29 @@ def curate(config: Config) -> dict:
         return corpus
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
-    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested["records"], config.contract, stage / "eval")
+    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested.records, config.contract, stage / "eval")
     publish_pii("eval-pii", eval_pii)
     ingested = ingest_task(sources, config.columns, stage)
-    publish_table("ingest", "Ingest: records per file", ingested["files"])
-    pii = pii_task(ingested["records"], config.contract, stage)
+    publish_table("ingest", "Ingest: records per file", ingested.files)
+    pii = pii_task(ingested.records, config.contract, stage)
     publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        labeled = label_task(pii["records"], label_paths, stage, config.contract, config.labeling.policy,
+        labeled = label_task(pii.records, label_paths, stage, config.contract, config.labeling.policy,
                              config.labeling.reviewer)
-        publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": v} for k, v in labeled["outcomes"].items()])
-    deduped = dedup(labeled["records"] if labeled else pii["records"], config, stage)
-    publish_table("dedup", "Duplicates removed", counts_rows(
-        {k: deduped[k] for k in ("input", "kept", "exact", "near")}))
+        publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": v} for k, v in labeled.outcomes.items()])
+    deduped = dedup(labeled.records if labeled else pii.records, config, stage)
+    publish_table("dedup", "Duplicates removed", counts_rows(deduped.model_dump(include={"input", "kept", "exact", "near"})))
     try:
-        validated = validate_task(deduped["kept_records"], config.contract, stage)
+        validated = validate_task(deduped.kept_records, config.contract, stage)
     finally:   # the owner sees the contract's summary when it rejects the version too
         publish_contract_summary(config.contract, stage)
-    publish_table("contract", f"Contract {validated['contract']} v{validated['contract_version']}",
-                  counts_rows({k: validated[k] for k in ("input", "kept", "quarantined")}))
-    split = split_task(validated["valid"], eval_pii["records"], config.dedup, config.split.heldout_fraction,
+    publish_table("contract", f"Contract {validated.contract} v{validated.contract_version}",
+                  counts_rows(validated.model_dump(include={"input", "kept", "quarantined"})))
+    split = split_task(validated.valid, eval_pii.records, config.dedup, config.split.heldout_fraction,
                        config.split.seed, stage)
-    stages = {"ingest": ingested, "pii": pii, "dedup": deduped, "validate": validated, "split": split,
-              "eval_ingest": eval_ingested, "eval_pii": eval_pii} | ({"label": labeled} if labeled else {})
+    stages = CurationStages(ingest=ingested, pii=pii, dedup=deduped, validation=validated, split=split,
+                            eval_ingest=eval_ingested, eval_pii=eval_pii, label=labeled)
     corpus = version_task(config.name, stages, curation_settings(config), stage)
     if corpus.new and flow_run.get_id():   # the review page links to the run that curated the version
         import mlflow
@@ -113,8 +113,8 @@ def curate(config: Config) -> dict:
     return corpus
 
 
-def publish_pii(key: str, pii: dict) -> None:
-    publish_table(key, f"PII found under contract {pii['contract']} v{pii['contract_version']}", pii["detectors"])
+def publish_pii(key: str, pii: PiiResult) -> None:
+    publish_table(key, f"PII found under contract {pii.contract} v{pii.contract_version}", pii.detectors)
 
 
 def publish_contract_summary(contract: str, stage: Path) -> None:
@@ -122,7 +122,7 @@ def publish_contract_summary(contract: str, stage: Path) -> None:
         publish_markdown("contract-summary", f"Contract {contract}", summary.read_text(encoding="utf-8"))
 
 
-def dedup(records: str, config: Config, stage) -> dict:
+def dedup(records: str, config: Config, stage) -> DedupResult:
     """Deduplicate against the last approved version's stored signatures: in one task, or sharded
     across parallel tasks (threads, or Dask) when dedup.workers > 1 or a Dask address is set."""
     previous = previous_signatures_task(config.name)

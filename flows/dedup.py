@@ -8,6 +8,7 @@ import pandas as pd
 from prefect import flow, task
 
 from adapterops.config import DedupConfig
+from adapterops.refs import DedupResult
 from adapterops.reporting import publish_markdown
 from adapterops.storage import write_parquet
 from tasks.dedup import concat_sketches, empty_sketches, sketch_records
@@ -16,9 +17,9 @@ from tasks.dedup_report import report_markdown
 from tasks.record_batches import iter_frames
 
 
-def publish_dedup_report(summary: dict) -> None:
+def publish_dedup_report(summary: DedupResult) -> None:
     """The stage's report.json as a Prefect markdown artifact (logged when run outside a flow)."""
-    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
+    report = json.loads(Path(summary.report).read_text(encoding="utf-8"))
     publish_markdown("dedup-report", "Duplicate removal report", report_markdown(report))
 
 
@@ -40,7 +41,7 @@ def sketch_shard(shard_path: str, params: DedupConfig, folder: str) -> str:
 
 @flow(name="dedup-sharded")
 def dedup_sharded(records_path: str, params: DedupConfig, stage_dir: str, shard_rows: int = SHARD_ROWS,
-                  previous_signatures: str | None = None) -> dict:
+                  previous_signatures: str | None = None) -> DedupResult:
     """Same outputs as tasks.dedup_files.dedup_file, with the shards sketched in parallel by the flow's task runner."""
     shards = Path(stage_dir) / "shards"
     paths = split_shards(records_path, str(shards / "rows"), shard_rows)
@@ -69,7 +70,7 @@ def task_runner_for(dask_address: str | None, workers: int = 2):
 
 
 def run_dedup(records_path: str, params: DedupConfig, stage_dir: str, dask_address: str | None = None,
-              workers: int = 2, shard_rows: int = SHARD_ROWS, previous_signatures: str | None = None) -> dict:
+              workers: int = 2, shard_rows: int = SHARD_ROWS, previous_signatures: str | None = None) -> DedupResult:
     """Run dedup_sharded on the runner the configuration names."""
     runner = task_runner_for(dask_address, workers)
     return dedup_sharded.with_options(task_runner=runner)(records_path, params, stage_dir, shard_rows, previous_signatures)

@@ -20,7 +20,7 @@ import pandas as pd
 from adapterops import __version__
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell, md_code
-from adapterops.refs import CorpusRef
+from adapterops.refs import CorpusRef, CurationStages, LabelResult, ValidationResult
 from adapterops.storage import file_digest, read_yaml, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
 from adapterops.workspace import resolve_workspace
@@ -219,28 +219,24 @@ def _fsync_dir(path) -> None:
         os.close(fd)
 
 
-def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> CorpusRef:
+def publish_version(pipeline: str, stages: CurationStages, settings: dict, stage_dir) -> CorpusRef:
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version.
 
     Under the pipeline lock: the number is the highest ever used + 1, the folder is staged then renamed,
     and the MLflow run comes last, FINISHED only when complete (a crash leaves no listed version).
     """
-    ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
-    train, heldout = pd.read_parquet(split["train"]), pd.read_parquet(split["heldout"])
-    evaluation = pd.read_parquet(split["eval"])
+    ingest, dedup, valid, split, label = stages.ingest, stages.dedup, stages.validation, stages.split, stages.label
+    train, heldout = pd.read_parquet(split.train), pd.read_parquet(split.heldout)
+    evaluation = pd.read_parquet(split.eval)
     record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
-    digest = digest_of_parts(record_digests["train"], record_digests["heldout"], settings, valid["contract_version"])
-    counts = {"input": ingest["input"], "kept": len(train) + len(heldout),
-              "duplicates": dedup["input"] - dedup["kept"], "exact_duplicates": dedup["exact"],
-              "near_duplicates": dedup["near"],
-              "quarantined": ingest["quarantined"] + valid["quarantined"] + split["quarantined"]
-              + stages.get("pii", {}).get("quarantined", 0)  # the PII step's quarantine
-              + stages.get("label", {}).get("quarantined", 0),  # records rejected by annotators
-              "train": len(train), "heldout": len(heldout), "eval": len(evaluation)}
-    if "eval_ingest" in stages:
-        counts |= {"eval_input": stages["eval_ingest"]["input"],
-                   "eval_quarantined": stages["eval_ingest"]["quarantined"] + stages["eval_pii"]["quarantined"]
-                   + split["eval_quarantined"]}
+    digest = digest_of_parts(record_digests["train"], record_digests["heldout"], settings, valid.contract_version)
+    counts = {"input": ingest.input, "kept": len(train) + len(heldout),
+              "duplicates": dedup.input - dedup.kept, "exact_duplicates": dedup.exact, "near_duplicates": dedup.near,
+              "quarantined": ingest.quarantined + stages.pii.quarantined + (label.quarantined if label else 0)
+              + valid.quarantined + split.quarantined,
+              "train": len(train), "heldout": len(heldout), "eval": len(evaluation),
+              "eval_input": stages.eval_ingest.input,
+              "eval_quarantined": stages.eval_ingest.quarantined + stages.eval_pii.quarantined + split.eval_quarantined}
     check_accounting(counts)
 
     with pipeline_lock(pipeline) as root:
@@ -249,7 +245,7 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> C
         existing = find_version(pipeline, digest=digest)
         if existing is not None and _reusable(existing):
             return version_ref(existing.info.run_id, existing.data.tags["corpus.path"], load_manifest(existing),
-                               valid["owners"])
+                               valid.owners)
         number = highest + 1
         folder = root / f"v{number:04d}"
         staging = root / f".{folder.name}.partial"
@@ -259,8 +255,8 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> C
         manifest = {"pipeline": pipeline, "version": number, "digest": digest,
                     "eval_digest": "sha256:" + record_digests["eval"], "record_digests": record_digests,
                     "files": file_digests(staging),
-                    "sources": ingest["files"], "labels": stages.get("label", {}).get("files", []), "counts": counts,
-                    "contract": valid["contract"], "contract_version": valid["contract_version"], "settings": settings,
+                    "sources": ingest.files, "labels": label.files if label else [], "counts": counts,
+                    "contract": valid.contract, "contract_version": valid.contract_version, "settings": settings,
                     "parent": parent.data.tags["corpus.digest"] if parent else None, "code_version": _code_version(),
                     "created": datetime.now(timezone.utc).isoformat()}
         write_json(manifest, staging / "manifest.json")
@@ -269,61 +265,55 @@ def publish_version(pipeline: str, stages: dict, settings: dict, stage_dir) -> C
         _fsync_dir(root)
         crash_point("version-folder")
         run_id = _log_version_run(experiment, pipeline, number, digest, folder, valid, settings, counts,
-                                  manifest["eval_digest"], record_digests, stages.get("label"))
-    return version_ref(run_id, folder, manifest, valid["owners"], new=True)
+                                  manifest["eval_digest"], record_digests, label)
+    return version_ref(run_id, folder, manifest, valid.owners, new=True)
 
 
-def _stage_files(staging, stages: dict) -> None:
+def _stage_files(staging, stages: CurationStages) -> None:
     """Copy every file the version holds into its staging folder."""
-    ingest, dedup, valid, split = stages["ingest"], stages["dedup"], stages["validate"], stages["split"]
     for name in ("train", "heldout", "eval"):
-        shutil.copyfile(split[name], staging / f"{name}.parquet")
-    shutil.copyfile(dedup["duplicates"], staging / "duplicates.parquet")
+        shutil.copyfile(getattr(stages.split, name), staging / f"{name}.parquet")
+    dedup = stages.dedup
+    shutil.copyfile(dedup.duplicates, staging / "duplicates.parquet")
     # dedup's report and stored signatures travel with the version (incremental dedup reads them next time)
-    if dedup.get("report"):
-        shutil.copyfile(dedup["report"], staging / "dedup_report.json")
-    if dedup.get("signatures"):
-        shutil.copytree(dedup["signatures"], staging / "signatures")
-    shutil.copyfile(valid["result"], staging / "validation.json")
-    quarantine_files = [ingest["quarantine"], valid["quarantine"], split["quarantine"]]
+    shutil.copyfile(dedup.report, staging / "dedup_report.json")
+    if dedup.signatures:
+        shutil.copytree(dedup.signatures, staging / "signatures")
+    shutil.copyfile(stages.validation.result, staging / "validation.json")
     # PII quarantine and report, label outcomes and the contract's rendered Data Docs travel with the version
-    pii = stages.get("pii", {})
-    quarantine_files += [pii["quarantine"]] if pii.get("quarantine") else []
-    if pii.get("report"):
-        shutil.copyfile(pii["report"], staging / "pii.json")
-    if stages.get("label"):
-        quarantine_files.append(stages["label"]["quarantine"])
-        shutil.copyfile(stages["label"]["report"], staging / "labels.parquet")
-        if stages["label"].get("agreement"):
-            shutil.copyfile(stages["label"]["agreement"], staging / "labels_agreement.json")
-    if stages.get("eval_pii", {}).get("report"):
-        shutil.copyfile(stages["eval_pii"]["report"], staging / "eval_pii.json")
-    if valid.get("data_docs"):
-        shutil.copytree(valid["data_docs"], staging / "data_docs")
+    quarantine_files = [stages.ingest.quarantine, stages.validation.quarantine, stages.split.quarantine,
+                        stages.pii.quarantine]
+    shutil.copyfile(stages.pii.report, staging / "pii.json")
+    if label := stages.label:
+        quarantine_files.append(label.quarantine)
+        shutil.copyfile(label.report, staging / "labels.parquet")
+        shutil.copyfile(label.agreement, staging / "labels_agreement.json")
+    shutil.copyfile(stages.eval_pii.report, staging / "eval_pii.json")
+    shutil.copytree(stages.validation.data_docs, staging / "data_docs")
     quarantine = pd.concat([pd.read_parquet(p) for p in quarantine_files], ignore_index=True)
     write_parquet(quarantine, staging / "quarantine.parquet")
-    if "eval_ingest" in stages:
-        eval_quarantine = [stages["eval_ingest"]["quarantine"], stages["eval_pii"]["quarantine"], split["eval_quarantine"]]
-        write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine], ignore_index=True),
-                      staging / "eval_quarantine.parquet")
+    eval_quarantine = [stages.eval_ingest.quarantine, stages.eval_pii.quarantine, stages.split.eval_quarantine]
+    write_parquet(pd.concat([pd.read_parquet(p) for p in eval_quarantine], ignore_index=True),
+                  staging / "eval_quarantine.parquet")
 
 
-def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, folder, valid: dict, settings: dict,
-                     counts: dict, eval_digest: str, record_digests: dict, label: dict | None = None) -> str:
+def _log_version_run(experiment: str, pipeline: str, number: int, digest: str, folder, valid: ValidationResult,
+                     settings: dict, counts: dict, eval_digest: str, record_digests: dict,
+                     label: LabelResult | None = None) -> str:
     """The version's MLflow run, created last; it ends FINISHED only if everything was logged."""
     import mlflow
 
     with mlflow.start_run(experiment_id=experiment, run_name=f"corpus-v{number}") as run:
         mlflow.set_tags({"corpus.digest": digest, "corpus.version": str(number), "corpus.status": "pending",
-                         "corpus.path": str(folder), "contract": valid["contract"],
-                         "contract.version": str(valid["contract_version"]), "corpus.eval_digest": eval_digest})
+                         "corpus.path": str(folder), "contract": valid.contract,
+                         "contract.version": str(valid.contract_version), "corpus.eval_digest": eval_digest})
         crash_point("run-tags")
         mlflow.log_params({f"dedup.{k}": v for k, v in settings["dedup"].items()}
                           | {f"split.{k}": v for k, v in settings["split"].items()})
         mlflow.log_metrics({f"records.{k}": v for k, v in counts.items()})
-        if label and label.get("metrics") is not None:   # agreement per label round, next to the version it made
-            mlflow.log_params({"labels.policy": label["policy"], "labels.reviewer": label.get("reviewer") or "-"})
-            mlflow.log_metrics(label["metrics"])
+        if label:   # agreement per label round, next to the version it made
+            mlflow.log_params({"labels.policy": label.policy, "labels.reviewer": label.reviewer or "-"})
+            mlflow.log_metrics(label.metrics)
         for name, dataset in corpus_datasets(folder, pipeline, record_digests):
             mlflow.log_input(dataset, context=name)
         mlflow.log_artifacts(str(folder), artifact_path="corpus")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import DedupResult
 from adapterops.storage import space_for, staging_path, write_json
 from tasks.arrow_arrays import from_numpy, strings
 from tasks.dedup import (
@@ -86,7 +87,7 @@ def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str =
 
 
 def write_outputs(records_path, sketches: Sketches, params: DedupConfig, out_dir,
-                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id", signatures: bool = True) -> dict:
+                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id", signatures: bool = True) -> DedupResult:
     """Cluster the sketches and write kept.parquet, duplicates.parquet, report.json and (with `signatures`) signatures/.
 
     The kept rows and the report's samples are taken by position from the records read for sketching
@@ -110,10 +111,10 @@ def write_outputs(records_path, sketches: Sketches, params: DedupConfig, out_dir
                           params.model_dump(exclude=set(params.RUNTIME_FIELDS)) | {"bands_rows": bands_rows})
     write_json(report, out_dir / "report.json")
     counts = report["counts"]
-    return {"kept_records": str(out_dir / "kept.parquet"), "duplicates": str(out_dir / "duplicates.parquet"),
-            "report": str(out_dir / "report.json"), "signatures": str(out_dir / "signatures") if signatures else None,
-            "input": counts["input"], "kept": counts["kept"], "exact": counts["exact"], "near": counts["near"],
-            "bands_rows": bands_rows}
+    return DedupResult(kept_records=str(out_dir / "kept.parquet"), duplicates=str(out_dir / "duplicates.parquet"),
+                       report=str(out_dir / "report.json"), signatures=str(out_dir / "signatures") if signatures else None,
+                       input=counts["input"], kept=counts["kept"], exact=counts["exact"], near=counts["near"],
+                       bands_rows=bands_rows)
 
 
 def empty_columns() -> dict[str, np.ndarray]:
@@ -141,7 +142,7 @@ def _sample_texts(samples: pa.Table, text_columns: tuple[str, ...]) -> list[str]
 
 
 def dedup_file(records_path: str, params: DedupConfig, stage_dir, previous_signatures: str | None = None,
-               workers: int = 1, batch_rows: int = SHARD_ROWS) -> dict:
+               workers: int = 1, batch_rows: int = SHARD_ROWS) -> DedupResult:
     """kept.parquet, duplicates.parquet (one row per input record), report.json and signatures/ under stage_dir.
 
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
@@ -153,7 +154,7 @@ def dedup_file(records_path: str, params: DedupConfig, stage_dir, previous_signa
 
 def finish_dedup(records_path, current: Sketches, params: DedupConfig, out_dir, previous_signatures: str | None = None,
                  text_columns: tuple[str, ...] = TEXT_COLUMNS, id_column: str = "id", signatures: bool = True,
-                 hint: str = "quarantine duplicate ids at ingest first") -> dict:
+                 hint: str = "quarantine duplicate ids at ingest first") -> DedupResult:
     """The common tail of every way dedup runs (the file stage, the sharded flow, the command): the
     sketches of this run after the previous version's anchors → clusters → the output files."""
     anchored = with_previous(current, previous_signatures, params.num_perm, hint)
@@ -216,8 +217,8 @@ def warm_up() -> None:
             summary = finish_dedup(path, sketch_file(path, params, ("text",), workers=2), params,
                                    folder / f"{path.suffix[1:]}-{shingle}", text_columns=("text",))
         finish_dedup(folder / "new.jsonl", sketch_file(folder / "new.jsonl", params, ("text",)), params,
-                     folder / "incremental", summary["signatures"], ("text",), signatures=False)
-        cluster_columns(load_sketches(summary["signatures"], mmap=True), params)   # read-only arrays (sharded flow)
+                     folder / "incremental", summary.signatures, ("text",), signatures=False)
+        cluster_columns(load_sketches(summary.signatures, mmap=True), params)   # read-only arrays (sharded flow)
     import pandas as pd
 
     dedup_records(pd.DataFrame({"id": [str(k) for k in range(len(texts))], "prompt": texts, "completion": "ok"}),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adapterops.config import Columns
 from adapterops.errors import AdapterOpsError
+from adapterops.refs import IngestResult
 from adapterops.storage import file_digest, write_parquet
 from tasks.ingest import RECORD_FIELDS, Ingested, parse_csv, parse_jsonl_lines, parse_rows
 from tasks.quarantine import QUARANTINE_FIELDS
@@ -106,7 +107,7 @@ def _digest(path: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def ingest_files(paths: list, columns: Columns, stage_dir) -> dict:
+def ingest_files(paths: list, columns: Columns, stage_dir) -> IngestResult:
     """Parse every input into records.parquet and quarantine.parquet under stage_dir; ids are unique across files."""
     import pandas as pd
 
@@ -123,5 +124,5 @@ def ingest_files(paths: list, columns: Columns, stage_dir) -> dict:
     stage_dir = Path(stage_dir)
     write_parquet(pd.DataFrame(records, columns=[*RECORD_FIELDS, "input_file", "input_line"]), stage_dir / "records.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "quarantine.parquet")
-    return {"records": str(stage_dir / "records.parquet"), "quarantine": str(stage_dir / "quarantine.parquet"),
-            "input": rows, "kept": len(records), "quarantined": len(quarantine), "files": files}
+    return IngestResult(records=str(stage_dir / "records.parquet"), quarantine=str(stage_dir / "quarantine.parquet"),
+                        input=rows, kept=len(records), quarantined=len(quarantine), files=files)

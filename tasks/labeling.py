@@ -21,7 +21,7 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import plain_text
-from adapterops.refs import CorpusRef
+from adapterops.refs import CorpusRef, LabelResult
 from adapterops.storage import file_digest, write_json, write_parquet, write_text
 from tasks.argilla_format import argilla_files
 from tasks.contract import load_contract
@@ -287,7 +287,7 @@ REPORT_COLUMNS = ["record_id", "file", "where", "outcome", "detail", "record_dig
 
 
 def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None,
-               policy: str = "latest", reviewer: str | None = None) -> dict:
+               policy: str = "latest", reviewer: str | None = None) -> LabelResult:
     """labeled.parquet, label_quarantine.parquet (rejections), labels.parquet (one row per annotation with its
     outcome) and labels_agreement.json (agreement per round, the disputed tasks).
 
@@ -311,13 +311,13 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
     write_parquet(report, stage_dir / "labels.parquet")
     outcomes = report["outcome"].value_counts().to_dict()
     applied = report[report["outcome"] == "applied"]["verdict"].value_counts().to_dict()
-    return {"records": str(stage_dir / "labeled.parquet"), "quarantine": str(stage_dir / "label_quarantine.parquet"),
-            "report": str(stage_dir / "labels.parquet"), "input": len(frame), "kept": len(labeled),
-            "quarantined": len(quarantine), "files": [{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
-            "agreement": str(stage_dir / "labels_agreement.json"), "policy": policy, "reviewer": reviewer,
-            "metrics": agreement_metrics(rounds, len(disputed)), "disputed": len(disputed),
-            "outcomes": {k: int(v) for k, v in outcomes.items()},
-            "applied": {v: int(applied.get(v, 0)) for v in VERDICTS}}
+    return LabelResult(records=str(stage_dir / "labeled.parquet"), quarantine=str(stage_dir / "label_quarantine.parquet"),
+                       report=str(stage_dir / "labels.parquet"), input=len(frame), kept=len(labeled),
+                       quarantined=len(quarantine), files=[{"path": p, "digest": file_digest(Path(p))} for p in label_paths],
+                       agreement=str(stage_dir / "labels_agreement.json"), policy=policy, reviewer=reviewer,
+                       metrics=agreement_metrics(rounds, len(disputed)), disputed=len(disputed),
+                       outcomes={k: int(v) for k, v in outcomes.items()},
+                       applied={v: int(applied.get(v, 0)) for v in VERDICTS})
 
 
 def version_tasks(corpus_folder: str, corpus: CorpusRef, fmt: str, split: str = "train", limit: int | None = None,

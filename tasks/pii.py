@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapterops.refs import PiiResult
 from adapterops.storage import write_json, write_parquet
 from tasks.contract import load_contract
 from tasks.pii_detect import DETECTORS, PiiPolicy, find_pii, redact
@@ -16,7 +17,7 @@ from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 
 @dataclass
-class PiiResult:
+class PiiScan:
     records: list[dict] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
@@ -26,9 +27,9 @@ class PiiResult:
                 for kind in DETECTORS]
 
 
-def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
+def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiScan:
     """Quarantine, redact or allow each record's PII as the policy says; counts findings per detector."""
-    out = PiiResult(counts={kind: {"found": 0, "records": 0} for kind in DETECTORS})
+    out = PiiScan(counts={kind: {"found": 0, "records": 0} for kind in DETECTORS})
     redacting = {kind for kind in DETECTORS if getattr(policy, kind) == "redact"}
     for record in records:
         findings = {column: find_pii(record.get(column)) if isinstance(record.get(column), str) else []
@@ -53,7 +54,7 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiResult:
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def pii_file(records_path: str, contract_name: str, stage_dir) -> dict:
+def pii_file(records_path: str, contract_name: str, stage_dir) -> PiiResult:
     """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir; the
     per-detector rows come back as `detectors` for the flow to show."""
     import pandas as pd
@@ -67,8 +68,8 @@ def pii_file(records_path: str, contract_name: str, stage_dir) -> dict:
     write_parquet(pd.DataFrame(result.quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "pii_quarantine.parquet")
     write_json({"contract": contract.name, "contract_version": contract.version, "detectors": report},
                stage_dir / "pii.json")
-    return {"records": str(stage_dir / "pii_clean.parquet"), "quarantine": str(stage_dir / "pii_quarantine.parquet"),
-            "report": str(stage_dir / "pii.json"), "input": len(frame), "kept": len(result.records),
-            "quarantined": len(result.quarantine),
-            "redacted": sum(r["records"] for r in report if r["action"] == "redact"),
-            "detectors": report, "contract": contract.name, "contract_version": contract.version}
+    return PiiResult(records=str(stage_dir / "pii_clean.parquet"), quarantine=str(stage_dir / "pii_quarantine.parquet"),
+                     report=str(stage_dir / "pii.json"), input=len(frame), kept=len(result.records),
+                     quarantined=len(result.quarantine),
+                     redacted=sum(r["records"] for r in report if r["action"] == "redact"),
+                     detectors=report, contract=contract.name, contract_version=contract.version)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from adapterops.config import DedupConfig
+from adapterops.refs import SplitResult
 from adapterops.storage import write_parquet
 from tasks.dedup import sketch_records, verified_pairs
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
@@ -56,7 +57,7 @@ def unusable_eval_rows(evaluation: pd.DataFrame) -> pd.Series:
 
 
 def split_file(valid_path: str, eval_path: str, params: DedupConfig, heldout_fraction: float, seed: int,
-               stage_dir) -> dict:
+               stage_dir) -> SplitResult:
     """train.parquet, heldout.parquet, eval.parquet; train records that leak into either are quarantined.
 
     eval_path: the evaluation records, already ingested and PII-checked; those that cannot be scored
@@ -84,8 +85,8 @@ def split_file(valid_path: str, eval_path: str, params: DedupConfig, heldout_fra
         write_parquet(part, stage_dir / f"{name}.parquet")
     write_parquet(quarantine, stage_dir / "split_quarantine.parquet")
     write_parquet(eval_quarantine, stage_dir / "eval_quarantine.parquet")
-    return {"train": str(stage_dir / "train.parquet"), "heldout": str(stage_dir / "heldout.parquet"),
-            "eval": str(stage_dir / "eval.parquet"), "quarantine": str(stage_dir / "split_quarantine.parquet"),
-            "eval_quarantine": str(stage_dir / "eval_quarantine.parquet"),
-            "input": len(frame), "train_count": len(train), "heldout_count": len(heldout),
-            "eval_count": len(evaluation), "quarantined": int(leaked.sum()), "eval_quarantined": len(eval_quarantine)}
+    return SplitResult(train=str(stage_dir / "train.parquet"), heldout=str(stage_dir / "heldout.parquet"),
+                       eval=str(stage_dir / "eval.parquet"), quarantine=str(stage_dir / "split_quarantine.parquet"),
+                       eval_quarantine=str(stage_dir / "eval_quarantine.parquet"),
+                       input=len(frame), train_count=len(train), heldout_count=len(heldout),
+                       eval_count=len(evaluation), quarantined=int(leaked.sum()), eval_quarantined=len(eval_quarantine))

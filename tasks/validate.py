@@ -11,6 +11,7 @@ import pandas as pd
 
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import html_text, md_cell, md_code, md_text
+from adapterops.refs import ValidationResult
 from adapterops.storage import space_for, write_json, write_parquet, write_text
 from tasks.contract import Contract, ExpectationSpec, build_expectation, load_contract
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
@@ -160,7 +161,7 @@ def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: Co
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
+def validate_file(records_path: str, contract_name: str, stage_dir) -> ValidationResult:
     """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
     stage_dir = Path(stage_dir)
     contract = load_contract(contract_name)
@@ -184,7 +185,7 @@ def validate_file(records_path: str, contract_name: str, stage_dir) -> dict:
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
                               + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")
-    return {"valid": str(stage_dir / "valid.parquet"), "quarantine": str(stage_dir / "contract_quarantine.parquet"),
-            "result": str(stage_dir / "validation.json"), "data_docs": str(docs), "input": len(frame),
-            "kept": int((~bad).sum()), "quarantined": int(bad.sum()), "contract": contract.name,
-            "contract_version": contract.version, "owners": contract.owners}
+    return ValidationResult(valid=str(stage_dir / "valid.parquet"), quarantine=str(stage_dir / "contract_quarantine.parquet"),
+                            result=str(stage_dir / "validation.json"), data_docs=str(docs), input=len(frame),
+                            kept=int((~bad).sum()), quarantined=int(bad.sum()), contract=contract.name,
+                            contract_version=contract.version, owners=contract.owners)

@@ -67,15 +67,15 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
     stages = output / "stages"
     shutil.rmtree(stages, ignore_errors=True)
     ingested = ingest_files(inputs, columns, stages)
-    pii = pii_file(ingested["records"], contract, stages)
+    pii = pii_file(ingested.records, contract, stages)
     problem = None
     try:
-        validate_file(pii["records"], contract, stages)
+        validate_file(pii.records, contract, stages)
     except AdapterOpsError as error:
         if not (stages / "valid.parquet").is_file():
             raise                               # no result to write: the contract could not run at all
         problem = error
-    parts = {"ingest": ingested["quarantine"], "pii": pii["quarantine"], "contract": stages / "contract_quarantine.parquet"}
+    parts = {"ingest": ingested.quarantine, "pii": pii.quarantine, "contract": stages / "contract_quarantine.parquet"}
     quarantine = pd.concat([pd.read_parquet(p) for p in parts.values()], ignore_index=True)
     passing = pd.read_parquet(stages / "valid.parquet")
     write_parquet(quarantine, output / "quarantine.parquet")
@@ -84,7 +84,7 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
         shutil.copyfile(stages / name, output / name)
     shutil.rmtree(output / "data_docs", ignore_errors=True)
     shutil.copytree(stages / "data_docs", output / "data_docs")
-    counts = {"input": ingested["input"], "passing": len(passing), "quarantined": len(quarantine),
+    counts = {"input": ingested.input, "passing": len(passing), "quarantined": len(quarantine),
               "by_stage": {k: int((quarantine["stage"] == k).sum()) for k in parts}}
     if counts["input"] != counts["passing"] + counts["quarantined"]:
         raise AdapterOpsError(f"Record accounting does not add up: {counts}. Please report this.")

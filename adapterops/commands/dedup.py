@@ -83,5 +83,5 @@ def dedup(input: Path = typer.Argument(..., help="JSONL, Parquet or CSV file of 
                               lambda rows: progress.advance(task, rows))
     summary = finish_dedup(input, current, config, out_dir, str(previous) if previous else None, (text_column,),
                            id_column, signatures, "ids must be unique (pick another --id-column)")
-    out.print(f"{summary['input']} records: {summary['kept']} kept, {summary['exact']} exact and {summary['near']} "
+    out.print(f"{summary.input} records: {summary.kept} kept, {summary.exact} exact and {summary.near} "
               f"near duplicates removed → {out_dir}")

@@ -30,10 +30,10 @@ def test_sharded_flow_on_a_two_worker_dask_cluster_matches_in_process(prefect_ha
     expected = dedup_records(records, DedupConfig())
     summary = run_dedup(str(tmp_path / "records.parquet"), DedupConfig(), str(tmp_path / "dask"), dask_address="local",
                         workers=2, shard_rows=15)
-    pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(summary.duplicates), expected, check_dtype=False)
     threads = run_dedup(str(tmp_path / "records.parquet"), DedupConfig(), str(tmp_path / "threads"), shard_rows=15)
-    pd.testing.assert_frame_equal(pd.read_parquet(threads["duplicates"]), expected, check_dtype=False)
-    kept = pd.read_parquet(threads["kept_records"])
+    pd.testing.assert_frame_equal(pd.read_parquet(threads.duplicates), expected, check_dtype=False)
+    kept = pd.read_parquet(threads.kept_records)
     assert kept["id"].tolist() == expected.loc[expected["kept"], "id"].tolist()
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from adapterops.refs import CorpusRef, CurationStages, DedupResult, IngestResult, PiiResult, SplitResult, ValidationResult
+
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"dedup": {"threshold": 0.8}, "split": {"heldout_fraction": 0.2, "seed": 1}}
 CLI = [sys.executable, "-c", "from adapterops.cli import main; main()"]
@@ -51,7 +53,7 @@ def records(n: int, tag: str) -> pd.DataFrame:
                          "completion": [f"Triage: billing | priority: {i % 3}" for i in range(n)]})
 
 
-def fake_stages(folder: Path, tag: str, n: int = 6) -> dict:
+def fake_stages(folder: Path, tag: str, n: int = 6) -> CurationStages:
     """The stage outputs a curation hands to publish_version, for `n` records named by `tag`."""
     folder.mkdir(parents=True, exist_ok=True)
     frame = records(n, tag)
@@ -60,16 +62,27 @@ def fake_stages(folder: Path, tag: str, n: int = 6) -> dict:
                        ("duplicates", frame.iloc[:0]), ("quarantine", pd.DataFrame({"id": pd.Series([], dtype=str)}))):
         paths[name] = str(folder / f"{name}.parquet")
         part.to_parquet(paths[name], index=False)
-    (folder / "validation.json").write_text("{}", encoding="utf-8")
-    return {"ingest": {"input": n, "quarantined": 0, "quarantine": paths["quarantine"], "files": []},
-            "dedup": {"input": n, "kept": n, "exact": 0, "near": 0, "duplicates": paths["duplicates"]},
-            "validate": {"contract": "support_tickets", "contract_version": 1, "owners": ["dana.k"], "quarantined": 0,
-                         "quarantine": paths["quarantine"], "result": str(folder / "validation.json")},
-            "split": {"train": paths["train"], "heldout": paths["heldout"], "eval": paths["eval"],
-                      "quarantine": paths["quarantine"], "quarantined": 0}}
+    for name in ("validation.json", "report.json", "pii.json"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    (folder / "data_docs").mkdir(exist_ok=True)
+    empty = paths["quarantine"]
+    ingest = IngestResult(records=paths["train"], quarantine=empty, input=n, kept=n, quarantined=0, files=[])
+    pii = PiiResult(records=paths["train"], quarantine=empty, report=str(folder / "pii.json"), input=n, kept=n,
+                    quarantined=0, redacted=0, detectors=[], contract="support_tickets", contract_version=1)
+    return CurationStages(
+        ingest=ingest, pii=pii, eval_ingest=ingest.model_copy(update={"input": 3, "kept": 3}),
+        eval_pii=pii.model_copy(update={"input": 3, "kept": 3}),
+        dedup=DedupResult(kept_records=paths["train"], duplicates=paths["duplicates"], report=str(folder / "report.json"),
+                          signatures=None, input=n, kept=n, exact=0, near=0, bands_rows=[16, 8]),
+        validation=ValidationResult(valid=paths["train"], quarantine=empty, result=str(folder / "validation.json"),
+                                    data_docs=str(folder / "data_docs"), input=n, kept=n, quarantined=0,
+                                    contract="support_tickets", contract_version=1, owners=["dana.k"]),
+        split=SplitResult(train=paths["train"], heldout=paths["heldout"], eval=paths["eval"], quarantine=empty,
+                          eval_quarantine=empty, input=n, train_count=n - 2, heldout_count=2, eval_count=3,
+                          quarantined=0, eval_quarantined=0))
 
 
-def publish(pipeline: str, folder: Path, tag: str) -> dict:
+def publish(pipeline: str, folder: Path, tag: str) -> CorpusRef:
     from tasks.corpus import publish_version
 
     return publish_version(pipeline, fake_stages(folder / tag, tag), SETTINGS, folder)

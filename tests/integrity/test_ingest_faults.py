@@ -30,8 +30,8 @@ def test_a_file_with_a_deeply_nested_line_is_ingested(tmp_path):
     source = tmp_path / "records.jsonl"
     source.write_bytes(GOOD + b"\n" + DEEP + b"\n")
     result = ingest_files([str(source)], Columns(), tmp_path / "stage")
-    assert (result["input"], result["kept"], result["quarantined"]) == (2, 1, 1)
-    assert pd.read_parquet(result["quarantine"])["reason"].tolist() == ["malformed_json: nested too deeply to parse"]
+    assert (result.input, result.kept, result.quarantined) == (2, 1, 1)
+    assert pd.read_parquet(result.quarantine)["reason"].tolist() == ["malformed_json: nested too deeply to parse"]
 
 
 # --- a full disk: one line naming the path and the space, nothing half-written, no version ----------

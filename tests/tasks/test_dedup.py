@@ -178,11 +178,11 @@ def test_dedup_file_writes_report_and_signatures_and_runs_incrementally(tmp_path
     assert {r["source"]: r["near"] for r in report["by_source"]} == {"chat": 0, "mail": 1}
     assert report["largest_clusters"][0]["kept_id"] == "r1" and report["largest_clusters"][0]["duplicates"][0]["id"] == "r0"
     assert sum(h["records"] for h in report["jaccard_histogram"]) == 1
-    assert len(load_sketches(summary["signatures"]).ids) == 3
+    assert len(load_sketches(summary.signatures).ids) == 3
     new = pd.DataFrame({"id": ["n1", "n2"], "prompt": [BASE.upper() + " thanks!", "brand new question"],
                         "completion": ["ok", "ok"], "timestamp": ["2026-02-01"] * 2})
     new.to_parquet(tmp_path / "v2.parquet")
-    dedup_file(str(tmp_path / "v2.parquet"), DedupConfig(), tmp_path / "v2", previous_signatures=summary["signatures"])
+    dedup_file(str(tmp_path / "v2.parquet"), DedupConfig(), tmp_path / "v2", previous_signatures=summary.signatures)
     table = pd.read_parquet(tmp_path / "v2" / "duplicates.parquet")
     assert table["id"].tolist() == ["n1", "n2"]
     assert table["duplicate_of"].fillna("-").tolist() == ["r1", "-"] and table.loc[0, "kind"] == "exact"
@@ -261,8 +261,8 @@ def test_dedup_file_reads_parquet_in_batches_with_the_same_result(tmp_path):
     records.to_parquet(tmp_path / "in.parquet", row_group_size=7)
     summary = dedup_file(str(tmp_path / "in.parquet"), DedupConfig(), tmp_path / "out", batch_rows=4)
     expected = dedup_records(records, DedupConfig())
-    pd.testing.assert_frame_equal(pd.read_parquet(summary["duplicates"]), expected, check_dtype=False)
-    kept = pd.read_parquet(summary["kept_records"])
+    pd.testing.assert_frame_equal(pd.read_parquet(summary.duplicates), expected, check_dtype=False)
+    kept = pd.read_parquet(summary.kept_records)
     assert list(kept.columns) == list(records.columns)
     assert kept["id"].tolist() == expected.loc[expected["kept"], "id"].tolist()
 

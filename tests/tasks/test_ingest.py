@@ -147,13 +147,13 @@ def test_every_format_is_read_with_ids_unique_across_files(tmp_path):
                  "test": Dataset.from_list([{**GOOD, "id": "h2"}])}).save_to_disk(str(tmp_path / "hf"))
     out = ingest_files([str(tmp_path / "*.jsonl"), str(tmp_path / "b.csv"), str(tmp_path / "c.parquet"),
                         str(tmp_path / "hf")], Columns(), tmp_path / "stage")
-    records, quarantine = pd.read_parquet(out["records"]), pd.read_parquet(out["quarantine"])
+    records, quarantine = pd.read_parquet(out.records), pd.read_parquet(out.quarantine)
     assert sorted(records["id"]) == ["c1", "h1", "h2", "j1", "p1", "p2"]
     assert records.set_index("id").loc["p2", "timestamp"] == "2"
     assert sorted(quarantine["reason"].str.split(":").str[0]) == ["duplicate_id", "malformed_json"]
-    assert out["input"] == len(records) + len(quarantine) == 8
-    assert [f["format"] for f in out["files"]] == ["jsonl", "csv", "parquet", "hf"]
-    assert all(f["digest"].startswith("sha256:") for f in out["files"])
+    assert out.input == len(records) + len(quarantine) == 8
+    assert [f["format"] for f in out.files] == ["jsonl", "csv", "parquet", "hf"]
+    assert all(f["digest"].startswith("sha256:") for f in out.files)
 
 
 @pytest.mark.parametrize("case, message", [

@@ -27,17 +27,17 @@ def test_a_correction_that_breaks_the_contract_is_correction_rejected_and_named(
     (tmp_path / "labels.jsonl").write_text("\n".join(map(json.dumps, items)))
     result = label_file(str(tmp_path / "records.parquet"), [str(tmp_path / "labels.jsonl")], tmp_path,
                         "support_tickets")
-    report = pd.read_parquet(result["report"]).set_index("record_id")
+    report = pd.read_parquet(result.report).set_index("record_id")
     assert report["outcome"].to_dict() == {"a": "applied", "b": "correction_rejected", "c": "applied"}
     assert "lee@example.com" in report.loc["b", "detail"] and "completion" in report.loc["b", "detail"]
-    assert result["outcomes"] == {"applied": 2, "correction_rejected": 1}
-    assert pd.read_parquet(result["records"])["id"].tolist() == ["a", "c"]
-    quarantine = pd.read_parquet(result["quarantine"])
+    assert result.outcomes == {"applied": 2, "correction_rejected": 1}
+    assert pd.read_parquet(result.records)["id"].tolist() == ["a", "c"]
+    quarantine = pd.read_parquet(result.quarantine)
     assert quarantine["id"].tolist() == ["b"] and quarantine.loc[0, "stage"] == "label"
     reason = quarantine.loc[0, "reason"]
     assert reason.startswith("correction_rejected: contract: ")
     assert f"(line 2 of {tmp_path / 'labels.jsonl'}; decision correct by lee@example.com)" in reason
-    assert result["input"] == result["kept"] + result["quarantined"]
+    assert result.input == result.kept + result.quarantined
 
 
 def test_without_a_contract_corrections_are_applied_as_before(tmp_path):
@@ -46,4 +46,4 @@ def test_without_a_contract_corrections_are_applied_as_before(tmp_path):
     items[1] |= {"verdict": "correct", "corrected_completion": "Triage: account", "annotator": "lee"}
     (tmp_path / "labels.jsonl").write_text("\n".join(map(json.dumps, items)))
     result = label_file(str(tmp_path / "records.parquet"), [str(tmp_path / "labels.jsonl")], tmp_path)
-    assert result["applied"]["correct"] == 1 and result["quarantined"] == 0
+    assert result.applied["correct"] == 1 and result.quarantined == 0

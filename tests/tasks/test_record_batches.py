@@ -88,4 +88,4 @@ def test_ingest_streams_parquet_in_batches_in_file_order(tmp_path, monkeypatch):
     pd.DataFrame(rows).to_parquet(tmp_path / "in.parquet", row_group_size=2)
     monkeypatch.setattr(tasks.inputs, "BATCH_ROWS", 3)
     out = tasks.inputs.ingest_files([str(tmp_path / "in.parquet")], Columns(), tmp_path / "stage")
-    assert pd.read_parquet(out["records"])["id"].tolist() == [f"r{k}" for k in range(7)]
+    assert pd.read_parquet(out.records)["id"].tolist() == [f"r{k}" for k in range(7)]
