@@ -65,12 +65,12 @@ def _print_summary(result: dict, seconds: float) -> None:
                                  f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {staged.format_share:.0%}, "
                                  f"{staged.differ} differ from the offline answers"
                                  + ("" if staged.passed else " — " + escape("; ".join(staged.reasons))))
-    table.add_row("release", ("promoted to production: " if release["promoted"] else "held at candidate: ")
-                  + escape(release["reason"]))
+    table.add_row("release", ("promoted to production: " if release.promoted else "held at candidate: ")
+                  + escape(release.reason))
     table.add_row("workspace", str(resolve_workspace().root))
     out.print(table)
     out.print(scores_table(evaluation, "Task scores on the held-out workload: base → candidate"))
-    out.print(gate_table(release["checks"], "Release gate"))
+    out.print(gate_table(release.checks, "Release gate"))
 
 
 @app.command()

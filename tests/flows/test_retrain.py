@@ -69,6 +69,16 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert "eval.base.loss" in train_run.data.metrics and "eval.candidate.loss" in train_run.data.metrics
 
 
+def test_the_run_summary_shows_the_corpus_adapter_staging_and_release(first_run, capsys):
+    from adapterops.cli import _print_summary
+
+    _, result = first_run
+    _print_summary(result, 12.0)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"e2e-adapter v{result['adapter'].version}" in shown and result["corpus"].digest[:23] in shown
+    assert "promoted to production" in shown and "4 eval prompts over HTTP" in shown and "Release gate" in shown
+
+
 def test_rerun_with_identical_inputs_trains_nothing_and_a_new_recipe_gates_against_production(first_run):
     from flows.retrain import retrain
 
