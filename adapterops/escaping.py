@@ -58,3 +58,12 @@ def md_code(text, in_table: bool = False) -> str:
 def md_cell(text) -> str:
     """Text for one cell of a markdown table: escaped as md_text, on one line."""
     return md_text(" ".join(plain_text(text).split()))
+
+
+EXCERPT_LIMIT = 240   # characters of a record's text shown as a sample (a review, a report)
+
+
+def md_excerpt(text, limit: int = EXCERPT_LIMIT) -> str:
+    """A sample of record text in markdown: cut to `limit` characters (marked …), then escaped as md_cell."""
+    text = plain_text(text)
+    return md_cell(text[:limit] + "…" if len(text) > limit else text)

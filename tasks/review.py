@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from adapterops.escaping import md_code, md_excerpt
 from tasks.corpus import diff_records, last_approved, load_manifest, version_records
 from tasks.label_policy import agreement_lines
-
-TEXT_LIMIT = 240            # characters of a record's text shown in the review
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
-
-
-def escape_markdown(text, limit: int = TEXT_LIMIT) -> str:
-    """Record-derived text made inert in markdown, HTML and a terminal: one line, no markup, no control characters."""
-    text = str(text)
-    text = text[:limit] + "…" if len(text) > limit else text
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(html.escape(text, quote=False).split()))
 
 
 def curation_lines(counts: dict, quarantine_reasons: dict, pii: dict | None, contract: dict) -> list[str]:
@@ -31,7 +19,7 @@ def curation_lines(counts: dict, quarantine_reasons: dict, pii: dict | None, con
              f"{counts['quarantined']} |", ""]
     if quarantine_reasons:
         lines += ["Quarantined by reason:", ""]
-        lines += [f"- {escape_markdown(reason)}: {n}" for reason, n in quarantine_reasons.items()]
+        lines += [f"- {md_excerpt(reason)}: {n}" for reason, n in quarantine_reasons.items()]
         lines.append("")
     if pii:
         found = [d for d in pii["detectors"] if d["found"]]
@@ -41,7 +29,7 @@ def curation_lines(counts: dict, quarantine_reasons: dict, pii: dict | None, con
     verdict = "passed" if contract["success"] else "failed"
     lines.append(f"Contract {contract['name']} v{contract['version']}: {verdict} "
                  f"({contract['passed']}/{contract['evaluated']} expectations).")
-    lines += [f"- failing: `{f['type']}` on {escape_markdown(f['column'] or 'the table')} "
+    lines += [f"- failing: `{f['type']}` on {md_excerpt(f['column'] or 'the table')} "
               f"({f['severity']}, {f['unexpected']} row(s))" for f in contract["failing"]]
     return lines
 
@@ -53,15 +41,15 @@ def change_lines(diff: dict, old: pd.DataFrame, new: pd.DataFrame, sample: int) 
     lines = []
     if diff["added"]:
         lines += [f"**Added** ({min(sample, len(diff['added']))} of {len(diff['added'])}):", ""]
-        lines += [f"- `{escape_markdown(i)}` {escape_markdown(after.at[i, 'prompt'])} → "
-                  f"{escape_markdown(after.at[i, 'completion'])}" for i in diff["added"][:sample]]
+        lines += [f"- {md_code(i)} {md_excerpt(after.at[i, 'prompt'])} → "
+                  f"{md_excerpt(after.at[i, 'completion'])}" for i in diff["added"][:sample]]
         lines.append("")
     if diff["changed"]:
         lines += [f"**Changed** ({min(sample, len(diff['changed']))} of {len(diff['changed'])}):", ""]
         for i in diff["changed"][:sample]:
-            changes = [f"{f}: {escape_markdown(before.at[i, f])} → {escape_markdown(after.at[i, f])}"
+            changes = [f"{f}: {md_excerpt(before.at[i, f])} → {md_excerpt(after.at[i, f])}"
                        for f in fields if str(before.at[i, f]) != str(after.at[i, f])]
-            lines.append(f"- `{escape_markdown(i)}` " + "; ".join(changes))
+            lines.append(f"- {md_code(i)} " + "; ".join(changes))
         lines.append("")
     return lines
 
@@ -74,8 +62,8 @@ def cluster_lines(report: dict | None, top: int) -> list[str]:
     lines = ["### Largest duplicate clusters", ""]
     for c in clusters:
         kinds = sorted({d["kind"] for d in c["duplicates"]})
-        lines.append(f"- kept `{escape_markdown(c['kept_id'])}` with {c['size'] - 1} removed ({', '.join(kinds)}): "
-                     f"{escape_markdown(c['kept_text'])}")
+        lines.append(f"- kept {md_code(c['kept_id'])} with {c['size'] - 1} removed ({', '.join(kinds)}): "
+                     f"{md_excerpt(c['kept_text'])}")
     return lines + [""]
 
 
@@ -84,18 +72,18 @@ def label_lines(outcomes: dict, agreement: dict | None = None) -> list[str]:
     if not outcomes:
         return []
     lines = ["### Labels", "", "| outcome | annotations |", "|---|---|",
-             *(f"| {escape_markdown(k)} | {v} |" for k, v in outcomes.items()), ""]
+             *(f"| {md_excerpt(k)} | {v} |" for k, v in outcomes.items()), ""]
     if not agreement:
         return lines
     disputed = agreement.get("disputed") or []
-    policy = escape_markdown(agreement.get("policy"))
+    policy = md_excerpt(agreement.get("policy"))
     if disputed:
         lines += [f"**Disputed** ({len(disputed)} tasks, not applied under policy {policy}):", ""]
-        lines += [f"- `{escape_markdown(d['record_id'])}`" + (f" (task {escape_markdown(d['task'])})" if d["task"] else "")
-                  + ": " + "; ".join(escape_markdown(v) for v in d["verdicts"]) for d in disputed] + [""]
+        lines += [f"- {md_code(d['record_id'])}" + (f" (task {md_excerpt(d['task'])})" if d["task"] else "")
+                  + ": " + "; ".join(md_excerpt(v) for v in d["verdicts"]) for d in disputed] + [""]
     else:
         lines += [f"No disputed tasks (policy {policy}).", ""]
-    return lines + agreement_lines(agreement.get("rounds") or [], escape_markdown)
+    return lines + agreement_lines(agreement.get("rounds") or [], md_excerpt)
 
 
 def diff_summary(diff: dict | None, old_label: str | None, new_label: str, records: int) -> str:
@@ -104,7 +92,7 @@ def diff_summary(diff: dict | None, old_label: str | None, new_label: str, recor
         return f"{new_label} is the first version to be approved: {records} records."
     lines = [f"**{old_label} → {new_label}**: {len(diff['added'])} added, {len(diff['removed'])} removed, "
              f"{len(diff['changed'])} changed", "", "| source | before | after |", "|---|---|---|"]
-    lines += [f"| {escape_markdown(s)} | {c['old']} | {c['new']} |" for s, c in diff.get("sources", {}).items()]
+    lines += [f"| {md_excerpt(s)} | {c['old']} | {c['new']} |" for s, c in diff.get("sources", {}).items()]
     return "\n".join(lines)
 
 

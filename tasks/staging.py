@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adapterops.config import ScorerSpec, ServeConfig
 from adapterops.errors import AdapterOpsError
-from adapterops.escaping import md_cell as escape_markdown
+from adapterops.escaping import md_cell
 from adapterops.refs import AdapterRef, StagingResult
 from tasks.serve_process import ServerProcess
 
@@ -79,7 +79,7 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
 def smoke_markdown(result: StagingResult) -> str:
     """The Prefect artifact: the verdict, the figures and why it failed (record-derived text escaped)."""
     verdict = "passed" if result.passed else "FAILED: production unchanged"
-    lines = [f"# Staging of {escape_markdown(result.model_name)} v{result.version}: {verdict}", "",
+    lines = [f"# Staging of {md_cell(result.model_name)} v{result.version}: {verdict}", "",
              "| check | value |", "|---|---|",
              f"| requests | {result.requests} ({result.failed} failed) |",
              f"| empty answers | {result.empty} |",
@@ -87,7 +87,7 @@ def smoke_markdown(result: StagingResult) -> str:
              f"| answers differing from offline | {result.differ} |",
              f"| latency p50 / p95 | {result.p50_seconds:.3f} s / {result.p95_seconds:.3f} s |"]
     if result.reasons:
-        lines += ["", "## Why it failed", ""] + [f"- {escape_markdown(r)}" for r in result.reasons]
+        lines += ["", "## Why it failed", ""] + [f"- {md_cell(r)}" for r in result.reasons]
     return "\n".join(lines)
 
 

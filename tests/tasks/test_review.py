@@ -2,17 +2,19 @@
 
 import pandas as pd
 
-from tasks.review import contract_summary, escape_markdown, review_markdown
+from adapterops.escaping import md_excerpt
+from tasks.review import contract_summary, review_markdown
 
 COLUMNS = ["id", "source", "timestamp", "prompt", "completion"]
 
 
-def test_escaping_leaves_no_markup_no_html_and_one_line():
-    text = escape_markdown("<script>alert(1)</script> [click](javascript:x) | **bold**\n# title\x1b[31m")
+def test_escaping_leaves_no_markup_no_html_no_autolink_and_one_line():
+    text = md_excerpt("<script>alert(1)</script> [click](javascript:x) | **bold**\n# title\x1b[31m https://x.example")
     assert "<script>" not in text and "&lt;script&gt;" in text
-    assert "](" not in text and "\\[click\\]\\(javascript:x\\)" in text
+    assert "](" not in text and "\\[click\\]\\(javascript\\:x\\)" in text
     assert "\\|" in text and "\\*\\*bold\\*\\*" in text and "\n" not in text and "\x1b" not in text
-    assert escape_markdown("x" * 500).endswith("…") and len(escape_markdown("x" * 500)) == 241
+    assert "https://" not in text and "[31m" not in text     # no bare URL to autolink, the colour code dropped whole
+    assert md_excerpt("x" * 500).endswith("…") and len(md_excerpt("x" * 500)) == 241
 
 
 def parts(sample_rows=8):
@@ -44,7 +46,7 @@ def parts(sample_rows=8):
 def test_the_review_carries_curation_changes_clusters_labels_and_links():
     text = review_markdown(parts(), sample=3)
     assert "| 30 | 16 | 3 | 2 | 9 |" in text
-    assert "pii: card: 1" in text and "card in 1 record(s), quarantine" in text and "email" not in text.split("PII:")[1].split("\n")[0]
+    assert "pii\\: card: 1" in text and "card in 1 record(s), quarantine" in text and "email" not in text.split("PII:")[1].split("\n")[0]
     assert "Contract support_tickets v1: failed (5/6 expectations)" in text
     assert "`expect_column_values_to_match_regex` on completion (quarantine, 2 row(s))" in text
     assert "**Added** (3 of 8)" in text and "new prompt 2" in text and "new prompt 3" not in text
