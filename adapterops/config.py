@@ -99,6 +99,10 @@ class TrainConfig(Section):
     system_metrics: bool = Field(True, description="Log CPU, memory and GPU use to MLflow while training.")
     work_pool: str | None = Field(None, description="Prefect work pool that trains (deployment train/POOL); unset: in process.")
 
+    # How a run is watched, kept and scheduled, not the adapter's bytes: left out of the training key.
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"})
+
 
 SCORER_KINDS = ("regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
                 "llm_judge")

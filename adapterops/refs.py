@@ -66,7 +66,7 @@ class AdapterRef(Ref):
 
 class ReusedAdapter(Ref):
     """The version already trained from this corpus and recipe, so nothing trains twice.
-    Built by tasks.registry.reusable_version."""
+    Built by tasks.train_run.reusable_version."""
     model_name: str
     version: str
     aliases: list[str]

@@ -22,7 +22,7 @@ from tasks.contract import load_contract
 from tasks.corpus import find_version
 from tasks.review import version_review
 
-POLL_SECONDS = 10
+FORM_POLL_SECONDS = 10
 MAX_TRIES = 3   # forms shown for one version before the run gives up (the version stays pending)
 
 
@@ -144,7 +144,7 @@ def _ask(config: Config, form: type[RunInput], description: str, key: str):
     form = form.with_initial_data(description=description)
     if _deployed():
         return suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
-    return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=POLL_SECONDS, key=key)
+    return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=FORM_POLL_SECONDS, key=key)
 
 
 def _wait_for_owner(config: Config, corpus: CorpusRef, review: str) -> dict:

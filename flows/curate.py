@@ -14,12 +14,14 @@ from flows.dedup import publish_dedup_report, run_dedup
 from tasks.corpus import last_approved_signatures, publish_version
 from tasks.curation_cache import approved_digest, fingerprint_of, remember, reusable_corpus
 from tasks.dedup_files import dedup_file
+from tasks.contract import load_contract
 from tasks.inputs import ingest_files
 from tasks.labeling import label_file
 from tasks.pii import pii_file
 from tasks.split import split_file
 from tasks.validate import validate_file
 
+contract_task = task(name="contract-load")(load_contract)   # once per curation; the stages take it
 ingest_task = task(name="ingest")(ingest_files)
 pii_task = task(name="pii")(pii_file)
 label_task = task(name="labels")(label_file)
@@ -75,23 +77,24 @@ def curate(config: Config) -> CorpusRef:
                          f"**Digest** `{corpus.digest}` (unchanged: reused, not curated again)\n\n" +
                          "\n".join(f"- {k}: {v}" for k, v in corpus.counts.items()))
         return corpus
+    contract = contract_task(config.contract)
     # the eval set is real workload too: same readers, same PII policy
     eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
-    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested.records, config.contract, stage / "eval")
+    eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested.records, contract, stage / "eval")
     publish_pii("eval-pii", eval_pii)
     ingested = ingest_task(sources, config.columns, stage)
     publish_table("ingest", "Ingest: records per file", ingested.files)
-    pii = pii_task(ingested.records, config.contract, stage)
+    pii = pii_task(ingested.records, contract, stage)
     publish_pii("pii", pii)
     labeled = None
     if config.labels:   # after PII: decisions were made on the redacted records a version holds
-        labeled = label_task(pii.records, label_paths, stage, config.contract, config.labeling.policy,
+        labeled = label_task(pii.records, label_paths, stage, contract, config.labeling.policy,
                              config.labeling.reviewer)
         publish_table("labels", "Labeling decisions", [{"outcome": k, "decisions": v} for k, v in labeled.outcomes.items()])
     deduped = dedup(labeled.records if labeled else pii.records, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(deduped.model_dump(include={"input", "kept", "exact", "near"})))
     try:
-        validated = validate_task(deduped.kept_records, config.contract, stage)
+        validated = validate_task(deduped.kept_records, contract, stage)
     finally:   # the owner sees the contract's summary when it rejects the version too
         publish_contract_summary(config.contract, stage)
     publish_table("contract", f"Contract {validated.contract} v{validated.contract_version}",

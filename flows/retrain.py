@@ -15,7 +15,7 @@ from flows.release import release
 from flows.staging import staging
 from flows.train import train, train_on_work_pool
 from tasks.gate import decide
-from tasks.registry import reusable_version
+from tasks.train_run import reusable_version
 
 reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
                   retry_condition_fn=retry_unless_user_error)(reusable_version)

@@ -11,7 +11,7 @@ from adapterops.reporting import publish_table
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.train_run import load_adapter_ref, train_adapter, train_run_dir, truncation_note
 
-POLL_SECONDS = 10   # how often a run on a work pool is checked
+POOL_POLL_SECONDS = 10   # how often a run on a work pool is checked
 
 
 @task(name="train-lora", retry_condition_fn=retry_unless_user_error)
@@ -74,7 +74,7 @@ def train_on_work_pool(config: Config, corpus: CorpusRef) -> AdapterRef:
         try:
             run = run_deployment(name, parameters={"config": config.model_dump(mode="json"), "corpus": corpus.model_dump(mode="json"),
                                                    "resume": attempt > 1},
-                                 timeout=None, poll_interval=POLL_SECONDS)
+                                 timeout=None, poll_interval=POOL_POLL_SECONDS)
         except ObjectNotFound:
             raise AdapterOpsError(f"No deployment {name!r} for work pool {config.train.work_pool!r}: create it with "
                                   "`prefect deploy --prefect-file deployments/prefect.yaml --all`, or unset "

@@ -23,7 +23,7 @@ from adapterops.signing import keyed_hash
 from adapterops.storage import file_digest
 
 PREFIX = "step-"
-PROVENANCE = "provenance.json"
+PROVENANCE_FILE = "provenance.json"
 CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _provenance_mac(folder: Path, run_dir: Path) -> tuple[dict, str]:
 def provenance_problem(path: Path) -> str | None:
     """Why the checkpoint at `path` cannot be trusted (None: this workspace wrote it, in this folder, unchanged)."""
     try:
-        recorded = json.loads((path / PROVENANCE).read_text(encoding="utf-8"))
+        recorded = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))
         _, mac = _provenance_mac(path, path.parent)
     except FileNotFoundError:
         return "it has no provenance record (written elsewhere, or before records were kept)"
@@ -146,7 +146,7 @@ def save_checkpoint(directory: Path, state: TrainingState, named_params: dict, o
                 "fingerprint": state.fingerprint, "optimizer": optimizer_plain}
     _write_synced(staging / "state.json", lambda p: p.write_text(json.dumps(document), encoding="utf-8"))
     files, mac = _provenance_mac(staging, directory)
-    _write_synced(staging / PROVENANCE, lambda p: p.write_text(json.dumps({"files": files, "mac": mac}), encoding="utf-8"))
+    _write_synced(staging / PROVENANCE_FILE, lambda p: p.write_text(json.dumps({"files": files, "mac": mac}), encoding="utf-8"))
     if target.exists():
         shutil.rmtree(target)
     staging.replace(target)

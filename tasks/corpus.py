@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import warnings
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import pandas as pd
 from adapterops import __version__
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell, md_code
+from adapterops.faults import crash_point
 from adapterops.refs import CorpusRef, CurationStages, LabelResult, ValidationResult
 from adapterops.storage import file_digest, read_yaml, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
@@ -112,15 +112,6 @@ def load_manifest(run) -> dict:
 
 
 DAMAGED, INCOMPLETE = "damaged", "incomplete"
-CRASH_ENV = "ADAPTEROPS_CRASH_AT"
-
-
-def crash_point(name: str) -> None:
-    """Testing hook: with ADAPTEROPS_CRASH_AT=name the process kills itself here (SIGKILL, as a crash would)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @contextmanager
 def pipeline_lock(pipeline: str):
     """An exclusive lock on the pipeline's corpus folder, held across numbering and publishing.

@@ -39,7 +39,7 @@ def _when(annotation) -> str:
     return str(annotation.time or "")
 
 
-def _describe(annotations) -> str:
+def _verdicts_text(annotations) -> str:
     return "; ".join(f"{a.verdict} by {a.annotator or '?'}" for a in sorted(annotations, key=_when))
 
 
@@ -63,10 +63,10 @@ def settle_task(annotations: list, policy: str, reviewer: str | None = None):
         key, count = keys.most_common(1)[0]
         if count * 2 > len(ordered):
             return [a for a in ordered if _key(a) == key][-1], f"majority {count} of {len(ordered)}"
-        return None, f"no majority ({_describe(ordered)})"
+        return None, f"no majority ({_verdicts_text(ordered)})"
     if policy == "owner_wins":
-        return None, f"waiting for reviewer {reviewer or '?'} ({_describe(ordered)})"
-    return None, f"not unanimous ({_describe(ordered)})"
+        return None, f"waiting for reviewer {reviewer or '?'} ({_verdicts_text(ordered)})"
+    return None, f"not unanimous ({_verdicts_text(ordered)})"
 
 
 def settle(annotations: list, policy: str, reviewer: str | None = None) -> tuple[list, list[dict]]:

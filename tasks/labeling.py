@@ -24,7 +24,7 @@ from adapterops.escaping import plain_text
 from adapterops.refs import CorpusRef, LabelResult
 from adapterops.storage import file_digest, write_json, write_parquet, write_text
 from tasks.argilla_format import argilla_files
-from tasks.contract import load_contract
+from tasks.contract import Contract
 from tasks.corpus import CANONICAL_FIELDS
 from tasks.label_files import edited_in_place, normal_verdict, read_label_files
 from tasks.label_outcomes import reject_failing_corrections
@@ -32,8 +32,8 @@ from tasks.label_policy import agreement_by_round, agreement_metrics, disputed_t
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 VERDICTS = ("accept", "correct", "reject")
-FORMATS = ("label-studio", "jsonl")
-PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
+LABEL_FORMATS = ("label-studio", "jsonl")
+TASK_PROVENANCE = ("record_id", "record_digest", "corpus_pipeline", "corpus_version", "corpus_digest")
 
 
 def label_studio_interface(format_hint: str | None = None) -> str:
@@ -108,8 +108,8 @@ class Decision:
 
 def export_tasks(frame: pd.DataFrame, corpus: CorpusRef, fmt: str) -> list[dict]:
     """One task per record, in the format's shape, each carrying its provenance."""
-    if fmt not in FORMATS:
-        raise AdapterOpsError(f"label format must be {' or '.join(FORMATS)}, not {fmt!r}.")
+    if fmt not in LABEL_FORMATS:
+        raise AdapterOpsError(f"label format must be {' or '.join(LABEL_FORMATS)}, not {fmt!r}.")
     tasks = []
     for record in frame.to_dict("records"):
         provenance = {"record_id": str(record["id"]), "record_digest": record_digest(record),
@@ -182,7 +182,7 @@ def _decisions(rows) -> tuple[list[Decision], list[dict]]:
     for data, values, annotator, time, origin, task_id in rows:
         record_id = str((data or {}).get("record_id", "")) if isinstance(data, dict) else ""
         problem = values.get("problem")
-        if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in PROVENANCE)):
+        if not problem and (not isinstance(data, dict) or any(data.get(k) in (None, "") for k in TASK_PROVENANCE)):
             problem = "missing_provenance: not a task exported by `adapterops label export`"
         elif not problem and "verdict" not in values:
             problem = "unlabeled"
@@ -286,7 +286,7 @@ REPORT_COLUMNS = ["record_id", "file", "where", "outcome", "detail", "record_dig
                   "completion", "annotator", "time", "note", "task"]
 
 
-def label_file(records_path: str, label_paths: list[str], stage_dir, contract_name: str | None = None,
+def label_file(records_path: str, label_paths: list[str], stage_dir, contract: Contract | None = None,
                policy: str = "latest", reviewer: str | None = None) -> LabelResult:
     """labeled.parquet, label_quarantine.parquet (rejections), labels.parquet (one row per annotation with its
     outcome) and labels_agreement.json (agreement per round, the disputed tasks).
@@ -298,8 +298,8 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract_na
     annotations, problems = read_annotations(label_paths, frame)
     decisions, others = settle(annotations, policy, reviewer)   # disputed tasks are settled out before the contract
     labeled, quarantine, report = apply_decisions(frame, decisions)
-    if contract_name:
-        labeled, rejected, report = reject_failing_corrections(labeled, report, load_contract(contract_name))
+    if contract is not None:
+        labeled, rejected, report = reject_failing_corrections(labeled, report, contract)
         quarantine += rejected
     disputed = disputed_tasks(others)
     rounds = agreement_by_round(annotations)

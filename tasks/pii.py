@@ -11,7 +11,7 @@ from pathlib import Path
 
 from adapterops.refs import PiiResult
 from adapterops.storage import write_json, write_parquet
-from tasks.contract import load_contract
+from tasks.contract import Contract
 from tasks.pii_detect import DETECTORS, PiiPolicy, find_pii, redact
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
@@ -54,13 +54,12 @@ def apply_policy(records: list[dict], policy: PiiPolicy) -> PiiScan:
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def pii_file(records_path: str, contract_name: str, stage_dir) -> PiiResult:
+def pii_file(records_path: str, contract: Contract, stage_dir) -> PiiResult:
     """pii_clean.parquet (redacted), pii_quarantine.parquet and pii.json (counts) under stage_dir; the
     per-detector rows come back as `detectors` for the flow to show."""
     import pandas as pd
 
     stage_dir = Path(stage_dir)
-    contract = load_contract(contract_name)
     frame = pd.read_parquet(records_path)
     result = apply_policy(frame.to_dict("records"), contract.pii)
     report = result.report(contract.pii)

@@ -8,9 +8,8 @@ from datetime import datetime, timezone
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
 from adapterops.faults import crash_point
-from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult, ReleaseDecision, ReusedAdapter, StagingResult
+from adapterops.refs import AdapterRef, EvaluationResult, ReleaseDecision, StagingResult
 from tasks.gate import decide
-from tasks.train import recipe_settings, training_key
 
 
 def production_entry(version: str, previous: str | None, action: str, by: str, reason: str, when: str,
@@ -326,29 +325,3 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     return ReleaseDecision(model_name=name, version=version, promoted=promote, reason=reason,
                            previous_production=previous, time=when, checks=gate["checks"], notes=decision.notes,
                            staging=staging)
-
-
-# --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
-
-def find_trained_version(model_name: str, key: str):
-    """The registered version already trained with this training key, or None."""
-    import mlflow
-
-    versions = registry_call(
-        lambda: mlflow.MlflowClient().search_model_versions(f"name = '{model_name}' and tag.`train.key` = '{key}'"),
-        f"looking for a version of {model_name!r} already trained with this corpus and recipe", absent_ok=True)
-    return max(versions, key=lambda v: int(v.version)) if versions else None
-
-
-def reusable_version(cfg, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
-    """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
-    found = find_trained_version(cfg.release.model_name, training_key(corpus.digest, base_revision,
-                                                                      recipe_settings(cfg)))
-    if found is None:
-        return None
-    import mlflow
-
-    aliases = aliases_by_version(registered_model(mlflow.MlflowClient(), cfg.release.model_name).aliases)
-    return ReusedAdapter(model_name=cfg.release.model_name, version=str(found.version),
-                         aliases=aliases.get(str(found.version), []), decision=found.tags.get("release.decision", ""),
-                         reason=found.tags.get("release.reason", ""))

@@ -52,14 +52,10 @@ def learning_rate_at(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * max(0.0, 1 - (step - cfg.warmup_steps) / remaining)
 
 
-# Settings that change how a run is watched or scheduled, not the adapter's bytes.
-OPERATIONAL_FIELDS = {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"}
-
-
 def recipe_settings(cfg: Config) -> dict:
     """The parts of the config that decide the adapter: base model, LoRA and training settings."""
     return {"base_model": cfg.base_model, "lora": cfg.lora.model_dump(mode="json"),
-            "train": cfg.train.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)}
+            "train": cfg.train.model_dump(mode="json", exclude=set(cfg.train.RUNTIME_FIELDS))}
 
 
 def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
@@ -111,7 +107,7 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.learning_rate, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
     # recipe: what the caller trained with beyond cfg (LoRA settings, base revision); a resume must match it too
-    recipe = {"train": cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)} | (recipe or {})
+    recipe = {"train": cfg.model_dump(mode="json", exclude=set(cfg.RUNTIME_FIELDS))} | (recipe or {})
     state = TrainingState(fingerprint=run_fingerprint(examples, recipe, named))
     latest = resumable_checkpoint(checkpoints) if resume else None   # only what this run wrote, unchanged
     if latest is not None:

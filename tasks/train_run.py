@@ -10,12 +10,13 @@ from typing import Callable
 
 from adapterops.config import BUILTIN_TINY_MODEL, Config
 from adapterops.errors import AdapterOpsError
-from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef
+from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, ReusedAdapter
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from adapterops.workspace import resolve_workspace
 from tasks.approval import require_approved
 from tasks.corpus import lineage_markdown, lineage_tags, log_corpus_inputs
 from tasks.corpus_fetch import corpus_folder
+from tasks.registry import aliases_by_version, registered_model, registry_call
 from tasks.served_model import pyfunc_model_args
 from tasks.sft_data import load_records
 from tasks.train import recipe_settings, run_recipe, training_key
@@ -129,3 +130,29 @@ def check_logged_artifact(model_uri: str, expected_bytes: int) -> int:
                               f"far above the {expected_bytes} its LoRA weights need: base weights were logged. "
                               "This is a bug; please report it with the run id.")
     return total
+
+
+# --- reuse: an unchanged corpus and recipe does not train twice -----------------------------------
+
+def find_trained_version(model_name: str, key: str):
+    """The registered version already trained with this training key, or None."""
+    import mlflow
+
+    versions = registry_call(
+        lambda: mlflow.MlflowClient().search_model_versions(f"name = '{model_name}' and tag.`train.key` = '{key}'"),
+        f"looking for a version of {model_name!r} already trained with this corpus and recipe", absent_ok=True)
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def reusable_version(cfg, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
+    """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
+    found = find_trained_version(cfg.release.model_name, training_key(corpus.digest, base_revision,
+                                                                      recipe_settings(cfg)))
+    if found is None:
+        return None
+    import mlflow
+
+    aliases = aliases_by_version(registered_model(mlflow.MlflowClient(), cfg.release.model_name).aliases)
+    return ReusedAdapter(model_name=cfg.release.model_name, version=str(found.version),
+                         aliases=aliases.get(str(found.version), []), decision=found.tags.get("release.decision", ""),
+                         reason=found.tags.get("release.reason", ""))

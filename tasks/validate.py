@@ -13,7 +13,7 @@ from adapterops.errors import AdapterOpsError
 from adapterops.escaping import html_text, md_cell, md_code, md_text
 from adapterops.refs import ValidationResult
 from adapterops.storage import space_for, write_json, write_parquet, write_text
-from tasks.contract import Contract, ExpectationSpec, build_expectation, load_contract
+from tasks.contract import Contract, ExpectationSpec, build_expectation
 from tasks.quarantine import QUARANTINE_FIELDS, quarantine_row
 
 TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
@@ -161,10 +161,9 @@ def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: Co
 
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def validate_file(records_path: str, contract_name: str, stage_dir) -> ValidationResult:
+def validate_file(records_path: str, contract: Contract, stage_dir) -> ValidationResult:
     """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
     stage_dir = Path(stage_dir)
-    contract = load_contract(contract_name)
     frame = pd.read_parquet(records_path)
     docs = stage_dir / "data_docs"
     shutil.rmtree(docs, ignore_errors=True)

@@ -60,17 +60,19 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
     import pandas as pd
 
     from adapterops.storage import write_parquet
+    from tasks.contract import load_contract
     from tasks.inputs import ingest_files
     from tasks.pii import pii_file
     from tasks.validate import validate_file
 
     stages = output / "stages"
     shutil.rmtree(stages, ignore_errors=True)
+    loaded = load_contract(contract)
     ingested = ingest_files(inputs, columns, stages)
-    pii = pii_file(ingested.records, contract, stages)
+    pii = pii_file(ingested.records, loaded, stages)
     problem = None
     try:
-        validate_file(pii.records, contract, stages)
+        validate_file(pii.records, loaded, stages)
     except AdapterOpsError as error:
         if not (stages / "valid.parquet").is_file():
             raise                               # no result to write: the contract could not run at all

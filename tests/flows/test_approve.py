@@ -58,7 +58,7 @@ def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, 
 
     from tests.flows.background import start_in_background, wait_for_flow_runs
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     config, corpus = curate_pending("form")
     worker, outcome = start_in_background(approve_module.approve, config, corpus)
     paused = wait_for_flow_runs(FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))))
@@ -81,7 +81,7 @@ def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, 
 def test_no_decision_before_the_timeout_leaves_the_version_pending(prefect_harness, monkeypatch):
     import flows.approve as approve_module
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     config, corpus = curate_pending("timeout")
     config = config.model_copy(update={"approval_timeout_hours": 2 / 3600})
     with pytest.raises(AdapterOpsError, match=r"No decision on corpus version 1 within .*stays pending.*corpus approve 1"):
@@ -243,7 +243,7 @@ def test_a_mistyped_or_refused_decision_shows_the_form_again(prefect_harness, mo
 
     from tests.flows.background import start_in_background
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     refusals = []
 
     def refuse_once(*args, **kwargs):
@@ -280,7 +280,7 @@ def test_a_cli_decision_resumes_the_waiting_run_which_leaves_training_to_the_eve
 
     from tests.flows.background import start_in_background
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     emitted = []
     monkeypatch.setattr(prefect.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
     config, corpus = curate_pending("from-cli")
@@ -301,7 +301,7 @@ def test_a_rejection_elsewhere_ends_the_waiting_run_with_the_real_reason(prefect
 
     from tests.flows.background import start_in_background
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     config, corpus = curate_pending("rejected-cli")
     worker, outcome = start_in_background(approve_module.approve, config, corpus)
     waiting_on("rejected-cli")
@@ -319,7 +319,7 @@ def test_one_runs_form_decides_for_every_run_waiting_on_the_version(prefect_harn
 
     from tests.flows.background import start_in_background
 
-    monkeypatch.setattr(approve_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
     config, corpus = curate_pending("two-runs")
     first, first_outcome = start_in_background(approve_module.approve, config, corpus)
     second, second_outcome = start_in_background(approve_module.approve, config, corpus)

@@ -52,7 +52,7 @@ def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(pre
     from flows.curate import curate
     from tests.flows.background import start_in_background, wait_for_flow_runs
 
-    monkeypatch.setattr(train_module, "POLL_SECONDS", 1)
+    monkeypatch.setattr(train_module, "POOL_POLL_SECONDS", 1)
     config = parse_config({"name": "pooled-ok", "approval": "auto", "demo_records": 150,
                            "train": {"max_steps": 2, "batch_size": 2, "work_pool": "test-worker"},
                            "release": {"model_name": "pool-tests"}})

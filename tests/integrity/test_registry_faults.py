@@ -53,7 +53,8 @@ def failing(monkeypatch, method: str, code: str = "TEMPORARILY_UNAVAILABLE") -> 
 def test_an_unreachable_server_is_an_error_naming_it_not_an_absent_model(monkeypatch):
     import mlflow
 
-    from tasks.registry import find_trained_version, production_version, registered_model
+    from tasks.registry import production_version, registered_model
+    from tasks.train_run import find_trained_version
 
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")     # the test needs the error, not the waiting
@@ -74,7 +75,8 @@ def test_an_unreachable_server_is_an_error_naming_it_not_an_absent_model(monkeyp
 
 
 def test_only_does_not_exist_means_absent(mlflow_client, tmp_path, monkeypatch):
-    from tasks.registry import find_trained_version, production_version
+    from tasks.registry import production_version
+    from tasks.train_run import find_trained_version
 
     assert production_version(mlflow_client, "never-registered") is None
     assert find_trained_version("never-registered", "sha256:key") is None

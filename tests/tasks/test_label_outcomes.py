@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 
+from tasks.contract import load_contract
 from tasks.labeling import export_tasks, label_file
 from tests.refs import fake_corpus
 
@@ -26,7 +27,7 @@ def test_a_correction_that_breaks_the_contract_is_correction_rejected_and_named(
     items[2] |= {"verdict": "accept", "annotator": "kim"}
     (tmp_path / "labels.jsonl").write_text("\n".join(map(json.dumps, items)))
     result = label_file(str(tmp_path / "records.parquet"), [str(tmp_path / "labels.jsonl")], tmp_path,
-                        "support_tickets")
+                        load_contract("support_tickets"))
     report = pd.read_parquet(result.report).set_index("record_id")
     assert report["outcome"].to_dict() == {"a": "applied", "b": "correction_rejected", "c": "applied"}
     assert "lee@example.com" in report.loc["b", "detail"] and "completion" in report.loc["b", "detail"]

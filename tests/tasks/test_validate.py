@@ -116,7 +116,7 @@ def test_validate_file_writes_result_and_data_docs_and_rejects_with_both_on_disk
     (tmp_path / "tickets.yaml").write_text(yaml.safe_dump(BASE | {"bounds": {"max_quarantined_fraction": 0.2}}))
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
     with pytest.raises(AdapterOpsError, match="rejects this corpus version: 40.0% of rows quarantined"):
-        validate_file(str(tmp_path / "records.parquet"), "tickets", tmp_path / "stage")
+        validate_file(str(tmp_path / "records.parquet"), load_contract("tickets"), tmp_path / "stage")
     stage = tmp_path / "stage"
     assert json.loads((stage / "validation.json").read_text())["success"] is False
     assert "<html" in (stage / "data_docs" / "index.html").read_text().lower()
