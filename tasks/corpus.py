@@ -434,10 +434,17 @@ def log_corpus_inputs(corpus: CorpusRef) -> None:
         mlflow.log_input(dataset, context=f"corpus-v{corpus.version}-{name}")
 
 
+# the order counts are shown in (the manifest stores them sorted by name)
+COUNT_ORDER = ("input", "kept", "duplicates", "exact_duplicates", "near_duplicates", "quarantined", "train", "heldout",
+               "eval", "eval_input", "eval_quarantined")
+
+
 def version_ref(run_id: str, path, manifest: dict, owners, new: bool = False) -> CorpusRef:
     """The reference the flows pass around, from a version's run, folder and manifest: the one place it is built."""
+    counts = manifest["counts"]
+    counts = {k: counts[k] for k in COUNT_ORDER if k in counts} | counts
     return CorpusRef(pipeline=manifest["pipeline"], version=int(manifest["version"]), digest=manifest["digest"],
-                     path=str(path), run_id=run_id, new=new, counts=manifest["counts"], contract=manifest["contract"],
+                     path=str(path), run_id=run_id, new=new, counts=counts, contract=manifest["contract"],
                      contract_version=int(manifest["contract_version"]), owners=tuple(owners))
 
 
