@@ -1,5 +1,5 @@
 """What the steps hand each other: frozen, typed references (paths, digests, run ids and counts), never
-payloads. Each is built in one place, named in its docstring; Prefect validates them as flow parameters
+payloads. Each is built in one place, named in the comment above it; Prefect validates them as flow parameters
 and serialises them as results, and `model_dump(mode="json")` is what goes to MLflow or another worker."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
@@ -23,24 +23,25 @@ class Ref(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# built only by tasks.corpus.version_ref: for a new version, a reused one, the curation cache and an approval event
 class CorpusRef(Ref):
-    """A stored corpus version. Built by tasks.corpus.version_ref only: for a new version, a reused one,
-    the curation cache and an approval event alike."""
-    pipeline: str
-    version: int
-    digest: str
-    path: str                      # the folder it was curated into (tasks.corpus_fetch finds it elsewhere)
-    run_id: str                    # its MLflow run: manifest, files, signed decisions
-    new: bool                      # curated by this run (False: an existing version with the same digest)
-    counts: dict[str, int]
-    contract: str
-    contract_version: int
-    owners: tuple[str, ...]
+    """A stored corpus version: training refuses it unless its owner's signed approval names this digest and
+    its files still hash to it. Run `adapterops corpus show VERSION --name PIPELINE` for these values."""
+    pipeline: str = Field(description="The pipeline (the config's `name`).")
+    version: int = Field(description="The corpus version number.")
+    digest: str = Field(description="The version's content digest (sha256:…).")
+    path: str = Field(description="The folder it was curated into; a worker without it fetches the files from the run.")
+    run_id: str = Field(description="The version's MLflow run: manifest, files and signed decisions.")
+    new: bool = Field(False, description="Curated by the run that made this reference (else an existing version).")
+    counts: dict[str, int] = Field(description="Records in, kept, removed as duplicates, quarantined, per split.")
+    contract: str = Field(description="The data contract it was validated with.")
+    contract_version: int = Field(description="That contract's version.")
+    owners: tuple[str, ...] = Field(description="The contract's owners, who may approve the version.")
 
 
+# built only by tasks.train_run.train_adapter, which logs it as the run's adapter.json (load_adapter_ref reads it)
 class AdapterRef(Ref):
-    """A registered adapter version as training produced it. Built by tasks.train_run.train_adapter, which
-    also logs it as the training run's adapter.json (read back by tasks.train_run.load_adapter_ref)."""
+    """A registered adapter version as training produced it: weights, base model and training run."""
     model_name: str
     version: str
     run_id: str
@@ -64,9 +65,9 @@ class AdapterRef(Ref):
         return BaseModelRef(self.base_name, self.base_path, self.base_revision)
 
 
+# built only by tasks.train_run.reusable_version
 class ReusedAdapter(Ref):
-    """The version already trained from this corpus and recipe, so nothing trains twice.
-    Built by tasks.train_run.reusable_version."""
+    """The version already trained from this corpus and recipe, so nothing trains twice."""
     model_name: str
     version: str
     aliases: list[str]
@@ -74,8 +75,9 @@ class ReusedAdapter(Ref):
     reason: str
 
 
+# built only by tasks.evaluate.evaluate_adapter
 class EvaluationResult(Ref):
-    """Base vs candidate (vs production) on a corpus version's eval set. Built by tasks.evaluate.evaluate_adapter."""
+    """Base vs candidate (vs production) on a corpus version's eval set."""
     model_name: str
     version: str
     production_version: str | None  # the version it was compared with; None: the base only
@@ -88,9 +90,9 @@ class EvaluationResult(Ref):
     run_id: str                    # the eval run in MLflow
 
 
+# built only by tasks.staging.stage_candidate, from tasks.staging.judge_smoke's figures
 class StagingResult(Ref):
-    """The smoke suite over HTTP against the candidate served at alias `staging`. Built by
-    tasks.staging.stage_candidate from tasks.staging.judge_smoke's figures."""
+    """The smoke suite over HTTP against the candidate served at alias `staging`."""
     model_name: str
     version: str
     passed: bool
@@ -107,8 +109,9 @@ class StagingResult(Ref):
     server_pid: int | None
 
 
+# built only by tasks.registry.release_adapter
 class ReleaseDecision(Ref):
-    """What the release step did with a candidate and why. Built by tasks.registry.release_adapter."""
+    """What the release step did with a candidate and why."""
     model_name: str
     version: str
     promoted: bool
@@ -130,14 +133,16 @@ class StageResult(Ref):
     quarantined: int
 
 
+# built only by tasks.inputs.ingest_files
 class IngestResult(StageResult):
-    """Built by tasks.inputs.ingest_files."""
+    """Records read from the inputs, and the lines that could not be read."""
     records: str
     files: list[dict[str, Any]]    # per file: path, format, digest, rows read and quarantined
 
 
+# built only by tasks.pii.pii_file
 class PiiResult(StageResult):
-    """Built by tasks.pii.pii_file."""
+    """Records with PII redacted or quarantined as the contract's policy says."""
     records: str                   # redacted
     report: str
     redacted: int
@@ -146,8 +151,9 @@ class PiiResult(StageResult):
     contract_version: int
 
 
+# built only by tasks.labeling.label_file
 class LabelResult(StageResult):
-    """Built by tasks.labeling.label_file."""
+    """Records with the annotators' settled decisions applied."""
     records: str                   # with the applied decisions
     report: str                    # labels.parquet: one row per annotation and what became of it
     agreement: str
@@ -160,8 +166,9 @@ class LabelResult(StageResult):
     applied: dict[str, int]
 
 
+# built only by tasks.dedup_files.finish_dedup, however dedup ran (one process, shards, the CLI)
 class DedupResult(Ref):
-    """Built by tasks.dedup_files.finish_dedup, however dedup ran (one process, shards, the CLI)."""
+    """Records kept after exact and near-duplicate removal, and the duplicates with their clusters."""
     kept_records: str
     duplicates: str
     report: str
@@ -173,8 +180,9 @@ class DedupResult(Ref):
     bands_rows: list[int]
 
 
+# built only by tasks.validate.validate_file
 class ValidationResult(StageResult):
-    """Built by tasks.validate.validate_file."""
+    """Records that pass the data contract, and those it quarantines."""
     valid: str                     # the records that pass the contract
     result: str                    # Great Expectations' full result (validation.json)
     data_docs: str
@@ -183,8 +191,9 @@ class ValidationResult(StageResult):
     owners: list[str]
 
 
+# built only by tasks.split.split_file
 class SplitResult(Ref):
-    """Built by tasks.split.split_file."""
+    """Train, held-out and eval records, and train records quarantined for leaking into the others."""
     train: str
     heldout: str
     eval: str
@@ -198,8 +207,9 @@ class SplitResult(Ref):
     eval_quarantined: int
 
 
+# built by the curate flow; tasks.corpus.publish_version turns it into a version
 class CurationStages(Ref):
-    """Every stage's result, what tasks.corpus.publish_version turns into a corpus version."""
+    """Every curation stage's result: what becomes a corpus version."""
     ingest: IngestResult
     pii: PiiResult
     dedup: DedupResult
