@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from adapterops import __version__
 from adapterops.errors import AdapterOpsError
@@ -24,7 +25,7 @@ from adapterops.refs import CorpusRef, CurationStages, LabelResult, ValidationRe
 from adapterops.storage import file_digest, read_yaml, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
 from adapterops.workspace import resolve_workspace
-from tasks.contract import contract_path, load_contract
+from tasks.contract import Contract, contract_path, load_contract
 from tasks.corpus_fetch import corpus_folder, version_folder
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
@@ -112,6 +113,8 @@ def load_manifest(run) -> dict:
 
 
 DAMAGED, INCOMPLETE = "damaged", "incomplete"
+
+
 @contextmanager
 def pipeline_lock(pipeline: str):
     """An exclusive lock on the pipeline's corpus folder, held across numbering and publishing.
@@ -449,19 +452,21 @@ def version_ref(run_id: str, path, manifest: dict, owners, new: bool = False) ->
 
 
 def stored_ref(run, manifest: dict | None = None) -> CorpusRef:
-    """A stored version's reference without loading its contract through Great Expectations (seconds to
-    import): the owners are read from the contract file the version was validated with."""
+    """A stored version's reference, its owners read from the contract file it was validated with (parsed by
+    the Contract model only: load_contract's full check imports Great Expectations, seconds)."""
     manifest = manifest or load_manifest(run)
     path = contract_path(manifest["contract"])
-    owners = [o["name"] if isinstance(o, dict) else str(o) for o in read_yaml(path, f"Contract {path} does not exist.")["owners"]]
+    try:
+        owners = Contract.model_validate(read_yaml(path, f"Contract {path} does not exist.")).owners
+    except ValidationError:   # edited since: the full check names the first problem in one line
+        owners = load_contract(str(path)).owners
     return version_ref(run.info.run_id, run.data.tags["corpus.path"], manifest, owners)
 
 
 def corpus_ref(pipeline: str, digest: str) -> CorpusRef:
-    """The reference of a stored version (e.g. for an approval event), its owners from its contract."""
+    """The reference of a stored version by its digest (e.g. for an approval event)."""
     run = find_version(pipeline, digest=digest)
     if run is None:
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; list them with "
                               f"`adapterops corpus list --name {pipeline}`.")
-    manifest = load_manifest(run)
-    return version_ref(run.info.run_id, run.data.tags["corpus.path"], manifest, load_contract(manifest["contract"]).owners)
+    return stored_ref(run)

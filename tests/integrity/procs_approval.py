@@ -11,7 +11,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from adapterops.refs import CorpusRef, CurationStages, DedupResult, IngestResult, PiiResult, SplitResult, ValidationResult
+from adapterops.refs import (
+    CorpusRef,
+    CurationStages,
+    DedupResult,
+    IngestResult,
+    PiiResult,
+    SplitResult,
+    ValidationResult,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"dedup": {"threshold": 0.8}, "split": {"heldout_fraction": 0.2, "seed": 1}}

@@ -31,3 +31,25 @@ def test_accounting_must_add_up():
     check_accounting(main | {"eval_input": 5, "eval": 4, "eval_quarantined": 1})
     with pytest.raises(AdapterOpsError, match="Eval record accounting"):
         check_accounting(main | {"eval_input": 5, "eval": 4, "eval_quarantined": 0})
+
+
+def test_a_stored_reference_names_owners_and_a_contract_edited_since_is_one_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tasks.corpus import stored_ref
+
+    contract = {"name": "tickets", "version": 1, "description": "Support tickets.", "scope": "All channels.",
+                "owners": [{"name": "dana.k", "public_key": "ed25519:not-checked-here"}, "sam.p"],
+                "schema": {"id": {}, "prompt": {}}}
+    (tmp_path / "tickets.yaml").write_text(yaml.safe_dump(contract))
+    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(tags={"corpus.path": "/v0001"}))
+    manifest = {"pipeline": "t", "version": 1, "digest": "sha256:d", "contract": "tickets", "contract_version": 1,
+                "counts": {"train": 4, "input": 6, "kept": 5}}
+    ref = stored_ref(run, manifest)
+    assert ref.owners == ("dana.k", "sam.p") and list(ref.counts) == ["input", "kept", "train"]
+    (tmp_path / "tickets.yaml").write_text(yaml.safe_dump(contract | {"owners": []}))
+    with pytest.raises(AdapterOpsError, match="owners"):
+        stored_ref(run, manifest)
