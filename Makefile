@@ -13,7 +13,7 @@ export ADAPTEROPS_HOME
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,labeling]'
-	$(BIN)/python -m tasks.dedup_files   # compile and cache the dedup kernels now, not in the first dedup run
+	$(BIN)/python -m tasks.dedup   # compile and cache the dedup kernels now, not in the first dedup run
 	@touch $(STAMP)
 
 install: $(STAMP)

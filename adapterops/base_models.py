@@ -11,11 +11,22 @@ from adapterops.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, weights_re
 from adapterops.workspace import resolve_workspace
 
 
+def builtin_base_model(models_dir: Path | None = None) -> BaseModelRef:
+    """The built-in tiny model, built in the workspace on first use."""
+    path = ensure_tiny_model(models_dir or resolve_workspace().models_dir)
+    return BaseModelRef(TINY_MODEL_NAME, str(path), weights_revision(path))
+
+
+def builtin_base_location() -> tuple[str, str]:
+    """(folder, revision) of this machine's built-in tiny model: how serving finds a builtin adapter's base."""
+    ref = builtin_base_model()
+    return ref.path, ref.revision
+
+
 def resolve_base_model(cfg: Config, models_dir: Path | None = None) -> BaseModelRef:
     """The built-in tiny model (built in the workspace on first use), a local folder, or a hub id with its revision."""
     if cfg.base_model == BUILTIN_TINY_MODEL:
-        path = ensure_tiny_model(models_dir or resolve_workspace().models_dir)
-        return BaseModelRef(TINY_MODEL_NAME, str(path), weights_revision(path))
+        return builtin_base_model(models_dir)
     local = Path(cfg.base_model).expanduser()
     if local.is_dir():
         return BaseModelRef(local.name, str(local.resolve()), cfg.base_model_revision or weights_revision(local))

@@ -23,7 +23,7 @@ class Ref(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# built only by tasks.corpus.version_ref: for a new version, a reused one, the curation cache and an approval event
+# built only by tasks.corpus.versions.version_ref: for a new version, a reused one, the curation cache and an approval event
 class CorpusRef(Ref):
     """A stored corpus version: training refuses it unless its owner's signed approval names this digest and
     its files still hash to it. Run `adapterops corpus show VERSION --name PIPELINE` for these values."""
@@ -39,7 +39,7 @@ class CorpusRef(Ref):
     owners: tuple[str, ...] = Field(description="The contract's owners, who may approve the version.")
 
 
-# built only by tasks.train_run.train_adapter, which logs it as the run's adapter.json (load_adapter_ref reads it)
+# built only by tasks.train.run.train_adapter, which logs it as the run's adapter.json (load_adapter_ref reads it)
 class AdapterRef(Ref):
     """A registered adapter version as training produced it: weights, base model and training run."""
     model_name: str
@@ -65,7 +65,7 @@ class AdapterRef(Ref):
         return BaseModelRef(self.base_name, self.base_path, self.base_revision)
 
 
-# built only by tasks.train_run.reusable_version
+# built only by tasks.train.run.reusable_version
 class ReusedAdapter(Ref):
     """The version already trained from this corpus and recipe, so nothing trains twice."""
     model_name: str
@@ -75,7 +75,7 @@ class ReusedAdapter(Ref):
     reason: str
 
 
-# built only by tasks.evaluate.evaluate_adapter
+# built only by tasks.evaluate.run.evaluate_adapter
 class EvaluationResult(Ref):
     """Base vs candidate (vs production) on a corpus version's eval set."""
     model_name: str
@@ -83,14 +83,14 @@ class EvaluationResult(Ref):
     production_version: str | None  # the version it was compared with; None: the base only
     eval_digest: str
     examples: int
-    summary: dict[str, Any]        # tasks.statistics.summarise: means, intervals, slices, directions
+    summary: dict[str, Any]        # tasks.evaluate.statistics.summarise: means, intervals, slices, directions
     failures: dict[str, int]       # scorer failures (scored as failed), by score
     generated_tokens: int
     seconds: float
     run_id: str                    # the eval run in MLflow
 
 
-# built only by tasks.staging.stage_candidate, from tasks.staging.judge_smoke's figures
+# built only by tasks.release.staging.stage_candidate, from tasks.release.staging.judge_smoke's figures
 class StagingResult(Ref):
     """The smoke suite over HTTP against the candidate served at alias `staging`."""
     model_name: str
@@ -109,7 +109,7 @@ class StagingResult(Ref):
     server_pid: int | None
 
 
-# built only by tasks.registry.release_adapter
+# built only by tasks.release.registry.release_adapter
 class ReleaseDecision(Ref):
     """What the release step did with a candidate and why."""
     model_name: str
@@ -118,7 +118,7 @@ class ReleaseDecision(Ref):
     reason: str
     previous_production: str | None
     time: str
-    checks: list[dict[str, Any]]   # the gate's checks with their figures (tasks.gate.Decision.as_dict)
+    checks: list[dict[str, Any]]   # the gate's checks with their figures (tasks.release.gate.Decision.as_dict)
     notes: list[str]
     staging: StagingResult | None
 
@@ -133,14 +133,14 @@ class StageResult(Ref):
     quarantined: int
 
 
-# built only by tasks.inputs.ingest_files
+# built only by tasks.curate.inputs.ingest_files
 class IngestResult(StageResult):
     """Records read from the inputs, and the lines that could not be read."""
     records: str
     files: list[dict[str, Any]]    # per file: path, format, digest, rows read and quarantined
 
 
-# built only by tasks.pii.pii_file
+# built only by tasks.curate.pii.pii_file
 class PiiResult(StageResult):
     """Records with PII redacted or quarantined as the contract's policy says."""
     records: str                   # redacted
@@ -151,7 +151,7 @@ class PiiResult(StageResult):
     contract_version: int
 
 
-# built only by tasks.labeling.label_file
+# built only by tasks.label.labeling.label_file
 class LabelResult(StageResult):
     """Records with the annotators' settled decisions applied."""
     records: str                   # with the applied decisions
@@ -166,7 +166,7 @@ class LabelResult(StageResult):
     applied: dict[str, int]
 
 
-# built only by tasks.dedup_files.finish_dedup, however dedup ran (one process, shards, the CLI)
+# built only by tasks.dedup.stage.finish_dedup, however dedup ran (one process, shards, the CLI)
 class DedupResult(Ref):
     """Records kept after exact and near-duplicate removal, and the duplicates with their clusters."""
     kept_records: str
@@ -180,7 +180,7 @@ class DedupResult(Ref):
     bands_rows: list[int]
 
 
-# built only by tasks.validate.validate_file
+# built only by tasks.curate.validate.validate_file
 class ValidationResult(StageResult):
     """Records that pass the data contract, and those it quarantines."""
     valid: str                     # the records that pass the contract
@@ -191,7 +191,7 @@ class ValidationResult(StageResult):
     owners: list[str]
 
 
-# built only by tasks.split.split_file
+# built only by tasks.curate.split.split_file
 class SplitResult(Ref):
     """Train, held-out and eval records, and train records quarantined for leaking into the others."""
     train: str
@@ -207,7 +207,7 @@ class SplitResult(Ref):
     eval_quarantined: int
 
 
-# built by the curate flow; tasks.corpus.publish_version turns it into a version
+# built by the curate flow; tasks.corpus.versions.publish_version turns it into a version
 class CurationStages(Ref):
     """Every curation stage's result: what becomes a corpus version."""
     ingest: IngestResult

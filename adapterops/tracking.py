@@ -6,7 +6,6 @@ import os
 
 from adapterops.workspace import resolve_workspace
 
-
 # MLflow 3's UI opens an experiment in its GenAI traces view unless it is tagged for model training.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 

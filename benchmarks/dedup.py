@@ -90,7 +90,7 @@ _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def normalise_text(text: str) -> str:
-    """tasks.minhash.normalise_text, copied so that the peer scripts do not import AdapterOps."""
+    """tasks.dedup.minhash.normalise_text, copied so that the peer scripts do not import AdapterOps."""
     text = unicodedata.normalize("NFKC", text or "").casefold()
     return " ".join(_NON_WORD.sub(" ", text).split())
 
@@ -148,7 +148,7 @@ def run_adapterops(texts: list[str], workers: int) -> list[int]:
     import pandas as pd
 
     from adapterops.config import DedupConfig
-    from tasks.dedup import dedup_records
+    from tasks.dedup.clusters import dedup_records
 
     frame = pd.DataFrame({"id": [str(k) for k in range(len(texts))], "text": texts}, dtype=object)   # the strings as they are
     table = dedup_records(frame, DedupConfig(threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, keep="first"),
@@ -303,8 +303,8 @@ def process_mode(texts: list[str], families: list[int], args) -> None:
     print(f"\nprocess mode: {data} ({data.stat().st_size / 1e6:.0f} MB), {args.repeats} rounds, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    cli = [sys.executable, "-c", "from adapterops.cli import main; main()", "dedup", str(data)]
-    warm_up = [sys.executable, "-m", "tasks.dedup_files"]   # what `make install` runs after pip
+    cli = [sys.executable, "-c", "from cli.main import main; main()", "dedup", str(data)]
+    warm_up = [sys.executable, "-m", "tasks.dedup"]   # what `make install` runs after pip
     peer = [sys.executable, str(Path(__file__).resolve()), "--input", str(data)]
     runs: dict[str, list[dict]] = {}
     outputs: dict[str, Path] = {}

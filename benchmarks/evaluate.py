@@ -37,18 +37,18 @@ def main() -> None:
     import torch
     from peft import PeftModel
 
-    from adapterops.cli import DEMO_SETTINGS
     from adapterops.config import parse_config
     from adapterops.demo_data import eval_lines, generate_records
     from adapterops.refs import BaseModelRef
     from adapterops.tiny_model import ensure_tiny_model, weights_revision
-    from tasks.base_model import load_base_model
-    from tasks.contract import load_contract
-    from tasks.evaluate import answer_and_score, slice_labels, summarise
-    from tasks.generate import generate
-    from tasks.prompts import prompt_token_ids
-    from tasks.scorers import build_scorers, score_names
-    from tasks.train import run_recipe
+    from cli.commands.run import DEMO_SETTINGS
+    from tasks.evaluate.run import answer_and_score, slice_labels, summarise
+    from tasks.evaluate.scorers import build_scorers, score_names
+    from tasks.model.base_model import load_base_model
+    from tasks.model.generate import generate
+    from tasks.model.prompts import prompt_token_ids
+    from tasks.records.contract import load_contract
+    from tasks.train.recipe import run_recipe
     cfg = parse_config(DEMO_SETTINGS)
     if args.steps:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": args.steps})})

@@ -54,7 +54,7 @@ def run(url: str, jobs: list[dict], clients: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    from tasks.staging import percentile
+    from tasks.release.staging import percentile
 
     return {"requests": len(jobs), "errors": len(errors), "seconds": wall, "rps": len(latencies) / wall,
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
@@ -72,7 +72,7 @@ def main() -> None:
     from adapterops.workspace import configure_environment, resolve_workspace
 
     configure_environment(resolve_workspace())
-    from tasks.serve_process import ServerProcess
+    from tasks.serve.process import ServerProcess
     from tests.serve.adapters import register_adapter
 
     base = ensure_tiny_model(resolve_workspace().models_dir)

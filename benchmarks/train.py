@@ -47,7 +47,7 @@ def batches_of(examples, cfg) -> list[list]:
     """The batches the recipe trains on, in order (same seed, same queue)."""
     import torch
 
-    from tasks.sft_data import next_batch
+    from tasks.train.sft_data import next_batch
 
     order, queue = torch.Generator().manual_seed(cfg.seed), []
     return [next_batch(examples, queue, order, cfg.batch_size) for _ in range(cfg.max_steps)]
@@ -58,8 +58,8 @@ def peak_rss_mb() -> float:
 
 
 def run_recipe_variant(model, tokenizer, examples, cfg) -> dict:
-    from tasks.sft_data import model_inputs
-    from tasks.train import train_lora
+    from tasks.train.recipe import train_lora
+    from tasks.train.sft_data import model_inputs
 
     computed = sum(model_inputs(b, tokenizer.pad_token_id, cfg)[0]["input_ids"].numel() for b in batches_of(examples, cfg))
     started, cpu = time.perf_counter(), time.process_time()
@@ -109,7 +109,7 @@ def gpu_model_and_tokenizer(dims: str, packing: bool):
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
                          pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
-    from tasks.attention import attention_implementation
+    from tasks.model.attention import attention_implementation
 
     config._attn_implementation = attention_implementation("auto", "cuda", packing)
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def gpu_model_and_tokenizer(dims: str, packing: bool):
 
 def synthetic_examples(count: int, vocab: int, seed: int, low: int, high: int):
     """Random token sequences of spread lengths; the loss is on the second half of each."""
-    from tasks.sft_data import IGNORE, Example
+    from tasks.train.sft_data import IGNORE, Example
 
     rng = random.Random(seed)
     examples = []
@@ -149,9 +149,9 @@ def measure(variant: str, args) -> dict:
 
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.refs import BaseModelRef
-    from tasks.base_model import load_base_model
-    from tasks.sft_data import tokenize_examples
-    from tasks.train import wrap_with_lora
+    from tasks.model.base_model import load_base_model
+    from tasks.train.recipe import wrap_with_lora
+    from tasks.train.sft_data import tokenize_examples
 
     torch.set_num_threads(args.threads)
     packing = variant.startswith("recipe-packed")
@@ -197,9 +197,9 @@ def interleaved(args) -> None:
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.refs import BaseModelRef
     from adapterops.tiny_model import ensure_tiny_model
-    from tasks.base_model import load_base_model
-    from tasks.sft_data import model_inputs, tokenize_examples
-    from tasks.train import wrap_with_lora
+    from tasks.model.base_model import load_base_model
+    from tasks.train.recipe import wrap_with_lora
+    from tasks.train.sft_data import model_inputs, tokenize_examples
 
     torch.set_num_threads(args.threads)
     path, models = ensure_tiny_model(Path(args.models_dir)), {}

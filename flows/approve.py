@@ -14,13 +14,12 @@ from pydantic import Field, create_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_code, md_text
-from adapterops.notify import emit_waiting
 from adapterops.refs import CorpusRef
-from adapterops.reporting import publish_markdown
-from tasks.approval import AUTO_APPROVER, VIA_FORM, current_decision, record_decision
-from tasks.contract import load_contract
+from flows.notify import emit_waiting
+from flows.reporting import publish_markdown
+from tasks.approve import AUTO_APPROVER, VIA_FORM, current_decision, record_decision, version_review
 from tasks.corpus import find_version
-from tasks.review import version_review
+from tasks.records import load_contract
 
 FORM_POLL_SECONDS = 10
 MAX_TRIES = 3   # forms shown for one version before the run gives up (the version stays pending)

@@ -7,19 +7,24 @@ from prefect.runtime import flow_run
 
 from adapterops.config import Config
 from adapterops.refs import CorpusRef, CurationStages, DedupResult, PiiResult
-from adapterops.reporting import counts_rows, publish_markdown, publish_table
 from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
 from flows.dedup import publish_dedup_report, run_dedup
+from flows.reporting import counts_rows, publish_markdown, publish_table
 from tasks.corpus import last_approved_signatures, publish_version
-from tasks.curation_cache import approved_digest, fingerprint_of, remember, reusable_corpus
-from tasks.dedup_files import dedup_file
-from tasks.contract import load_contract
-from tasks.inputs import ingest_files
-from tasks.labeling import label_file
-from tasks.pii import pii_file
-from tasks.split import split_file
-from tasks.validate import validate_file
+from tasks.curate import (
+    approved_digest,
+    fingerprint_of,
+    ingest_files,
+    pii_file,
+    remember,
+    reusable_corpus,
+    split_file,
+    validate_file,
+)
+from tasks.dedup import dedup_file
+from tasks.label import label_file
+from tasks.records import load_contract
 
 contract_task = task(name="contract-load")(load_contract)   # once per curation; the stages take it
 ingest_task = task(name="ingest")(ingest_files)

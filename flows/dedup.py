@@ -9,12 +9,21 @@ from prefect import flow, task
 
 from adapterops.config import DedupConfig
 from adapterops.refs import DedupResult
-from adapterops.reporting import publish_markdown
 from adapterops.storage import write_parquet
-from tasks.dedup import concat_sketches, empty_sketches, sketch_records
-from tasks.dedup_files import SHARD_ROWS, TEXT_COLUMNS, finish_dedup, load_sketches, save_sketches, sketch_columns
-from tasks.dedup_report import report_markdown
-from tasks.record_batches import iter_frames
+from flows.reporting import publish_markdown
+from tasks.dedup import (
+    SHARD_ROWS,
+    TEXT_COLUMNS,
+    concat_sketches,
+    empty_sketches,
+    finish_dedup,
+    load_sketches,
+    report_markdown,
+    save_sketches,
+    sketch_columns,
+    sketch_records,
+)
+from tasks.records import iter_frames
 
 
 def publish_dedup_report(summary: DedupResult) -> None:
@@ -42,7 +51,7 @@ def sketch_shard(shard_path: str, params: DedupConfig, folder: str) -> str:
 @flow(name="dedup-sharded")
 def dedup_sharded(records_path: str, params: DedupConfig, stage_dir: str, shard_rows: int = SHARD_ROWS,
                   previous_signatures: str | None = None) -> DedupResult:
-    """Same outputs as tasks.dedup_files.dedup_file, with the shards sketched in parallel by the flow's task runner."""
+    """Same outputs as tasks.dedup.stage.dedup_file, with the shards sketched in parallel by the flow's task runner."""
     shards = Path(stage_dir) / "shards"
     paths = split_shards(records_path, str(shards / "rows"), shard_rows)
     futures = [sketch_shard.submit(path, params, str(shards / f"sketches-{k:05d}")) for k, path in enumerate(paths)]

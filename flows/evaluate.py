@@ -5,9 +5,8 @@ from prefect import flow, task
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
 from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
-from adapterops.reporting import publish_markdown
-from tasks.evaluate import evaluate_adapter
-from tasks.evaluation_report import scores_markdown
+from flows.reporting import publish_markdown
+from tasks.evaluate import evaluate_adapter, scores_markdown
 
 # a registry fault is retried; a user error (a changed eval set, a bad scorer) would fail again
 evaluate_task = task(name="held-out-evaluation", retries=1, retry_delay_seconds=5,

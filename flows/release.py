@@ -5,10 +5,10 @@ from prefect import flow, task
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
 from adapterops.refs import AdapterRef, EvaluationResult, ReleaseDecision, StagingResult
-from adapterops.reporting import publish_markdown
-from tasks.approval import require_approved_adapter
-from tasks.evaluation_report import gate_markdown
-from tasks.registry import release_adapter
+from flows.reporting import publish_markdown
+from tasks.approve import require_approved_adapter
+from tasks.evaluate import gate_markdown
+from tasks.release import release_adapter
 
 # every step of a release is idempotent and an interrupted move is finished on the next read: safe to retry
 release_task = task(name="release", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_user_error)(

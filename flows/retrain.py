@@ -5,17 +5,17 @@ from prefect import flow, task
 from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
-from adapterops.notify import emit_release
 from adapterops.refs import CorpusRef
-from adapterops.reporting import publish_markdown
 from flows.approve import approve
 from flows.curate import curate
 from flows.evaluate import evaluate
+from flows.notify import emit_release
 from flows.release import release
+from flows.reporting import publish_markdown
 from flows.staging import staging
 from flows.train import train, train_on_work_pool
-from tasks.gate import decide
-from tasks.train_run import reusable_version
+from tasks.release import decide
+from tasks.train import reusable_version
 
 reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
                   retry_condition_fn=retry_unless_user_error)(reusable_version)

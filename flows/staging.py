@@ -5,11 +5,11 @@ from prefect import flow, task
 
 from adapterops.config import Config
 from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult, StagingResult
-from adapterops.reporting import publish_markdown
 from adapterops.workspace import resolve_workspace
-from tasks.contract import load_contract
+from flows.reporting import publish_markdown
 from tasks.evaluate import evaluation_plan
-from tasks.staging import offline_answers, smoke_markdown, stage_candidate
+from tasks.records import load_contract
+from tasks.release import offline_answers, smoke_markdown, stage_candidate
 
 stage_task = task(name="staging-smoke-suite")(stage_candidate)
 offline_answers_task = task(name="offline-answers")(offline_answers)

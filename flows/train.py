@@ -7,9 +7,9 @@ from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
 from adapterops.refs import AdapterRef, CorpusRef
-from adapterops.reporting import publish_table
 from adapterops.tracking import adapter_experiment, ensure_experiment
-from tasks.train_run import load_adapter_ref, train_adapter, train_run_dir, truncation_note
+from flows.reporting import publish_table
+from tasks.train import load_adapter_ref, train_adapter, train_run_dir, truncation_note
 
 POOL_POLL_SECONDS = 10   # how often a run on a work pool is checked
 

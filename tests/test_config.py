@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapterops.cli import DEMO_SETTINGS
 from adapterops.config import Config, field_docs, load_config, parse_config
 from adapterops.errors import AdapterOpsError
+from cli.commands.run import DEMO_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,26 +1,7 @@
-"""The project's modules import one way (ground ← tasks ← flows ← CLI): no import circle, counted from the source."""
+"""The project's modules import one way (ground ← tasks ← flows ← CLI): no import circle, counted from the source,
+package faces included (importing any module of a stage runs that stage's `__init__`)."""
 
-import ast
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("adapterops", "tasks", "flows")
-
-
-def module_imports() -> dict[str, set[str]]:
-    """Every project module and the project modules it imports anywhere in its file (late imports included)."""
-    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-             for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
-    graph = {}
-    for name, path in files.items():
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-        graph[name] = {t for t in targets if t in files and t != name}
-    return graph
+from tests.project_imports import module_imports
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -57,6 +38,16 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_circles_are_found_when_they_exist():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_a_circle_through_a_stage_face_is_found(tmp_path):
+    """x.run imports y.util, whose package face imports y.api, which imports x.run: a circle at run time."""
+    for path, text in {"tasks/__init__.py": "", "tasks/x/__init__.py": "", "tasks/x/run.py": "from tasks.y.util import f\n",
+                       "tasks/y/__init__.py": "from tasks.y.api import g\n", "tasks/y/util.py": "def f(): pass\n",
+                       "tasks/y/api.py": "from tasks.x.run import h\n"}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    assert circles(module_imports(tmp_path)) == [["tasks.x.run", "tasks.y", "tasks.y.api"]]
 
 
 def test_the_project_has_no_import_circle():

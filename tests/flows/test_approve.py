@@ -7,9 +7,9 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from adapterops.cli import app
 from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
+from cli.main import app
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +36,7 @@ def curate_pending(name):
 
 
 def corpus_tags(corpus):
-    from tasks.corpus import find_version
+    from tasks.corpus.versions import find_version
 
     return find_version(corpus.pipeline, digest=corpus.digest).data.tags
 
@@ -52,10 +52,10 @@ def test_without_a_server_the_run_stops_and_names_the_waiting_version(prefect_ha
 
 
 def test_owner_resumes_the_paused_run_through_the_prefect_form(prefect_harness, monkeypatch):
-    import flows.approve as approve_module
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.flow_runs import resume_flow_run
 
+    import flows.approve as approve_module
     from tests.flows.background import start_in_background, wait_for_flow_runs
 
     monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
@@ -90,7 +90,7 @@ def test_no_decision_before_the_timeout_leaves_the_version_pending(prefect_harne
 
 
 def test_cli_approval_refusals_and_the_append_only_log(prefect_harness):
-    from tasks.approval import require_approved
+    from tasks.approve.approval import require_approved
 
     _, first = curate_pending("cli")
     runner = CliRunner()
@@ -110,8 +110,8 @@ def test_cli_approval_refusals_and_the_append_only_log(prefect_harness):
 
 
 def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harness, monkeypatch):
-    from tasks.approval import record_decision, require_approved
-    from tasks.corpus import find_version
+    from tasks.approve.approval import record_decision, require_approved
+    from tasks.corpus.versions import find_version
 
     config, first = curate_pending("supersede")
     record_decision("supersede", first.digest, "dana.k", "approved", "v1 fine")
@@ -134,7 +134,7 @@ def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harne
 
 
 def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness, monkeypatch, tmp_path):
-    from tasks.approval import record_decision, require_approved
+    from tasks.approve.approval import record_decision, require_approved
 
     _, corpus = curate_pending("exowner")
     record_decision("exowner", corpus.digest, "dana.k", "approved")
@@ -149,7 +149,7 @@ def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness,
 def test_diff_shows_added_removed_changed_and_sources():
     import pandas as pd
 
-    from tasks.corpus import diff_records
+    from tasks.corpus.versions import diff_records
 
     cols = ["id", "source", "timestamp", "prompt", "completion"]
     old = pd.DataFrame([["a", "email", "t", "p", "c"], ["b", "chat", "t", "p", "c"]], columns=cols)
@@ -162,7 +162,7 @@ def test_diff_shows_added_removed_changed_and_sources():
 
 def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
     from flows.approved import train_approved
-    from tasks.approval import record_decision
+    from tasks.approve.approval import record_decision
 
     config, corpus = curate_pending("event")
     with pytest.raises(AdapterOpsError, match="pending"):
@@ -184,7 +184,7 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
     import yaml
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    from tasks.approval import record_decision
+    from tasks.approve.approval import record_decision
 
     emitted = []
     monkeypatch.setattr(prefect.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
@@ -225,7 +225,12 @@ def test_the_form_offers_the_contracts_people_never_a_policy():
 
 
 def waiting_on(name, count=1):
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
 
     from flows.approve import version_tag
     from tests.flows.background import wait_for_flow_runs
@@ -238,9 +243,9 @@ def waiting_on(name, count=1):
 
 
 def test_a_mistyped_or_refused_decision_shows_the_form_again(prefect_harness, monkeypatch):
-    import flows.approve as approve_module
     from prefect.flow_runs import resume_flow_run
 
+    import flows.approve as approve_module
     from tests.flows.background import start_in_background
 
     monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
@@ -252,7 +257,7 @@ def test_a_mistyped_or_refused_decision_shows_the_form_again(prefect_harness, mo
             raise AdapterOpsError("the decision could not be recorded; try again")
         return record_decision(*args, **kwargs)
 
-    from tasks.approval import record_decision
+    from tasks.approve.approval import record_decision
 
     monkeypatch.setattr(approve_module, "record_decision", refuse_once)
     config, corpus = curate_pending("retry")
@@ -275,9 +280,9 @@ def test_a_mistyped_or_refused_decision_shows_the_form_again(prefect_harness, mo
 
 
 def test_a_cli_decision_resumes_the_waiting_run_which_leaves_training_to_the_event(prefect_harness, monkeypatch):
-    import flows.approve as approve_module
     import prefect.events
 
+    import flows.approve as approve_module
     from tests.flows.background import start_in_background
 
     monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
@@ -298,7 +303,6 @@ def test_a_cli_decision_resumes_the_waiting_run_which_leaves_training_to_the_eve
 
 def test_a_rejection_elsewhere_ends_the_waiting_run_with_the_real_reason(prefect_harness, monkeypatch):
     import flows.approve as approve_module
-
     from tests.flows.background import start_in_background
 
     monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)
@@ -314,9 +318,9 @@ def test_a_rejection_elsewhere_ends_the_waiting_run_with_the_real_reason(prefect
 
 
 def test_one_runs_form_decides_for_every_run_waiting_on_the_version(prefect_harness, monkeypatch):
-    import flows.approve as approve_module
     from prefect.flow_runs import resume_flow_run
 
+    import flows.approve as approve_module
     from tests.flows.background import start_in_background
 
     monkeypatch.setattr(approve_module, "FORM_POLL_SECONDS", 1)

@@ -50,7 +50,7 @@ def test_an_unchanged_curation_reuses_the_version_without_ingesting(inputs, inge
     again = curate(parse_config(settings))
     assert ingest_calls == []
     assert (again.version, again.digest, again.new) == (first.version, first.digest, False)
-    from tasks.corpus import corpus_ref
+    from tasks.corpus.versions import corpus_ref
 
     assert again == corpus_ref(first.pipeline, first.digest)     # the reference a full curation hands on
 
@@ -79,7 +79,7 @@ def test_a_changed_setting_curates_a_new_version(inputs, ingest_calls):
 
 def test_a_changed_contract_curates_a_new_version(inputs, ingest_calls, tmp_path, monkeypatch):
     from flows.curate import curate
-    from tasks.contract import CONTRACTS_DIR
+    from tasks.records.contract import CONTRACTS_DIR
 
     _, settings, first = inputs
     text = (CONTRACTS_DIR / "support_tickets.yaml").read_text()
@@ -91,7 +91,7 @@ def test_a_changed_contract_curates_a_new_version(inputs, ingest_calls, tmp_path
 
 def test_a_changed_label_file_curates_a_new_version(inputs, ingest_calls, tmp_path):
     from flows.curate import curate
-    from tasks.labeling import export_tasks
+    from tasks.label.labeling import export_tasks
 
     _, settings, first = inputs
     records = pd.read_parquet(f"{first.path}/train.parquet").head(2)
@@ -121,7 +121,7 @@ def test_a_version_whose_files_no_longer_rehash_is_curated_again(prefect_harness
 
 
 def test_an_entry_holds_only_against_the_approved_version_it_was_curated_with():
-    from tasks.curation_cache import entry_applies
+    from tasks.curate.cache import entry_applies
 
     entry = {"digest": "sha256:b", "anchored_on": "sha256:a"}
     assert entry_applies(entry, "sha256:a") and entry_applies(entry, "sha256:b")

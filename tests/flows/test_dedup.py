@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from adapterops.config import DedupConfig, parse_config
-from tasks.dedup import dedup_records
+from tasks.dedup.clusters import dedup_records
 
 BASE = ("the customer reports that the invoice for the annual plan lists twelve seats although the "
         "team only has nine active users and asks for a corrected invoice before the end of the month")

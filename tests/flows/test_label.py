@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from adapterops.cli import app
 from adapterops.config import parse_config
+from cli.main import app
 
 SMALL = {"name": "labeled", "approval": "auto", "demo_records": 150}
 

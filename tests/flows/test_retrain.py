@@ -54,7 +54,7 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
     assert version.tags["corpus.digest"] == result["corpus"].digest
     assert result["staging"].passed and result["staging"].requests == 4 and result["staging"].differ == 0
     assert version.tags["base_model.revision"].startswith("sha256:")
-    from tasks.registry import production_history
+    from tasks.release.registry import production_history
     assert [(e["action"], e["version"], e["by"]) for e in production_history("e2e-adapter")][0] == \
         ("promote", adapter.version, "release gate")
     files = list(Path(mlflow.artifacts.download_artifacts("models:/e2e-adapter@production")).rglob("*"))
@@ -70,7 +70,7 @@ def test_adapter_is_registered_adapter_only_and_promoted_over_the_base(first_run
 
 
 def test_the_run_summary_shows_the_corpus_adapter_staging_and_release(first_run, capsys):
-    from adapterops.cli import _print_summary
+    from cli.commands.run import _print_summary
 
     _, result = first_run
     _print_summary(result, 12.0)
@@ -108,7 +108,7 @@ def test_owner_approval_stops_the_run_before_training(prefect_harness, monkeypat
 
 def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
     from adapterops.base_models import resolve_base_model
-    from tasks.train_run import train_adapter
+    from tasks.train.run import train_adapter
 
     config, result = first_run
     train_file = Path(result["corpus"].path) / "train.parquet"
@@ -132,7 +132,7 @@ def test_the_registered_adapter_serves_through_mlflow_pyfunc(first_run):
 def test_status_lists_corpus_versions_and_adapter_aliases(first_run):
     from typer.testing import CliRunner
 
-    from adapterops.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["status", "--name", "e2e"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -144,7 +144,7 @@ def test_eval_command_scores_a_version_against_production_and_moves_no_alias(fir
     import yaml
     from typer.testing import CliRunner
 
-    from adapterops.cli import app
+    from cli.main import app
 
     config, result = first_run
     path = tmp_path / "e2e.yaml"
@@ -163,7 +163,7 @@ def test_eval_command_scores_a_version_against_production_and_moves_no_alias(fir
 
 
 def test_a_failed_staging_holds_a_candidate_the_gate_would_promote(first_run):
-    from tasks.registry import production_history, production_version, release_adapter
+    from tasks.release.registry import production_history, production_version, release_adapter
 
     config, result = first_run
     client = mlflow.MlflowClient()

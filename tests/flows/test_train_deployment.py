@@ -75,7 +75,7 @@ def test_training_on_a_work_pool_runs_the_deployment_and_returns_its_adapter(pre
 
 
 def test_train_command_without_an_approved_corpus_says_what_to_run():
-    from adapterops.commands.train import approved_corpus
+    from cli.commands.train import approved_corpus
 
     with pytest.raises(AdapterOpsError, match="no approved corpus version"):
         approved_corpus("never-curated")

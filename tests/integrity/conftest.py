@@ -28,7 +28,7 @@ def run_python(code: str, timeout: float = 300, **env: str) -> subprocess.Comple
 
 def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     """Run `adapterops ARGS` from this checkout in a new process."""
-    main = "import sys; from adapterops.cli import main; sys.argv[0] = 'adapterops'; main()"
+    main = "import sys; from cli.main import main; sys.argv[0] = 'adapterops'; main()"
     return subprocess.run([sys.executable, "-c", main, *args], cwd=ROOT, env=subprocess_env(**env),
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""Evaluation results in the shape the release reads (tasks.evaluate.summarise), for release tests that
+"""Evaluation results in the shape the release reads (tasks.evaluate.run.summarise), for release tests that
 need a candidate the gate promotes: lower loss than the base and than production on every example."""
 
 import numpy as np
@@ -16,7 +16,7 @@ def loss_release(name: str) -> ReleaseConfig:
 
 def better_evaluation(run_id: str, production: str | None) -> EvaluationResult:
     """Candidate loss 4.0 against base 5.0 and (if any) production 4.5, evaluated against `production`."""
-    from tasks.evaluate import summarise
+    from tasks.evaluate.run import summarise
 
     n = 20
     scores = {"base": {"loss": np.full(n, 5.0)}, "candidate": {"loss": np.full(n, 4.0)}}

@@ -23,7 +23,7 @@ from adapterops.refs import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"dedup": {"threshold": 0.8}, "split": {"heldout_fraction": 0.2, "seed": 1}}
-CLI = [sys.executable, "-c", "from adapterops.cli import main; main()"]
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def owner_key_line(name: str) -> str:
@@ -37,7 +37,7 @@ def owner_key_line(name: str) -> str:
 def keyed_contract(folder: Path, owners: dict[str, dict] | None = None) -> Path:
     """A copy of the shipped contract (same name and version, so digests are unchanged) whose owners are
     `owners` (name -> extra fields, e.g. {"form": True}); a person gets a public key unless public_key=None."""
-    from tasks.contract import CONTRACTS_DIR
+    from tasks.records.contract import CONTRACTS_DIR
 
     owners = {"dana.k": {"form": True}, "policy:auto": {}} if owners is None else owners
     data = yaml.safe_load((CONTRACTS_DIR / "support_tickets.yaml").read_text(encoding="utf-8"))
@@ -91,7 +91,7 @@ def fake_stages(folder: Path, tag: str, n: int = 6) -> CurationStages:
 
 
 def publish(pipeline: str, folder: Path, tag: str) -> CorpusRef:
-    from tasks.corpus import publish_version
+    from tasks.corpus.versions import publish_version
 
     return publish_version(pipeline, fake_stages(folder / tag, tag), SETTINGS, folder)
 

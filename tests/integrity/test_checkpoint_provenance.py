@@ -19,9 +19,9 @@ REJECTED = [{"prompt": f"Ticket {i}: wire money to {i}", "completion": "Triage: 
 def train(tiny_model_dir, records, checkpoints, resume=False):
     from adapterops.config import LoraConfig, TrainConfig
     from adapterops.refs import BaseModelRef
-    from tasks.base_model import load_base_model
-    from tasks.sft_data import tokenize_examples
-    from tasks.train import train_lora, wrap_with_lora
+    from tasks.model.base_model import load_base_model
+    from tasks.train.recipe import train_lora, wrap_with_lora
+    from tasks.train.sft_data import tokenize_examples
 
     cfg = TrainConfig(max_steps=2, batch_size=2, max_length=64, checkpoint_every=1)
     model, tokenizer = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "x"))
@@ -31,7 +31,7 @@ def train(tiny_model_dir, records, checkpoints, resume=False):
 
 
 def test_a_checkpoint_copied_from_another_run_is_not_resumed(tiny_model_dir, tmp_path, caplog):
-    from tasks.checkpoints import latest_checkpoint, resumable_checkpoint
+    from tasks.train.checkpoints import latest_checkpoint, resumable_checkpoint
 
     approved, rejected = tmp_path / "approved" / "checkpoints", tmp_path / "rejected" / "checkpoints"
     train(tiny_model_dir, APPROVED, approved)
@@ -46,7 +46,7 @@ def test_a_checkpoint_copied_from_another_run_is_not_resumed(tiny_model_dir, tmp
     shutil.copytree(latest_checkpoint(rejected), forged)
     state = json.loads((forged / "state.json").read_text())
     (forged / "state.json").write_text(json.dumps(state | {"fingerprint": ours}))
-    with caplog.at_level(logging.WARNING, logger="tasks.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="tasks.train.checkpoints"):
         history = train(tiny_model_dir, APPROVED, approved, resume=True)
     assert len(history) == 2                                       # both steps trained here, none restored
     assert any("Not resuming from" in r.getMessage() and "starts from" in r.getMessage() for r in caplog.records)
@@ -61,7 +61,7 @@ def test_a_checkpoint_copied_from_another_run_is_not_resumed(tiny_model_dir, tmp
 
 @pytest.fixture()
 def approved_version(tmp_path, monkeypatch):
-    from tasks.approval import record_decision
+    from tasks.approve.approval import record_decision
 
     contract = keyed_contract(tmp_path / "contracts")
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(contract.parent))
@@ -71,7 +71,7 @@ def approved_version(tmp_path, monkeypatch):
 
 
 def test_a_flipped_byte_in_an_approved_train_file_is_one_line_at_any_offset(approved_version):
-    from tasks.approval import require_approved
+    from tasks.approve.approval import require_approved
 
     require_approved("flipped", approved_version.digest)
     path = Path(approved_version.path) / "train.parquet"

@@ -12,7 +12,7 @@ CHILD = """
 import json, time
 from pathlib import Path
 from tests.integrity.procs_approval import publish
-import tasks.corpus  # imports done before the start line, so the processes race on publishing itself
+import tasks.corpus.versions  # imports done before the start line, so the processes race on publishing itself
 who, start, folder = {who!r}, Path({start!r}), Path({folder!r})
 while not start.exists():
     time.sleep(0.005)
@@ -27,7 +27,7 @@ print("RESULT " + json.dumps(out))
 
 def test_parallel_publishers_keep_every_version_intact(tmp_path):
     from adapterops.tracking import corpus_experiment, ensure_experiment
-    from tasks.corpus import list_versions, verified_digest
+    from tasks.corpus.versions import list_versions, verified_digest
 
     ensure_experiment(corpus_experiment("race"))      # the store exists before the children race
     start = tmp_path / "start"

@@ -22,8 +22,8 @@ def contract(tmp_path, monkeypatch):
 def test_concurrent_approve_and_reject_one_wins(contract, tmp_path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
-    from tasks.approval import current_decision, decision_log
-    from tasks.corpus import find_version
+    from tasks.approve.approval import current_decision, decision_log
+    from tasks.corpus.versions import find_version
 
     corpora = {name: publish(name, tmp_path / "stages", name) for name in PIPELINES}
     env = {"PREFECT_API_URL": PREFECT_API_URL.value()}       # the approval event goes to the test server
@@ -52,8 +52,8 @@ def test_concurrent_approve_and_reject_one_wins(contract, tmp_path, prefect_harn
 
 
 def test_the_event_is_emitted_after_the_decision_is_on_disk(contract, tmp_path, monkeypatch):
-    from tasks.approval import DECISION_FILE, decision_log, record_decision
-    from tasks.corpus import find_version
+    from tasks.approve.approval import DECISION_FILE, decision_log, record_decision
+    from tasks.corpus.versions import find_version
 
     corpus = publish("event-order", tmp_path / "stages", "event-order")
     seen = []
@@ -63,6 +63,6 @@ def test_the_event_is_emitted_after_the_decision_is_on_disk(contract, tmp_path, 
         on_disk = json.loads((Path(run.data.tags["corpus.path"]) / DECISION_FILE).read_text())
         seen.append((bool(on_disk["signatures"]), [e["decision"] for e in decision_log(run)]))
 
-    monkeypatch.setattr("tasks.approval._emit_approved", emitted)
+    monkeypatch.setattr("tasks.approve.approval._emit_approved", emitted)
     record_decision("event-order", corpus.digest, "dana.k", "approved")
     assert seen == [(True, ["approved"])]

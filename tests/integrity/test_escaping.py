@@ -50,8 +50,8 @@ def test_each_helper_leaves_hostile_text_inert_and_readable():
 
 
 def test_dedup_report_and_corpus_diff_markdown_are_inert():
-    from tasks.corpus import diff_markdown
-    from tasks.dedup_report import report_markdown
+    from tasks.corpus.versions import diff_markdown
+    from tasks.dedup.report import report_markdown
 
     ids = [f"r{i}{h}" for i, h in enumerate(HOSTILE)]
     report = {"counts": {"input": 3, "kept": 1, "exact": 1, "near": 1, "removed": 2},
@@ -70,8 +70,8 @@ def test_dedup_report_and_corpus_diff_markdown_are_inert():
 
 
 def test_data_docs_show_record_values_escaped(tmp_path):
-    from tasks.contract import load_contract
-    from tasks.validate import run_contract
+    from tasks.curate.validate import run_contract
+    from tasks.records.contract import load_contract
 
     rows = [{"id": f"<script>alert({i})</script>", "source": HOSTILE[0], "timestamp": "2026-01-01T00:00",
              "prompt": "p" * 30, "completion": f"{HOSTILE[2]} <img src=y onerror=alert(2)>"} for i in range(6)]
@@ -84,7 +84,7 @@ def test_data_docs_show_record_values_escaped(tmp_path):
 
 
 def test_label_studio_tasks_show_record_text_as_plain_text():
-    from tasks.labeling import LABEL_STUDIO_INTERFACE, export_tasks
+    from tasks.label.labeling import LABEL_STUDIO_INTERFACE, export_tasks
 
     bound = re.findall(r"<(\w+)[^>]*value=\"\$(\w+)\"", LABEL_STUDIO_INTERFACE)
     assert bound and all(tag in ("Text", "TextArea") for tag, _ in bound)   # plain text; never HyperText / HTML / Header
@@ -99,16 +99,16 @@ def test_label_studio_tasks_show_record_text_as_plain_text():
 def test_terminal_commands_strip_escapes_from_record_text(monkeypatch, mlflow_client, tmp_path):
     from typer.testing import CliRunner
 
-    import tasks.corpus
-    from adapterops.cli import app
-    from tasks.registry import move_production
+    import tasks.corpus.versions
+    from cli.main import app
+    from tasks.release.registry import move_production
 
     frames = {1: pd.DataFrame({"id": ["a", "b"], "source": ["chat", "chat"], "timestamp": ["t", "t"],
                                "prompt": ["x", "y"], "completion": ["x", "y"]})}
     frames[2] = pd.concat([frames[1], pd.DataFrame({"id": HOSTILE, "source": HOSTILE, "timestamp": "t",
                                                      "prompt": "p", "completion": "c"})], ignore_index=True)
-    monkeypatch.setattr(tasks.corpus, "get_version", lambda name, version: version)
-    monkeypatch.setattr(tasks.corpus, "version_records", lambda version: frames[version])
+    monkeypatch.setattr(tasks.corpus.versions, "get_version", lambda name, version: version)
+    monkeypatch.setattr(tasks.corpus.versions, "version_records", lambda version: frames[version])
     shown = CliRunner().invoke(app, ["corpus", "diff", "1", "2", "--name", "hostile"])
     assert shown.exit_code == 0, shown.output
     assert not re.search(r"[\x1b\x07\x9b\x9d]", shown.output) and "owned title" not in shown.output

@@ -19,9 +19,9 @@ print("NOT KILLED")
 
 @pytest.mark.parametrize("point", ["version-folder", "run-tags"])
 def test_a_kill_while_publishing_leaves_nothing_listed_and_is_replaced(point, tmp_path, monkeypatch):
-    from tasks.approval import record_decision
-    from tasks.contract import CONTRACTS_DIR
-    from tasks.corpus import find_version, list_versions, verified_digest
+    from tasks.approve.approval import record_decision
+    from tasks.corpus.versions import find_version, list_versions, verified_digest
+    from tasks.records.contract import CONTRACTS_DIR
 
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(CONTRACTS_DIR))
     pipeline = f"crash-{point}"
@@ -54,7 +54,7 @@ def publish_digest(folder) -> str:
     """The digest of the 'crash' content, as publish_version computes it."""
     import pandas as pd
 
-    from tasks.corpus import digest_of_parts, records_digest
+    from tasks.corpus.versions import digest_of_parts, records_digest
     from tests.integrity.procs_approval import SETTINGS
 
     stage = folder / "crash"

@@ -8,8 +8,8 @@ import json
 import pandas as pd
 
 from adapterops.config import Columns
-from tasks.ingest import parse_jsonl
-from tasks.inputs import ingest_files
+from tasks.curate.ingest import parse_jsonl
+from tasks.curate.inputs import ingest_files
 
 GOOD = json.dumps({"id": "ok", "prompt": "p", "completion": "c"}).encode()
 DEEP = b"[" * 200_000 + b"]" * 200_000

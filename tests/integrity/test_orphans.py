@@ -53,7 +53,7 @@ def wait_for(condition, seconds: float, what: str):
 
 def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path):
     home = tmp_path / "home"
-    main = "import sys; from adapterops.cli import main; sys.argv[0] = 'adapterops'; main()"
+    main = "import sys; from cli.main import main; sys.argv[0] = 'adapterops'; main()"
     env = subprocess_env(ADAPTEROPS_HOME=str(home), PREFECT_HOME=str(home / "prefect"),
                          MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow.db")
     env.pop("PREFECT_API_URL", None)

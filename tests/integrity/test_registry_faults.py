@@ -20,7 +20,7 @@ def free_port() -> int:
 
 def in_production(client, tmp_path, versions: int = 2) -> str:
     """A registered model with `versions` versions, v1 promoted to production."""
-    from tasks.registry import move_production
+    from tasks.release.registry import move_production
 
     name = f"faults-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
@@ -53,8 +53,8 @@ def failing(monkeypatch, method: str, code: str = "TEMPORARILY_UNAVAILABLE") -> 
 def test_an_unreachable_server_is_an_error_naming_it_not_an_absent_model(monkeypatch):
     import mlflow
 
-    from tasks.registry import production_version, registered_model
-    from tasks.train_run import find_trained_version
+    from tasks.release.registry import production_version, registered_model
+    from tasks.train.run import find_trained_version
 
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")     # the test needs the error, not the waiting
@@ -75,8 +75,8 @@ def test_an_unreachable_server_is_an_error_naming_it_not_an_absent_model(monkeyp
 
 
 def test_only_does_not_exist_means_absent(mlflow_client, tmp_path, monkeypatch):
-    from tasks.registry import production_version
-    from tasks.train_run import find_trained_version
+    from tasks.release.registry import production_version
+    from tasks.train.run import find_trained_version
 
     assert production_version(mlflow_client, "never-registered") is None
     assert find_trained_version("never-registered", "sha256:key") is None
@@ -91,7 +91,7 @@ def test_only_does_not_exist_means_absent(mlflow_client, tmp_path, monkeypatch):
 
 def test_a_registry_error_at_release_stops_it_and_promotes_nothing(mlflow_client, tmp_path, monkeypatch):
     """The reproduced case: production's lookup failed, and a worse candidate was promoted against the base alone."""
-    from tasks.registry import release_adapter
+    from tasks.release.registry import release_adapter
     from tests.integrity.evaluations import better_evaluation, loss_release
 
     name = in_production(mlflow_client, tmp_path)
@@ -105,7 +105,7 @@ def test_a_registry_error_at_release_stops_it_and_promotes_nothing(mlflow_client
 
 
 def test_a_candidate_evaluated_against_another_production_is_held(mlflow_client, tmp_path):
-    from tasks.registry import move_production, release_adapter
+    from tasks.release.registry import move_production, release_adapter
     from tests.integrity.evaluations import better_evaluation, loss_release
 
     name = in_production(mlflow_client, tmp_path, versions=3)

@@ -17,7 +17,7 @@ from tests.refs import fake_adapter
 
 def promoted_twice(client, tmp_path) -> str:
     """A registered model with v1 and v2 promoted through the trail (production at v2) and a v3 candidate."""
-    from tasks.registry import move_production
+    from tasks.release.registry import move_production
 
     name = f"atomic-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
@@ -30,7 +30,7 @@ def promoted_twice(client, tmp_path) -> str:
 
 
 def alias_and_trail(client, name: str) -> tuple[str, list[tuple]]:
-    from tasks.registry import production_history
+    from tasks.release.registry import production_history
 
     trail = [(e["action"], e["version"], e["status"]) for e in production_history(name)]   # a read: reconciles
     return str(client.get_registered_model(name).aliases["production"]), trail
@@ -40,7 +40,7 @@ def alias_and_trail(client, name: str) -> tuple[str, list[tuple]]:
 def test_a_rollback_killed_midway_is_finished_by_the_next_read_and_a_plain_retry_works(mlflow_client, tmp_path, point):
     from typer.testing import CliRunner
 
-    from adapterops.cli import app
+    from cli.main import app
 
     name = promoted_twice(mlflow_client, tmp_path)
     args = ["release", "rollback", "--model", name, "--reason", "v2 answers in the wrong language", "--as", "lee"]
@@ -60,7 +60,7 @@ def test_a_rollback_killed_midway_is_finished_by_the_next_read_and_a_plain_retry
 RELEASE = """
 import mlflow
 from adapterops.tracking import tracking_uri
-from tasks.registry import release_adapter
+from tasks.release.registry import release_adapter
 from tests.integrity.evaluations import better_evaluation, loss_release
 from tests.refs import fake_adapter
 mlflow.set_tracking_uri(tracking_uri())
@@ -73,7 +73,7 @@ def test_a_release_killed_midway_is_finished_by_the_next_read_and_a_retry_does_n
                                                                                               point):
     import mlflow
 
-    from tasks.registry import production_version, release_adapter
+    from tasks.release.registry import production_version, release_adapter
     from tests.integrity.evaluations import better_evaluation, loss_release
 
     name = promoted_twice(mlflow_client, tmp_path)
@@ -92,7 +92,7 @@ def test_a_release_killed_midway_is_finished_by_the_next_read_and_a_retry_does_n
 
 
 def test_an_intent_whose_alias_was_moved_by_hand_is_abandoned_not_forced(mlflow_client, tmp_path):
-    from tasks.registry import production_entry, reconcile_step
+    from tasks.release.registry import production_entry, reconcile_step
 
     assert reconcile_step(production_entry("3", "2", "promote", "gate", "", "t", "intent"), "2") == "finish"
     assert reconcile_step(production_entry("3", "2", "promote", "gate", "", "t", "intent"), "3") == "finish"

@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from adapterops.cli import app
 from adapterops.errors import AdapterOpsError
+from cli.main import app
 from tests.integrity.procs_approval import keyed_contract, publish
 
 
@@ -19,7 +19,7 @@ def contract(tmp_path, monkeypatch):
     path = keyed_contract(tmp_path / "contracts", {"dana.k": {"form": True}, "sam.p": {}, "lee.r": {"public_key": None},
                                                    "policy:auto": {}})
     monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(path.parent))
-    monkeypatch.setattr("tasks.approval._emit_approved", lambda *args: None)
+    monkeypatch.setattr("tasks.approve.approval._emit_approved", lambda *args: None)
     return path
 
 
@@ -36,9 +36,9 @@ def one_line(error) -> str:
 def test_tags_alone_never_approve(contract, tmp_path):
     from adapterops.config import parse_config
     from adapterops.refs import BaseModelRef
-    from tasks.approval import require_approved
-    from tasks.corpus import corpus_ref
-    from tasks.train_run import train_adapter
+    from tasks.approve.approval import require_approved
+    from tasks.corpus.versions import corpus_ref
+    from tasks.train.run import train_adapter
 
     corpus = pending("tags", tmp_path)
     client = mlflow.MlflowClient()
@@ -55,7 +55,7 @@ def test_tags_alone_never_approve(contract, tmp_path):
 
 
 def test_an_owner_signed_approval_passes_and_an_edited_one_does_not(contract, tmp_path):
-    from tasks.approval import DECISION_FILE, record_decision, require_approved
+    from tasks.approve.approval import DECISION_FILE, record_decision, require_approved
 
     corpus = pending("signed", tmp_path)
     record_decision("signed", corpus.digest, "dana.k", "rejected", "PII in chat")
@@ -81,7 +81,7 @@ def test_an_owner_signed_approval_passes_and_an_edited_one_does_not(contract, tm
 
 def test_a_decision_for_other_bytes_or_by_a_non_owner_is_refused(contract, tmp_path):
     from adapterops.signing import create_key, sign_statement
-    from tasks.approval import DECISION_FILE, decision_statement, record_decision, require_approved
+    from tasks.approve.approval import DECISION_FILE, decision_statement, record_decision, require_approved
 
     first, second = pending("copied", tmp_path, "a"), pending("copied", tmp_path, "b")
     record_decision("copied", first.digest, "dana.k", "approved")
@@ -106,7 +106,7 @@ def test_a_decision_for_other_bytes_or_by_a_non_owner_is_refused(contract, tmp_p
 
 
 def test_policy_approvers_only_for_auto_pipelines(contract, tmp_path):
-    from tasks.approval import AUTO_APPROVER, record_decision, require_approved
+    from tasks.approve.approval import AUTO_APPROVER, record_decision, require_approved
 
     corpus = pending("policy", tmp_path)
     with pytest.raises(AdapterOpsError) as refused:
@@ -121,7 +121,7 @@ def test_policy_approvers_only_for_auto_pipelines(contract, tmp_path):
 
 
 def test_form_decisions_only_for_owners_the_contract_allows(contract, tmp_path):
-    from tasks.approval import VIA_FORM, record_decision, require_approved
+    from tasks.approve.approval import VIA_FORM, record_decision, require_approved
 
     corpus = pending("form", tmp_path)
     with pytest.raises(AdapterOpsError, match="does not accept Prefect-form decisions by 'sam.p'"):
@@ -131,7 +131,7 @@ def test_form_decisions_only_for_owners_the_contract_allows(contract, tmp_path):
 
 
 def test_missing_keys_say_what_to_run(contract, tmp_path):
-    from tasks.approval import record_decision
+    from tasks.approve.approval import record_decision
 
     corpus = pending("keys", tmp_path)
     with pytest.raises(AdapterOpsError) as refused:
@@ -158,7 +158,7 @@ def test_keys_init_makes_a_private_key_and_prints_the_contract_line(tmp_path):
 
 
 def test_release_verifies_the_adapters_corpus_decision_not_tags(contract, tmp_path):
-    from tasks.approval import record_decision, require_approved_adapter
+    from tasks.approve.approval import record_decision, require_approved_adapter
 
     corpus = pending("release", tmp_path)
     client = mlflow.MlflowClient()

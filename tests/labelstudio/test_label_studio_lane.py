@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from adapterops.cli import app
 from adapterops.config import parse_config
+from cli.main import app
 
 pytestmark = pytest.mark.labelstudio
 
@@ -116,9 +116,9 @@ def annotate(client, task_id: int, verdict: str, text: str | None = None, note: 
 def test_a_labeling_round_with_two_annotators_through_label_studio(label_studio, prefect_harness, tmp_path,
                                                                    monkeypatch):
     from flows.curate import curate
-    from tasks.label_studio_api import connect, parse_project, push_tasks
-    from tasks.labeling import LABEL_STUDIO_INTERFACE
-    from tasks.review import version_review
+    from tasks.approve.review import version_review
+    from tasks.label.label_studio import connect, parse_project, push_tasks
+    from tasks.label.labeling import LABEL_STUDIO_INTERFACE
 
     first = curate(parse_config(LANE))          # while Label Studio starts
     label_studio.wait()

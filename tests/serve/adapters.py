@@ -17,7 +17,7 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
 
     from adapterops.tiny_model import TINY_MODEL_NAME, weights_revision
     from adapterops.tracking import ensure_experiment
-    from tasks.served_model import pyfunc_model_args
+    from tasks.serve.packaging import pyfunc_model_args
 
     torch.manual_seed(seed)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),

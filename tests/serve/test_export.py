@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapterops.errors import AdapterOpsError
-from tasks.export import config_problems
+from tasks.release.export import config_problems
 from tests.serve.adapters import register_adapter
 
 
@@ -17,8 +17,8 @@ def test_the_exported_folder_loads_with_peft_and_carries_every_field_the_servers
     from transformers import AutoModelForCausalLM
 
     from adapterops.tiny_model import weights_revision
-    from tasks.export import export_adapter
-    from tasks.serve_registry import registered_adapter
+    from tasks.release.export import export_adapter
+    from tasks.serve.follower import registered_adapter
 
     version = register_adapter("svc-export", 31, tiny_model_dir, "production")
     out = tmp_path / "svc-export"

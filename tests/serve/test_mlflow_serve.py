@@ -17,7 +17,7 @@ PROMPTS = ["I was charged twice", "Where is my refund?"]
 
 @pytest.fixture(scope="module")
 def scoring_url(tiny_model_dir, tmp_path_factory):
-    from tasks.serve_process import REPO, free_port
+    from tasks.serve.process import REPO, free_port
 
     register_adapter(MODEL, 21, tiny_model_dir, "production")
     port = free_port()

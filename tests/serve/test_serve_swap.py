@@ -13,8 +13,8 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Where is my re
 
 
 def test_a_rollback_takes_effect_in_the_running_server_with_no_failed_request(tiny_model_dir, workspace, tmp_path):
-    from tasks.registry import move_production, rollback_production
-    from tasks.serve_process import ServerProcess
+    from tasks.release.registry import move_production, rollback_production
+    from tasks.serve.process import ServerProcess
 
     client = mlflow.MlflowClient()
     v1 = register_adapter(MODEL, 11, tiny_model_dir)

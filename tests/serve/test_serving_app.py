@@ -15,7 +15,7 @@ CHAT = {"messages": [{"role": "user", "content": "I was charged twice for my inv
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    from tasks.serve_registry import build_server
+    from tasks.serve.follower import build_server
 
     register_adapter("svc-alpha", 1, tiny_model_dir, "production")
     register_adapter("svc-beta", 2, tiny_model_dir, "production")
@@ -39,8 +39,8 @@ def test_two_adapters_answer_from_one_base_and_a_mixed_batch_equals_each_alone(s
     assert chat(client, "svc-alpha/1")["choices"] == alpha["choices"]
     assert alpha["usage"]["completion_tokens"] <= 8 and alpha["object"] == "chat.completion"
 
-    from tasks.generate import generate
-    from tasks.prompts import prompt_token_ids
+    from tasks.model.generate import generate
+    from tasks.model.prompts import prompt_token_ids
 
     pool = follower.pool
     slots = [pool.acquire(m) for m in ("svc-alpha", "svc-beta")]
@@ -118,8 +118,8 @@ def test_unknown_routes_answer_in_the_error_shape(server):
 
 
 def test_a_full_queue_answers_429_at_once_and_the_queued_requests_still_finish(server):
-    from tasks.serve_engine import Batcher
-    from tasks.serving_app import create_app
+    from tasks.serve.app import create_app
+    from tasks.serve.engine import Batcher
 
     _, follower, _ = server
     pool = follower.pool

@@ -90,7 +90,7 @@ def run(env: dict, *args: str, timeout: int = 180) -> str:
 
 
 def adapterops(env: dict, *args: str) -> str:
-    return run(env, sys.executable, "-c", "from adapterops.cli import main; main()", *args)
+    return run(env, sys.executable, "-c", "from cli.main import main; main()", *args)
 
 
 def wait_until(check, what: str, seconds: float = 240):
@@ -147,7 +147,7 @@ def owner_signs(env: dict, folder: Path) -> Path:
     """dana.k's key made in the lane's workspace and a copy of the demo contract listing it: decisions are signed."""
     import re
 
-    from tasks.contract import CONTRACTS_DIR
+    from tasks.records.contract import CONTRACTS_DIR
 
     printed = adapterops(env, "keys", "init", "--as", "dana.k")
     key = re.search(r'public_key: "(ed25519:[^"]+)"', printed).group(1)

@@ -1,0 +1,87 @@
+"""`adapterops eval`: score any registered adapter version against the base and another version; moves no alias."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from adapterops.errors import AdapterOpsError
+from adapterops.refs import AdapterRef, EvaluationResult
+
+out = Console()
+
+
+def scores_table(result: EvaluationResult, title: str) -> Table:
+    """Base → candidate (→ other) per score, with the candidate's improvement intervals."""
+    from tasks.evaluate import score_rows
+
+    def interval(iv):
+        return "-" if not iv else f"{iv['mean']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
+
+    other = f"v{result.production_version}" if result.production_version else None
+    table = Table(title=title)
+    for column in ("score", "base", "candidate") + ((other,) if other else ()) + ("vs base (95% CI)",) + \
+            ((f"vs {other} (95% CI)",) if other else ()):
+        table.add_column(column)
+    for row in score_rows(result):
+        cells = [row["score"], f"{row['base']:.3f}", f"{row['candidate']:.3f}"]
+        cells += [f"{row['production']:.3f}"] if other else []
+        cells += [interval(row["vs_base"])] + ([interval(row["vs_production"])] if other else [])
+        table.add_row(*cells)
+    return table
+
+
+def gate_table(checks: list[dict], title: str) -> Table:
+    table = Table("", "score", "scope", "against", "lower bound", "needs", title=title)
+    for check in checks:
+        op = ">" if check["against"] == "base" else ">="
+        table.add_row("pass" if check["passed"] else "[bold red]FAIL[/]", check["score"], escape(check["scope"]),
+                      check["against"], f"{check['lower']:+.4f}", f"{op} {check['threshold']:+.4f}")
+    return table
+
+
+def adapter_of_version(model_name: str, version: str) -> AdapterRef:
+    """The adapter reference a registered version was trained as (its training run's adapter.json)."""
+    import mlflow
+
+    from tasks.release import registered_version
+    from tasks.train import load_adapter_ref
+
+    found = registered_version(mlflow.MlflowClient(), model_name, version)
+    adapter = load_adapter_ref(found.tags.get("train.run_id") or found.run_id)
+    return adapter.model_copy(update={"version": str(found.version),
+                                      "model_id": getattr(found, "model_id", None) or adapter.model_id})
+
+
+def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline name (the config's `name`)."),
+                     version: str = typer.Option(..., "--version", help="Registered adapter version to score."),
+                     against: Optional[str] = typer.Option(None, "--against", help="Version to compare with (default: production)."),
+                     config: Optional[str] = typer.Option(None, "--config", help="YAML config (default: the demo's settings).")) -> None:
+    """Score a registered adapter version against the base and another version on the current eval set; logs it, moves no alias."""
+    from adapterops.config import load_config, parse_config
+    from cli.common import setup
+
+    cfg = load_config(config) if config else parse_config({"name": name})
+    if cfg.name != name:
+        cfg = cfg.model_copy(update={"name": name})
+    setup()
+    from tasks.corpus import corpus_ref, list_versions
+    from tasks.evaluate import evaluate_adapter
+    from tasks.release import decide
+
+    versions = list_versions(name)
+    if not versions:
+        raise AdapterOpsError(f"Pipeline {name!r} has no corpus version, so no eval set; run `adapterops run CONFIG` first.")
+    corpus = corpus_ref(name, versions[-1].data.tags["corpus.digest"])
+    adapter = adapter_of_version(cfg.release.model_name, version)
+    result = evaluate_adapter(cfg, corpus, adapter, against=against or "production")
+    out.print(scores_table(result, f"{cfg.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
+                                   f"({result.examples} records)"))
+    decision = decide(cfg.release.gate, result.summary)
+    out.print(gate_table(decision.as_dict()["checks"], "Release gate (not applied: eval moves no alias)"))
+    out.print(f"gate: {'would promote' if decision.promote else 'would hold'} — {escape(decision.reason())}; "
+              f"logged as MLflow run {result.run_id}", highlight=False)

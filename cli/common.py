@@ -1,0 +1,40 @@
+"""Command groups of the `adapterops` CLI, one module per area, registered in cli/main.py.
+
+`prepare` lives here, below the CLI, so command modules need not import the CLI that registers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from adapterops.config import Config
+from adapterops.errors import AdapterOpsError
+from adapterops.storage import is_disk_full
+from adapterops.workspace import configure_environment, resolve_workspace
+
+
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs a flow's exception with its traceback; for our user errors and a full disk one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and (isinstance(record.exc_info[1], AdapterOpsError) or is_disk_full(record.exc_info[1])):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def prepare(config: Config | None = None) -> None:
+    configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
+                          config.prefect_api_url if config else None)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # The embedded Prefect server's connection pool logs a cancelled rollback when the process exits.
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+
+    # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
+
+
+def setup() -> None:
+    """prepare() without a config: the workspace and the tracking URI from the environment."""
+    prepare()

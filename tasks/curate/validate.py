@@ -1,0 +1,190 @@
+"""Data-contract validation with Great Expectations 1.x: quarantine failing rows or fail the version."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from adapterops.errors import AdapterOpsError
+from adapterops.escaping import html_text, md_cell, md_code, md_text
+from adapterops.refs import ValidationResult
+from adapterops.storage import space_for, write_json, write_parquet, write_text
+from tasks.records.contract import Contract, ExpectationSpec, build_expectation
+from tasks.records.quarantine import QUARANTINE_FIELDS, quarantine_row
+
+TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
+                 "boolean": r"^(?i:true|false)$"}
+
+
+def schema_expectations(contract: Contract) -> list[tuple[str, ExpectationSpec]]:
+    """The schema as GX expectations (required → not null, typed → pattern), each with its quarantine reason."""
+    specs = []
+    for column, spec in contract.schema_.items():
+        if spec.required:
+            specs.append((f"missing_required: {column}",
+                          ExpectationSpec(type="expect_column_values_to_not_be_null", kwargs={"column": column})))
+        if spec.type in TYPE_PATTERNS:
+            specs.append((f"wrong_type: {column} expected {spec.type}", ExpectationSpec(
+                type="expect_column_values_to_match_regex", kwargs={"column": column, "regex": TYPE_PATTERNS[spec.type]})))
+    return specs
+
+
+@dataclass
+class ContractRun:
+    result: dict                                                    # the GX validation result, as JSON
+    failing: dict[str, list[str]] = field(default_factory=dict)     # record id -> quarantine reasons
+    problems: list[str] = field(default_factory=list)               # 'fail'-severity checks that failed
+    checks: list[dict] = field(default_factory=list)                # one summary row per expectation
+
+
+def _label(config) -> str:
+    return f"{config.type}({config.kwargs.get('column', '')})"
+
+
+def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None = None) -> ContractRun:
+    """Validate `frame` (it needs an `id` column) with an ephemeral GX context; Data Docs go to docs_dir if given."""
+    import great_expectations as gx
+
+    missing = [c for c in contract.schema_ if c not in frame.columns]
+    if missing:
+        raise AdapterOpsError(f"Contract {contract.name}: schema column(s) {missing} are not in the records "
+                              f"(they have {list(frame.columns)}); map them in the config's `columns` or fix the schema.")
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    source = context.data_sources.add_or_update_pandas(f"{contract.name}_source")
+    batch = source.add_dataframe_asset("records").add_batch_definition_whole_dataframe("all_records")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}_v{contract.version}"))
+    entries = schema_expectations(contract) + [(None, spec) for spec in contract.expectations]
+    for number, (reason, spec) in enumerate(entries):
+        expectation = build_expectation(spec, contract.name)
+        expectation.meta = {"severity": spec.severity, "entry": number}
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{contract.name}_validation", data=batch, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=f"{contract.name}_checkpoint", validation_definitions=[definition], actions=[],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]}))
+    result = checkpoint.run(batch_parameters={"dataframe": frame.reset_index(drop=True)})
+    identifier, suite_result = next(iter(result.run_results.items()))
+    if docs_dir is not None:
+        build_data_docs(context, identifier, suite_result, docs_dir)
+    return _map_results(suite_result, entries)
+
+
+def escaped_for_docs(value):
+    """A copy of a GX result value with every string HTML-escaped: GX's Data Docs insert record values raw."""
+    if isinstance(value, str):
+        return html_text(value)
+    if isinstance(value, dict):
+        return {k: escaped_for_docs(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escaped_for_docs(v) for v in value]
+    return value
+
+
+def build_data_docs(context, identifier, suite_result, docs_dir: Path) -> None:
+    """Data Docs from a copy of the result whose record values are escaped (the stored result is replaced)."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    shown = copy.deepcopy(suite_result)
+    for item in shown.results:
+        item.result = escaped_for_docs(item.result)
+    context.validation_results_store.set(key=identifier, value=shown)
+    context.add_data_docs_site("contract", {"class_name": "SiteBuilder", "store_backend": {
+        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+    context.build_data_docs(site_names=["contract"],
+                            resource_identifiers=[identifier, ExpectationSuiteIdentifier(name=suite_result.suite_name)])
+
+
+def _map_results(suite_result, entries) -> ContractRun:
+    """Failing row ids (from GX's unexpected index list) per quarantine check; failed 'fail' checks as problems."""
+    run = ContractRun(result=suite_result.to_json_dict())
+    for item in suite_result.results:
+        config = item.expectation_config
+        reason, spec = entries[config.meta["entry"]]
+        label = reason or _label(config)
+        rows = item.result.get("unexpected_index_list") or []
+        run.checks.append({"check": label, "severity": spec.severity, "success": bool(item.success),
+                           "unexpected": int(item.result.get("unexpected_count") or 0)})
+        if (item.exception_info or {}).get("raised_exception"):
+            run.problems.append(f"{label} could not run ({item.exception_info.get('exception_message')})")
+        elif spec.severity == "fail":
+            if not item.success:
+                run.problems.append(f"{label} failed")
+        elif rows:  # quarantine: every failing row leaves, whatever `mostly` says about the whole column
+            for row in rows:
+                run.failing.setdefault(str(row["id"]), []).append(label)
+        elif not item.success:
+            run.problems.append(f"{label} failed and names no rows to quarantine; give it severity fail")
+    return run
+
+
+def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd.DataFrame | None = None) -> list[str]:
+    """Dataset-level bounds that reject the version when broken (counts, text lengths, distributions)."""
+    bounds, problems = contract.bounds, []
+    kept = rows_in - quarantined
+    if kept < bounds.min_rows:
+        problems.append(f"{kept} rows pass the contract, fewer than min_rows={bounds.min_rows}")
+    if rows_in and quarantined / rows_in > bounds.max_quarantined_fraction:
+        problems.append(f"{quarantined / rows_in:.1%} of rows quarantined, above max_quarantined_fraction="
+                        f"{bounds.max_quarantined_fraction:.0%}")
+    if passing is None or passing.empty:
+        return problems
+    for column, bound in bounds.text_length.items():
+        median = float(passing[column].fillna("").str.len().median())
+        if bound.min_median is not None and median < bound.min_median:
+            problems.append(f"median length of {column} is {median:.0f}, below min_median={bound.min_median:g}")
+        if bound.max_median is not None and median > bound.max_median:
+            problems.append(f"median length of {column} is {median:.0f}, above max_median={bound.max_median:g}")
+    for column, shares in bounds.distribution.items():
+        observed = passing[column].value_counts(normalize=True)
+        for value, (low, high) in shares.items():
+            share = float(observed.get(value, 0.0))
+            if not low <= share <= high:
+                problems.append(f"{column}={value} is {share:.1%} of passing rows, outside [{low:.0%}, {high:.0%}]")
+    return problems
+
+
+def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str]) -> str:
+    verdict = "**rejected**: " + md_text("; ".join(problems)) if problems else "**passed**"
+    lines = [f"Contract {md_code(contract.name)} v{contract.version} (owners: {md_text(', '.join(contract.owners))}): "
+             f"{verdict}", "", f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
+             "| check | severity | success | unexpected rows |", "|---|---|---|---|"]
+    lines += [f"| {md_cell(c['check'])} | {c['severity']} | {'yes' if c['success'] else 'no'} | {c['unexpected']} |"
+              for c in run.checks]
+    return "\n".join(lines)
+
+
+# --- wrapper: reads and writes the stage's files ---------------------------------------------------
+
+def validate_file(records_path: str, contract: Contract, stage_dir) -> ValidationResult:
+    """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
+    stage_dir = Path(stage_dir)
+    frame = pd.read_parquet(records_path)
+    docs = stage_dir / "data_docs"
+    shutil.rmtree(docs, ignore_errors=True)
+    with space_for(docs):
+        run = run_contract(frame, contract, docs)
+    write_json(run.result, stage_dir / "validation.json")
+    bad = frame["id"].astype(str).isin(run.failing)
+    quarantine = pd.DataFrame([
+        quarantine_row(rid, row.input_file, row.input_line, "contract", "contract: " + "; ".join(run.failing[rid]),
+                       f"{row.prompt!r} -> {row.completion!r}")
+        for rid, row in zip(frame.loc[bad, "id"].astype(str), frame.loc[bad].itertuples())
+    ], columns=list(QUARANTINE_FIELDS))
+    write_parquet(quarantine, stage_dir / "contract_quarantine.parquet")
+    write_parquet(frame[~bad], stage_dir / "valid.parquet")
+    problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
+    summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
+    write_text(summary + "\n", stage_dir / "validation.md")   # the flow shows it, also when the contract rejects
+    if problems:
+        raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
+                              + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")
+    return ValidationResult(valid=str(stage_dir / "valid.parquet"), quarantine=str(stage_dir / "contract_quarantine.parquet"),
+                            result=str(stage_dir / "validation.json"), data_docs=str(docs), input=len(frame),
+                            kept=int((~bad).sum()), quarantined=int(bad.sum()), contract=contract.name,
+                            contract_version=contract.version, owners=contract.owners)

@@ -1,0 +1,322 @@
+"""Held-out evaluation: base, candidate and production answer every eval record; the owner's scorers judge.
+
+Generation is greedy and batched on one base model with both adapters attached; per-example scores
+feed paired bootstrap intervals (candidate − base, candidate − production), overall and per slice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adapterops.base_models import resolve_base_model
+from adapterops.config import EvaluationConfig, ScorerSpec
+from adapterops.errors import AdapterOpsError
+from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
+from adapterops.tracking import adapter_experiment, ensure_experiment
+from tasks.corpus.fetch import corpus_folder
+from tasks.corpus.versions import CANONICAL_FIELDS, records_digest
+from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
+from tasks.evaluate.statistics import compare, slice_rows
+from tasks.model.base_model import detect_device, load_base_model
+from tasks.model.generate import adapter_context, generate
+from tasks.model.prompts import prompt_token_ids
+from tasks.records.contract import load_contract
+from tasks.release.registry import production_version
+from tasks.train.sft_data import IGNORE, Example, collate, tokenize_examples
+
+MODELS = ("base", "candidate", "production")
+
+
+def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: int = 16, adapter: str | None = None) -> list[float]:
+    """Mean completion-token loss of each example under one adapter (None: the base model alone)."""
+    import torch
+
+    device = next(model.parameters()).device
+    losses: list[float] = []
+    with torch.inference_mode(), adapter_context(model, adapter):
+        for start in range(0, len(examples), batch_size):
+            ids, mask, labels = (t.to(device) for t in collate(examples[start:start + batch_size], pad_id))
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            targets = labels[:, 1:]
+            token_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
+            ).view(targets.shape)
+            counted = (targets != IGNORE).sum(dim=1).clamp(min=1)
+            losses.extend((token_loss.sum(dim=1) / counted).tolist())
+    return losses
+
+
+def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str]) -> dict[str, np.ndarray]:
+    """Every per-example score of one model's answers (loss and judges are added by the caller)."""
+    columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
+    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
+        for scorer in scorers:
+            if scorer.score_one is not None:
+                for name, value in scorer(prompt, answer, reference).items():
+                    columns[name].append(value)
+    return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
+
+
+def slice_labels(slices: list[str], records: pd.DataFrame, specs: list[ScorerSpec]) -> dict[str, list[str]]:
+    """Per slice key, one label per example: a record column, or a field a field_match scorer extracts from the reference."""
+    fields = {}
+    for spec in specs:
+        if spec.kind == "field_match":
+            pattern = re.compile(spec.pattern)
+            fields.update({name: pattern for name in pattern.groupindex})
+    out = {}
+    for key in slices:
+        if key in records.columns:
+            out[key] = records[key].fillna("(none)").astype(str).tolist()
+        elif key in fields:
+            out[key] = [(extract_fields(fields[key], ref) or {}).get(key) or "(unparsed)" for ref in records["completion"]]
+        else:
+            raise AdapterOpsError(f"Slice {key!r} is neither an eval-set column ({', '.join(records.columns)}) nor a "
+                                  f"field of a field_match scorer ({', '.join(fields) or 'none'}); fix evaluation.slices.")
+    return out
+
+
+def _means(scores: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
+    return {name: float(values[rows].mean() if rows is not None else values.mean()) for name, values in scores.items()}
+
+
+def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bool], slices: dict[str, list[str]],
+              cfg: EvaluationConfig) -> dict:
+    """Means per model and paired intervals of the candidate's improvement, overall and per slice."""
+    n = len(next(iter(scores["candidate"].values())))
+    everything = np.arange(n)
+    has_production = "production" in scores
+
+    def part(rows: np.ndarray) -> dict:
+        out = {"means": {who: _means(scores[who], rows) for who in scores},
+               "vs_base": compare(scores["candidate"], scores["base"], directions, rows, cfg.resamples, cfg.seed, cfg.confidence)}
+        if has_production:
+            out["vs_production"] = compare(scores["candidate"], scores["production"], directions, rows, cfg.resamples,
+                                           cfg.seed, cfg.confidence)
+        return out
+
+    summary = {"examples": n, "directions": directions} | part(everything)
+    summary.setdefault("vs_production", None)
+    summary["slices"] = {}
+    for key, labels in slices.items():
+        for value, rows in slice_rows(labels).items():
+            judged = len(rows) >= cfg.min_slice_size
+            entry = {"column": key, "value": value, "size": int(len(rows)), "judged": judged}
+            entry |= part(rows) if judged else {"means": {who: _means(scores[who], rows) for who in scores}}
+            summary["slices"][f"{key}={value}"] = entry
+    return summary
+
+
+def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One row per example: prompt, reference, every model's answer and every score, for the MLflow UI."""
+    table = pd.DataFrame({"id": records["id"].astype(str).to_numpy(), "source": records["source"].astype(str).to_numpy(),
+                          "prompt": records["prompt"].to_numpy(), "reference": records["completion"].to_numpy()})
+    for who, texts in answers.items():
+        table[f"{who}_answer"] = texts
+    for who, per_score in scores.items():
+        for name, values in per_score.items():
+            table[f"{who}.{name}"] = np.round(values, 4)
+    return table
+
+
+def metric_key(*parts: str) -> str:
+    """An MLflow metric name from parts (slice values may hold any character)."""
+    return ".".join(re.sub(r"[^A-Za-z0-9_\-/ .:]", "_", str(p)) for p in parts)
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """Stable metric names, so two adapter versions compare on one page of the MLflow run-compare view."""
+    metrics = {"eval.examples": summary["examples"]}
+    for who, means in summary["means"].items():
+        metrics |= {f"eval.{who}.{name}": value for name, value in means.items()}
+    for pair in ("vs_base", "vs_production"):
+        for name, interval in (summary.get(pair) or {}).items():
+            metrics |= {f"eval.{pair}.{name}.{k}": v for k, v in interval.items()}
+    for key, part in summary["slices"].items():
+        column, value = part["column"], part["value"]
+        for who, means in part["means"].items():
+            metrics |= {metric_key("slice", column, value, who, name): v for name, v in means.items()}
+        metrics[metric_key("slice", column, value, "size")] = part["size"]
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+# --- wrapper: verify the eval set, load base + adapters, generate, score, log to MLflow -----------
+
+def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
+    """The scorers and slices: the config's when it names them, else the data contract's (the owner's)."""
+    specs = list(cfg.evaluation.scorers) or list(contract.evaluation.scorers)
+    slices = cfg.evaluation.slices if cfg.evaluation.slices is not None else list(contract.evaluation.slices)
+    return specs, slices
+
+
+def verified_eval_set(corpus: CorpusRef) -> tuple[pd.DataFrame, str]:
+    """The corpus version's eval records, rehashed now against the digest its manifest recorded."""
+    folder = corpus_folder(corpus)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    expected = manifest["eval_digest"]
+    try:
+        frame = pd.read_parquet(folder / "eval.parquet")
+        actual = "sha256:" + records_digest(frame)
+    except Exception as error:   # unreadable bytes are changed bytes: refuse in one line
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} ({folder / 'eval.parquet'}) cannot be read "
+                              f"({type(error).__name__}); its bytes changed since curation. Re-curate.") from None
+    if actual != expected:
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} changed since curation (now {actual[:19]}, "
+                              f"recorded {expected[:19]}, {len(frame)} records); evaluation refused. Re-curate.")
+    return frame.reset_index(drop=True), expected
+
+
+def _adapter_path(model_name: str, version: str) -> str:
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}"))
+    return str(next(p.parent for p in local.rglob("adapter_config.json")))
+
+
+def eval_dataset(corpus: CorpusRef, digest: str):
+    """The eval set as an MLflow dataset, by reference: its file, digest and schema (no upload, no inference)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.schema import Schema
+    from mlflow.types import ColSpec
+
+    with warnings.catch_warnings():   # MLflow registers the local file source twice and warns it picked one
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source((Path(corpus.path) / "eval.parquet").as_uri())
+    return MetaDataset(source=source, name=f"{corpus.pipeline}-eval", digest=digest.removeprefix("sha256:")[:16],
+                       schema=Schema([ColSpec("string", c) for c in CANONICAL_FIELDS]))
+
+
+def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answers: list[str]) -> np.ndarray:
+    """An mlflow.genai LLM judge's verdict per example (1 pass, 0 fail)."""
+    from mlflow.genai.scorers import Correctness, Guidelines
+
+    judge = (Guidelines(name=spec.label, guidelines=spec.guidelines, model=judge_model) if spec.judge == "guidelines"
+             else Correctness(name=spec.label, model=judge_model))
+    values = []
+    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
+        feedback = judge(inputs={"question": prompt}, outputs=answer, expectations={"expected_response": reference})
+        values.append(1.0 if str(feedback.value).strip().lower() in ("yes", "true", "pass") else 0.0)
+    return np.asarray(values)
+
+
+def load_models(cfg, adapter: AdapterRef, other: str | None):
+    """One base model with the candidate (and the other version, if any) attached as named adapters."""
+    from peft import PeftModel
+
+    base_ref = adapter.base
+    if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
+        local = resolve_base_model(cfg)
+        if (local.name, local.revision) == (base_ref.name, base_ref.revision):
+            base_ref = local
+    # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
+    # and the adapter's local folder only where it exists, else the registered copy
+    base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())
+    candidate_dir = adapter.adapter_dir
+    if not Path(candidate_dir).is_dir():
+        candidate_dir = _adapter_path(adapter.model_name, adapter.version)
+    model = PeftModel.from_pretrained(base, candidate_dir, adapter_name="candidate").eval()
+    if other is not None:
+        model.load_adapter(_adapter_path(adapter.model_name, other), adapter_name="production")
+    return model, tokenizer
+
+
+def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scorer], specs: list[ScorerSpec],
+                     who_adapter: dict[str, str | None], cfg) -> tuple[dict, dict, int]:
+    """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated)."""
+    template = cfg.train.prompt_template
+    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
+    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
+                                    cfg.train.max_length)
+    answers, scores, new_tokens = {}, {}, 0
+    for who, name in who_adapter.items():
+        outputs = generate(model, tokenizer, prompts, cfg.evaluation.max_new_tokens, adapter=name,
+                           batch_size=cfg.evaluation.batch_size)
+        answers[who] = [o.text for o in outputs]
+        new_tokens += sum(o.new_tokens for o in outputs)
+        scores[who] = score_answers(scorers, records, answers[who])
+        for spec in specs:
+            if spec.kind == "loss":
+                scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
+            elif spec.kind == "llm_judge":
+                scores[who][spec.label] = judge_scores(spec, cfg.evaluation.judge_model, records, answers[who])
+    return answers, scores, new_tokens
+
+
+def evaluate_adapter(cfg, corpus: CorpusRef, adapter: AdapterRef, against: str | None = "production") -> EvaluationResult:
+    """Base vs candidate vs another version (default: whatever is in production now) on the corpus's eval set.
+
+    against: "production", a version number, or None (the base only). Nothing moves in the registry.
+    """
+    import mlflow
+
+    started = time.perf_counter()
+    log = logging.getLogger("adapterops.evaluate")
+    contract = load_contract(corpus.contract)
+    specs, slices = evaluation_plan(cfg, contract)
+    records, eval_digest = verified_eval_set(corpus)
+    if records.empty:
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
+    judges = [s for s in specs if s.kind == "llm_judge"]
+    if judges and not cfg.evaluation.judge_model:
+        log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])
+        specs = [s for s in specs if s.kind != "llm_judge"]
+    scorers = build_scorers(specs, probe=(records["prompt"].iloc[0], records["completion"].iloc[0]))
+    labels = slice_labels(slices, records, specs)
+    directions = score_names(scorers)
+    other = None
+    if against == "production":
+        current = production_version(mlflow.MlflowClient(), adapter.model_name)
+        other = str(current.version) if current is not None and str(current.version) != adapter.version else None
+    elif against is not None and str(against) != adapter.version:
+        other = str(against)
+    model, tokenizer = load_models(cfg, adapter, other)
+    who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
+    answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter, cfg)
+    summary = summarise(scores, directions, labels, cfg.evaluation)
+    failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
+    result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
+              "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
+              "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
+    run_id = log_evaluation(cfg, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
+    return EvaluationResult(**result, run_id=run_id)
+
+
+def log_evaluation(cfg, corpus: CorpusRef, adapter: AdapterRef, result: dict, specs: list[ScorerSpec], slices: list[str],
+                   table: pd.DataFrame) -> str:
+    """The eval run: params, the eval set as a dataset input, the per-example table, metrics linked to the model."""
+    import mlflow
+
+    experiment = ensure_experiment(adapter_experiment(cfg.name))
+    against = f"v{result['production_version']}" if result["production_version"] else "base"
+    metrics = summary_metrics(result["summary"])
+    with mlflow.start_run(experiment_id=experiment, run_name=f"eval-v{adapter.version}-vs-{against}") as run:
+        mlflow.set_tags({"stage": "evaluate", "model.name": adapter.model_name, "model.version": adapter.version,
+                         "train.run_id": adapter.run_id, "corpus.digest": corpus.digest,
+                         "corpus.version": str(corpus.version), "eval.digest": result["eval_digest"],
+                         "eval.size": str(result["examples"]), "eval.source": str(Path(corpus.path) / "eval.parquet"),
+                         "eval.against": against})
+        mlflow.log_params({"eval.scorers": json.dumps([s.model_dump(exclude_none=True, exclude_defaults=True)
+                                                        | {"kind": s.kind} for s in specs])[:6000],
+                           "eval.slices": ",".join(slices) or "-", "eval.max_new_tokens": cfg.evaluation.max_new_tokens,
+                           "eval.decoding": "greedy", "eval.batch_size": cfg.evaluation.batch_size,
+                           "eval.resamples": cfg.evaluation.resamples, "eval.confidence": cfg.evaluation.confidence,
+                           "eval.seed": cfg.evaluation.seed, "eval.min_slice_size": cfg.evaluation.min_slice_size,
+                           "release.gate": json.dumps([r.model_dump(exclude_none=True) for r in cfg.release.gate])[:6000]})
+        mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
+        mlflow.log_table(table, "evaluation/examples.json")
+        mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
+                           model_id=adapter.model_id)
+        mlflow.log_dict(result, "evaluation/summary.json")
+    with mlflow.start_run(run_id=adapter.run_id):   # the candidate's own scores beside its training curve
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("eval.base.", "eval.candidate."))})
+    return run.info.run_id

@@ -1,0 +1,13 @@
+"""Records and contracts, shared by every stage: bounded batch readers and writers, the quarantine row,
+the data contract model and loader, and the PII detectors.
+
+The names below are the stage's public face: flows and commands import them from here.
+"""
+
+from tasks.records.batches import iter_frames, write_rows
+from tasks.records.contract import Contract, contract_problems, load_contract
+from tasks.records.quarantine import quarantine_row
+
+__all__ = [
+    "Contract", "contract_problems", "iter_frames", "load_contract", "quarantine_row", "write_rows",
+]

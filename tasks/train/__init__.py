@@ -1,0 +1,12 @@
+"""LoRA training: records → examples and batches (sft_data), the recipe (recipe), checkpoints, and the
+MLflow run that registers the adapter (run); `python -m tasks.train` runs the recipe alone.
+
+The names below are the stage's public face: flows and commands import them from here.
+"""
+
+from tasks.train.checkpoints import latest_checkpoint
+from tasks.train.run import load_adapter_ref, reusable_version, train_adapter, train_run_dir, truncation_note
+
+__all__ = [
+    "latest_checkpoint", "load_adapter_ref", "reusable_version", "train_adapter", "train_run_dir", "truncation_note",
+]

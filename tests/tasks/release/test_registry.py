@@ -1,0 +1,93 @@
+def test_training_key_follows_the_recipe_not_how_the_run_is_watched():
+    from adapterops.config import parse_config
+    from tasks.train.recipe import recipe_settings, training_key
+
+    def key(settings):
+        return training_key("sha256:corpus", "rev1", recipe_settings(parse_config(settings)))
+
+    assert key({}) == key({"train": {"log_every": 1, "checkpoint_every": 7, "work_pool": "gpu"}})
+    assert key({}) != key({"train": {"seed": 1}})
+    assert key({}) != key({"lora": {"r": 4}})
+    assert training_key("sha256:a", "rev1", {}) != training_key("sha256:b", "rev1", {})
+
+
+# --- production audit trail and rollback ----------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from adapterops.errors import AdapterOpsError  # noqa: E402
+from tasks.release.registry import production_entry, rollback_target  # noqa: E402
+
+
+def moves(*pairs):
+    return [production_entry(v, p, "promote", "release gate", "", "t") for v, p in pairs]
+
+
+def test_rollback_goes_to_the_version_before_the_last_move_and_back_again():
+    assert rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, None) == "1"
+    after = moves(("1", None), ("2", "1")) + [production_entry("1", "2", "rollback", "lee", "bad replies", "t")]
+    assert rollback_target(after, "1", {"1", "2"}, None) == "2"
+    assert rollback_target(moves(("1", None), ("2", "1"), ("3", "2")), "3", {"1", "2", "3"}, "1") == "1"
+
+
+def test_rollback_refuses_what_is_not_a_known_good_version():
+    with pytest.raises(AdapterOpsError, match="nothing to roll back"):
+        rollback_target([], None, set(), None)
+    with pytest.raises(AdapterOpsError, match="no earlier version"):
+        rollback_target(moves(("1", None)), "1", {"1"}, None)
+    with pytest.raises(AdapterOpsError, match="never passed the release gate"):
+        rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, "3")
+    with pytest.raises(AdapterOpsError, match="already in production"):
+        rollback_target(moves(("1", None), ("2", "1")), "2", {"1", "2"}, "2")
+
+
+def test_rollback_moves_the_alias_and_the_trail_records_every_move(tmp_path):
+    import mlflow
+    from typer.testing import CliRunner
+
+    from adapterops.tracking import tracking_uri
+    from cli.main import app
+    from tasks.release.registry import move_production, production_history, rollback_production
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client, name = mlflow.MlflowClient(), "rollback-tests"
+    client.create_registered_model(name)
+    (tmp_path / "adapter").mkdir()
+    for decision in ("promoted", "promoted", "held"):
+        version = client.create_model_version(name, source=str(tmp_path / "adapter")).version
+        client.set_model_version_tag(name, version, "release.decision", decision)
+    move_production(client, client.get_registered_model(name), "1", "promote", "release gate", "beats base")
+    move_production(client, client.get_registered_model(name), "2", "promote", "release gate", "beats v1")
+    with pytest.raises(AdapterOpsError, match="needs a reason"):
+        rollback_production(name, None, "lee", " ")
+    with pytest.raises(AdapterOpsError, match="never passed the release gate"):
+        rollback_production(name, "3", "lee", "try the held one")
+    entry = rollback_production(name, None, "lee", "v2 answers in the wrong language")
+    assert (entry["version"], entry["previous"]) == ("1", "2")
+    assert str(client.get_registered_model(name).aliases["production"]) == "1"
+    assert client.get_model_version(name, "2").tags["release.rolled_back"].endswith("v2 answers in the wrong language")
+    assert [(e["action"], e["version"], e["previous"]) for e in production_history(name)] == [
+        ("promote", "1", None), ("promote", "2", "1"), ("rollback", "1", "2")]
+    with pytest.raises(AdapterOpsError, match="No registered model 'nope'"):
+        rollback_production("nope", None, "lee", "why")
+    shown = CliRunner().invoke(app, ["release", "history", "--model", name])
+    assert shown.exit_code == 0 and "rollback" in shown.output and "lee" in shown.output
+    again = CliRunner().invoke(app, ["release", "rollback", "--model", name, "--reason", "fixed upstream", "--as", "kim"])
+    assert again.exit_code == 0, again.output
+    assert str(client.get_registered_model(name).aliases["production"]) == "2"
+
+
+def test_only_a_rollback_finished_by_a_reconcile_answers_a_plain_retry():
+    from tasks.release.registry import retried_rollback
+
+    crashed = production_entry("1", "2", "rollback", "lee", "bad replies", "t") | {"reconciled": True}
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], None, "lee", "bad replies") == crashed
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], "1", "lee", "bad replies") == crashed
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [crashed], None, "kim", "bad replies") is None
+    finished = production_entry("1", "2", "rollback", "lee", "bad replies", "t")
+    assert retried_rollback(moves(("1", None), ("2", "1")) + [finished], None, "lee", "bad replies") is None
+
+
+def test_moves_still_under_way_or_abandoned_are_no_rollback_history():
+    intent = production_entry("3", "2", "promote", "release gate", "", "t", status="intent")
+    assert rollback_target(moves(("1", None), ("2", "1")) + [intent], "2", {"1", "2"}, None) == "1"

@@ -1,0 +1,78 @@
+"""The staging smoke suite's verdict (pure) and a real staging run against `adapterops serve` in a subprocess."""
+
+import os
+
+import mlflow
+import pytest
+
+from adapterops.config import ScorerSpec, ServeConfig
+from tasks.release.staging import SmokeAnswer, format_patterns, judge_smoke, percentile, smoke_cases, smoke_markdown
+from tests.refs import fake_adapter, fake_staging
+
+SETTINGS = ServeConfig(smoke_format_min=0.5, smoke_p95_seconds=2.0)
+FORMAT = format_patterns([ScorerSpec(kind="regex_match", name="format", pattern=r"^Triage: \w+"),
+                          ScorerSpec(kind="chrf")])
+
+
+def answers(texts, expected=None, seconds=0.1, status=200):
+    expected = expected or texts
+    return [SmokeAnswer(f"p{i}", e, status, t, seconds) for i, (t, e) in enumerate(zip(texts, expected))]
+
+
+def test_a_clean_run_passes():
+    result = judge_smoke(answers(["Triage: billing", "Triage: bug"]), FORMAT, SETTINGS)
+    assert result["passed"] and result["reasons"] == [] and result["format_share"] == 1.0
+
+
+@pytest.mark.parametrize("run,reason", [
+    (answers(["Triage: billing", ""]), "1 of 2 answers were empty"),
+    (answers(["hello", "hi", "Triage: x"]), "format compliance 0.33 < 0.50"),
+    (answers(["Triage: billing", "Triage: bug"], ["Triage: billing", "Triage: other"]), "1 of 2 answers differ"),
+    (answers(["Triage: a"] * 20, seconds=2.5), "p95 latency 2.50 s > 2 s"),
+    (answers(["Triage: a"], status=503), "1 of 1 requests failed (first: HTTP 503"),
+    ([], "no smoke prompts"),
+])
+def test_each_failed_check_is_named(run, reason):
+    result = judge_smoke(run, FORMAT, SETTINGS)
+    assert not result["passed"] and any(r.startswith(reason) for r in result["reasons"]), result["reasons"]
+
+
+def test_p95_and_cases_and_the_report_escapes_record_text():
+    assert percentile([float(i) for i in range(1, 101)], 95) == 95.0 and percentile([3.0], 95) == 3.0
+    assert smoke_cases([("a", "b"), ("c", "d"), ("e", "f")], 2) == [("a", "b"), ("c", "d")]
+    result = judge_smoke(answers(["x|<b>"], ["y"]), [], SETTINGS)
+    text = smoke_markdown(fake_staging(**result | {"reasons": ["prompt 'a|<script>'"]}, version="3"))
+    assert "<script>" not in text and "FAILED" in text
+
+
+def test_staging_serves_the_candidate_over_http_and_a_mismatch_fails_it_leaving_production(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tasks.model.generate import generate
+    from tasks.model.prompts import prompt_token_ids
+    from tasks.release.staging import stage_candidate
+    from tasks.serve.follower import registered_adapter
+    from tests.serve.adapters import TEMPLATE, register_adapter
+
+    client = mlflow.MlflowClient()
+    production = register_adapter("svc-staging", 41, tiny_model_dir, "production")
+    candidate = register_adapter("svc-staging", 42, tiny_model_dir)
+    prompts = ["I was charged twice", "Where is my refund?", "The app crashes on login"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)   # the offline answers, generated in one batch
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                      registered_adapter(client, "svc-staging", candidate).adapter_dir)
+    offline = generate(model, tokenizer, [prompt_token_ids(tokenizer, p, TEMPLATE) for p in prompts], 8, adapter="default")
+    cases = [(p, a.text) for p, a in zip(prompts, offline)]
+    cases[2] = (cases[2][0], cases[2][1] + " (tampered)")
+
+    result = stage_candidate(ServeConfig(smoke_prompts=3, smoke_format_min=0.0),
+                             fake_adapter(model_name="svc-staging", version=candidate), cases, [], 8, tmp_path)
+    assert result.requests == 3 and result.failed == 0 and result.differ == 1, result
+    assert not result.passed and any("differ from the offline" in r for r in result.reasons)
+    aliases = {k: str(v) for k, v in client.get_registered_model("svc-staging").aliases.items()}
+    assert aliases == {"production": production, "staging": candidate}
+    tags = client.get_model_version("svc-staging", candidate).tags
+    assert tags["staging.decision"] == "failed" and "differ" in tags["staging.reasons"]
+    with pytest.raises(ProcessLookupError):   # the server it started is gone
+        os.kill(result.server_pid, 0)
