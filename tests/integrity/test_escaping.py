@@ -99,7 +99,7 @@ def test_label_studio_tasks_show_record_text_as_plain_text():
 def test_terminal_commands_strip_escapes_from_record_text(monkeypatch, mlflow_client, tmp_path):
     from typer.testing import CliRunner
 
-    import tasks.corpus.versions
+    import tasks.corpus
     from cli.main import app
     from tasks.release.registry import move_production
 
@@ -107,8 +107,8 @@ def test_terminal_commands_strip_escapes_from_record_text(monkeypatch, mlflow_cl
                                "prompt": ["x", "y"], "completion": ["x", "y"]})}
     frames[2] = pd.concat([frames[1], pd.DataFrame({"id": HOSTILE, "source": HOSTILE, "timestamp": "t",
                                                      "prompt": "p", "completion": "c"})], ignore_index=True)
-    monkeypatch.setattr(tasks.corpus.versions, "get_version", lambda name, version: version)
-    monkeypatch.setattr(tasks.corpus.versions, "version_records", lambda version: frames[version])
+    monkeypatch.setattr(tasks.corpus, "get_version", lambda name, version: version)      # the face commands import
+    monkeypatch.setattr(tasks.corpus, "version_records", lambda version: frames[version])
     shown = CliRunner().invoke(app, ["corpus", "diff", "1", "2", "--name", "hostile"])
     assert shown.exit_code == 0, shown.output
     assert not re.search(r"[\x1b\x07\x9b\x9d]", shown.output) and "owned title" not in shown.output
