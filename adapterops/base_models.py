@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapterops.config import BUILTIN_TINY_MODEL, Config
+from adapterops.config import BUILTIN_TINY_MODEL, Recipe
 from adapterops.refs import BaseModelRef
 from adapterops.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, weights_revision
 from adapterops.workspace import resolve_workspace
@@ -23,11 +23,11 @@ def builtin_base_location() -> tuple[str, str]:
     return ref.path, ref.revision
 
 
-def resolve_base_model(cfg: Config, models_dir: Path | None = None) -> BaseModelRef:
+def resolve_base_model(recipe: Recipe, models_dir: Path | None = None) -> BaseModelRef:
     """The built-in tiny model (built in the workspace on first use), a local folder, or a hub id with its revision."""
-    if cfg.base_model == BUILTIN_TINY_MODEL:
+    if recipe.base_model == BUILTIN_TINY_MODEL:
         return builtin_base_model(models_dir)
-    local = Path(cfg.base_model).expanduser()
+    local = Path(recipe.base_model).expanduser()
     if local.is_dir():
-        return BaseModelRef(local.name, str(local.resolve()), cfg.base_model_revision or weights_revision(local))
-    return BaseModelRef(cfg.base_model, cfg.base_model, cfg.base_model_revision or "main")
+        return BaseModelRef(local.name, str(local.resolve()), recipe.base_model_revision or weights_revision(local))
+    return BaseModelRef(recipe.base_model, recipe.base_model, recipe.base_model_revision or "main")

@@ -214,6 +214,20 @@ class LabelingConfig(Section):
         return self
 
 
+class Recipe(Section):
+    """What decides an adapter besides its corpus: the base model, LoRA and training settings (`config.recipe`)."""
+    base_model: str = Field(BUILTIN_TINY_MODEL, description="Hub id or local path of the base model, or the built-in tiny model.")
+    base_model_revision: str | None = Field(None, description="Revision (commit) of the base model to pin.")
+    trust_remote_code: bool = Field(False, description="Allow the base model's own code to run.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter settings.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
+
+    def settings(self) -> dict:
+        """The settings that enter the training key: base model, LoRA and training (runtime fields left out)."""
+        return {"base_model": self.base_model, "lora": self.lora.model_dump(mode="json"),
+                "train": self.train.model_dump(mode="json", exclude=set(self.train.RUNTIME_FIELDS))}
+
+
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
     sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
@@ -241,6 +255,12 @@ class Config(Section):
     mlflow_ui_url: str = Field("http://127.0.0.1:5000", description="MLflow UI that review pages and notifications link to.")
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI that review pages and notifications link to.")
     review_sample: int = Field(5, ge=0, le=100, description="Added and changed records shown (before → after) to the owner who decides a version.")
+
+    @property
+    def recipe(self) -> Recipe:
+        """The sections training and evaluation render and load with."""
+        return Recipe(base_model=self.base_model, base_model_revision=self.base_model_revision,
+                      trust_remote_code=self.trust_remote_code, lora=self.lora, train=self.train)
 
 
 def _describe(error: ValidationError, origin: str) -> str:

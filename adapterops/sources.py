@@ -11,20 +11,20 @@ from adapterops.errors import AdapterOpsError
 from adapterops.workspace import resolve_workspace
 
 
-def demo_files(cfg: Config) -> tuple[Path, Path]:
-    folder = resolve_workspace().data_dir / f"demo-{cfg.demo_seed}-{cfg.demo_records}"
+def demo_files(config: Config) -> tuple[Path, Path]:
+    folder = resolve_workspace().data_dir / f"demo-{config.demo_seed}-{config.demo_records}"
     train, evaluation = folder / "train.jsonl", folder / "eval.jsonl"
     if not (train.is_file() and evaluation.is_file()):
-        write_demo_data(folder, cfg.demo_records, cfg.demo_seed)
+        write_demo_data(folder, config.demo_records, config.demo_seed)
     return train, evaluation
 
 
-def resolve_source(name: str, cfg: Config) -> list[Path]:
+def resolve_source(name: str, config: Config) -> list[Path]:
     """Paths for one configured source; a missing path is an error that names it."""
     if name == "demo:train":
-        return [demo_files(cfg)[0]]
+        return [demo_files(config)[0]]
     if name == "demo:eval":
-        return [demo_files(cfg)[1]]
+        return [demo_files(config)[1]]
     matches = sorted(Path(p) for p in glob.glob(str(Path(name).expanduser())))
     if not matches:
         raise AdapterOpsError(f"Source {name!r} matches no file; check the path in `sources` (relative paths start "

@@ -49,39 +49,40 @@ def main() -> None:
     from tasks.model.prompts import prompt_token_ids
     from tasks.records.contract import load_contract
     from tasks.train.recipe import run_recipe
-    cfg = parse_config(DEMO_SETTINGS)
+    config = parse_config(DEMO_SETTINGS)
     if args.steps:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": args.steps})})
+        config = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": args.steps})})
     home = Path(args.workspace or tempfile.mkdtemp(prefix="bench-eval-"))
     path = ensure_tiny_model(home / "models")
     base_ref = BaseModelRef("tiny-llama", str(path), weights_revision(path))
-    records = generate_records(cfg.demo_records, cfg.demo_seed)
+    records = generate_records(config.demo_records, config.demo_seed)
     adapters = {}
-    for who, seed in (("candidate", cfg.train.seed), ("production", cfg.train.seed + 1)):
+    for who, seed in (("candidate", config.train.seed), ("production", config.train.seed + 1)):
         out = home / who
         if not (out / "adapter" / "adapter_config.json").is_file():
-            seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed, "checkpoint_every": 0})})
+            seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed, "checkpoint_every": 0})})
             started = time.perf_counter()
-            run_recipe(seeded, base_ref, [{"prompt": r["prompt"], "completion": r["completion"]} for r in records], out)
-            print(f"trained {who} ({cfg.train.max_steps} steps) in {time.perf_counter() - started:.0f} s", flush=True)
+            run_recipe(seeded.recipe, base_ref, [{"prompt": r["prompt"], "completion": r["completion"]} for r in records], out)
+            print(f"trained {who} ({config.train.max_steps} steps) in {time.perf_counter() - started:.0f} s", flush=True)
         adapters[who] = str(out / "adapter")
-    evaluation = pd.DataFrame([json.loads(line) for line in eval_lines(max(40, cfg.demo_records // 10), cfg.demo_seed)
+    evaluation = pd.DataFrame([json.loads(line) for line in eval_lines(max(40, config.demo_records // 10), config.demo_seed)
                                if line.endswith("}")])
     evaluation = evaluation[evaluation["completion"].str.len() > 0].reset_index(drop=True)
     torch.set_num_threads(2)
     model, tokenizer = load_base_model(base_ref)
     model = PeftModel.from_pretrained(model, adapters["candidate"], adapter_name="candidate").eval()
     model.load_adapter(adapters["production"], adapter_name="production")
-    contract = load_contract(cfg.contract)
+    contract = load_contract(config.contract)
     specs = contract.evaluation.scorers
-    template, max_new = cfg.train.prompt_template, cfg.evaluation.max_new_tokens
+    template, max_new = config.train.prompt_template, config.evaluation.max_new_tokens
 
     started = time.perf_counter()
     scorers = build_scorers(specs, probe=(evaluation["prompt"][0], evaluation["completion"][0]))
     models = {"base": None, "candidate": "candidate", "production": "production"}
-    _, scores, generated = answer_and_score(model, tokenizer, evaluation, scorers, specs, models, cfg)
+    _, scores, generated = answer_and_score(model, tokenizer, evaluation, scorers, specs, models, config.evaluation,
+                                            config.train)
     summary = summarise(scores, score_names(scorers), slice_labels(contract.evaluation.slices, evaluation, specs),
-                        cfg.evaluation)
+                        config.evaluation)
     evaluation_seconds = time.perf_counter() - started
     print(f"\nevaluation core, 3 models x {len(evaluation)} records: {evaluation_seconds:.1f} s "
           f"({generated} tokens generated; target <= 60 s)")
@@ -92,7 +93,7 @@ def main() -> None:
     subset = [prompt_token_ids(tokenizer, p, template) for p in evaluation["prompt"][: args.loop_prompts]]
     model.set_adapter("candidate")
     started = time.perf_counter()
-    batched = generate(model, tokenizer, subset, max_new, adapter="candidate", batch_size=cfg.evaluation.batch_size)
+    batched = generate(model, tokenizer, subset, max_new, adapter="candidate", batch_size=config.evaluation.batch_size)
     batched_seconds = time.perf_counter() - started
     started = time.perf_counter()
     looped = []

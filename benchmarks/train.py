@@ -43,37 +43,37 @@ def variable_records(count: int, seed: int) -> list[dict]:
     return records
 
 
-def batches_of(examples, cfg) -> list[list]:
+def batches_of(examples, train) -> list[list]:
     """The batches the recipe trains on, in order (same seed, same queue)."""
     import torch
 
     from tasks.train.sft_data import next_batch
 
-    order, queue = torch.Generator().manual_seed(cfg.seed), []
-    return [next_batch(examples, queue, order, cfg.batch_size) for _ in range(cfg.max_steps)]
+    order, queue = torch.Generator().manual_seed(train.seed), []
+    return [next_batch(examples, queue, order, train.batch_size) for _ in range(train.max_steps)]
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_recipe_variant(model, tokenizer, examples, cfg) -> dict:
+def run_recipe_variant(model, tokenizer, examples, train) -> dict:
     from tasks.train.recipe import train_lora
     from tasks.train.sft_data import model_inputs
 
-    computed = sum(model_inputs(b, tokenizer.pad_token_id, cfg)[0]["input_ids"].numel() for b in batches_of(examples, cfg))
+    computed = sum(model_inputs(b, tokenizer.pad_token_id, train)[0]["input_ids"].numel() for b in batches_of(examples, train))
     started, cpu = time.perf_counter(), time.process_time()
-    history = train_lora(model, tokenizer, examples, cfg)
+    history = train_lora(model, tokenizer, examples, train)
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
             "computed_tokens": computed, "final_loss": history[-1]["loss"]}
 
 
-def run_reference(model, tokenizer, examples, cfg, bf16: bool) -> dict:
+def run_reference(model, tokenizer, examples, train, bf16: bool) -> dict:
     """transformers.Trainer + peft with the usual pad-to-longest collator, on the recipe's batches."""
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    ordered = [e for batch in batches_of(examples, cfg) for e in batch]
+    ordered = [e for batch in batches_of(examples, train) for e in batch]
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}
                                  for e in ordered])
     pad = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
@@ -84,10 +84,10 @@ def run_reference(model, tokenizer, examples, cfg, bf16: bool) -> dict:
         computed["tokens"] += batch["input_ids"].numel()
         return batch
 
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=cfg.batch_size,
-                             max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=train.batch_size,
+                             max_steps=train.max_steps, learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
                              lr_scheduler_type="linear", weight_decay=0.0, max_grad_norm=1.0, logging_steps=10**6,
-                             save_strategy="no", report_to=[], seed=cfg.seed, dataloader_num_workers=0,
+                             save_strategy="no", report_to=[], seed=train.seed, dataloader_num_workers=0,
                              train_sampling_strategy="sequential", remove_unused_columns=False, bf16=bf16,
                              disable_tqdm=True, use_cpu=not bf16)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
@@ -155,7 +155,7 @@ def measure(variant: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     packing = variant.startswith("recipe-packed")
-    cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, warmup_steps=2,
+    train = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, warmup_steps=2,
                       learning_rate=1e-3, packing=packing, pack_length=args.max_length if variant.endswith("rows") else 0,
                       checkpoint_every=0)
     lora = LoraConfig(r=8, alpha=16)
@@ -168,14 +168,14 @@ def measure(variant: str, args) -> dict:
         path = ensure_tiny_model(Path(args.models_dir))
         model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), packing=packing)
         records = variable_records(args.records, 3) if args.data == "variable" else _demo_records(args.records)
-        examples, _ = tokenize_examples(records, tokenizer, cfg.prompt_template, cfg.max_length)
+        examples, _ = tokenize_examples(records, tokenizer, train.prompt_template, train.max_length)
     total_params = sum(p.numel() for p in model.parameters())
-    model = wrap_with_lora(model, lora, seed=cfg.seed, gradient_checkpointing=args.gradient_checkpointing)
+    model = wrap_with_lora(model, lora, seed=train.seed, gradient_checkpointing=args.gradient_checkpointing)
     if args.gpu:
         torch.cuda.reset_peak_memory_stats()
-    result = (run_reference(model, tokenizer, examples, cfg, bf16=args.gpu) if variant == "reference"
-              else run_recipe_variant(model, tokenizer, examples, cfg))
-    real = sum(len(e.input_ids) for batch in batches_of(examples, cfg) for e in batch)
+    result = (run_reference(model, tokenizer, examples, train, bf16=args.gpu) if variant == "reference"
+              else run_recipe_variant(model, tokenizer, examples, train))
+    real = sum(len(e.input_ids) for batch in batches_of(examples, train) for e in batch)
     row = {"variant": variant, "real_tokens_per_s": real / result["seconds"],
            "real_tokens_per_cpu_s": real / result["cpu_seconds"],
            "computed_tokens_per_s": result["computed_tokens"] / result["seconds"],
@@ -183,7 +183,7 @@ def measure(variant: str, args) -> dict:
            "seconds": result["seconds"], "final_loss": result["final_loss"], "parameters": total_params,
            "attention": model.config._attn_implementation}
     if args.gpu:
-        flops = model_flops_per_token(model.get_base_model(), [e for b in batches_of(examples, cfg) for e in b])
+        flops = model_flops_per_token(model.get_base_model(), [e for b in batches_of(examples, train) for e in b])
         row |= {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
                 "mfu": flops * row["real_tokens_per_s"] / (args.peak_tflops * 1e12)}
     return row
@@ -205,14 +205,14 @@ def interleaved(args) -> None:
     path, models = ensure_tiny_model(Path(args.models_dir)), {}
     for name, attention, packing in (("padded", "sdpa", False), ("packed", "auto", True), ("packed-mask", "sdpa", True)):
         model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), attention=attention, packing=packing)
-        cfg = TrainConfig(packing=packing, max_length=args.max_length, batch_size=args.batch_size, max_steps=args.steps)
-        models[name] = (wrap_with_lora(model, LoraConfig(r=8, alpha=16), seed=cfg.seed), cfg)
+        train = TrainConfig(packing=packing, max_length=args.max_length, batch_size=args.batch_size, max_steps=args.steps)
+        models[name] = (wrap_with_lora(model, LoraConfig(r=8, alpha=16), seed=train.seed), train)
     examples, _ = tokenize_examples(variable_records(args.records, 3), tokenizer, TrainConfig().prompt_template, args.max_length)
     seconds, real = dict.fromkeys(models, 0.0), 0
     for batch in batches_of(examples, models["padded"][1]):
         real += sum(len(e.input_ids) for e in batch)
-        for name, (model, cfg) in models.items():
-            inputs, _ = model_inputs(batch, tokenizer.pad_token_id, cfg, model.config._attn_implementation)
+        for name, (model, train) in models.items():
+            inputs, _ = model_inputs(batch, tokenizer.pad_token_id, train, model.config._attn_implementation)
             started = time.perf_counter()
             model(**inputs, use_cache=False).loss.backward()
             seconds[name] += time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from prefect import flow, task
 
+from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
 from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
@@ -15,6 +16,6 @@ evaluate_task = task(name="held-out-evaluation", retries=1, retry_delay_seconds=
 
 @flow(name="evaluate")
 def evaluate(config: Config, corpus: CorpusRef, adapter: AdapterRef) -> EvaluationResult:
-    results = evaluate_task(config, corpus, adapter)
+    results = evaluate_task(config.evaluation, config.recipe, corpus, adapter, resolve_base_model(config.recipe))
     publish_markdown("evaluation", f"Held-out evaluation of v{adapter.version}", scores_markdown(results))
     return results

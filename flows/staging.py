@@ -19,7 +19,7 @@ offline_answers_task = task(name="offline-answers")(offline_answers)
 def staging(config: Config, corpus: CorpusRef, adapter: AdapterRef, evaluation: EvaluationResult,
             cases: list[tuple[str, str]] | None = None) -> StagingResult:
     """cases: (prompt, offline greedy answer) pairs; default: the evaluation run's evaluation/examples.json."""
-    specs, _ = evaluation_plan(config, load_contract(corpus.contract))
+    specs, _ = evaluation_plan(config.evaluation, load_contract(corpus.contract))
     cases = cases if cases is not None else offline_answers_task(evaluation.run_id)
     work_dir = resolve_workspace().runs_dir / "staging" / config.name / f"v{adapter.version}"
     result = stage_task(config.serve, adapter, cases, specs, config.evaluation.max_new_tokens, work_dir)

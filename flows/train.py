@@ -18,7 +18,7 @@ POOL_POLL_SECONDS = 10   # how often a run on a work pool is checked
 def train_step(config: Config, corpus: CorpusRef, resume: bool = False) -> AdapterRef:
     logger = get_run_logger()
     resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
-    run_dir = train_run_dir(config, corpus)
+    run_dir = train_run_dir(corpus)
     if resume:
         logger.info("resuming from the last checkpoint, if any, in %s", run_dir)
 
@@ -27,10 +27,11 @@ def train_step(config: Config, corpus: CorpusRef, resume: bool = False) -> Adapt
             logger.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", step + 1, config.train.max_steps,
                         metrics["loss"], metrics["learning_rate"], metrics["tokens_per_second"])
 
-    base = resolve_base_model(config)   # where the model is loaded: a worker builds or finds it in its own workspace
-    adapter = train_adapter(config, corpus, base, run_dir, progress, resume=resume,
-                            extra_tags={"prefect.flow_run_id": str(flow_run.get_id() or "")})
-    if note := truncation_note(adapter, config):
+    base = resolve_base_model(config.recipe)   # where the model is loaded: a worker builds or finds it in its own workspace
+    adapter = train_adapter(config.recipe, corpus, base, run_dir, model_name=config.release.model_name,
+                            approval=config.approval, logged_config=config.model_dump(mode="json"), progress=progress,
+                            resume=resume, extra_tags={"prefect.flow_run_id": str(flow_run.get_id() or "")})
+    if note := truncation_note(adapter, config.train.max_length):
         logger.warning(note)
     return adapter
 

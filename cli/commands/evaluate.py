@@ -65,10 +65,11 @@ def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline n
     from adapterops.config import load_config, parse_config
     from cli.common import setup
 
-    cfg = load_config(config) if config else parse_config({"name": name})
-    if cfg.name != name:
-        cfg = cfg.model_copy(update={"name": name})
+    run_config = load_config(config) if config else parse_config({"name": name})
+    if run_config.name != name:
+        run_config = run_config.model_copy(update={"name": name})
     setup()
+    from adapterops.base_models import resolve_base_model
     from tasks.corpus import corpus_ref, list_versions
     from tasks.evaluate import evaluate_adapter
     from tasks.release import decide
@@ -77,11 +78,12 @@ def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline n
     if not versions:
         raise AdapterOpsError(f"Pipeline {name!r} has no corpus version, so no eval set; run `adapterops run CONFIG` first.")
     corpus = corpus_ref(name, versions[-1].data.tags["corpus.digest"])
-    adapter = adapter_of_version(cfg.release.model_name, version)
-    result = evaluate_adapter(cfg, corpus, adapter, against=against or "production")
-    out.print(scores_table(result, f"{cfg.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
+    adapter = adapter_of_version(run_config.release.model_name, version)
+    result = evaluate_adapter(run_config.evaluation, run_config.recipe, corpus, adapter,
+                              resolve_base_model(run_config.recipe), against=against or "production")
+    out.print(scores_table(result, f"{run_config.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
                                    f"({result.examples} records)"))
-    decision = decide(cfg.release.gate, result.summary)
+    decision = decide(run_config.release.gate, result.summary)
     out.print(gate_table(decision.as_dict()["checks"], "Release gate (not applied: eval moves no alias)"))
     out.print(f"gate: {'would promote' if decision.promote else 'would hold'} — {escape(decision.reason())}; "
               f"logged as MLflow run {result.run_id}", highlight=False)

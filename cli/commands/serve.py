@@ -19,9 +19,9 @@ def serve(name: list[str] = typer.Option(..., "--name", help="Registered model t
     """Serve NAME (production), NAME@ALIAS and NAME/VERSION at /v1/chat/completions and /v1/completions."""
     from adapterops.config import load_config, parse_config
 
-    cfg = load_config(config) if config else parse_config({})
+    run_config = load_config(config) if config else parse_config({})
     overrides = {k: v for k, v in {"port": port, "host": host, "poll_seconds": poll_seconds}.items() if v is not None}
-    settings = cfg.serve.model_copy(update=overrides)
+    settings = run_config.serve.model_copy(update=overrides)
     setup()
     import logging
 

@@ -50,22 +50,24 @@ def train(config: Path = typer.Argument(..., help="YAML config file, e.g. config
     from adapterops.config import load_config
     from cli.common import prepare
 
-    cfg = load_config(config)
-    prepare(cfg)
+    run_config = load_config(config)
+    prepare(run_config)
     from adapterops.base_models import resolve_base_model
     from tasks.train import latest_checkpoint, train_adapter, train_run_dir, truncation_note
 
-    corpus = approved_corpus(cfg.name, corpus_version)
-    run_dir = train_run_dir(cfg, corpus)
+    corpus = approved_corpus(run_config.name, corpus_version)
+    run_dir = train_run_dir(corpus)
     if resume and latest_checkpoint(run_dir / "checkpoints") is None:
         raise AdapterOpsError(f"No checkpoint to resume in {run_dir / 'checkpoints'}; run without --resume to start.")
-    with progress_bar(cfg.train.max_steps) as on_step:
-        adapter = train_adapter(cfg, corpus, resolve_base_model(cfg), run_dir, on_step, resume=resume)
+    with progress_bar(run_config.train.max_steps) as on_step:
+        adapter = train_adapter(run_config.recipe, corpus, resolve_base_model(run_config.recipe), run_dir,
+                                model_name=run_config.release.model_name, approval=run_config.approval,
+                                logged_config=run_config.model_dump(mode="json"), progress=on_step, resume=resume)
     table = Table(title=f"adapter {adapter.model_name} v{adapter.version}", show_header=False)
     for key in ("steps", "final_loss", "resumed_from_step", "truncated", "device", "adapter_bytes", "run_id"):
         table.add_row(key, str(getattr(adapter, key)))
     table.add_row("corpus", f"v{corpus.version} {corpus.digest[:23]}")
     table.add_row("checkpoints", str(run_dir / "checkpoints"))
     out.print(table)
-    if note := truncation_note(adapter, cfg):
+    if note := truncation_note(adapter, run_config.train.max_length):
         out.print(f"[yellow]note:[/] {note}", highlight=False)

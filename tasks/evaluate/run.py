@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapterops.base_models import resolve_base_model
-from adapterops.config import EvaluationConfig, ScorerSpec
+from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
-from adapterops.refs import AdapterRef, CorpusRef, EvaluationResult
+from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, records_digest
@@ -90,7 +89,7 @@ def _means(scores: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dic
 
 
 def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bool], slices: dict[str, list[str]],
-              cfg: EvaluationConfig) -> dict:
+              evaluation: EvaluationConfig) -> dict:
     """Means per model and paired intervals of the candidate's improvement, overall and per slice."""
     n = len(next(iter(scores["candidate"].values())))
     everything = np.arange(n)
@@ -98,10 +97,10 @@ def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bo
 
     def part(rows: np.ndarray) -> dict:
         out = {"means": {who: _means(scores[who], rows) for who in scores},
-               "vs_base": compare(scores["candidate"], scores["base"], directions, rows, cfg.resamples, cfg.seed, cfg.confidence)}
+               "vs_base": compare(scores["candidate"], scores["base"], directions, rows, evaluation.resamples, evaluation.seed, evaluation.confidence)}
         if has_production:
-            out["vs_production"] = compare(scores["candidate"], scores["production"], directions, rows, cfg.resamples,
-                                           cfg.seed, cfg.confidence)
+            out["vs_production"] = compare(scores["candidate"], scores["production"], directions, rows, evaluation.resamples,
+                                           evaluation.seed, evaluation.confidence)
         return out
 
     summary = {"examples": n, "directions": directions} | part(everything)
@@ -109,7 +108,7 @@ def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bo
     summary["slices"] = {}
     for key, labels in slices.items():
         for value, rows in slice_rows(labels).items():
-            judged = len(rows) >= cfg.min_slice_size
+            judged = len(rows) >= evaluation.min_slice_size
             entry = {"column": key, "value": value, "size": int(len(rows)), "judged": judged}
             entry |= part(rows) if judged else {"means": {who: _means(scores[who], rows) for who in scores}}
             summary["slices"][f"{key}={value}"] = entry
@@ -151,10 +150,10 @@ def summary_metrics(summary: dict) -> dict[str, float]:
 
 # --- wrapper: verify the eval set, load base + adapters, generate, score, log to MLflow -----------
 
-def evaluation_plan(cfg, contract) -> tuple[list[ScorerSpec], list[str]]:
+def evaluation_plan(evaluation: EvaluationConfig, contract) -> tuple[list[ScorerSpec], list[str]]:
     """The scorers and slices: the config's when it names them, else the data contract's (the owner's)."""
-    specs = list(cfg.evaluation.scorers) or list(contract.evaluation.scorers)
-    slices = cfg.evaluation.slices if cfg.evaluation.slices is not None else list(contract.evaluation.slices)
+    specs = list(evaluation.scorers) or list(contract.evaluation.scorers)
+    slices = evaluation.slices if evaluation.slices is not None else list(contract.evaluation.slices)
     return specs, slices
 
 
@@ -209,18 +208,20 @@ def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answ
     return np.asarray(values)
 
 
-def load_models(cfg, adapter: AdapterRef, other: str | None):
-    """One base model with the candidate (and the other version, if any) attached as named adapters."""
+def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
+    """One base model with the candidate (and the other version, if any) attached as named adapters.
+
+    local: this machine's base, resolved from the config; used when the adapter was trained on another machine
+    from the same base name and revision.
+    """
     from peft import PeftModel
 
     base_ref = adapter.base
-    if not Path(base_ref.path).exists():   # trained on another machine: this machine's copy, if the same revision
-        local = resolve_base_model(cfg)
-        if (local.name, local.revision) == (base_ref.name, base_ref.revision):
-            base_ref = local
+    if not Path(base_ref.path).exists() and (local.name, local.revision) == (base_ref.name, base_ref.revision):
+        base_ref = local
     # may run on another machine than training (a CPU pool after a GPU worker): this machine's device,
     # and the adapter's local folder only where it exists, else the registered copy
-    base, tokenizer = load_base_model(base_ref, cfg.trust_remote_code, detect_device())
+    base, tokenizer = load_base_model(base_ref, trust_remote_code, detect_device())
     candidate_dir = adapter.adapter_dir
     if not Path(candidate_dir).is_dir():
         candidate_dir = _adapter_path(adapter.model_name, adapter.version)
@@ -231,16 +232,19 @@ def load_models(cfg, adapter: AdapterRef, other: str | None):
 
 
 def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scorer], specs: list[ScorerSpec],
-                     who_adapter: dict[str, str | None], cfg) -> tuple[dict, dict, int]:
-    """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated)."""
-    template = cfg.train.prompt_template
+                     who_adapter: dict[str, str | None], evaluation: EvaluationConfig,
+                     train: TrainConfig) -> tuple[dict, dict, int]:
+    """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated).
+
+    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training."""
+    template = train.prompt_template
     prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
     examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    cfg.train.max_length)
+                                    train.max_length)
     answers, scores, new_tokens = {}, {}, 0
     for who, name in who_adapter.items():
-        outputs = generate(model, tokenizer, prompts, cfg.evaluation.max_new_tokens, adapter=name,
-                           batch_size=cfg.evaluation.batch_size)
+        outputs = generate(model, tokenizer, prompts, evaluation.max_new_tokens, adapter=name,
+                           batch_size=evaluation.batch_size)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
         scores[who] = score_answers(scorers, records, answers[who])
@@ -248,26 +252,28 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
             if spec.kind == "loss":
                 scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
             elif spec.kind == "llm_judge":
-                scores[who][spec.label] = judge_scores(spec, cfg.evaluation.judge_model, records, answers[who])
+                scores[who][spec.label] = judge_scores(spec, evaluation.judge_model, records, answers[who])
     return answers, scores, new_tokens
 
 
-def evaluate_adapter(cfg, corpus: CorpusRef, adapter: AdapterRef, against: str | None = "production") -> EvaluationResult:
+def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: CorpusRef, adapter: AdapterRef,
+                     base: BaseModelRef, against: str | None = "production") -> EvaluationResult:
     """Base vs candidate vs another version (default: whatever is in production now) on the corpus's eval set.
 
-    against: "production", a version number, or None (the base only). Nothing moves in the registry.
+    recipe: how the adapter was trained (rendering, base loading); base: this machine's base model. against:
+    "production", a version number, or None (the base only). Nothing moves in the registry.
     """
     import mlflow
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
     contract = load_contract(corpus.contract)
-    specs, slices = evaluation_plan(cfg, contract)
+    specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
     if records.empty:
         raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
     judges = [s for s in specs if s.kind == "llm_judge"]
-    if judges and not cfg.evaluation.judge_model:
+    if judges and not evaluation.judge_model:
         log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])
         specs = [s for s in specs if s.kind != "llm_judge"]
     scorers = build_scorers(specs, probe=(records["prompt"].iloc[0], records["completion"].iloc[0]))
@@ -279,24 +285,25 @@ def evaluate_adapter(cfg, corpus: CorpusRef, adapter: AdapterRef, against: str |
         other = str(current.version) if current is not None and str(current.version) != adapter.version else None
     elif against is not None and str(against) != adapter.version:
         other = str(against)
-    model, tokenizer = load_models(cfg, adapter, other)
+    model, tokenizer = load_models(adapter, other, base, recipe.trust_remote_code)
     who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
-    answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter, cfg)
-    summary = summarise(scores, directions, labels, cfg.evaluation)
+    answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter,
+                                                  evaluation, recipe.train)
+    summary = summarise(scores, directions, labels, evaluation)
     failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
     result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
               "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
               "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
-    run_id = log_evaluation(cfg, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
+    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
     return EvaluationResult(**result, run_id=run_id)
 
 
-def log_evaluation(cfg, corpus: CorpusRef, adapter: AdapterRef, result: dict, specs: list[ScorerSpec], slices: list[str],
+def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: AdapterRef, result: dict, specs: list[ScorerSpec], slices: list[str],
                    table: pd.DataFrame) -> str:
     """The eval run: params, the eval set as a dataset input, the per-example table, metrics linked to the model."""
     import mlflow
 
-    experiment = ensure_experiment(adapter_experiment(cfg.name))
+    experiment = ensure_experiment(adapter_experiment(corpus.pipeline))
     against = f"v{result['production_version']}" if result["production_version"] else "base"
     metrics = summary_metrics(result["summary"])
     with mlflow.start_run(experiment_id=experiment, run_name=f"eval-v{adapter.version}-vs-{against}") as run:
@@ -307,11 +314,10 @@ def log_evaluation(cfg, corpus: CorpusRef, adapter: AdapterRef, result: dict, sp
                          "eval.against": against})
         mlflow.log_params({"eval.scorers": json.dumps([s.model_dump(exclude_none=True, exclude_defaults=True)
                                                         | {"kind": s.kind} for s in specs])[:6000],
-                           "eval.slices": ",".join(slices) or "-", "eval.max_new_tokens": cfg.evaluation.max_new_tokens,
-                           "eval.decoding": "greedy", "eval.batch_size": cfg.evaluation.batch_size,
-                           "eval.resamples": cfg.evaluation.resamples, "eval.confidence": cfg.evaluation.confidence,
-                           "eval.seed": cfg.evaluation.seed, "eval.min_slice_size": cfg.evaluation.min_slice_size,
-                           "release.gate": json.dumps([r.model_dump(exclude_none=True) for r in cfg.release.gate])[:6000]})
+                           "eval.slices": ",".join(slices) or "-", "eval.max_new_tokens": evaluation.max_new_tokens,
+                           "eval.decoding": "greedy", "eval.batch_size": evaluation.batch_size,
+                           "eval.resamples": evaluation.resamples, "eval.confidence": evaluation.confidence,
+                           "eval.seed": evaluation.seed, "eval.min_slice_size": evaluation.min_slice_size})
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},

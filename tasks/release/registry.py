@@ -318,7 +318,8 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
                           f"tagging {name} v{version} with {key}")
     verdict = "promoted" if promote else "held"
     gate = decision.as_dict() | {"promote": promote, "reason": reason,
-                                 "staging": staging.model_dump(mode="json") if staging else None}
+                                 "staging": staging.model_dump(mode="json") if staging else None,
+                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate]}
     with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from adapterops.base_models import resolve_base_model
-from adapterops.config import Config, LoraConfig, TrainConfig, load_config
+from adapterops.config import LoraConfig, Recipe, TrainConfig, load_config
 from adapterops.errors import AdapterOpsError
 from adapterops.refs import BaseModelRef
 from adapterops.storage import write_json
@@ -45,18 +45,12 @@ def wrap_with_lora(model, lora: LoraConfig, seed: int, gradient_checkpointing: b
     return get_peft_model(model, config)
 
 
-def learning_rate_at(step: int, cfg: TrainConfig) -> float:
+def learning_rate_at(step: int, train: TrainConfig) -> float:
     """Linear warm-up then linear decay to zero at max_steps: the schedule's whole state is the step."""
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    remaining = max(1, cfg.max_steps - cfg.warmup_steps)
-    return cfg.learning_rate * max(0.0, 1 - (step - cfg.warmup_steps) / remaining)
-
-
-def recipe_settings(cfg: Config) -> dict:
-    """The parts of the config that decide the adapter: base model, LoRA and training settings."""
-    return {"base_model": cfg.base_model, "lora": cfg.lora.model_dump(mode="json"),
-            "train": cfg.train.model_dump(mode="json", exclude=set(cfg.train.RUNTIME_FIELDS))}
+    if step < train.warmup_steps:
+        return train.learning_rate * (step + 1) / train.warmup_steps
+    remaining = max(1, train.max_steps - train.warmup_steps)
+    return train.learning_rate * max(0.0, 1 - (step - train.warmup_steps) / remaining)
 
 
 def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
@@ -86,12 +80,12 @@ def distributed_rank() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
+def train_lora(model, tokenizer, examples: list[Example], train: TrainConfig,
                on_step: Callable[[int, dict], None] | None = None,
                checkpoints: Path | None = None, resume: bool = False, recipe: dict | None = None) -> list[dict]:
     """Train the LoRA parameters of `model` in place; returns the per-step metrics.
 
-    With `checkpoints`, writes a resumable checkpoint every cfg.checkpoint_every steps; with
+    With `checkpoints`, writes a resumable checkpoint every train.checkpoint_every steps; with
     `resume`, continues from the newest one there (restored steps are replayed through on_step).
     Under several processes each takes its share of every step's examples and gradients are averaged.
     """
@@ -100,15 +94,15 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     if not examples:
         raise AdapterOpsError("No training examples: the approved corpus has no train records with a completion.")
     rank, world = distributed_rank()
-    if cfg.batch_size < world:
-        raise AdapterOpsError(f"train.batch_size {cfg.batch_size} is below the {world} processes; raise it to at least {world}.")
+    if train.batch_size < world:
+        raise AdapterOpsError(f"train.batch_size {train.batch_size} is below the {world} processes; raise it to at least {world}.")
     device = next(model.parameters()).device
     attention = getattr(model.config, "_attn_implementation", "sdpa")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.learning_rate, weight_decay=0.0)
-    order = torch.Generator().manual_seed(cfg.seed)
-    # recipe: what the caller trained with beyond cfg (LoRA settings, base revision); a resume must match it too
-    recipe = {"train": cfg.model_dump(mode="json", exclude=set(cfg.RUNTIME_FIELDS))} | (recipe or {})
+    optimizer = torch.optim.AdamW(list(named.values()), lr=train.learning_rate, weight_decay=0.0)
+    order = torch.Generator().manual_seed(train.seed)
+    # recipe: what the caller trained with beyond `train` (LoRA settings, base revision); a resume must match it too
+    recipe = {"train": train.model_dump(mode="json", exclude=set(train.RUNTIME_FIELDS))} | (recipe or {})
     state = TrainingState(fingerprint=run_fingerprint(examples, recipe, named))
     latest = resumable_checkpoint(checkpoints) if resume else None   # only what this run wrote, unchanged
     if latest is not None:
@@ -120,13 +114,13 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
     if world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
-    for step in range(state.step, cfg.max_steps):
+    for step in range(state.step, train.max_steps):
         started = time.perf_counter()
-        batch = next_batch(examples, state.queue, order, cfg.batch_size)
-        inputs, real_tokens = model_inputs(batch[rank::world], tokenizer.pad_token_id, cfg, attention)
+        batch = next_batch(examples, state.queue, order, train.batch_size)
+        inputs, real_tokens = model_inputs(batch[rank::world], tokenizer.pad_token_id, train, attention)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step, cfg)
+            group["lr"] = learning_rate_at(step, train)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = forward(**inputs, use_cache=False).loss  # a cache turns off packed-sequence masking
         loss.backward()
@@ -143,9 +137,9 @@ def train_lora(model, tokenizer, examples: list[Example], cfg: TrainConfig,
         state.step = step + 1
         if on_step:
             on_step(step, metrics)
-        if checkpoints and rank == 0 and cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0
-                                                                   or state.step == cfg.max_steps):
-            save_checkpoint(checkpoints, state, named, optimizer, order, cfg.keep_checkpoints)
+        if checkpoints and rank == 0 and train.checkpoint_every and (state.step % train.checkpoint_every == 0
+                                                                   or state.step == train.max_steps):
+            save_checkpoint(checkpoints, state, named, optimizer, order, train.keep_checkpoints)
     model.eval()
     return state.history
 
@@ -169,7 +163,7 @@ def expected_adapter_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
-def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Path, resume: bool = False,
+def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir: Path, resume: bool = False,
                on_step: Callable[[int, dict], None] | None = None) -> dict:
     """The recipe: load the base → prepare the data → wrap with LoRA → train → save the adapter.
 
@@ -177,17 +171,17 @@ def run_recipe(cfg: Config, base: BaseModelRef, records: list[dict], out_dir: Pa
     and the loss curve to out_dir/history.json. Returns what was done, for tracking and reporting.
     """
     device = detect_device()
-    model, tokenizer = load_base_model(base, cfg.trust_remote_code, device, cfg.train.attention,
-                                       quantization_config(cfg.lora, device), cfg.train.packing)
-    examples, truncated = tokenize_examples(records, tokenizer, cfg.train.prompt_template, cfg.train.max_length)
-    model = wrap_with_lora(model, cfg.lora, cfg.train.seed, cfg.train.gradient_checkpointing)
+    model, tokenizer = load_base_model(base, recipe.trust_remote_code, device, recipe.train.attention,
+                                       quantization_config(recipe.lora, device), recipe.train.packing)
+    examples, truncated = tokenize_examples(records, tokenizer, recipe.train.prompt_template, recipe.train.max_length)
+    model = wrap_with_lora(model, recipe.lora, recipe.train.seed, recipe.train.gradient_checkpointing)
     checkpoints = out_dir / "checkpoints"
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     resumed_from = resumable_checkpoint(checkpoints) if resume else None
-    history = train_lora(model, tokenizer, examples, cfg.train, on_step, checkpoints, resume,
-                         recipe=recipe_settings(cfg) | {"base_revision": base.revision})
+    history = train_lora(model, tokenizer, examples, recipe.train, on_step, checkpoints, resume,
+                         recipe=recipe.settings() | {"base_revision": base.revision})
     rank, _ = distributed_rank()
     result = {"device": device, "examples": len(examples), "truncated": truncated, "history": history,
               "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else 0,
@@ -209,9 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="Continue from the newest checkpoint in --out.")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config)
-        base = resolve_base_model(cfg, resolve_workspace().models_dir)
-        done = run_recipe(cfg, base, load_records(args.data), Path(args.out), args.resume)
+        recipe = load_config(args.config).recipe
+        base = resolve_base_model(recipe, resolve_workspace().models_dir)
+        done = run_recipe(recipe, base, load_records(args.data), Path(args.out), args.resume)
     except AdapterOpsError as error:
         raise SystemExit(f"error: {error}") from None
     if distributed_rank()[0] == 0:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from adapterops.config import BUILTIN_TINY_MODEL, Config
+from adapterops.config import BUILTIN_TINY_MODEL, Recipe
 from adapterops.errors import AdapterOpsError
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, ReusedAdapter
 from adapterops.tracking import adapter_experiment, ensure_experiment
@@ -18,7 +18,7 @@ from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import lineage_markdown, lineage_tags, log_corpus_inputs
 from tasks.release.registry import aliases_by_version, registered_model, registry_call
 from tasks.serve.packaging import pyfunc_model_args
-from tasks.train.recipe import recipe_settings, run_recipe, training_key
+from tasks.train.recipe import run_recipe, training_key
 from tasks.train.sft_data import load_records
 
 ADAPTER_FILE = "adapter.json"
@@ -34,50 +34,55 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def truncation_note(adapter: AdapterRef, cfg: Config) -> str | None:
+def truncation_note(adapter: AdapterRef, max_length: int) -> str | None:
     """A warning when examples were cut at max_length (their completion tails were not trained on)."""
     if not adapter.truncated:
         return None
     return (f"{adapter.truncated} of {adapter.examples} training examples were longer than train.max_length="
-            f"{cfg.train.max_length} tokens and were cut; raise train.max_length if their endings matter.")
+            f"{max_length} tokens and were cut; raise train.max_length if their endings matter.")
 
 
-def recipe_label(cfg: Config) -> str:
+def recipe_label(recipe: Recipe) -> str:
     """A short readable name of the recipe for run and model names: rank, steps and a digest of the rest."""
-    digest = hashlib.sha256(json.dumps(recipe_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()[:6]
-    return f"r{cfg.lora.r}-s{cfg.train.max_steps}-{digest}"
+    digest = hashlib.sha256(json.dumps(recipe.settings(), sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"r{recipe.lora.r}-s{recipe.train.max_steps}-{digest}"
 
 
-def train_run_dir(cfg: Config, corpus: CorpusRef) -> Path:
-    """The run folder of training `cfg` on a corpus version: the same on a retry, so it can resume."""
-    return resolve_workspace().runs_dir / "train" / cfg.name / f"corpus-v{corpus.version}-{corpus.digest[-12:]}"
+def train_run_dir(corpus: CorpusRef) -> Path:
+    """The run folder of training on a corpus version: the same on a retry, so it can resume."""
+    return resolve_workspace().runs_dir / "train" / corpus.pipeline / f"corpus-v{corpus.version}-{corpus.digest[-12:]}"
 
 
-def train_adapter(cfg: Config, corpus: CorpusRef, base: BaseModelRef, run_dir,
-                  progress: Callable[[int, dict], None] | None = None, resume: bool = False,
-                  extra_tags: dict | None = None) -> AdapterRef:
-    """Refuse unapproved bytes, run the recipe, log the run and register the adapter-only model."""
+def train_adapter(recipe: Recipe, corpus: CorpusRef, base: BaseModelRef, run_dir, *, model_name: str, approval: str,
+                  logged_config: dict | None = None, progress: Callable[[int, dict], None] | None = None,
+                  resume: bool = False, extra_tags: dict | None = None) -> AdapterRef:
+    """Refuse unapproved bytes, run the recipe, log the run and register the adapter-only model as `model_name`.
+
+    approval: the policy the pipeline runs under (`auto` or `owner`); logged_config: the whole run config, logged
+    as the run's params (the recipe's sections when not given).
+    """
     import mlflow
 
-    corpus_tags = require_approved(corpus.pipeline, corpus.digest, cfg.approval)  # signed decision, rehashed bytes
+    corpus_tags = require_approved(corpus.pipeline, corpus.digest, approval)  # signed decision, rehashed bytes
     records = load_records(corpus_folder(corpus) / "train.parquet")   # fetched from MLflow on another machine
-    experiment = ensure_experiment(adapter_experiment(cfg.name))
-    recipe = recipe_label(cfg)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus.version}-{recipe}",
-                          log_system_metrics=cfg.train.system_metrics) as run:
+    experiment = ensure_experiment(adapter_experiment(corpus.pipeline))
+    label = recipe_label(recipe)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train-corpus-v{corpus.version}-{label}",
+                          log_system_metrics=recipe.train.system_metrics) as run:
         lineage = lineage_tags(corpus, corpus_tags)
         mlflow.set_tags({"base_model": base.name, "base_model.revision": base.revision, "stage": "train"}
                         | lineage | (extra_tags or {}))
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(cfg.model_dump(mode="json")).items()})
+        params = logged_config if logged_config is not None else recipe.model_dump(mode="json")
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
         log_corpus_inputs(corpus)
 
         def on_step(step: int, metrics: dict) -> None:
-            if step % cfg.train.log_every == 0 or step == cfg.train.max_steps - 1:
+            if step % recipe.train.log_every == 0 or step == recipe.train.max_steps - 1:
                 mlflow.log_metrics({f"train.{k}": v for k, v in metrics.items()}, step=step)
             if progress:
                 progress(step, metrics)
 
-        done = run_recipe(cfg, base, records, Path(run_dir), resume, on_step)
+        done = run_recipe(recipe, base, records, Path(run_dir), resume, on_step)
         history = done["history"]
         mlflow.set_tags({"device": done["device"], "train.resumed_from_step": str(done["resumed_from_step"])})
         mlflow.log_metrics({"data.train_examples": done["examples"], "data.truncated": done["truncated"],
@@ -85,22 +90,22 @@ def train_adapter(cfg: Config, corpus: CorpusRef, base: BaseModelRef, run_dir,
         adapter_dir = Path(done["adapter_dir"])
         weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
-            name=f"adapter-corpus-v{corpus.version}-{recipe}",
-            artifacts={"adapter": str(adapter_dir)}, registered_model_name=cfg.release.model_name,
-            **pyfunc_model_args(base.name, base.path, base.revision, cfg.base_model == BUILTIN_TINY_MODEL,
-                                cfg.train.prompt_template))
+            name=f"adapter-corpus-v{corpus.version}-{label}",
+            artifacts={"adapter": str(adapter_dir)}, registered_model_name=model_name,
+            **pyfunc_model_args(base.name, base.path, base.revision, recipe.base_model == BUILTIN_TINY_MODEL,
+                                recipe.train.prompt_template))
         logged_bytes = check_logged_artifact(info.model_uri, done["expected_adapter_bytes"])
         mlflow.log_metrics({"adapter.bytes": weights.stat().st_size, "adapter.logged_bytes": logged_bytes,
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
-        reuse_key = training_key(corpus.digest, base.revision, recipe_settings(cfg))
+        reuse_key = training_key(corpus.digest, base.revision, recipe.settings())
         for key, value in ({"base_model": base.name, "base_model.revision": base.revision,
                             "train.run_id": run.info.run_id, "train.key": reuse_key} | lineage).items():
-            client.set_model_version_tag(cfg.release.model_name, version, key, value)
-        client.update_model_version(cfg.release.model_name, version, description=lineage_markdown(corpus))
-        adapter = AdapterRef(model_name=cfg.release.model_name, version=version, run_id=run.info.run_id,
-                             model_id=info.model_id, recipe=recipe, adapter_dir=str(adapter_dir),
+            client.set_model_version_tag(model_name, version, key, value)
+        client.update_model_version(model_name, version, description=lineage_markdown(corpus))
+        adapter = AdapterRef(model_name=model_name, version=version, run_id=run.info.run_id,
+                             model_id=info.model_id, recipe=label, adapter_dir=str(adapter_dir),
                              adapter_bytes=weights.stat().st_size, logged_bytes=logged_bytes, base_name=base.name,
                              base_path=base.path, base_revision=base.revision, final_loss=history[-1]["loss"],
                              steps=len(history), device=done["device"].split(":")[0], examples=done["examples"],
@@ -144,15 +149,14 @@ def find_trained_version(model_name: str, key: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def reusable_version(cfg, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
-    """The adapter version already trained from this corpus and recipe, with its release decision; else None."""
-    found = find_trained_version(cfg.release.model_name, training_key(corpus.digest, base_revision,
-                                                                      recipe_settings(cfg)))
+def reusable_version(recipe: Recipe, model_name: str, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
+    """The version of `model_name` already trained from this corpus and recipe, with its release decision; else None."""
+    found = find_trained_version(model_name, training_key(corpus.digest, base_revision, recipe.settings()))
     if found is None:
         return None
     import mlflow
 
-    aliases = aliases_by_version(registered_model(mlflow.MlflowClient(), cfg.release.model_name).aliases)
-    return ReusedAdapter(model_name=cfg.release.model_name, version=str(found.version),
+    aliases = aliases_by_version(registered_model(mlflow.MlflowClient(), model_name).aliases)
+    return ReusedAdapter(model_name=model_name, version=str(found.version),
                          aliases=aliases.get(str(found.version), []), decision=found.tags.get("release.decision", ""),
                          reason=found.tags.get("release.reason", ""))

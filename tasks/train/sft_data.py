@@ -103,14 +103,14 @@ def collate_packed(batch: list[Example], pad_id: int, capacity: int = 0) -> dict
     return {"input_ids": ids, "labels": labels, "position_ids": positions}
 
 
-def model_inputs(batch: list[Example], pad_id: int, cfg: TrainConfig, attention: str = "sdpa") -> tuple[dict, int]:
+def model_inputs(batch: list[Example], pad_id: int, train: TrainConfig, attention: str = "sdpa") -> tuple[dict, int]:
     """Keyword arguments for the model's forward pass (packed or padded) and the real token count.
 
     flash_attention_2 detects packed examples only in a single row, so it always gets one.
     """
     real = sum(len(e.input_ids) for e in batch)
-    if cfg.packing:
-        return collate_packed(batch, pad_id, 0 if attention == "flash_attention_2" else cfg.pack_length), real
+    if train.packing:
+        return collate_packed(batch, pad_id, 0 if attention == "flash_attention_2" else train.pack_length), real
     ids, mask, labels = collate(batch, pad_id)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}, real
 
@@ -134,5 +134,5 @@ def load_records(path) -> list[dict]:
     return pd.read_parquet(path)[["prompt", "completion"]].to_dict("records")
 
 
-def load_examples(path, tokenizer, cfg: TrainConfig) -> tuple[list[Example], int]:
-    return tokenize_examples(load_records(path), tokenizer, cfg.prompt_template, cfg.max_length)
+def load_examples(path, tokenizer, train: TrainConfig) -> tuple[list[Example], int]:
+    return tokenize_examples(load_records(path), tokenizer, train.prompt_template, train.max_length)

@@ -118,7 +118,8 @@ def test_training_refuses_a_corpus_changed_after_approval(first_run, tmp_path):
     frame.to_parquet(train_file, index=False)
     try:
         with pytest.raises(AdapterOpsError, match="changed after approval"):
-            train_adapter(config, result["corpus"], resolve_base_model(config), tmp_path)
+            train_adapter(config.recipe, result["corpus"], resolve_base_model(config.recipe), tmp_path,
+                          model_name=config.release.model_name, approval=config.approval)
     finally:
         train_file.write_bytes(original)
 

@@ -23,11 +23,11 @@ def train(tiny_model_dir, records, checkpoints, resume=False):
     from tasks.train.recipe import train_lora, wrap_with_lora
     from tasks.train.sft_data import tokenize_examples
 
-    cfg = TrainConfig(max_steps=2, batch_size=2, max_length=64, checkpoint_every=1)
+    train = TrainConfig(max_steps=2, batch_size=2, max_length=64, checkpoint_every=1)
     model, tokenizer = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "x"))
-    examples, _ = tokenize_examples(records, tokenizer, cfg.prompt_template, cfg.max_length)
-    model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=cfg.seed)
-    return train_lora(model, tokenizer, examples, cfg, checkpoints=checkpoints, resume=resume, recipe={"r": 4})
+    examples, _ = tokenize_examples(records, tokenizer, train.prompt_template, train.max_length)
+    model = wrap_with_lora(model, LoraConfig(r=4, alpha=8), seed=train.seed)
+    return train_lora(model, tokenizer, examples, train, checkpoints=checkpoints, resume=resume, recipe={"r": 4})
 
 
 def test_a_checkpoint_copied_from_another_run_is_not_resumed(tiny_model_dir, tmp_path, caplog):

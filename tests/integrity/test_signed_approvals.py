@@ -50,7 +50,8 @@ def test_tags_alone_never_approve(contract, tmp_path):
     assert "version 1 is pending" in one_line(refused) and "tags do not approve" in one_line(refused)
     config = parse_config({"name": "tags", "approval": "owner"})
     with pytest.raises(AdapterOpsError, match="tags do not approve"):
-        train_adapter(config, corpus_ref("tags", corpus.digest), BaseModelRef("never-loaded", "-", "-"), tmp_path / "run")
+        train_adapter(config.recipe, corpus_ref("tags", corpus.digest), BaseModelRef("never-loaded", "-", "-"),
+                      tmp_path / "run", model_name=config.release.model_name, approval=config.approval)
     assert mlflow.get_experiment_by_name("tags/adapters") is None     # nothing was trained or logged
 
 

@@ -1,9 +1,9 @@
 def test_training_key_follows_the_recipe_not_how_the_run_is_watched():
     from adapterops.config import parse_config
-    from tasks.train.recipe import recipe_settings, training_key
+    from tasks.train.recipe import training_key
 
     def key(settings):
-        return training_key("sha256:corpus", "rev1", recipe_settings(parse_config(settings)))
+        return training_key("sha256:corpus", "rev1", parse_config(settings).recipe.settings())
 
     assert key({}) == key({"train": {"log_every": 1, "checkpoint_every": 7, "work_pool": "gpu"}})
     assert key({}) != key({"train": {"seed": 1}})

@@ -76,14 +76,14 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_model_dir, tmp_path)
     from tasks.train.recipe import train_lora, wrap_with_lora
     from tasks.train.sft_data import tokenize_examples
 
-    cfg = TrainConfig(max_steps=2, batch_size=2, max_length=96, checkpoint_every=1)
+    train = TrainConfig(max_steps=2, batch_size=2, max_length=96, checkpoint_every=1)
     lora = {"lora": {"r": 4, "alpha": 8}}
-    runs = ((cfg, lora, False), (cfg.model_copy(update={"batch_size": 3}), lora, True),
-            (cfg, {"lora": {"r": 4, "alpha": 64}}, True))          # same shapes, other LoRA scaling
+    runs = ((train, lora, False), (train.model_copy(update={"batch_size": 3}), lora, True),
+            (train, {"lora": {"r": 4, "alpha": 64}}, True))          # same shapes, other LoRA scaling
     for settings, recipe, resume in runs:
         model, tokenizer = load_base_model(BaseModelRef("tiny", str(tiny_model_dir), "x"))
-        examples, _ = tokenize_examples(RECORDS, tokenizer, cfg.prompt_template, cfg.max_length)
-        model = wrap_with_lora(model, LoraConfig(**recipe["lora"]), seed=cfg.seed)
+        examples, _ = tokenize_examples(RECORDS, tokenizer, train.prompt_template, train.max_length)
+        model = wrap_with_lora(model, LoraConfig(**recipe["lora"]), seed=train.seed)
         if not resume:
             train_lora(model, tokenizer, examples, settings, checkpoints=tmp_path, resume=False, recipe=recipe)
             assert latest_checkpoint(tmp_path).name == "step-000002" and len(list(tmp_path.iterdir())) == 2
