@@ -1,5 +1,5 @@
 """The base model and what every later stage does with it: load it (base_model, attention), render a
-prompt into token ids (prompts) and decode answers, several adapters in one batch (generate). Training,
+prompt or a conversation into token ids (prompts), read tool calls back from an answer (tool_calls) and decode answers, several adapters in one batch (generate). Training,
 evaluation and serving share these, so they render and decode alike.
 
 The names below are the stage's public face: flows and commands import them from here.
@@ -7,6 +7,8 @@ The names below are the stage's public face: flows and commands import them from
 
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import generate
-from tasks.model.prompts import prompt_token_ids
+from tasks.model.prompts import conversation_token_ids, prompt_token_ids
+from tasks.model.tool_calls import parse_tool_calls
 
-__all__ = ["detect_device", "generate", "load_base_model", "prompt_token_ids"]
+__all__ = ["conversation_token_ids", "detect_device", "generate", "load_base_model", "parse_tool_calls",
+           "prompt_token_ids"]

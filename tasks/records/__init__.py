@@ -6,8 +6,9 @@ The names below are the stage's public face: flows and commands import them from
 
 from tasks.records.batches import iter_frames, write_rows
 from tasks.records.contract import Contract, contract_problems, load_contract
+from tasks.records.conversation import Conversation, Message, ToolCall, conversation_of, stored_columns
 from tasks.records.quarantine import quarantine_row
 
 __all__ = [
-    "Contract", "contract_problems", "iter_frames", "load_contract", "quarantine_row", "write_rows",
+    "Contract", "Conversation", "Message", "ToolCall", "conversation_of", "stored_columns", "contract_problems", "iter_frames", "load_contract", "quarantine_row", "write_rows",
 ]
