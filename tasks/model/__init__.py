@@ -1,6 +1,7 @@
-"""The base model and what every later stage does with it: load it (base_model, attention), render a
-prompt or a conversation into token ids (prompts), read tool calls back from an answer (tool_calls) and decode answers, several adapters in one batch (generate). Training,
-evaluation and serving share these, so they render and decode alike.
+"""The base model and what every later stage does with it: load it (base_model, attention), render a prompt
+or a conversation into token ids (prompts), decode answers, several adapters in one batch (generate), and
+read tool calls back from an answer (tool_calls). Training, evaluation and serving share these, so they
+render and decode alike.
 
 The names below are the stage's public face: flows and commands import them from here.
 """

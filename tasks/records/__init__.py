@@ -1,5 +1,5 @@
 """Records and contracts, shared by every stage: bounded batch readers and writers, the quarantine row,
-the data contract model and loader, and the PII detectors.
+the data contract model and loader, the conversation record, and the PII detectors.
 
 The names below are the stage's public face: flows and commands import them from here.
 """
@@ -10,5 +10,6 @@ from tasks.records.conversation import Conversation, Message, ToolCall, conversa
 from tasks.records.quarantine import quarantine_row
 
 __all__ = [
-    "Contract", "Conversation", "Message", "ToolCall", "conversation_of", "stored_columns", "contract_problems", "iter_frames", "load_contract", "quarantine_row", "write_rows",
+    "Contract", "Conversation", "Message", "ToolCall", "contract_problems", "conversation_of", "iter_frames",
+    "load_contract", "quarantine_row", "stored_columns", "write_rows",
 ]
