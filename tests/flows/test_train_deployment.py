@@ -87,7 +87,7 @@ def test_a_crashed_training_task_is_retried_and_resumes_but_a_user_error_is_not(
     calls = []
     adapter = fake_adapter(resumed_from_step=1)
 
-    def flaky(config, corpus, base, run_dir, progress, resume, extra_tags):
+    def flaky(recipe, corpus, base, run_dir, *, resume, **options):
         calls.append(resume)
         if len(calls) == 1:
             raise RuntimeError("worker lost")               # a crash: retried

@@ -49,7 +49,7 @@ def flaky_scorer(prompt, answer, reference):
     (ScorerSpec(kind="field_match", pattern=r"^Triage: (?P<triage>\w+)", fields=["team"]), "not named groups"),
     (ScorerSpec(kind="regex_match", pattern="(unclosed"), "not a valid regex"),
     (ScorerSpec(kind="custom", function="no_such_module_xyz:f"), "cannot import"),
-    (ScorerSpec(kind="custom", function="tests.tasks.test_scorers:bad_scorer"), "must return a finite number"),
+    (ScorerSpec(kind="custom", function="tests.tasks.evaluate.test_scorers:bad_scorer"), "must return a finite number"),
     (ScorerSpec(kind="custom", function="json:loads"), "raised on a probe"),
 ])
 def test_bad_declarations_fail_before_generation(spec, message):
@@ -63,7 +63,7 @@ def test_an_unknown_kind_is_a_config_error_naming_the_field():
 
 
 def test_a_custom_scorer_failing_on_one_example_counts_it_as_failed():
-    (scorer,) = build_scorers([ScorerSpec(kind="custom", name="mine", function="tests.tasks.test_scorers:flaky_scorer")],
+    (scorer,) = build_scorers([ScorerSpec(kind="custom", name="mine", function="tests.tasks.evaluate.test_scorers:flaky_scorer")],
                               probe=("p", REFERENCE))
     assert scorer("p", "boom", REFERENCE) == {"mine": 0.0} and scorer("p", "fine", REFERENCE) == {"mine": 1.0}
     assert scorer.failures == {"mine": 1}

@@ -16,7 +16,7 @@ def test_two_processes_train_one_adapter_with_checkpoints(tmp_path, tiny_model_d
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({
         "base_model": str(tiny_model_dir), "lora": {"r": 4, "alpha": 8},
         "train": {"max_steps": 4, "batch_size": 4, "max_length": 64, "warmup_steps": 1, "checkpoint_every": 2}}))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tasks.train.recipe",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tasks.train",
                str(tmp_path / "config.yaml"), "--data", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "out")]
     done = subprocess.run(command, cwd=Path(__file__).parents[3], env=os.environ | {"OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)

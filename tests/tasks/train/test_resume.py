@@ -30,7 +30,7 @@ def recipe(tmp_path, tiny_model_dir):
         "train": {"max_steps": STEPS, "batch_size": 4, "max_length": 96, "warmup_steps": 2, "checkpoint_every": 5}}))
 
     def start(out: Path, resume: bool = False) -> subprocess.Popen:
-        command = [sys.executable, "-m", "tasks.train.recipe", str(config), "--data", str(data), "--out", str(out)]
+        command = [sys.executable, "-m", "tasks.train", str(config), "--data", str(data), "--out", str(out)]
         return subprocess.Popen(command + (["--resume"] if resume else []), cwd=Path(__file__).parents[3],
                                 env=os.environ | {"OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
