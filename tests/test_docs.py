@@ -14,13 +14,13 @@ import typer.main
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^ {0,3}(```|~~~)")
 HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
+CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
+REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
 # `adapterops` where a shell command starts: a line, a span, after a separator or "Run with:", past
 # `VAR=value` assignments and a path such as .venv/bin/ (not `createdb -O adapterops` or /srv/adapterops)
 COMMAND = re.compile(r"(?:^|[|;&(`]|:[ \t])[ \t]*(?:\$[ \t]+)?(?:[A-Za-z_]\w*=\S*[ \t]+)*(?:[^\s=`]*/)?"
-                     r"adapterops(?:[ \t]+([^\n`]*)|(?=[`\n]|$))", re.M)
+                     r"adapterops(?:[ \t]+([^\n`]*)|(?=[`\n]|$))", re.MULTILINE)
 WORD = re.compile(r"[a-z][a-z0-9-]*")
 SHELL_BREAKS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>&1"}
 
@@ -73,7 +73,7 @@ def broken_links(files: list[Path], root: Path = ROOT) -> list[str]:
         prose, _ = split_code(path.read_text(encoding="utf-8"))
         prose = CODE_SPAN.sub("", prose)
         for target in LINK.findall(prose) + REFERENCE.findall(prose):
-            if re.match(r"[a-z][a-z0-9+.-]*:|//", target, re.I):
+            if re.match(r"[a-z][a-z0-9+.-]*:|//", target, re.IGNORECASE):
                 continue
             name, _, anchor = unquote(target).partition("#")
             linked = (path.parent / name).resolve() if name else path

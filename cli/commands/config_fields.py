@@ -3,12 +3,15 @@ reference page committed as docs/configuration.md."""
 
 from __future__ import annotations
 
+from typing import get_args, get_origin
+
 import typer
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 from rich.console import Console
 from rich.table import Table
 
-from adapterops.config import Config, field_docs
+from adapterops.config import Config, Section, field_docs
 from adapterops.escaping import md_cell, md_code
 
 out = Console()
@@ -18,16 +21,43 @@ INTRO = """# Configuration reference
 
 A run is described by one YAML file (`adapterops run FILE`, `adapterops train FILE`); every field below has a
 default, so a config names only what it changes. A dotted name is a key in a section: `train.max_steps` is
-`train: {max_steps: 1000}`. An unknown or invalid field is an error that names it. Scorers and gate rules
-are explained in [evaluation.md](evaluation.md), the labeling policy in [labeling.md](labeling.md).
+`train: {max_steps: 1000}`. An unknown or invalid field is an error that names it. After the fields come the
+fields of each item of a list (a scorer, a gate rule); what scorers and gate rules do is in
+[evaluation.md](evaluation.md), the labeling policy in [labeling.md](labeling.md).
+
+## Every field
 """
 
 
+def list_items(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """(dotted name, item model) for every field that is a list of sections, such as `release.gate`."""
+    found = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            found += list_items(annotation, f"{prefix}{name}.")
+        elif get_origin(annotation) is list and isinstance(item := get_args(annotation)[0], type) \
+                and issubclass(item, Section):
+            found.append((f"{prefix}{name}", item))
+    return found
+
+
+def _table(model: type[BaseModel], prefix: str = "") -> list[str]:
+    rows = ["| field | default | description |", "|---|---|---|"]
+    for name, default, description in field_docs(model, prefix):
+        default = "required" if default == repr(PydanticUndefined) else md_code(default, in_table=True)
+        rows.append(f"| {md_code(name, in_table=True)} | {default} | {md_cell(description)} |")
+    return rows
+
+
 def fields_markdown(model: type[BaseModel] = Config) -> str:
-    """The reference as a markdown page: one table row per field, record-like text escaped for markdown."""
-    rows = [f"| {md_code(name, in_table=True)} | {md_code(default, in_table=True)} | {md_cell(description)} |"
-            for name, default, description in field_docs(model)]
-    return "\n".join([GENERATED, "", INTRO, "| field | default | description |", "|---|---|---|", *rows]) + "\n"
+    """The reference as a markdown page: a table of every field, then one of each list's items; defaults and
+    descriptions escaped for markdown."""
+    lines = [GENERATED, "", INTRO, *_table(model)]
+    for name, item in list_items(model):
+        summary = md_cell((item.__doc__ or "").strip().split("\n\n")[0])
+        lines += ["", f"## Each item of `{name}`", "", summary, "", *_table(item, f"{name}[].")]
+    return "\n".join(lines) + "\n"
 
 
 def config_fields(markdown: bool = typer.Option(False, "--markdown",
