@@ -39,8 +39,8 @@ $(LS_VENV)/.installed: tests/labelstudio/requirements.txt tests/labelstudio/cons
 test-labeling: install $(LS_VENV)/.installed
 	LABEL_STUDIO_VENV=$(CURDIR)/$(LS_VENV) $(BIN)/python -m pytest -m labelstudio tests/labelstudio
 
-# On real services (PostgreSQL, an S3 server, MLflow and Prefect servers, a Dask cluster, cpu/gpu workers); see the
-# README's "Running on shared services". Installs PostgreSQL with apt-get when it is missing.
+# On real services (PostgreSQL, an S3 server, MLflow and Prefect servers, a Dask cluster, cpu/gpu workers); see
+# docs/shared-services.md. Installs PostgreSQL with apt-get when it is missing.
 test-services: install
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)

@@ -1,6 +1,5 @@
-"""Command groups of the `adapterops` CLI, one module per area, registered in cli/main.py.
-
-`prepare` lives here, below the CLI, so command modules need not import the CLI that registers them.
+"""What every command does before it runs: `prepare` the workspace and the tracking servers, and keep user
+errors' tracebacks out of Prefect's logs. It lives beside the commands so they need not import cli.main.
 """
 
 from __future__ import annotations

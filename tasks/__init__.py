@@ -1,1 +1,1 @@
-"""Pure pipeline steps with thin Prefect wrappers; see design.md for the flow of data."""
+"""The pipeline's stages, one package each; a stage's `__init__` is its face (docs/architecture.md)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def get_commands() -> list[tuple[str, object]]:
-    """(name, command function or Typer group), in the order `adapterops --help` lists them."""
+    """(name, command function or Typer group); `adapterops --help` lists the commands, then the groups, in this order."""
     from cli.commands import (
         config_fields,
         contract,
