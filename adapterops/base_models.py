@@ -1,4 +1,4 @@
-"""Which base model a config names, resolved at the edge: `builtin:tiny` (built locally on first
+"""Which base model a config names, resolved at the edge: `builtin:tiny-llama` (built locally on first
 use), a local folder, or a hub id with its revision. The recipe gets the resolved BaseModelRef."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""PII detectors (e-mail, phone, payment card, IBAN, US SSN, IP address) and a contract's policy for each.
+"""The PII stage: a contract's policy for each detector (e-mail, phone, payment card, IBAN, US SSN, IP address;
+the detectors are tasks/records/pii_detect.py) applied to the records.
 
 The policy acts on the corpus records themselves: a redacted value is replaced in the record, so the corpus
 version and everything exported from it downstream (labeling, training) never carries it.
