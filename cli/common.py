@@ -9,6 +9,7 @@ import warnings
 
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
+from adapterops.processes import tag_new_runs
 from adapterops.storage import is_disk_full
 from adapterops.workspace import configure_environment, resolve_workspace
 
@@ -25,6 +26,7 @@ class _HideUserErrorTracebacks(logging.Filter):
 def prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
+    tag_new_runs()   # MLflow runs this process starts name it: the next run marks them KILLED if it dies
     warnings.filterwarnings("ignore", category=FutureWarning)
     # The embedded Prefect server's connection pool logs a cancelled rollback when the process exits.
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)

@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from adapterops.children import die_with_parent
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import terminal
 from adapterops.storage import disk_full_error, is_disk_full
@@ -25,6 +26,7 @@ for name, command in get_commands():
 
 
 def main() -> None:
+    die_with_parent()    # a child of a step (the staging server) ends when that step's process ends
     try:
         app()
     except AdapterOpsError as error:

@@ -5,11 +5,11 @@ The names below are the stage's public face: flows and commands import them from
 """
 
 from tasks.records.batches import iter_frames, write_rows
-from tasks.records.contract import Contract, contract_problems, load_contract
+from tasks.records.contract import Contract, contract_path, contract_problems, load_contract
 from tasks.records.conversation import Conversation, Message, ToolCall, conversation_of, stored_columns
 from tasks.records.quarantine import quarantine_row
 
 __all__ = [
-    "Contract", "Conversation", "Message", "ToolCall", "contract_problems", "conversation_of", "iter_frames",
+    "Contract", "Conversation", "Message", "ToolCall", "contract_path", "contract_problems", "conversation_of", "iter_frames",
     "load_contract", "quarantine_row", "stored_columns", "write_rows",
 ]
