@@ -8,17 +8,36 @@ import logging
 import warnings
 
 from adapterops.config import Config
+from adapterops.error_log import log_traceback
 from adapterops.errors import AdapterOpsError
 from adapterops.processes import tag_new_runs
 from adapterops.storage import is_disk_full
 from adapterops.workspace import configure_environment, resolve_workspace
 
 
+def _expected_fault(error: BaseException | None) -> bool:
+    """A fault the CLI turns into one line: ours, a full disk, a signal, an unreachable or failing store."""
+    if error is None:
+        return False
+    if isinstance(error, (AdapterOpsError, KeyboardInterrupt, ConnectionError)) or is_disk_full(error):
+        return True
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    return bool(names & {"TerminationSignal", "MlflowException", "RestException", "ConnectError", "MaxRetryError",
+                         "ConnectionError", "HTTPStatusError", "SafetensorError"})
+
+
 class _HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for our user errors and a full disk one line is enough."""
+    """Prefect logs a flow's exception with its traceback, once per task and flow it crosses; for the faults the
+    CLI reports in one line, the traceback goes to the error log once and the terminal gets the message only."""
+
+    logged: set[int] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and (isinstance(record.exc_info[1], AdapterOpsError) or is_disk_full(record.exc_info[1])):
+        error = record.exc_info[1] if record.exc_info else None
+        if _expected_fault(error):
+            if id(error) not in self.logged and not isinstance(error, AdapterOpsError):
+                self.logged.add(id(error))
+                log_traceback(error, f"logged by {record.name}: {record.getMessage()[:500]}")
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -5,6 +5,8 @@ from prefect import flow, task
 from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import retry_unless_user_error
+from adapterops.faults import crash_point
+from adapterops.interrupts import at_step
 from adapterops.pipeline_state import read_state, record_step, step_result
 from adapterops.refs import AdapterRef, CorpusRef
 from flows.approve import approve
@@ -25,7 +27,9 @@ reuse_task = task(name="find-trained-adapter", retries=2, retry_delay_seconds=5,
 @flow(name="retrain")
 def retrain(config: Config) -> dict:
     """The whole chain; an unchanged corpus and recipe stops after approval: it was trained already."""
+    at_step("curation")
     corpus = curate(config)
+    at_step("approval")
     if (approval := approve(config, corpus)).get("elsewhere"):   # whoever decided trains it: not twice
         publish_markdown("retrain-approved-elsewhere", "Approved outside this run",
                          f"Corpus v{corpus.version} was approved by {approval['approver']} while this run waited; "
@@ -54,6 +58,7 @@ def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
     """After approval, in the calling flow: train → evaluate → stage → release, each step recorded in the version's
     state file as it is done; a version already trained from this corpus and recipe continues from the first
     step not done (nothing to do only once its release decision is recorded)."""
+    at_step("training")
     base_revision = resolve_base_model(config.recipe).revision
     state: dict = {}
     if (existing := reuse_task(config.recipe, config.release.model_name, corpus, base_revision)) is not None:
@@ -71,17 +76,23 @@ def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
         # On a GPU work pool when one is configured (run_deployment, waits for it), else in this process.
         adapter = train_on_work_pool(config, corpus) if config.train.work_pool else train(config, corpus)
         record_step(adapter.model_name, adapter.version, "trained", adapter)
+        crash_point("after-train")
     name, version = adapter.model_name, adapter.version
     done, evaluation = step_result(state, "evaluated")
+    at_step("evaluation")
     if not done:
         evaluation = evaluate(config, corpus, adapter)
         record_step(name, version, "evaluated", evaluation)
+        crash_point("after-evaluate")
     done, staged = step_result(state, "staged")
+    at_step("staging")
     if not done:
         # only a candidate the offline gate would promote is staged: a held one never reaches a server
         staged = staging(config, corpus, adapter, evaluation) if (
             config.release.staging and decide(config.release.gate, evaluation.summary).promote) else None
         record_step(name, version, "staged", staged)
+        crash_point("after-staging")
+    at_step("release")
     decision = release(config, adapter, evaluation, staged)
     record_step(name, version, "released", decision)
     emit_release(decision, corpus, config.mlflow_ui_url)   # the adapterops-release automation tells people

@@ -19,6 +19,7 @@ import pandas as pd
 
 from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
@@ -319,6 +320,7 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
                            "eval.seed": evaluation.seed, "eval.min_slice_size": evaluation.min_slice_size})
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
+        crash_point("evaluate-logging")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
                            model_id=adapter.model_id)
         mlflow.log_dict(result, "evaluation/summary.json")

@@ -21,6 +21,7 @@ from typing import Callable
 from adapterops.base_models import resolve_base_model
 from adapterops.config import LoraConfig, Recipe, TrainConfig, load_config
 from adapterops.errors import AdapterOpsError
+from adapterops.faults import crash_point
 from adapterops.refs import BaseModelRef
 from adapterops.storage import write_json
 from adapterops.workspace import resolve_workspace
@@ -157,6 +158,7 @@ def train_lora(model, tokenizer, examples: list[Example], train: TrainConfig,
         if checkpoints and rank == 0 and train.checkpoint_every and (state.step % train.checkpoint_every == 0
                                                                    or state.step == train.max_steps):
             save_checkpoint(checkpoints, state, named, optimizer, order, train.keep_checkpoints)
+            crash_point("train-after-checkpoint")
     model.eval()
     return state.history
 
