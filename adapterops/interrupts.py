@@ -1,7 +1,7 @@
 """SIGTERM and Ctrl-C stop a command within seconds with one line: "interrupted at STEP; `adapterops run` resumes".
 
-SIGTERM is turned into `Interrupted` (a KeyboardInterrupt) in the main thread, as Ctrl-C already is, so the
-code being run unwinds: `with` blocks stop the child processes they started, and Prefect's engines mark their
+SIGTERM and SIGINT are turned into `Interrupted` in the main thread (a BaseException, like KeyboardInterrupt, but
+not one: Typer would turn that into a bare exit 130), so the code being run unwinds: `with` blocks stop the child processes they started, and Prefect's engines mark their
 runs crashed while the embedded server is still up (it runs in its own session, see server_guard, so a Ctrl-C
 at the terminal does not stop it first). The CLI turns the exception into the one line.
 """
@@ -13,7 +13,7 @@ import signal
 _STEP = {"name": "start"}
 
 
-class Interrupted(KeyboardInterrupt):
+class Interrupted(BaseException):
     """The command was asked to stop by a signal."""
 
     def __init__(self, signum: int):
@@ -31,13 +31,15 @@ def current_step() -> str:
 
 
 def _raise(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second SIGTERM while unwinding must not cut the cleanup
+    for kind in (signal.SIGTERM, signal.SIGINT):   # a second signal while unwinding must not cut the cleanup
+        signal.signal(kind, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
 def handle_termination() -> None:
-    """SIGTERM raises Interrupted in the main thread (call from the main thread, before any flow runs)."""
+    """SIGTERM and Ctrl-C raise Interrupted in the main thread (call from the main thread, before any flow runs)."""
     signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, _raise)
 
 
 def exit_code(error: BaseException) -> int:

@@ -21,6 +21,8 @@ def _expected_fault(error: BaseException | None) -> bool:
         return False
     if isinstance(error, (AdapterOpsError, KeyboardInterrupt, ConnectionError)) or is_disk_full(error):
         return True
+    if type(error).__name__ == "Interrupted":
+        return True
     names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
     return bool(names & {"TerminationSignal", "MlflowException", "RestException", "ConnectError", "MaxRetryError",
                          "ConnectionError", "HTTPStatusError", "SafetensorError"})

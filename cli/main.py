@@ -10,7 +10,7 @@ from rich.console import Console
 from adapterops.children import die_with_parent
 from adapterops.error_log import details, log_traceback
 from adapterops.errors import AdapterOpsError
-from adapterops.interrupts import at_step, current_step, exit_code, handle_termination
+from adapterops.interrupts import Interrupted, at_step, current_step, exit_code, handle_termination
 from adapterops.escaping import terminal
 from adapterops.storage import disk_full_error, is_disk_full
 from adapterops.workspace import resolve_workspace
@@ -35,7 +35,7 @@ def main() -> None:
         app()
     except AdapterOpsError as error:
         _error_line(error)
-    except KeyboardInterrupt as error:
+    except (KeyboardInterrupt, Interrupted) as error:
         _interrupted(error)
     except Exception as error:       # a full disk or a store fault where no step expected one: one line too
         _error_line(_one_line(error) or _bug(error), log_traceback(error))
@@ -62,6 +62,8 @@ def _one_line(error: Exception) -> AdapterOpsError | None:
     """The one line for a fault no step turned into one: a full disk, an unreachable tracking server."""
     if is_disk_full(error):
         return disk_full_error(_full_path(error) or resolve_workspace().root)
+    if _workspace_disk_full():   # e.g. Prefect's API answering 500 because its database cannot grow
+        return disk_full_error(resolve_workspace().root)
     if _is_mlflow_error(error) or _is_connection_error(error):
         from tasks.release import registry_failure
 
@@ -75,6 +77,15 @@ def _bug(error: Exception) -> AdapterOpsError:
     return AdapterOpsError(f"{type(error).__name__} at {current_step()}: {str(error).splitlines()[0][:300] if str(error) else ''}"
                            "; this is a bug: please report it with the traceback. `adapterops run` resumes from the "
                            "step that stopped.")
+
+
+def _workspace_disk_full() -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(resolve_workspace().root).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _full_path(error: BaseException | None):

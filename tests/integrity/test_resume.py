@@ -29,7 +29,8 @@ def run(home: Path, config: Path, **env: str) -> subprocess.CompletedProcess:
     environment = subprocess_env(ADAPTEROPS_HOME=str(home), PREFECT_HOME=str(home / "prefect"), OMP_NUM_THREADS="1",
                                  **env)
     for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        environment.pop(name, None)
+        if name not in env:
+            environment.pop(name, None)
     return subprocess.run([sys.executable, "-c", MAIN, "run", str(config)], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=1500)
 
