@@ -5,6 +5,7 @@ errors' tracebacks out of Prefect's logs. It lives beside the commands so they n
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 
 from adapterops.config import Config
@@ -44,6 +45,13 @@ class _HideUserErrorTracebacks(logging.Filter):
         return True
 
 
+def _thread_fault(args) -> None:
+    if _expected_fault(args.exc_value):
+        log_traceback(args.exc_value, f"in thread {args.thread.name if args.thread else '?'}")
+    else:
+        threading.__excepthook__(args)
+
+
 def prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
@@ -53,8 +61,11 @@ def prepare(config: Config | None = None) -> None:
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
     # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
-    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine",
+                 "prefect.events.clients", "prefect.client", "mlflow.store.db.utils", "mlflow.utils.async_logging",
+                 "mlflow.system_metrics.system_metrics_monitor", "mlflow.tracking._tracking_service.client"):
         logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
+    threading.excepthook = _thread_fault   # a background thread's fault (metrics upload) goes to the error log
 
 
 def setup() -> None:
