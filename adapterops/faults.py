@@ -5,7 +5,7 @@ with SIGKILL when it reaches that point: no cleanup, no atexit, as a power cut o
 ADAPTEROPS_SIGNAL_AT=NAME:TERM (or NAME:INT) sends the process SIGTERM (SIGINT, a Ctrl-C) there instead, as
 an operator or a scheduler would, to test how a command stops. ADAPTEROPS_FILL_DISK_AT=NAME fills the disk
 holding ADAPTEROPS_HOME there (a file of zeros until "no space left"); ADAPTEROPS_STOP_AT=NAME:PID kills process
-PID there (a tracking server stopping mid-run).
+PID there, with its process group when it leads one (a tracking server stopping mid-run).
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def crash_point(name: str) -> None:
     point, _, pid = os.environ.get(STOP_ENV, "").partition(":")
     if point == name:
         os.environ.pop(STOP_ENV)
-        os.kill(int(pid), signal.SIGKILL)
+        target = int(pid)
+        if os.getpgid(target) == target:     # a server leading its own group: its workers go with it
+            os.killpg(target, signal.SIGKILL)
+        else:
+            os.kill(target, signal.SIGKILL)
     point, _, kind = os.environ.get(SIGNAL_ENV, "").partition(":")
     if point == name:
         os.environ.pop(SIGNAL_ENV)        # once: the stopping command passes this point again while it unwinds
