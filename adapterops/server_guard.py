@@ -71,7 +71,21 @@ class _OwnSession:
     @staticmethod
     def Popen(*args, **kwargs):
         kwargs.setdefault("start_new_session", True)
+        if "stdout" not in kwargs and "stderr" not in kwargs:   # its tracebacks (a full disk: 500s) go to a log
+            kwargs["stdout"], kwargs["stderr"] = _server_log(), subprocess.STDOUT
         return subprocess.Popen(*args, **kwargs)
+
+
+def _server_log():
+    """ADAPTEROPS_HOME/logs/prefect-server.log, opened for appending (DEVNULL if it cannot be)."""
+    from adapterops.workspace import resolve_workspace
+
+    try:
+        path = resolve_workspace().root / "logs" / "prefect-server.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+    except OSError:
+        return subprocess.DEVNULL
 
 
 def _patch(module) -> None:
