@@ -17,12 +17,27 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+INPUT_FORMATS = ("auto", "openai", "sharegpt", "alpaca", "prompt_completion")
+DEFAULT_SPLITS = {"train": "train", "test": "eval", "validation": "eval"}
+
+
 class Columns(Section):
-    id: str = Field("id", description="Input column holding the record's unique id.")
+    id: str = Field("id", description="Input column holding the record's unique id, or `hash` (a digest of the "
+                                      "record's content; used when no row has the default `id` column).")
     prompt: str = Field("prompt", description="Input column holding the prompt text.")
     completion: str = Field("completion", description="Input column holding the target completion.")
     source: str = Field("source", description="Input column naming where the record came from.")
     timestamp: str = Field("timestamp", description="Input column with the record's ISO-8601 time.")
+
+
+class InputsConfig(Section):
+    format: Literal["auto", "openai", "sharegpt", "alpaca", "prompt_completion"] = Field(
+        "auto", description="Record format of every source: auto (detected per file), openai (chat `messages`; also "
+                            "TRL conversational), sharegpt, alpaca, or prompt_completion (the `columns.*` mapping).")
+    splits: dict[str, Literal["train", "eval", "skip"]] = Field(
+        default_factory=lambda: dict(DEFAULT_SPLITS),
+        description="A Hugging Face DatasetDict source's splits: train (the corpus), eval (the evaluation set) or "
+                    "skip; splits not named are skipped.")
 
 
 class DedupConfig(Section):
@@ -230,12 +245,13 @@ class Recipe(Section):
 
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
-    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
-    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval'.")
+    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input files, globs or folders (JSONL, CSV, TSV, Parquet, Hugging Face save_to_disk folders), or 'demo:train' for the generated demo corpus.")
+    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval' (left at 'demo:eval', a DatasetDict source's eval splits take its place).")
     labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` or files of `label pull` (Label Studio .json or .jsonl) whose decisions curation applies under labeling.policy.")
     contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
     labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Label decisions: policy, reviewer, Label Studio.")
     columns: Columns = Field(default_factory=Columns, description="Mapping of input columns.")
+    inputs: InputsConfig = Field(default_factory=InputsConfig, description="Record formats of the sources and DatasetDict splits.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal settings.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/held-out split settings.")
     approval: Literal["auto", "owner"] = Field("owner", description="'auto' approves as policy:auto; 'owner' waits for a contract owner.")
