@@ -226,6 +226,7 @@ def parse_jsonl_lines(lines: Iterable[bytes], input_file: str, columns: Columns,
     if shape is None:
         lines = list(lines)
         shape = file_shape(jsonl_objects(lines), input_file, columns, inputs, out.notes)
+    out.record_format = describe(shape.format)
     for number, line in enumerate(lines, start=1):
         line = line.rstrip(b"\n").rstrip(b"\r")
         if number == 1:
@@ -349,6 +350,7 @@ def parse_rows(rows: Iterable[dict], input_file: str, columns: Columns, seen_ids
     if shape is None:
         rows = list(rows)
         shape = file_shape(rows, input_file, columns, inputs, out.notes)
+    out.record_format = describe(shape.format)
     for number, row in enumerate(rows, start=1):
         out.lines += 1
         normalise_row(row, number, input_file, columns, seen, json.dumps(row, ensure_ascii=False, default=str), out, shape)

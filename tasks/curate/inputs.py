@@ -13,7 +13,6 @@ from adapterops.storage import file_digest, write_parquet
 from tasks.curate.ingest import (STORED_FIELDS, Ingested, file_shape, jsonl_objects, parse_csv, parse_jsonl_lines,
                                  parse_rows)
 from tasks.records.batches import BATCH_ROWS, FORMATS, parquet_reader
-from tasks.records.formats import describe
 from tasks.records.quarantine import QUARANTINE_FIELDS
 
 # A folder's .json files are label exports or metadata more often than records: only named ones are read.
@@ -67,14 +66,12 @@ def read_input(path: str, fmt: str, columns: Columns, seen: set[str], inputs: In
             shape = file_shape(jsonl_objects(handle), path, columns, inputs, notes)
         with Path(path).open("rb") as handle:        # a 50 MB line is one line, not the whole file
             result = parse_jsonl_lines(handle, path, columns, seen, shape=shape)
-        result.record_format = describe(shape.format)
     elif fmt in ("csv", "tsv"):
         result = parse_csv(Path(path).read_bytes(), path, columns, seen, "\t" if fmt == "tsv" else ",", inputs=inputs)
     elif fmt == "parquet":
         names = _parquet_columns(path)
         shape = file_shape([dict.fromkeys(names, "x")] if names else [], path, columns, inputs, notes)
         result = parse_rows(_parquet_rows(path), path, columns, seen, shape=shape)
-        result.record_format = describe(shape.format)
     else:
         result = Ingested()
         for name, dataset in _hf_splits(path):
@@ -83,8 +80,8 @@ def read_input(path: str, fmt: str, columns: Columns, seen: set[str], inputs: In
             result.records += part.records
             result.quarantine += part.quarantine
             result.lines += part.lines
-            result.record_format = describe(shape.format)
-    result.notes = notes + result.notes
+            result.record_format = part.record_format
+        result.notes = notes + result.notes
     if result.lines == 0:
         raise AdapterOpsError(f"{path}: empty (no rows{' after the header' if fmt in ('csv', 'tsv') else ''}); "
                               f"remove it from the sources or re-export it.")

@@ -184,7 +184,11 @@ def _tools(value) -> tuple[dict, ...]:
 
 
 def check_conversation(conversation: Conversation) -> None:
-    """Turn order, tool calls bound to results, and something to train; raises Malformed naming the first problem."""
+    """Turn order, tool calls bound to results, and something to train; raises Malformed naming the first problem.
+
+    A conversation may end on the assistant's tool calls (the target is the call, as in OpenAI's function-calling
+    fine-tuning examples); a call followed by anything but its result is a call without a result.
+    """
     messages = conversation.messages
     open_calls: dict[str, int] = {}
     previous = None
@@ -208,7 +212,7 @@ def check_conversation(conversation: Conversation) -> None:
                 raise Malformed("bad_tool_call", f"message {number} calls {call.name} with no call id")
             open_calls[call.id] = number
         previous = message.role
-    if open_calls:
+    if open_calls and not all(number == len(messages) for number in open_calls.values()):
         call_id, number = next(iter(open_calls.items()))
         raise Malformed("tool_call_without_result", f"message {number} calls a tool (id {call_id!r}) whose result "
                                                     f"never follows; add the tool message")
