@@ -103,3 +103,22 @@ def test_a_contract_can_require_the_final_turn_format_and_a_turn_limit_on_conver
     run = run_contract(frame, Contract.model_validate(data))
     assert set(run.failing) == {"bad_final", "too_long"}
     assert run.failing["bad_final"] == ["expect_column_values_to_match_regex(last_assistant_message)"]
+
+
+def test_the_demo_export_passes_the_conversation_contract_and_every_row_is_accounted_for(tmp_path):
+    from pathlib import Path
+
+    from adapterops.config import Columns
+    from adapterops.demo_data import write_demo_data
+    from tasks.curate import ingest_files, pii_file, validate_file
+    from tasks.records import load_contract
+
+    train, _ = write_demo_data(tmp_path / "demo", 200, 2026)
+    contract = load_contract(str(Path(__file__).resolve().parents[3] / "data_contracts" / "support_conversations.yaml"))
+    ingested = ingest_files([train], Columns(), tmp_path / "stage")
+    pii = pii_file(ingested.records, contract, tmp_path / "stage")
+    validated = validate_file(pii.records, contract, tmp_path / "stage")
+    contract_rows = pd.read_parquet(tmp_path / "stage" / "contract_quarantine.parquet")
+    assert contract_rows["reason"].str.contains("last_assistant_message").any()   # the short final "Triage: billing"
+    assert ingested.input == validated.kept + ingested.quarantined + pii.quarantined + validated.quarantined
+    assert ingested.files[0]["records_format"] == "OpenAI chat (messages)"
