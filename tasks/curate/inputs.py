@@ -177,6 +177,14 @@ def _digest(path: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def reason_counts(quarantine: list[dict]) -> str:
+    """Quarantine rows counted by reason kind (the text before the first colon), most frequent first."""
+    from collections import Counter
+
+    counts = Counter(row["reason"].split(":", 1)[0] for row in quarantine)
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def ingest_files(paths: list, columns: Columns, stage_dir, inputs: InputsConfig | None = None,
                  notes: list[str] | None = None) -> IngestResult:
     """Parse every input into records.parquet and quarantine.parquet under stage_dir; ids are unique across files."""
@@ -195,7 +203,7 @@ def ingest_files(paths: list, columns: Columns, stage_dir, inputs: InputsConfig 
         said += [f"{path}: {note}" for note in result.notes]
         files.append({"path": path, "format": fmt, "records_format": result.record_format, "digest": _digest(path),
                       "lines": result.lines, "records": len(result.records), "quarantined": len(result.quarantine),
-                      "notes": "; ".join(result.notes)})
+                      "reasons": reason_counts(result.quarantine), "notes": "; ".join(result.notes)})
     stage_dir = Path(stage_dir)
     write_parquet(pd.DataFrame(records, columns=[*STORED_FIELDS, "input_file", "input_line"]), stage_dir / "records.parquet")
     write_parquet(pd.DataFrame(quarantine, columns=list(QUARANTINE_FIELDS)), stage_dir / "quarantine.parquet")

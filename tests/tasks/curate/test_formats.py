@@ -138,6 +138,25 @@ def test_a_parquet_file_of_typed_messages(tmp_path):
     assert result.files[0]["records_format"] == "OpenAI chat (messages)"
 
 
+def test_the_ingest_table_counts_quarantined_rows_by_reason(tmp_path):
+    bad = [{"id": "b1", "messages": [{"role": "user", "content": "hi"}]},
+           {"id": "b2", "messages": [{"role": "user", "content": "hi"}]}, {"id": "b3", "messages": []}]
+    (tmp_path / "chat.jsonl").write_bytes(jsonl({"id": "g", **OPENAI_WEIGHTS}, *bad))
+    result = ingest_files([tmp_path / "chat.jsonl"], Columns(), tmp_path / "stage")
+    assert result.files[0]["reasons"] == "turn_order 2, no_messages 1"
+    assert result.input == result.kept + result.quarantined == 4
+
+
+def test_a_dataset_dict_with_no_split_mapped_to_train_is_one_line_naming_inputs_splits(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train_sft": Dataset.from_list([OPENAI_WEIGHTS])}).save_to_disk(str(tmp_path / "d"))
+    with pytest.raises(AdapterOpsError, match=r"no split .* mapped to train.*inputs.splits.*train_sft: train"):
+        route_splits([str(tmp_path / "d")], InputsConfig())
+    train, _, notes = route_splits([str(tmp_path / "d")], InputsConfig(splits={"train_sft": "train"}))
+    assert train == [f"{tmp_path / 'd'}#train_sft"] and "(inputs.splits)" in notes[0]
+
+
 def test_a_dataset_dict_without_ids_curates_its_train_split_and_offers_test_as_the_evaluation_set(tmp_path):
     from datasets import Dataset, DatasetDict
 
