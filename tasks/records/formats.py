@@ -46,7 +46,10 @@ def row_format(row: dict, prompt_column: str = "prompt") -> str | None:
 
 
 def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and value != value) and value != ""
+    """Not null, NaN or empty text (arrays and lists count as present even when empty: malformed, not absent)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return not (isinstance(value, str) and value == "")
 
 
 def conversation_from(row: dict, fmt: str, prompt_column: str = "prompt", completion_column: str = "completion") \
@@ -74,10 +77,10 @@ def _json_field(row: dict, key: str, what: str = "a list of messages"):
         except json.JSONDecodeError as error:
             raise Malformed("messages_not_a_list", f"{key} is text that is not JSON ({error.msg} at column "
                                                    f"{error.colno}); it must be {what}") from None
-    if not _present(value) or (isinstance(value, (list, tuple)) and not value):
-        raise Malformed("no_messages", f"{key} is missing or empty; a record needs {what}")
     if hasattr(value, "tolist"):           # numpy arrays from Parquet / pandas
         value = value.tolist()
+    if not _present(value) or (isinstance(value, (list, tuple)) and not value):
+        raise Malformed("no_messages", f"{key} is missing or empty; a record needs {what}")
     if not isinstance(value, (list, tuple)):
         raise Malformed("messages_not_a_list", f"{key} is {_kind(value)}, expected {what}")
     return list(value)
