@@ -81,7 +81,7 @@ def read_input(path: str, fmt: str, columns: Columns, seen: set[str], inputs: In
             result.quarantine += part.quarantine
             result.lines += part.lines
             result.record_format = part.record_format
-        result.notes = notes + result.notes
+    result.notes = notes + result.notes
     if result.lines == 0:
         raise AdapterOpsError(f"{path}: empty (no rows{' after the header' if fmt in ('csv', 'tsv') else ''}); "
                               f"remove it from the sources or re-export it.")
