@@ -25,7 +25,7 @@ class ServerProcess:
     """A running `adapterops serve`; stop() ends it (also on leaving a `with` block)."""
 
     def __init__(self, model_names: list[str], aliases: list[str], poll_seconds: float, log_path: Path,
-                 config_path: Path | None = None):
+                 config_path: Path | None = None, env: dict | None = None, stop_timeout: float = 40):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -34,7 +34,8 @@ class ServerProcess:
         command += [a for n in model_names for a in ("--name", n)] + [a for a in aliases for a in ("--alias", a)]
         if config_path:
             command += ["--config", str(config_path)]
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        self.stop_timeout = stop_timeout
+        env = os.environ | (env or {}) | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -65,7 +66,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=self.stop_timeout)   # SIGTERM: requests in flight finish first
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
