@@ -21,7 +21,7 @@ CHAT_TEMPLATE = (
 
 
 def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | None = None,
-                     chat_template: str | None = None) -> str:
+                     chat_template: str | None = None, experiment: str = "serve-tests") -> str:
     """Register a LoRA adapter with seeded random weights under model_name (with its chat template beside
     the weights when given); return its version."""
     import mlflow
@@ -41,7 +41,7 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
         model.save_pretrained(folder)
         if chat_template:
             (Path(folder) / "chat_template.jinja").write_text(chat_template)
-        with mlflow.start_run(experiment_id=ensure_experiment("serve-tests")):
+        with mlflow.start_run(experiment_id=ensure_experiment(experiment)):
             info = mlflow.pyfunc.log_model(
                 name="adapter", artifacts={"adapter": folder}, registered_model_name=model_name,
                 **pyfunc_model_args(TINY_MODEL_NAME, str(base_dir), weights_revision(base_dir), True, TEMPLATE))
