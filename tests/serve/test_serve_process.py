@@ -159,3 +159,22 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(server):
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{process.url}/health", timeout=2)
     assert "Traceback" not in process.log_path.read_text()
+
+
+def test_sigint_stops_like_sigterm(tiny_model_dir, workspace, tmp_path):
+    from tasks.serve.process import ServerProcess
+
+    register_adapter("proc-gamma", 33, tiny_model_dir, "production")
+    with ServerProcess(["proc-gamma"], ["production"], 30, tmp_path / "serve.log", stop_timeout=90) as process:
+        process.wait_healthy(180)
+        body = {"model": "proc-gamma", "messages": TICKET, "max_tokens": 120, "stream": True, "temperature": 1.0, "seed": 6}
+        lines = []
+        with httpx.stream("POST", f"{process.url}/v1/chat/completions", json=body, timeout=120,
+                          headers=process.headers) as raw:
+            for line in filter(None, raw.iter_lines()):
+                lines.append(line)
+                if len(lines) == 3:
+                    process.process.send_signal(signal.SIGINT)
+        assert lines[-1] == "data: [DONE]" and len(lines) > 5
+        assert process.process.wait(timeout=90) == 0
+        assert "Traceback" not in process.log_path.read_text()
