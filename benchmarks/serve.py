@@ -94,6 +94,7 @@ def naive(base: Path, names: list[str], jobs: list[dict]) -> dict:
     from tasks.model.prompts import prompt_token_ids
     from tasks.serve import registered_adapter
 
+    torch.set_num_threads(1)   # as the server (serve.cpu_threads): the same compute, the same contention
     client = mlflow.MlflowClient()
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base).eval()

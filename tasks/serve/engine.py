@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from adapterops.errors import AdapterOpsError
-from tasks.serve.decoding import Sampling, Token, decode_batch
+from tasks.serve.decoding import Decoder, Sampling, Token
 
 
 class QueueFull(Exception):
@@ -288,7 +288,8 @@ class Answer:
 
 class Batcher:
     """A bounded queue and one worker thread that decodes up to max_batch jobs at a time, whatever adapters,
-    sampling settings and token limits they have (peft's mixed-adapter batch, one forward pass per step)."""
+    sampling settings and token limits they have (peft's mixed-adapter batch, one forward pass per step).
+    Jobs join the running batch between two steps and leave it the step they end (continuous batching)."""
 
     def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int):
         self.pool, self.max_batch, self.max_queue = pool, max_batch, max_queue
@@ -361,15 +362,14 @@ class Batcher:
             self.cond.notify()
         return job.future
 
-    def _take(self) -> list[Job] | None:
+    def _take(self, running: int) -> list[Job] | None:
+        """Jobs to admit next to the `running` ones (waits while there is nothing to do); None once stopped."""
         with self.cond:
-            while not self.pending and not self.changes and not self.stopped:
+            while not self.pending and not self.changes and not self.stopped and not running:
                 self.cond.wait()
             if self.stopped:
                 return None
-            batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
-            self.running = batch
-            return batch
+            return [self.pending.popleft() for _ in range(min(self.max_batch - running, len(self.pending)))]
 
     def _finish(self, job: Job, error: Exception | None = None) -> None:
         if not job.released:
@@ -382,30 +382,45 @@ class Batcher:
         else:
             job.future.set_result(Answer(list(job.tokens), job.reason or "stop"))
 
+    def _wire(self, job: Job) -> None:
+        """A job frees its slot the moment it ends, not when the whole batch does."""
+        ended = job.done
+        job.done = lambda reason: (ended(reason), self._finish(job))
+
     def _run(self) -> None:
-        while (batch := self._take()) is not None:
+        decoder = None
+        while True:
+            running = len(decoder.rows) if decoder else 0
+            batch = self._take(running)
+            if batch is None:
+                break
             self._run_changes()
-            live = []
+            if decoder is None or decoder.model is not self.pool.model:
+                decoder = Decoder(self.pool.model, self.pool.tokenizer) if not running else decoder
+            admitted = []
             for job in batch:
                 if job.cancelled() or not job.future.set_running_or_notify_cancel():
                     job.done("cancelled")
                     self._finish(job)
                 else:
-                    live.append(job)
-            if live:
-                for job in live:   # a job frees its slot the moment it ends, not when the whole batch ends
-                    job_done = job.done
-                    job.done = (lambda reason, j=job, d=job_done: (d(reason), self._finish(j)))
-                try:
-                    with self.pool.model_lock:
-                        decode_batch(self.pool.model, self.pool.tokenizer, live)
-                except Exception as error:   # a failed batch fails its requests (500), never the server
-                    for job in live:
-                        if job.reason is None:
-                            job.reason = "error"
-                            if job.listener:
-                                job.listener("done", "error")
-                        self._finish(job, error)
+                    self._wire(job)
+                    admitted.append(job)
             with self.cond:
-                self.running = []
+                self.running = list(decoder.rows) + admitted
+            try:
+                with self.pool.model_lock:
+                    if admitted:
+                        decoder.admit(admitted)
+                    decoder.step()
+            except Exception as error:   # a failed step fails its requests (500), never the server
+                for job in decoder.clear() + admitted:
+                    if job.reason is None:
+                        job.reason = "error"
+                        if job.listener:
+                            job.listener("done", "error")
+                    self._finish(job, error)
+            with self.cond:
+                self.running = list(decoder.rows)
             self.pool.collect()
+        for job in (decoder.clear() if decoder else []):    # stopped with rows still running: end them
+            job.done("cancelled")

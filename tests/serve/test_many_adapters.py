@@ -59,18 +59,18 @@ def test_any_registered_version_loads_on_demand_and_at_most_max_loaded_stay_atta
 
 
 def test_requests_for_different_adapters_share_a_batch(many, monkeypatch):
-    import tasks.serve.engine as engine
+    from tasks.serve.decoding import Decoder
 
     http, follower, _ = many
     solo = {name: ask(http, name)["choices"][0]["message"]["content"] for name in NAMES[:2]}
-    batches, decode = [], engine.decode_batch
+    batches, step = [], Decoder.step
 
-    def recording(model, tokenizer, rows):
-        batches.append({r.slot.model_name for r in rows})
-        time.sleep(0.2)      # let the other requests queue up behind this batch
-        return decode(model, tokenizer, rows)
+    def recording(self):
+        batches.append({r.slot.model_name for r in self.rows})
+        time.sleep(0.05)     # let the other requests join the running batch
+        return step(self)
 
-    monkeypatch.setattr(engine, "decode_batch", recording)
+    monkeypatch.setattr(Decoder, "step", recording)
     answers, threads = [], [threading.Thread(target=lambda n=n: answers.append((n, ask(http, n))))
                             for n in NAMES[:2] * 4]
     for t in threads:
