@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from adapterops.errors import AdapterOpsError
 from tasks.serve.decoding import Decoder, Sampling, Token
+from tasks.serve.gathered_lora import install as install_gathered_lora
 
 
 class QueueFull(Exception):
@@ -144,6 +145,7 @@ class AdapterPool:
             self.model.load_adapter(directory, adapter_name=name)
         else:
             self.model = PeftModel.from_pretrained(self.model, directory, adapter_name=name).eval()
+        install_gathered_lora(self.model)   # new LoRA layers (another adapter's target modules) get it too
 
     def _retire_unreferenced(self) -> None:
         held = {(name, version) for (name, _), version in self.aliases.items()} | self.pinned

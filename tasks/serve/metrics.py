@@ -9,6 +9,7 @@ import logging
 access_log = logging.getLogger("adapterops.serve.access")
 
 UNKNOWN = "-"     # the label of requests refused before a model was resolved (bounded cardinality)
+ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models"}   # any other path: "other" (bounded labels)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -31,8 +32,9 @@ class ServeMetrics:
                                          registry=self.registry)
         self.registry.register(_LoadCollector(pool, batcher))
 
-    def observe(self, exchange: "Exchange", endpoint: str, status: int, seconds: float) -> None:
+    def observe(self, exchange: "Exchange", path: str, status: int, seconds: float) -> None:
         labels = (exchange.model or UNKNOWN, exchange.version or UNKNOWN)
+        endpoint = path if path in ENDPOINTS else "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
         self.requests.labels(*labels, endpoint, str(status)).inc()
         self.latency.labels(*labels).observe(seconds)
         if exchange.first_token_seconds is not None:

@@ -67,3 +67,26 @@ def test_rows_joining_and_leaving_a_running_batch_decode_what_they_decode_alone(
         assert row.reason in ("stop", "length")
     assert quitter.reason == "cancelled" and len(quitter.tokens) == 4
     assert quitter.tokens == alone(peft, tokenizer, Row(quitter.prompt_ids, 4))
+
+
+def test_the_gathered_mixed_batch_forward_equals_pefts_and_falls_back_for_other_ranks(tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tasks.serve.gathered_lora import install
+
+    torch.manual_seed(4)
+    config = lambda r: LoraConfig(r=r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config(4), adapter_name="a").eval()
+    model.add_adapter("b", config(4))
+    ids = torch.randint(3, 500, (4, 9))
+    names = ["a", "b", "__base__", "a"]
+    with torch.inference_mode():
+        reference = model(input_ids=ids, adapter_names=names).logits
+        assert install(model) == 12
+        gathered = model(input_ids=ids, adapter_names=names).logits
+        assert torch.allclose(gathered, reference, atol=1e-4)
+        model.add_adapter("c", config(8))          # another rank: peft's own path, same answer
+        install(model)
+        assert torch.allclose(model(input_ids=ids, adapter_names=names).logits, reference, atol=1e-4)
