@@ -190,7 +190,7 @@ class ServeConfig(Section):
     max_prompt_tokens: int = Field(1024, ge=1, description="Longer prompts answer 400.")
     max_n: int = Field(4, ge=1, le=64, description="Most choices one request may ask for (n).")
     default_temperature: float = Field(0.0, ge=0, le=2, description="Temperature of a request that sends none; 0: greedy (OpenAI's own default is 1).")
-    tool_call_parser: Literal["hermes", "none"] = Field("hermes", description="How tool calls are read back from generated text (like vLLM's --tool-call-parser): hermes, <tool_call>{...}</tool_call> of ChatML templates; none: never.")
+    tool_call_parser: Literal["auto", "hermes", "none"] = Field("auto", description="How tool calls are read back from generated text (like vLLM's --tool-call-parser): hermes, <tool_call>{...}</tool_call> of ChatML templates; none: never; auto: hermes when the chat template writes <tool_call>, else none.")
     max_loaded: int = Field(8, ge=1, description="Most adapter versions attached to the base at once; the least recently used one is retired (after its requests finish) to load another.")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Larger request bodies answer 413 before they are read.")
     max_json_depth: int = Field(64, ge=2, le=1000, description="Request bodies nesting deeper answer 400.")

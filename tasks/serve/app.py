@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from typing import Any, Literal
@@ -197,6 +198,13 @@ def completion_prompts(prompt: str | list[str]) -> list[str]:
     return prompts
 
 
+def tool_call_parser(configured: str, chat_template: str | None) -> str:
+    """The tool-call syntax to read: as configured, or for `auto` the one the chat template writes."""
+    if configured != "auto":
+        return configured
+    return "hermes" if chat_template and "<tool_call>" in chat_template else "none"
+
+
 def sampling_of(request: _Request, settings: ServeConfig, logprobs: int | None, index: int) -> Sampling:
     temperature = settings.default_temperature if request.temperature is None else float(request.temperature)
     seed = None if request.seed is None else request.seed + index   # n choices: reproducible, not identical
@@ -204,22 +212,40 @@ def sampling_of(request: _Request, settings: ServeConfig, logprobs: int | None, 
 
 
 class _Generation:
-    """One request's choices in flight: their jobs, their texts and the events the worker thread sends."""
+    """One request's choices in flight: their jobs, their texts and the events the worker thread sends.
 
-    def __init__(self, loop, tokenizer, stop, marker):
+    Events are buffered and handed to the event loop in one callback per batch of events (not one wake-up per
+    token); a non-streamed request without stop sequences is sent no token events at all: its text is read
+    from the finished job (the same ChoiceText, so it equals the streamed text)."""
+
+    def __init__(self, loop, tokenizer, stop, marker, live: bool):
         self.loop, self.queue = loop, asyncio.Queue()
-        self.tokenizer, self.stop, self.marker = tokenizer, stop, marker
+        self.tokenizer, self.stop, self.marker, self.live = tokenizer, stop, marker, live
         self.jobs: list[Job] = []
         self.texts: list[ChoiceText] = []
         self.prompt_lengths: list[int] = []
+        self._buffer: list = []
+        self._lock = threading.Lock()
 
     def listener(self, index: int):
         def send(kind, value):
+            if kind == "token" and not self.live:
+                return
+            with self._lock:
+                self._buffer.append((index, kind, value))
+                if len(self._buffer) > 1:
+                    return            # a hand-over is already scheduled and will take this one too
             try:
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, kind, value))
+                self.loop.call_soon_threadsafe(self._hand_over)
             except RuntimeError:    # the event loop is gone (shutdown): nobody is listening
                 pass
         return send
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            events, self._buffer = self._buffer, []
+        for event in events:
+            self.queue.put_nowait(event)
 
     def cancel(self) -> None:
         for job in self.jobs:
@@ -238,7 +264,8 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     status = status if status is not None else {}
     metrics = ServeMetrics(pool, batcher)
     app.state.metrics, app.state.draining = metrics, False
-    marker = TOOL_CALL_MARKERS.get(settings.tool_call_parser)
+    parser = tool_call_parser(settings.tool_call_parser, getattr(pool.tokenizer, "chat_template", None))
+    marker = TOOL_CALL_MARKERS.get(parser)
 
     @app.exception_handler(ApiError)
     async def _api_error(http: Request, error: ApiError):
@@ -293,7 +320,8 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
             raise ApiError(400, f"The prompt is {longest} tokens; this server takes at most {settings.max_prompt_tokens}.",
                            param="prompt", code="context_length_exceeded")
         stop = [request.stop] if isinstance(request.stop, str) else request.stop
-        generation = _Generation(asyncio.get_running_loop(), pool.tokenizer, stop, marker if tools else None)
+        generation = _Generation(asyncio.get_running_loop(), pool.tokenizer, stop, marker if tools else None,
+                                 live=bool(request.stream or stop))
         exchange.prompt_tokens = sum(len(p) for p in prompts)
         try:
             for ids in prompts:
@@ -340,6 +368,12 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
                         yield index, delta
                 else:
                     open_choices.discard(index)
+                    job = generation.jobs[index]
+                    if not generation.live:          # no token events were sent: read the finished job
+                        for token in job.tokens:
+                            text.add(token.id)
+                    if exchange.first_token_seconds is None and job.first_token_at is not None:
+                        exchange.first_token_seconds = job.first_token_at - started
                     if value == "error":
                         raise ApiError(500, "Generation failed; see the server log.", kind="server_error")
                     yield index, None
@@ -359,7 +393,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         text = generation.texts[index].text
         if generation.marker is None:
             return text, []
-        return parse_tool_calls(text, settings.tool_call_parser, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
+        return parse_tool_calls(text, parser, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
 
     def chat_logprobs(generation: _Generation, index: int) -> dict | None:
         job = generation.jobs[index]

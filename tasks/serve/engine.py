@@ -253,6 +253,7 @@ class Job:
     reason: str | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     released: bool = False
+    first_token_at: float | None = None     # perf_counter() when the first token was generated
 
     @property
     def adapter(self) -> str:
@@ -267,6 +268,8 @@ class Job:
         return self._cancel.is_set()
 
     def emit(self, token: Token) -> None:
+        if not self.tokens:
+            self.first_token_at = time.perf_counter()
         self.tokens.append(token)
         if self.listener:
             self.listener("token", token)

@@ -254,3 +254,11 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(served, monkeypatch
     assert [j.reason for j in jobs] == ["cancelled"] and len(jobs[0].tokens) < 200
     assert openai.OpenAI(base_url=f"{url}/v1", api_key="unused").chat.completions.create(
         model=MODEL, messages=TICKET, max_tokens=2).choices
+
+
+def test_the_tool_call_parser_follows_the_template_family_unless_configured():
+    from tasks.serve.app import tool_call_parser
+
+    assert tool_call_parser("auto", CHAT_TEMPLATE) == "hermes"
+    assert tool_call_parser("auto", "{{ messages[0].content }}") == "none" and tool_call_parser("auto", None) == "none"
+    assert tool_call_parser("none", CHAT_TEMPLATE) == "none" and tool_call_parser("hermes", None) == "hermes"
