@@ -27,6 +27,9 @@ from tasks.serve.engine import AdapterPool, Batcher, Job, NotLoaded, QueueFull, 
 from tasks.serve.metrics import Exchange, ServeMetrics, access_log
 
 
+INLINE_PARSE_BYTES = 64 * 1024   # bodies up to this size are parsed on the event loop, larger ones in a thread
+
+
 class ApiError(Exception):
     """A request the server refuses, answered in OpenAI's error shape."""
 
@@ -288,6 +291,8 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
 
     async def read(http: Request, schema: type[_Request]) -> _Request:
         raw = await http.body()
+        if len(raw) <= INLINE_PARSE_BYTES:      # parsed in microseconds: a thread hop would cost more
+            return parse_body(raw, schema, settings.max_json_depth)
         return await asyncio.to_thread(parse_body, raw, schema, settings.max_json_depth)
 
     def authorize(http: Request, model: str) -> None:
@@ -298,7 +303,8 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
 
     async def acquire(model: str):
         try:
-            return await asyncio.to_thread(pool.acquire, model)
+            slot = pool.acquire_loaded(model)    # attached already: no registry call, no thread
+            return slot if slot is not None else await asyncio.to_thread(pool.acquire, model)
         except NotLoaded as error:
             raise ApiError(404, str(error), param="model", code="model_not_found") from None
 
@@ -515,7 +521,8 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     @app.post("/v1/chat/completions")
     async def chat_completions(http: Request):
         request = await read(http, ChatRequest)
-        ids = await asyncio.to_thread(render_chat, request)
+        ids = render_chat(request) if len(request.messages) <= 4 and not request.tools else \
+            await asyncio.to_thread(render_chat, request)
         if settings.log_prompts:
             _exchange(http).prompt = json.dumps([m.model_dump(exclude_none=True) for m in request.messages])
         top = request.top_logprobs or 0

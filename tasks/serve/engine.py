@@ -185,6 +185,13 @@ class AdapterPool:
             version = self.aliases.get((name, alias))
         return self.loaded.get((name, version)) if version is not None else None
 
+    def acquire_loaded(self, model: str) -> Slot | None:
+        """The slot that answers `model` if it is attached now (held until release()), else None; never blocks."""
+        name, alias, version = parse_model(model)
+        with self.routes_lock:
+            slot = self._route(name, alias, version)
+            return self._hold(slot) if slot is not None else None
+
     def acquire(self, model: str) -> Slot:
         """The slot that answers `model`, held until release(): a swap cannot delete it meanwhile.
 
