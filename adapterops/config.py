@@ -188,6 +188,7 @@ class ServeConfig(Section):
     max_new_tokens: int = Field(128, ge=1, description="Tokens generated when a request does not say (max_tokens).")
     max_tokens_limit: int = Field(512, ge=1, description="Most tokens a request may ask for (max_tokens).")
     max_prompt_tokens: int = Field(1024, ge=1, description="Longer prompts answer 400.")
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="Milliseconds an idle server waits for more requests so their prompts are read in one pass (0: start at once).")
     max_n: int = Field(4, ge=1, le=64, description="Most choices one request may ask for (n).")
     default_temperature: float = Field(0.0, ge=0, le=2, description="Temperature of a request that sends none; 0: greedy (OpenAI's own default is 1).")
     tool_call_parser: Literal["auto", "hermes", "none"] = Field("auto", description="How tool calls are read back from generated text (like vLLM's --tool-call-parser): hermes, <tool_call>{...}</tool_call> of ChatML templates; none: never; auto: hermes when the chat template writes <tool_call>, else none.")

@@ -303,8 +303,9 @@ class Batcher:
     sampling settings and token limits they have (peft's mixed-adapter batch, one forward pass per step).
     Jobs join the running batch between two steps and leave it the step they end (continuous batching)."""
 
-    def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int):
+    def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int, gather_seconds: float = 0.0):
         self.pool, self.max_batch, self.max_queue = pool, max_batch, max_queue
+        self.gather_seconds = gather_seconds     # an idle worker waits this long for more jobs to prefill together
         self.pending: deque[Job] = deque()
         self.running: list[Job] = []
         self.changes: deque[tuple] = deque()    # model changes (attach, delete) run between batches
@@ -379,6 +380,13 @@ class Batcher:
         with self.cond:
             while not self.pending and not self.changes and not self.stopped and not running:
                 self.cond.wait()
+            if not running and self.pending and self.gather_seconds:
+                deadline = time.monotonic() + self.gather_seconds
+                while len(self.pending) < self.max_batch and not self.stopped and not self.changes:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
             if self.stopped:
                 return None
             return [self.pending.popleft() for _ in range(min(self.max_batch - running, len(self.pending)))]

@@ -204,7 +204,7 @@ def build_server(model_names: list[str], aliases: list[str], settings: ServeConf
     for number, ((name, alias), version) in enumerate(list(found.items())[:settings.max_loaded], start=1):
         say(f"attaching {name}@{alias} (v{version}) ({number}/{min(len(found), settings.max_loaded)})")
         pool.attach(fetched[(name, version)], alias)
-    batcher = Batcher(pool, settings.max_batch, settings.max_queue).start()
+    batcher = Batcher(pool, settings.max_batch, settings.max_queue, settings.batch_wait_ms / 1000).start()
     follower = RegistryFollower(pool, client, targets, settings.poll_seconds)
     if follow:
         follower.start()
