@@ -77,13 +77,16 @@ class _OwnSession:
 
 
 def _server_log():
-    """ADAPTEROPS_HOME/logs/prefect-server.log, opened for appending (DEVNULL if it cannot be)."""
-    from adapterops.workspace import resolve_workspace
+    """PREFECT_HOME/server.log (in the workspace: adapterops/workspace.py sets PREFECT_HOME), opened for appending;
+    DEVNULL if it cannot be."""
+    from pathlib import Path
 
+    home = os.environ.get("PREFECT_HOME")
+    if not home:
+        return subprocess.DEVNULL
     try:
-        path = resolve_workspace().root / "logs" / "prefect-server.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "ab")
+        Path(home).mkdir(parents=True, exist_ok=True)
+        return open(Path(home) / "server.log", "ab")
     except OSError:
         return subprocess.DEVNULL
 
