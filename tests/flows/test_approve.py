@@ -28,10 +28,10 @@ SMALL = {"approval": "owner", "demo_records": 150, "train": {"max_steps": 2, "ba
          "approval_timeout_hours": 0.05}
 
 
-def curate_pending(name):
+def curate_pending(name, approval="owner"):
     from flows.curate import curate
 
-    config = parse_config(SMALL | {"name": name})
+    config = parse_config(SMALL | {"name": name, "approval": approval})
     return config, curate(config)
 
 
@@ -209,8 +209,8 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
 
     from flows.approve import approve
 
-    config, in_flow = curate_pending("emits-not")
-    approve(config.model_copy(update={"approval": "auto"}), in_flow)   # this run trains the version itself
+    config, in_flow = curate_pending("emits-not", approval="auto")      # policy:auto decides only auto versions
+    approve(config, in_flow)   # this run trains the version itself
     assert len(emitted) == 1
 
 
