@@ -22,6 +22,21 @@ class _HideUserErrorTracebacks(logging.Filter):
         return True
 
 
+class _UserErrorsPrintedOnce(logging.Filter):
+    """In the CLI a user error is printed once, by cli.main, as one line. Prefect would log it three more
+    times (the task, its flow, the parent flow); those records are dropped. The flow run's state message in
+    the Prefect UI still names the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
+            return False
+        try:      # "Task run failed with exception: AdapterOpsError(...)", "Finished in state Failed('... AdapterOpsError: ...')"
+            text = record.getMessage()
+        except Exception:          # a record whose arguments do not format is not ours to judge
+            return True
+        return AdapterOpsError.__name__ not in text
+
+
 def prepare(config: Config | None = None) -> None:
     configure_environment(resolve_workspace(), config.mlflow_tracking_uri if config else None,
                           config.prefect_api_url if config else None)
@@ -31,7 +46,10 @@ def prepare(config: Config | None = None) -> None:
 
     # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
     for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
-        logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _UserErrorsPrintedOnce) for f in logger.filters):   # prepare may run twice
+            logger.addFilter(_UserErrorsPrintedOnce())
+            logger.addFilter(_HideUserErrorTracebacks())
 
 
 def setup() -> None:

@@ -46,7 +46,7 @@ def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
     evaluation = evaluate(config, corpus, adapter)
     # only a candidate the offline gate would promote is staged: a held one never reaches a server
     staged = staging(config, corpus, adapter, evaluation) if (
-        config.release.staging and decide(config.release.gate, evaluation.summary).promote) else None
+        config.release.staging and decide(config.release.gate, evaluation.summary, config.release.waivers).promote) else None
     decision = release(config, adapter, evaluation, staged)
     emit_release(decision, corpus, config.mlflow_ui_url)   # the adapterops-release automation tells people
     return {"corpus": corpus, "adapter": adapter, "evaluation": evaluation, "staging": staged, "release": decision}

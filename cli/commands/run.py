@@ -48,6 +48,7 @@ def _print_summary(result: dict, seconds: float) -> None:
         return
     adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
     from cli.commands.evaluate import gate_table, scores_table
+    from tasks.release import format_text
 
     table.add_row("adapter", f"{adapter.model_name} v{adapter.version}  ({adapter.logged_bytes / 1e6:.2f} MB logged, "
                              f"base {adapter.base_name} {adapter.base_revision})")
@@ -55,7 +56,7 @@ def _print_summary(result: dict, seconds: float) -> None:
                                 f"{evaluation.run_id}")
     if staged := result.get("staging"):
         table.add_row("staging", f"{'passed' if staged.passed else 'FAILED'}: {staged.requests} eval prompts over "
-                                 f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {staged.format_share:.0%}, "
+                                 f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {format_text(staged)}, "
                                  f"{staged.differ} differ from the offline answers"
                                  + ("" if staged.passed else " — " + escape("; ".join(staged.reasons))))
     table.add_row("release", ("promoted to production: " if release.promoted else "held at candidate: ")

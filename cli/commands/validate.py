@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -22,10 +23,15 @@ def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or
     from adapterops.config import Columns, load_config
 
     columns = load_config(config).columns if config else Columns()
+    from adapterops.escaping import terminal
+    from tasks.records import breakdown_lines
+
     counts, problem = validate_inputs(inputs, contract, columns, output)
     out.print(f"{counts['input']} rows in: {counts['passing']} pass, {counts['quarantined']} quarantined "
               f"({', '.join(f'{k} {v}' for k, v in counts['by_stage'].items())}). Written to {output}/: passing.parquet, "
               f"quarantine.parquet, validation.json, validation.md, pii.json, data_docs/index.html", highlight=False, soft_wrap=True)
+    for line in breakdown_lines(counts["by_reason"], output / "quarantine.parquet"):
+        out.print(terminal(line), highlight=False, soft_wrap=True, markup=False)
     if problem:
         raise problem
 
@@ -45,13 +51,13 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
     pii = pii_file(ingested.records, loaded, stages)
     problem = None
     try:
-        validate_file(pii.records, loaded, stages)
+        validate_file(pii.records, loaded, stages, [ingested.quarantine, pii.quarantine])
     except AdapterOpsError as error:
         if not (stages / "valid.parquet").is_file():
             raise                               # no result to write: the contract could not run at all
         problem = error
     parts = {"ingest": ingested.quarantine, "pii": pii.quarantine, "contract": stages / "contract_quarantine.parquet"}
-    quarantine = pd.concat([pd.read_parquet(p) for p in parts.values()], ignore_index=True)
+    quarantine = pd.read_parquet(stages / "quarantined.parquet")     # every stage's, in this order
     passing = pd.read_parquet(stages / "valid.parquet")
     write_parquet(quarantine, output / "quarantine.parquet")
     write_parquet(passing, output / "passing.parquet")
@@ -60,7 +66,8 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
     shutil.rmtree(output / "data_docs", ignore_errors=True)
     shutil.copytree(stages / "data_docs", output / "data_docs")
     counts = {"input": ingested.input, "passing": len(passing), "quarantined": len(quarantine),
-              "by_stage": {k: int((quarantine["stage"] == k).sum()) for k in parts}}
+              "by_stage": {k: int((quarantine["stage"] == k).sum()) for k in parts},
+              "by_reason": json.loads((stages / "validation.json").read_text(encoding="utf-8"))["quarantine_by_reason"]}
     if counts["input"] != counts["passing"] + counts["quarantined"]:
         raise AdapterOpsError(f"Record accounting does not add up: {counts}. Please report this.")
     return counts, problem

@@ -289,7 +289,7 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     name, version = adapter.model_name, adapter.version
     registry_call(lambda: client.set_registered_model_alias(name, "candidate", version),
                   f"setting {name}'s candidate alias to v{version}")
-    decision = decide(release.gate, evaluation.summary)
+    decision = decide(release.gate, evaluation.summary, release.waivers)
     evaluated_against = evaluation.production_version
     current = production_version(client, name)
     current = str(current.version) if current is not None else None
@@ -319,7 +319,8 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     verdict = "promoted" if promote else "held"
     gate = decision.as_dict() | {"promote": promote, "reason": reason,
                                  "staging": staging.model_dump(mode="json") if staging else None,
-                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate]}
+                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate],
+                                 "waivers": [w.model_dump() for w in release.waivers]}
     with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
