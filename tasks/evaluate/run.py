@@ -19,6 +19,7 @@ import pandas as pd
 
 from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
@@ -242,9 +243,12 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
     examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
                                     train.max_length)
     answers, scores, new_tokens = {}, {}, 0
-    for who, name in who_adapter.items():
+    for number, (who, name) in enumerate(who_adapter.items(), start=1):
+        # per model: the answers generated so far, with an ETA (Prefect's log under a run, else stderr)
+        progress = Progress(f"evaluate: {who} answers (model {number} of {len(who_adapter)})", len(prompts), "examples")
+        progress.update(0)
         outputs = generate(model, tokenizer, prompts, evaluation.max_new_tokens, adapter=name,
-                           batch_size=evaluation.batch_size)
+                           batch_size=evaluation.batch_size, on_batch=progress.advance)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
         scores[who] = score_answers(scorers, records, answers[who])
