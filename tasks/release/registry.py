@@ -272,7 +272,39 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     promoted |= {e["version"] for e in completed_moves(history) if e["action"] == "promote"}
     target = rollback_target(history, current, promoted, to_version)
     entry = move_production(client, model, target, "rollback", by, reason)
+    show_audit_trail(client, model_name)
     return {"model_name": model_name, **entry}
+
+
+AUDIT_TABLE = "release/audit_trail.json"
+AUDIT_COLUMNS = ("entry", "time", "action", "version", "previous", "by", "status", "reason")
+
+
+def audit_rows(history: list[dict]) -> list[list]:
+    """The audit trail as table rows (numbered from 1, oldest first), for people; the log tags stay the record."""
+    return [[number, e.get("time", ""), e.get("action", ""), e.get("version", ""), e.get("previous") or "",
+             e.get("by", ""), e.get("status", "done"), e.get("reason", "")] for number, e in enumerate(history, start=1)]
+
+
+def show_audit_trail(client, model_name: str) -> str | None:
+    """Write the whole audit trail as a table artifact (MLflow's table format, rendered as a table in the
+    artifact view) on the run of the registered model's latest version; replaced each time, never appended.
+    Returns that run's id (None when the version has no run)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    model = registered_model(client, model_name, reconcile=False)
+    versions = registry_call(lambda: client.search_model_versions(f"name = '{model_name}'"),
+                             f"listing the versions of {model_name!r}")
+    latest = max(versions, key=lambda v: int(v.version), default=None)
+    if latest is None or not latest.run_id:
+        return None
+    table = {"columns": list(AUDIT_COLUMNS), "data": audit_rows(history_of(model))}
+    registry_call(lambda: client.log_dict(latest.run_id, table, AUDIT_TABLE),
+                  f"writing the audit trail of {model_name!r} to v{latest.version}'s run")
+    logged = json.loads(client.get_run(latest.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    if {"path": AUDIT_TABLE, "type": "table"} not in logged:
+        client.set_tag(latest.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged + [{"path": AUDIT_TABLE, "type": "table"}]))
+    return latest.run_id
 
 
 def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: EvaluationResult,
@@ -324,6 +356,7 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
+    show_audit_trail(client, name)
     return ReleaseDecision(model_name=name, version=version, promoted=promote, reason=reason,
                            previous_production=previous, time=when, checks=gate["checks"], notes=decision.notes,
                            staging=staging)

@@ -91,3 +91,34 @@ def test_only_a_rollback_finished_by_a_reconcile_answers_a_plain_retry():
 def test_moves_still_under_way_or_abandoned_are_no_rollback_history():
     intent = production_entry("3", "2", "promote", "release gate", "", "t", status="intent")
     assert rollback_target(moves(("1", None), ("2", "1")) + [intent], "2", {"1", "2"}, None) == "1"
+
+
+def test_the_audit_trail_is_a_readable_table_on_the_latest_versions_run(tmp_path):
+    import json
+
+    import mlflow
+
+    from adapterops.tracking import ensure_experiment, tracking_uri
+    from tasks.release.registry import AUDIT_TABLE, move_production, rollback_production
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client, name = mlflow.MlflowClient(), "audit-table-tests"
+    experiment = ensure_experiment("audit-table-tests/adapters")
+    client.create_registered_model(name)
+    (tmp_path / "adapter").mkdir()
+    runs = []
+    for _ in range(2):
+        run = client.create_run(experiment)
+        runs.append(run.info.run_id)
+        version = client.create_model_version(name, source=str(tmp_path / "adapter"), run_id=run.info.run_id).version
+        client.set_model_version_tag(name, version, "release.decision", "promoted")
+    move_production(client, client.get_registered_model(name), "1", "promote", "release gate", "beats base")
+    move_production(client, client.get_registered_model(name), "2", "promote", "release gate", "beats v1")
+    rollback_production(name, None, "lee", "v2 | answers <b>wrong</b>")
+    rollback_production(name, "2", "kim", "fixed")      # written a second time: replaced, never appended
+    table = client.load_table(experiment, AUDIT_TABLE, run_ids=[runs[1]])
+    assert list(table.columns[:8]) == ["entry", "time", "action", "version", "previous", "by", "status", "reason"]
+    assert [[a, str(v), b] for a, v, b in table[["action", "version", "by"]].values.tolist()] == [
+        ["promote", "1", "release gate"], ["promote", "2", "release gate"], ["rollback", "1", "lee"], ["rollback", "2", "kim"]]
+    logged = json.loads(client.get_run(runs[1]).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": AUDIT_TABLE, "type": "table"} in logged
