@@ -247,8 +247,8 @@ class Recipe(Section):
 
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
-    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
-    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval'.")
+    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input files, globs or folders: JSON Lines (.jsonl, .json), CSV, TSV, Parquet or a Hugging Face save_to_disk folder; or 'demo:train' for the generated demo corpus.")
+    eval_source: str = Field("demo:eval", description="Held-out evaluation set from the real workload (a file, glob or folder in any format sources read), or 'demo:eval'.")
     labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` or files of `label pull` (Label Studio .json or .jsonl) whose decisions curation applies under labeling.policy.")
     contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
     labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Label decisions: policy, reviewer, Label Studio.")

@@ -15,7 +15,7 @@ from adapterops.errors import AdapterOpsError
 out = Console()
 
 
-def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or folders (JSONL, CSV, Parquet, HF dataset)."),
+def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or folders (JSON Lines, CSV, TSV, Parquet, Hugging Face save_to_disk folders)."),
              contract: str = typer.Option(..., "--contract", help="Contract name (data_contracts/NAME.yaml) or path."),
              output: Path = typer.Option(Path("validated"), "--out", help="Folder for the passing rows, quarantine and result."),
              config: Optional[Path] = typer.Option(None, "--config", help="Run config whose `columns` map the input.")) -> None:
