@@ -28,6 +28,21 @@ def _run_pipeline(config: Config) -> None:
     started = time.perf_counter()
     result = retrain(config)
     _print_summary(result, time.perf_counter() - started)
+    _print_quarantine(result["corpus"])
+
+
+def _print_quarantine(corpus) -> None:
+    """Why records left the corpus version: counts by reason, one example each, and the full table's path."""
+    import pandas as pd
+
+    from adapterops.escaping import terminal
+    from tasks.records import breakdown_lines, reason_breakdown
+
+    table = Path(corpus.path) / "quarantine.parquet"
+    if not table.is_file():
+        return
+    for line in breakdown_lines(reason_breakdown(pd.read_parquet(table)), table):
+        out.print(terminal(line), highlight=False, soft_wrap=True)
 
 
 def _print_summary(result: dict, seconds: float) -> None:

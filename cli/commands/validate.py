@@ -31,7 +31,7 @@ def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or
               f"({', '.join(f'{k} {v}' for k, v in counts['by_stage'].items())}). Written to {output}/: passing.parquet, "
               f"quarantine.parquet, validation.json, validation.md, pii.json, data_docs/index.html", highlight=False, soft_wrap=True)
     for line in breakdown_lines(counts["by_reason"], output / "quarantine.parquet"):
-        out.print(terminal(line), highlight=False, soft_wrap=True, markup=False)
+        out.print(terminal(line), highlight=False, soft_wrap=True)
     if problem:
         raise problem
 
