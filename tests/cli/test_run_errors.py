@@ -8,8 +8,11 @@ import sys
 
 
 def test_a_run_rejected_by_the_contract_prints_its_error_once_naming_the_reasons(tmp_path):
-    rows = [{"id": f"t{i}", "source": "fax", "timestamp": "2026-01-01T10:00", "prompt": "My order is late " * 3,
-             "completion": "Triage: shipping | priority: normal | team: logistics\nReply: " + "x" * 60} for i in range(60)]
+    words = ["parcel", "refund", "invoice", "login", "printer", "modem", "courier", "voucher", "password", "upgrade"]
+    rows = [{"id": f"t{i}", "source": "fax", "timestamp": "2026-01-01T10:00",     # distinct: dedup keeps all 60
+             "prompt": f"Ticket {i}: my {words[i % 10]} and my {words[i // 10]} broke on day {i * 7}, please help",
+             "completion": f"Triage: support | priority: normal | team: desk{i}\nReply: we fixed {words[i % 10]} {i}"}
+            for i in range(60)]
     (tmp_path / "tickets.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:5]) + "\n")
     config = tmp_path / "run.yaml"
@@ -23,4 +26,5 @@ def test_a_run_rejected_by_the_contract_prints_its_error_once_naming_the_reasons
     assert output.count("fewer than min_rows=50") == 1, output
     assert "AdapterOpsError" not in output and "Traceback" not in output, output
     (line,) = [line for line in output.splitlines() if "fewer than min_rows" in line]
-    assert line.startswith("error:") and "Quarantined most for: contract: contract expect_column_values_to_be_in_set(source) x60" in line
+    assert line.startswith("error:"), line
+    assert "Quarantined most for: contract: contract expect_column_values_to_be_in_set(source) x60" in line, line
