@@ -10,8 +10,9 @@ from adapterops.config import parse_config
 # The owner declares a score the base wins by construction: answers that do NOT open in the house style. The tiny
 # random base never writes "Triage:", the trained adapter does; the loss still improves, as the default gate wants.
 SCORERS = [{"kind": "regex_match", "name": "free_form", "pattern": r"^(?!Triage:)"}, {"kind": "loss"}]
-COMMON = {"name": "floor", "approval": "auto", "demo_records": 300, "train": {"max_steps": 80, "batch_size": 16},
-          "evaluation": {"max_new_tokens": 12, "scorers": SCORERS, "slices": []},
+# Short: the house-style opening is the first thing the adapter learns; 8 tokens show whether an answer opens with it.
+COMMON = {"name": "floor", "approval": "auto", "demo_records": 200, "train": {"max_steps": 60, "batch_size": 8},
+          "evaluation": {"max_new_tokens": 8, "scorers": SCORERS, "slices": []},
           "release": {"model_name": "floor-adapter", "staging": False}}
 
 
