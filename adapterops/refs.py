@@ -138,7 +138,8 @@ class StageResult(Ref):
 class IngestResult(StageResult):
     """Records read from the inputs, and the lines that could not be read."""
     records: str
-    files: list[dict[str, Any]]    # per file: path, format, digest, rows read and quarantined
+    files: list[dict[str, Any]]    # per file: path, format, record format, digest, rows read and quarantined, notes
+    notes: list[str] = []          # whole-file lines said once (hashed ids, mixed formats, split routing)
 
 
 # built only by tasks.curate.pii.pii_file

@@ -18,15 +18,16 @@ out = Console()
 def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or folders (JSON Lines, CSV, TSV, Parquet, Hugging Face save_to_disk folders)."),
              contract: str = typer.Option(..., "--contract", help="Contract name (data_contracts/NAME.yaml) or path."),
              output: Path = typer.Option(Path("validated"), "--out", help="Folder for the passing rows, quarantine and result."),
-             config: Optional[Path] = typer.Option(None, "--config", help="Run config whose `columns` map the input.")) -> None:
+             config: Optional[Path] = typer.Option(None, "--config", help="Run config whose `columns` and `inputs` map the input.")) -> None:
     """Run one contract standalone: writes passing.parquet, quarantine.parquet, validation.json and Data Docs."""
-    from adapterops.config import Columns, load_config
+    from adapterops.config import Columns, InputsConfig, load_config
 
-    columns = load_config(config).columns if config else Columns()
     from adapterops.escaping import terminal
     from tasks.records import breakdown_lines
 
-    counts, problem = validate_inputs(inputs, contract, columns, output)
+    loaded = load_config(config) if config else None
+    columns = loaded.columns if loaded else Columns()
+    counts, problem = validate_inputs(inputs, contract, columns, output, loaded.inputs if loaded else InputsConfig())
     out.print(f"{counts['input']} rows in: {counts['passing']} pass, {counts['quarantined']} quarantined "
               f"({', '.join(f'{k} {v}' for k, v in counts['by_stage'].items())}). Written to {output}/: passing.parquet, "
               f"quarantine.parquet, validation.json, validation.md, pii.json, data_docs/index.html", highlight=False, soft_wrap=True)
@@ -36,7 +37,8 @@ def validate(inputs: list[str] = typer.Argument(..., help="Input files, globs or
         raise problem
 
 
-def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> tuple[dict, AdapterOpsError | None]:
+def validate_inputs(inputs: list[str], contract: str, columns, output: Path,
+                    formats=None) -> tuple[dict, AdapterOpsError | None]:
     """ingest → PII → contract on `inputs`, results under `output`; the contract's rejection is returned, not raised."""
     import pandas as pd
 
@@ -47,7 +49,7 @@ def validate_inputs(inputs: list[str], contract: str, columns, output: Path) -> 
     stages = output / "stages"
     shutil.rmtree(stages, ignore_errors=True)
     loaded = load_contract(contract)
-    ingested = ingest_files(inputs, columns, stages)
+    ingested = ingest_files(inputs, columns, stages, formats)
     pii = pii_file(ingested.records, loaded, stages)
     problem = None
     try:

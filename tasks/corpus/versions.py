@@ -27,18 +27,31 @@ from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_u
 from adapterops.workspace import resolve_workspace
 from tasks.corpus.fetch import corpus_folder, version_folder
 from tasks.records.contract import Contract, contract_path, load_contract
+from tasks.records.conversation import CONVERSATION_FIELDS
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
 
 def records_digest(frame: pd.DataFrame) -> str:
-    """sha256 of the records' canonical JSON, sorted by id: independent of file encoding and order."""
+    """sha256 of the records' canonical JSON, sorted by id: independent of file encoding and order.
+
+    A conversation's `messages` and `tools` are appended to its row; a one-turn record (both null) hashes as it
+    always has, so prompt/completion corpora keep their digests and approvals.
+    """
     digest = hashlib.sha256()
     ordered = frame.sort_values("id", kind="stable") if len(frame) else frame
-    for row in ordered[list(CANONICAL_FIELDS)].itertuples(index=False):
-        digest.update(json.dumps(list(row), ensure_ascii=False, default=str).encode("utf-8"))
+    extra = [c for c in CONVERSATION_FIELDS if c in ordered.columns]
+    for row in ordered[list(CANONICAL_FIELDS) + extra].itertuples(index=False):
+        values = list(row)
+        conversation = [_null_to_none(v) for v in values[len(CANONICAL_FIELDS):]]
+        values = values[:len(CANONICAL_FIELDS)] + (conversation if any(v is not None for v in conversation) else [])
+        digest.update(json.dumps(values, ensure_ascii=False, default=str).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _null_to_none(value):
+    return None if value is None or (isinstance(value, float) and value != value) or value is pd.NA else value
 
 
 def corpus_digest(train: pd.DataFrame, heldout: pd.DataFrame, settings: dict, contract_version: int) -> str:

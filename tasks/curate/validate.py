@@ -13,7 +13,8 @@ from adapterops.errors import AdapterOpsError
 from adapterops.escaping import html_text, md_cell, md_code, md_text
 from adapterops.refs import ValidationResult
 from adapterops.storage import space_for, write_json, write_parquet, write_text
-from tasks.records.contract import Contract, ExpectationSpec, build_expectation
+from tasks.records.contract import DERIVED_COLUMNS, Contract, ExpectationSpec, build_expectation, derived_values
+from tasks.records.conversation import conversation_of
 from tasks.records.quarantine import QUARANTINE_FIELDS, breakdown_markdown, quarantine_row, reason_breakdown
 
 TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
@@ -31,6 +32,17 @@ def schema_expectations(contract: Contract) -> list[tuple[str, ExpectationSpec]]
             specs.append((f"wrong_type: {column} expected {spec.type}", ExpectationSpec(
                 type="expect_column_values_to_match_regex", kwargs={"column": column, "regex": TYPE_PATTERNS[spec.type]})))
     return specs
+
+
+def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame plus the conversation's derived columns (system prompt, first user message, last assistant
+    message, turns, messages, tools used) that expectations may address; the corpus files never hold them."""
+    records = ({k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+               for r in frame[[c for c in ("prompt", "completion", "messages", "tools") if c in frame]].to_dict("records"))
+    derived = pd.DataFrame([derived_values(conversation_of(record)) for record in records],
+                           columns=list(DERIVED_COLUMNS), index=frame.index)
+    derived = derived.astype({"turns": "int64", "messages_count": "int64"}) if len(derived) else derived
+    return pd.concat([frame, derived[[c for c in DERIVED_COLUMNS if c not in frame.columns]]], axis=1)
 
 
 @dataclass
@@ -57,6 +69,7 @@ def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None 
     """Validate `frame` (it needs an `id` column) with an ephemeral GX context; Data Docs go to docs_dir if given."""
     import great_expectations as gx
 
+    frame = with_derived_columns(frame)
     missing = [c for c in contract.schema_ if c not in frame.columns]
     if missing:
         raise AdapterOpsError(f"Contract {contract.name}: schema column(s) {missing} are not in the records "
@@ -144,6 +157,8 @@ def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd
                         f"{bounds.max_quarantined_fraction:.0%}")
     if passing is None or passing.empty:
         return problems
+    passing = with_derived_columns(passing) if any(c in DERIVED_COLUMNS for c in [*bounds.text_length,
+                                                                                   *bounds.distribution]) else passing
     for column, bound in bounds.text_length.items():
         median = float(passing[column].fillna("").str.len().median())
         if bound.min_median is not None and median < bound.min_median:

@@ -84,6 +84,8 @@ def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str =
         raise AdapterOpsError(f"{records_path} has no column {missing[0]!r} (columns: {', '.join(map(str, present))}); "
                               f"{fix}.")
     optional = [c for c in (source_column, "timestamp") if c in present and c not in (id_column, *text_columns)]
+    if tuple(text_columns) == TEXT_COLUMNS and "messages" in present:    # conversations: compared role-tagged
+        optional.append("messages")
     return [id_column, *dict.fromkeys(text_columns), *optional]
 
 

@@ -16,6 +16,27 @@ from tasks.records.pii_detect import PiiPolicy
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
 
+# Columns derived from each record's conversation, which expectations may name besides the schema's columns.
+DERIVED_COLUMNS = {
+    "system_prompt": "the system message (null when there is none)",
+    "first_user_message": "the first user message",
+    "last_assistant_message": "the last assistant message (the turn a one-turn record's completion is)",
+    "turns": "the number of user turns",
+    "messages_count": "the number of messages, system and tool messages included",
+    "tools_used": "the names of the tools the assistant called, sorted, comma-separated ('' when none)",
+}
+
+
+def derived_values(conversation) -> dict:
+    """DERIVED_COLUMNS for one Conversation."""
+    first_user = next((m.content for m in conversation.messages if m.role == "user"), None)
+    last = conversation.last("assistant")
+    called = sorted({call.name for m in conversation.messages for call in m.tool_calls})
+    return {"system_prompt": conversation.system, "first_user_message": first_user,
+            "last_assistant_message": last.content if last else None,
+            "turns": sum(m.role == "user" for m in conversation.messages),
+            "messages_count": len(conversation.messages), "tools_used": ",".join(called)}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -152,9 +173,10 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
                 problems.append(f"{origin}: expectation {number} ({spec.type}) judges the whole dataset, so it has no "
                                 f"rows to quarantine; give it severity fail.")
         column = spec.kwargs.get("column")
-        if schema and column is not None and column not in schema:
+        if schema and column is not None and column not in schema and column not in DERIVED_COLUMNS:
             problems.append(f"{origin}: expectation {number} ({spec.type}) names column {column!r}, which is not in "
-                            f"the schema; add it to `schema` or fix the name.")
+                            f"the schema nor a derived column ({', '.join(DERIVED_COLUMNS)}); add it to `schema` or "
+                            f"fix the name.")
     return problems
 
 

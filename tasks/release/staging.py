@@ -153,7 +153,8 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple[s
         with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path) as server:
             server_pid = server.process.pid
             server.wait_healthy(settings.smoke_startup_seconds)
-            with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3)) as http:
+            with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3),
+                              headers=server.headers) as http:   # its own key when API keys guard the server
                 answers = [ask(http, f"{name}@staging", p, e, max_new_tokens) for p, e in smoke_cases(cases, settings.smoke_prompts)]
         figures = judge_smoke(answers, format_patterns(specs), settings)
     except AdapterOpsError as error:   # the server did not start: that is a failed staging, not a crash

@@ -50,7 +50,7 @@ def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_fo
     assert not any(value in text for value in PLANTED_IN_EVAL) and "[EMAIL]" in text
     quarantine = pd.read_parquet(folder / "eval_quarantine.parquet")
     assert sorted(zip(quarantine["stage"], quarantine["reason"].str.split(":").str[0])) == [
-        ("eval", "eval_missing_field"), ("ingest", "malformed_json"), ("pii", "pii")]
+        ("ingest", "malformed_json"), ("ingest", "missing_content"), ("pii", "pii")]
     assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED_IN_EVAL)
     counts = corpus.counts
     planted = eval_lines(40, 2026)        # the demo eval file: 40 records and one malformed line

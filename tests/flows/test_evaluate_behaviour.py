@@ -16,14 +16,13 @@ COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation":
 
 
 def shuffled_decisions(path):
-    """The demo export with each record's triage line swapped with another record's: same style, wrong decisions."""
+    """The demo export with each conversation's final triage line swapped with another's: same style, wrong decisions."""
     rows = [json.loads(line) for line in demo_lines(600, 2026) if line.endswith("}")]
-    heads = [r["completion"].split("\n", 1)[0] for r in rows if "\n" in r["completion"]]
+    finals = [r["messages"][-1] for r in rows if "\n" in (r["messages"][-1].get("content") or "")]
+    heads = [m["content"].split("\n", 1)[0] for m in finals]
     random.Random(5).shuffle(heads)
-    it = iter(heads)
-    for row in rows:
-        if "\n" in row["completion"]:
-            row["completion"] = next(it) + "\n" + row["completion"].split("\n", 1)[1]
+    for message, head in zip(finals, heads):
+        message["content"] = head + "\n" + message["content"].split("\n", 1)[1]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return str(path)
 
