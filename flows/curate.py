@@ -25,7 +25,7 @@ from tasks.curate import (
 )
 from tasks.dedup import dedup_file
 from tasks.label import label_file
-from tasks.records import load_contract
+from tasks.records import contract_path, load_contract
 
 contract_task = task(name="contract-load")(load_contract)   # once per curation; the stages take it
 ingest_task = task(name="ingest")(ingest_files)
@@ -62,7 +62,7 @@ def remember_task(pipeline: str, cached: dict, digest: str, paths: dict, contrac
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
     settings = {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
-                "columns": config.columns.model_dump()}
+                "columns": config.columns.model_dump(), "approval": config.approval}
     if config.inputs != InputsConfig():   # left out at its default: prompt/completion corpora keep their digests
         settings["inputs"] = config.inputs.model_dump()
     if config.labels:   # the policy decides which decisions apply; without labels it changes nothing
@@ -125,7 +125,7 @@ def curate(config: Config) -> CorpusRef:
                        config.split.seed, stage)
     stages = CurationStages(ingest=ingested, pii=pii, dedup=deduped, validation=validated, split=split,
                             eval_ingest=eval_ingested, eval_pii=eval_pii, label=labeled)
-    corpus = version_task(config.name, stages, curation_settings(config), stage)
+    corpus = version_task(config.name, stages, curation_settings(config), stage, contract_path(config.contract))
     if corpus.new and flow_run.get_id():   # the review page links to the run that curated the version
         import mlflow
 

@@ -18,9 +18,11 @@ POOL_POLL_SECONDS = 10   # how often a run on a work pool is checked
 @task(name="train-lora", retry_condition_fn=retry_unless_user_error)
 def train_step(config: Config, corpus: CorpusRef, resume: bool = False) -> AdapterRef:
     logger = get_run_logger()
-    resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
+    # a retry resumes; a new run resumes too when this run folder holds a checkpoint written for the same data
+    # and settings (an earlier run was killed), else it starts over
+    resume = resume or task_run.run_count > 1 or flow_run.run_count > 1 or "auto"
     run_dir = train_run_dir(corpus)
-    if resume:
+    if resume is True:
         logger.info("resuming from the last checkpoint, if any, in %s", run_dir)
 
     # steps with the total, elapsed time and an ETA, in the run's log: at most every 10 s, and the last step

@@ -23,7 +23,16 @@ DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200,
 def _run_pipeline(config: Config) -> None:
     prepare(config)
     require_free_space(resolve_workspace())
+    from adapterops.processes import retire_dead_runs
+    from adapterops.tracking import adapter_experiment, corpus_experiment, tracking_uri
     from flows.retrain import retrain
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    if retired := retire_dead_runs([corpus_experiment(config.name), adapter_experiment(config.name)]):
+        out.print(f"Marked {len(retired)} MLflow run(s) of processes that died mid-run as KILLED "
+                  f"({', '.join(r[:8] for r in retired)}); this run continues from the first step not done.")
 
     started = time.perf_counter()
     result = retrain(config)
@@ -62,6 +71,9 @@ def _print_summary(result: dict, seconds: float) -> None:
         out.print(table)
         return
     adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
+    if step := result.get("resumed_from"):
+        table.add_row("resumed", f"{adapter.model_name} v{adapter.version} was trained by an earlier run that stopped; "
+                                 f"continued from {step.removesuffix('d')}")
     from cli.commands.evaluate import gate_table, scores_table
     from tasks.release import format_text
 

@@ -208,7 +208,7 @@ def validate_file(records_path: str, contract: Contract, stage_dir, earlier_quar
     frame = pd.read_parquet(records_path)
     docs = stage_dir / "data_docs"
     shutil.rmtree(docs, ignore_errors=True)
-    with space_for(docs):
+    with space_for(docs, left=f"the Data Docs partly written in {docs} are left there (the next run replaces them)"):
         run = run_contract(frame, contract, docs)
     bad = frame["id"].astype(str).isin(run.failing)
     quarantine = pd.DataFrame([

@@ -20,7 +20,7 @@ from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
 from adapterops.refs import DedupResult
-from adapterops.storage import space_for, staging_path, write_json
+from adapterops.storage import REMOVED, space_for, staging_path, write_json
 from tasks.dedup.clusters import (
     Sketches,
     add_anchors,
@@ -173,7 +173,8 @@ def save_sketches(sketches: Sketches, folder) -> str:
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS)):
+        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS),
+                       REMOVED.replace("file was", "folder is")):
             staging.mkdir(parents=True)
             for name in SKETCH_ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)

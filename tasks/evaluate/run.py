@@ -20,16 +20,16 @@ import pandas as pd
 from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
+from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
-from tasks.corpus.versions import CANONICAL_FIELDS, records_digest
+from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
 from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import prompt_token_ids
-from tasks.records.contract import load_contract
 from tasks.release.registry import production_version
 from tasks.train.sft_data import IGNORE, Example, collate, tokenize_examples
 
@@ -283,7 +283,7 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
-    contract = load_contract(corpus.contract)
+    contract = corpus_contract(corpus)   # the one it was curated with, wherever its file lives
     specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
     if records.empty:
@@ -338,6 +338,7 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
         mlflow.log_table(table, "evaluation/examples.json")
         if result["summary"]["slices"]:
             mlflow.log_table(slice_table(result["summary"]), "evaluation/slices.json")
+        crash_point("evaluate-logging")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
                            model_id=adapter.model_id)
         mlflow.log_dict(result, "evaluation/summary.json")

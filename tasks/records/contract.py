@@ -103,8 +103,11 @@ class Contract(_Strict):
     bounds: Bounds = Field(default_factory=Bounds)
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     evaluation: ContractEvaluation = Field(default_factory=ContractEvaluation)
+    releasers_: list[Owner] | None = Field(
+        None, alias="releasers", description="Who may promote and roll back the adapters trained on its versions "
+        "(signed, like approvals): an owner's name, or {name, public_key}; default: the owners who are people.")
 
-    @field_validator("owners_", mode="before")
+    @field_validator("owners_", "releasers_", mode="before")
     @classmethod
     def _plain_names(cls, value):
         """A plain string is an owner with no key (older contracts, and `policy:*` approvers)."""
@@ -117,6 +120,16 @@ class Contract(_Strict):
     def owner(self, name: str) -> Owner | None:
         return next((o for o in self.owners_ if o.name == name), None)
 
+    @property
+    def releasers(self) -> list[Owner]:
+        """Who may move production: `releasers` (a bare name takes that owner's key), else the human owners."""
+        if self.releasers_ is None:
+            return [o for o in self.owners_ if not o.name.startswith("policy:")]
+        return [o if o.public_key or self.owner(o.name) is None else self.owner(o.name) for o in self.releasers_]
+
+    def releaser(self, name: str) -> Owner | None:
+        return next((o for o in self.releasers if o.name == name), None)
+
 
 def contract_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
@@ -127,7 +140,7 @@ def contract_path(name_or_path: str) -> Path:
 
 
 def _describe_contract_error(error: dict, origin: Path) -> str:
-    loc = [p for p in error["loc"] if p not in ("schema_", "owners_")]
+    loc = [p for p in error["loc"] if p not in ("schema_", "owners_", "releasers_")]
     if len(loc) > 2 and loc[0] == "expectations" and isinstance(loc[1], int):
         return f"{origin}: expectation {loc[1] + 1}: field '{'.'.join(map(str, loc[2:]))}': {error['msg']}."
     where = ".".join(str(p) for p in loc) or "(top level)"

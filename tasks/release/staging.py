@@ -16,6 +16,7 @@ from pathlib import Path
 from adapterops.config import ScorerSpec, ServeConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell
+from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, StagingResult
 from tasks.serve.process import ServerProcess
 
@@ -153,6 +154,7 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple[s
         with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path) as server:
             server_pid = server.process.pid
             server.wait_healthy(settings.smoke_startup_seconds)
+            crash_point("staging-server-up")
             with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3),
                               headers=server.headers) as http:   # its own key when API keys guard the server
                 answers = [ask(http, f"{name}@staging", p, e, max_new_tokens) for p, e in smoke_cases(cases, settings.smoke_prompts)]

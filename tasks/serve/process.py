@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from adapterops.children import child_options
 from adapterops.errors import AdapterOpsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,9 @@ class ServerProcess:
         env = env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        # dies with this process even on kill -9 of it (adapterops/children.py)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+                                        **child_options(env))
 
     def wait_healthy(self, timeout: float) -> dict:
         """GET /health until it answers; an error with the server's last output if it exits or the time runs out."""
