@@ -159,6 +159,8 @@ class GateRule(Section):
         None, ge=0, description="The candidate - production interval's worst case may lose at most this much.")
     slice_max_regression: float | None = Field(
         None, ge=0, description="The same against production in every slice large enough to judge.")
+    max_regression_vs_base: float | None = Field(
+        None, ge=0, description="The base is the floor: the candidate - base interval's best case may lose at most this much.")
     required: bool = Field(True, description="A rule whose score no scorer produces is an error; false: it is skipped.")
 
 
@@ -168,8 +170,21 @@ def _default_gate() -> list[GateRule]:
              dict(score="format", must_beat_base=0.10, max_regression=0.03),
              dict(score="pii_leak", max_regression=0.0),
              dict(score="loss", must_beat_base=0.0),
-             dict(score="*", max_regression=0.05)]
+             dict(score="*", max_regression=0.05, max_regression_vs_base=0.0)]
     return [GateRule(**rule, required=False) for rule in rules]
+
+
+class Waiver(Section):
+    """The owner's waiver of the base floor (max_regression_vs_base) for one score, with the reason."""
+    score: str = Field(description="Score name the waiver covers (exact, as the evaluation names it, e.g. length_ratio).")
+    reason: str = Field(description="Why this score may be worse than the base; shown in the release decision.")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a waiver needs a reason the release decision can show")
+        return value.strip()
 
 
 class EvaluationConfig(Section):
@@ -189,6 +204,8 @@ class ReleaseConfig(Section):
     model_name: str = Field("support-triage-adapter", description="Registered model name in the MLflow registry.")
     gate: list[GateRule] = Field(default_factory=_default_gate,
                                  description="Release rules per score; every matching rule must pass.")
+    waivers: list[Waiver] = Field(default_factory=list,
+                                  description="Scores allowed to be worse than the base (each with a reason), shown in the decision.")
     staging: bool = Field(True, description="Serve a candidate that passes the gate at alias staging and run the "
                                             "smoke suite over HTTP before production moves (serve.smoke_*).")
 
@@ -255,8 +272,8 @@ class Recipe(Section):
 
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
-    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input files, globs or folders (JSONL, CSV, TSV, Parquet, Hugging Face save_to_disk folders), or 'demo:train' for the generated demo corpus.")
-    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval' (left at 'demo:eval', a DatasetDict source's eval splits take its place).")
+    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input files, globs or folders: JSON Lines (.jsonl, .json), CSV, TSV, Parquet or a Hugging Face save_to_disk folder (chat, ShareGPT, Alpaca or prompt/completion records); or 'demo:train' for the generated demo corpus.")
+    eval_source: str = Field("demo:eval", description="Held-out evaluation set from the real workload (a file, glob or folder in any format sources read), or 'demo:eval' (left at 'demo:eval', a DatasetDict source's eval splits take its place).")
     labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` or files of `label pull` (Label Studio .json or .jsonl) whose decisions curation applies under labeling.policy.")
     contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
     labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Label decisions: policy, reviewer, Label Studio.")

@@ -100,13 +100,14 @@ class StagingResult(Ref):
     requests: int
     failed: int
     empty: int
-    format_share: float
+    format_share: float | None          # None: not checked (the contract declares no regex_match scorer)
     format_checked: bool
     differ: int
     p95_seconds: float
     p50_seconds: float
     server_log: str
     server_pid: int | None
+    skipped: list[str] = []             # checks not run, each with why (no scorer of the owner's defines them)
 
 
 # built only by tasks.release.registry.release_adapter

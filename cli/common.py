@@ -45,6 +45,21 @@ class _HideUserErrorTracebacks(logging.Filter):
         return True
 
 
+class _UserErrorsPrintedOnce(logging.Filter):
+    """In the CLI a user error is printed once, by cli.main, as one line. Prefect would log it three more
+    times (the task, its flow, the parent flow); those records are dropped. The flow run's state message in
+    the Prefect UI still names the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AdapterOpsError):
+            return False
+        try:      # "Task run failed with exception: AdapterOpsError(...)", "Finished in state Failed('... AdapterOpsError: ...')"
+            text = record.getMessage()
+        except Exception:          # a record whose arguments do not format is not ours to judge
+            return True
+        return AdapterOpsError.__name__ not in text
+
+
 def _thread_fault(args) -> None:
     if _expected_fault(args.exc_value):
         log_traceback(args.exc_value, f"in thread {args.thread.name if args.thread else '?'}")
@@ -61,6 +76,10 @@ def prepare(config: Config | None = None) -> None:
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
     # A logger's own filters see every record it creates, whatever handlers Prefect installs later.
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _UserErrorsPrintedOnce) for f in logger.filters):   # prepare may run twice
+            logger.addFilter(_UserErrorsPrintedOnce())
     for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine",
                  "prefect.events.clients", "prefect.client", "mlflow.store.db.utils", "mlflow.utils.async_logging",
                  "mlflow.system_metrics.system_metrics_monitor", "mlflow.tracking._tracking_service.client"):

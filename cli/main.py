@@ -20,6 +20,24 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="AdapterOps: curate, approve, train, evaluate and release LoRA adapters.")
 console = Console(stderr=True)
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("adapterops")
+        except PackageNotFoundError:      # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"adapterops {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                               help="Print the installed adapterops version and exit.")) -> None:
+    """AdapterOps: curate, approve, train, evaluate and release LoRA adapters."""
+
+
 for name, command in get_commands():
     if isinstance(command, typer.Typer):
         app.add_typer(command, name=name)

@@ -115,7 +115,8 @@ def curate(config: Config) -> CorpusRef:
     deduped = dedup(labeled.records if labeled else pii.records, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(deduped.model_dump(include={"input", "kept", "exact", "near"})))
     try:
-        validated = validate_task(deduped.kept_records, contract, stage)
+        earlier = [ingested.quarantine, pii.quarantine] + ([labeled.quarantine] if labeled else [])
+        validated = validate_task(deduped.kept_records, contract, stage, earlier)
     finally:   # the owner sees the contract's summary when it rejects the version too
         publish_contract_summary(config.contract, stage)
     publish_table("contract", f"Contract {validated.contract} v{validated.contract_version}",

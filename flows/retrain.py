@@ -89,7 +89,7 @@ def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
     if not done:
         # only a candidate the offline gate would promote is staged: a held one never reaches a server
         staged = staging(config, corpus, adapter, evaluation) if (
-            config.release.staging and decide(config.release.gate, evaluation.summary).promote) else None
+            config.release.staging and decide(config.release.gate, evaluation.summary, config.release.waivers).promote) else None
         record_step(name, version, "staged", staged)
         crash_point("after-staging")
     at_step("release")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
 from adapterops.refs import DedupResult
 from adapterops.storage import REMOVED, space_for, staging_path, write_json
 from tasks.dedup.clusters import (
@@ -150,7 +151,10 @@ def dedup_file(records_path: str, params: DedupConfig, stage_dir, previous_signa
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
     in this input are kept in favour of new duplicates of them. The records file is read batch_rows at a time.
     """
-    current = sketch_file(records_path, params, TEXT_COLUMNS, workers, batch_rows=batch_rows)
+    total = pq.ParquetFile(records_path).metadata.num_rows if str(records_path).endswith(".parquet") else None
+    progress = Progress("dedup: sketching records", total, "records", every_seconds=10)
+    progress.update(0)
+    current = sketch_file(records_path, params, TEXT_COLUMNS, workers, on_batch=progress.advance, batch_rows=batch_rows)
     return finish_dedup(records_path, current, params, stage_dir, previous_signatures)
 
 

@@ -17,10 +17,11 @@ from tasks.release.registry import (
     release_adapter,
     rollback_production,
 )
-from tasks.release.staging import offline_answers, smoke_markdown, stage_candidate
+from tasks.release.staging import format_text, offline_answers, smoke_markdown, stage_candidate
 
 __all__ = [
-    "aliases_by_version", "decide", "release_contract", "verify_move", "export_adapter", "offline_answers", "production_history", "promote_production", "registered_version",
+    "aliases_by_version", "decide", "release_contract", "verify_move", "export_adapter", "format_text", "offline_answers",
+    "production_history", "promote_production", "registered_version",
     "registry_call", "registry_failure", "release_adapter", "rollback_production", "smoke_markdown",
     "stage_candidate",
 ]

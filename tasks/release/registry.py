@@ -311,7 +311,39 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     target = rollback_target(history, current, promoted, to_version)
     sign = _signer(client, model_name, target, by, key_file)
     entry = move_production(client, model, target, "rollback", by, reason, sign)
+    show_audit_trail(client, model_name)
     return {"model_name": model_name, **entry}
+
+
+AUDIT_TABLE = "release/audit_trail.json"
+AUDIT_COLUMNS = ("entry", "time", "action", "version", "previous", "by", "status", "reason")
+
+
+def audit_rows(history: list[dict]) -> list[list]:
+    """The audit trail as table rows (numbered from 1, oldest first), for people; the log tags stay the record."""
+    return [[number, e.get("time", ""), e.get("action", ""), e.get("version", ""), e.get("previous") or "",
+             e.get("by", ""), e.get("status", "done"), e.get("reason", "")] for number, e in enumerate(history, start=1)]
+
+
+def show_audit_trail(client, model_name: str) -> str | None:
+    """Write the whole audit trail as a table artifact (MLflow's table format, rendered as a table in the
+    artifact view) on the run of the registered model's latest version; replaced each time, never appended.
+    Returns that run's id (None when the version has no run)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    model = registered_model(client, model_name, reconcile=False)
+    versions = registry_call(lambda: client.search_model_versions(f"name = '{model_name}'"),
+                             f"listing the versions of {model_name!r}")
+    latest = max(versions, key=lambda v: int(v.version), default=None)
+    if latest is None or not latest.run_id:
+        return None
+    table = {"columns": list(AUDIT_COLUMNS), "data": audit_rows(history_of(model))}
+    registry_call(lambda: client.log_dict(latest.run_id, table, AUDIT_TABLE),
+                  f"writing the audit trail of {model_name!r} to v{latest.version}'s run")
+    logged = json.loads(client.get_run(latest.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    if {"path": AUDIT_TABLE, "type": "table"} not in logged:
+        client.set_tag(latest.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged + [{"path": AUDIT_TABLE, "type": "table"}]))
+    return latest.run_id
 
 
 def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: EvaluationResult,
@@ -328,7 +360,7 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     name, version = adapter.model_name, adapter.version
     registry_call(lambda: client.set_registered_model_alias(name, "candidate", version),
                   f"setting {name}'s candidate alias to v{version}")
-    decision = decide(release.gate, evaluation.summary)
+    decision = decide(release.gate, evaluation.summary, release.waivers)
     evaluated_against = evaluation.production_version
     current = production_version(client, name)
     current = str(current.version) if current is not None else None
@@ -360,10 +392,12 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     verdict = "promoted" if promote else "held"
     gate = decision.as_dict() | {"promote": promote, "reason": reason,
                                  "staging": staging.model_dump(mode="json") if staging else None,
-                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate]}
+                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate],
+                                 "waivers": [w.model_dump() for w in release.waivers]}
     with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
+    show_audit_trail(client, name)
     return ReleaseDecision(model_name=name, version=version, promoted=promote, reason=reason,
                            previous_production=previous, time=when, checks=gate["checks"], notes=decision.notes,
                            staging=staging)
