@@ -210,6 +210,17 @@ class ReleaseConfig(Section):
                                             "smoke suite over HTTP before production moves (serve.smoke_*).")
 
 
+class RecordConfig(Section):
+    """`adapterops serve` recording what production sees (serve.record): sampled, PII-redacted, append-only Parquet."""
+    enabled: bool = Field(True, description="Record sampled requests and answers (conversation, answer, adapter name, version and alias, latency, tokens, the key's name) for `adapterops watch`.")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of answered requests recorded (systematic: every 1/rate-th request, so the share is exact); 0: none.")
+    folder: str = Field("", description="Folder of the traffic store (records/ and feedback/ by day); empty: ADAPTEROPS_HOME/traffic.")
+    queue_size: int = Field(10000, ge=1, description="Records waiting for the background writer; beyond it records are dropped and counted (a request never waits for the store).")
+    flush_seconds: float = Field(2.0, gt=0, le=3600, description="Seconds between writes of the waiting records to a new Parquet file (files rotate at every write).")
+    flush_records: int = Field(5000, ge=1, description="Most records in one Parquet file; more waiting are written to the next.")
+    retention_days: float = Field(30.0, gt=0, description="Traffic and feedback files older than this many days are deleted (checked at start and hourly).")
+
+
 class ServeConfig(Section):
     """`adapterops serve` and the staging smoke suite: one process, one base model, many adapters."""
     host: str = Field("127.0.0.1", description="Address the server listens on (0.0.0.0: every interface).")
@@ -235,6 +246,30 @@ class ServeConfig(Section):
     smoke_format_min: float = Field(0.5, ge=0, le=1, description="Staging: least share of answers matching the contract's regex_match scorers.")
     smoke_p95_seconds: float = Field(10.0, gt=0, description="Staging: most p95 latency of one smoke request, in seconds.")
     smoke_startup_seconds: float = Field(180.0, gt=0, description="Staging: most seconds the staging server may take to answer /health.")
+    record: RecordConfig = Field(default_factory=RecordConfig, description="Recording of production traffic for `adapterops watch`.")
+
+
+class WatchConfig(Section):
+    """`adapterops watch`: a window of recorded traffic against the corpus and the release-time evaluation."""
+    window_days: float = Field(7.0, gt=0, description="Days of recorded traffic one watch run reads, ending now.")
+    alias: str = Field("production", description="Alias whose recorded traffic is watched (the adapter version it names now).")
+    novelty_threshold: float = Field(0.3, gt=0, lt=1, description="MinHash Jaccard with the nearest approved corpus record below which a conversation is novel (compared as dedup compares records).")
+    cluster_threshold: float = Field(0.3, gt=0, lt=1, description="Jaccard at which two novel conversations join one cluster.")
+    novelty_alert: float = Field(0.15, ge=0, le=1, description="Alert when the novel share of traffic exceeds the held-out set's own share (the baseline) by more than this.")
+    score_drop_alert: float = Field(0.1, ge=0, le=1, description="Alert when a reference-free score on production answers is this much worse than at release.")
+    bad_feedback_alert: float = Field(0.2, ge=0, le=1, description="Alert when the share of feedback rated bad exceeds this.")
+    min_conversations: int = Field(20, ge=1, description="Fewer recorded conversations in the window: reported, never alerted on.")
+    clusters_shown: int = Field(5, ge=1, le=50, description="Largest novel clusters shown, each with examples.")
+    examples_per_cluster: int = Field(3, ge=1, le=20, description="Examples shown per novel cluster.")
+    label_limit: int = Field(100, ge=0, description="Most conversations a watch run writes as a labeling round (novel, low-scored and badly rated first); 0: none.")
+
+
+class FitCheckConfig(Section):
+    """`adapterops fit-check` and the approval review's fit section: is a fine-tune the right tool for this corpus?"""
+    volatile_max: float = Field(0.2, ge=0, le=1, description="Share of target turns quoting volatile facts (prices, dates, versions, SKUs, order or account numbers, URLs) above which the verdict says: serve those from retrieval.")
+    conflict_max: float = Field(0.05, ge=0, le=1, description="Share of near-duplicate prompts whose answers disagree above which the verdict flags conflicting targets.")
+    prompt_threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard at which two prompts are near-duplicates (for disagreeing answers).")
+    examples: int = Field(3, ge=0, le=20, description="Examples shown per finding.")
 
 
 class LabelingConfig(Section):
@@ -291,6 +326,8 @@ class Config(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Held-out evaluation settings.")
     release: ReleaseConfig = Field(default_factory=ReleaseConfig, description="Promotion gate and registry settings.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving (adapterops serve) and staging smoke settings.")
+    watch: WatchConfig = Field(default_factory=WatchConfig, description="Production watch (adapterops watch): novelty, quality, feedback, alerts.")
+    fit_check: FitCheckConfig = Field(default_factory=FitCheckConfig, description="Fit check (adapterops fit-check, approval review): volatile facts and conflicting answers.")
     demo_records: int = Field(1200, ge=50, description="Records the demo generator writes (demo sources only).")
     demo_seed: int = Field(2026, description="Seed of the demo generator.")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow server; default: SQLite in the workspace.")

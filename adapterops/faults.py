@@ -6,10 +6,13 @@ ADAPTEROPS_SIGNAL_AT=NAME:TERM (or NAME:INT) sends the process SIGTERM (SIGINT, 
 an operator or a scheduler would, to test how a command stops. ADAPTEROPS_FILL_DISK_AT=NAME fills the disk
 holding ADAPTEROPS_HOME there (a file of zeros until "no space left"); ADAPTEROPS_STOP_AT=NAME:PID kills process
 PID there, with its process group when it leads one (a tracking server stopping mid-run).
+ADAPTEROPS_WRITE_FAILS_AT=NAME makes every write at that point fail as a full disk does (ENOSPC), for as
+long as it is set: a dead store, not a crash (the serve recorder's writes are such a point).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -17,6 +20,13 @@ CRASH_ENV = "ADAPTEROPS_CRASH_AT"
 SIGNAL_ENV = "ADAPTEROPS_SIGNAL_AT"
 FILL_ENV = "ADAPTEROPS_FILL_DISK_AT"
 STOP_ENV = "ADAPTEROPS_STOP_AT"
+WRITE_FAILS_ENV = "ADAPTEROPS_WRITE_FAILS_AT"
+
+
+def write_fault(name: str) -> None:
+    """Raise a full disk's OSError here while ADAPTEROPS_WRITE_FAILS_AT names this point."""
+    if os.environ.get(WRITE_FAILS_ENV) == name:
+        raise OSError(errno.ENOSPC, f"No space left on device (fault point {name})")
 
 
 def _fill_disk() -> None:

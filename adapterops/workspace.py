@@ -53,6 +53,10 @@ class Workspace:
     def corpus_dir(self) -> Path:
         return self.root / "corpus"
 
+    @property
+    def traffic_dir(self) -> Path:
+        return self.root / "traffic"
+
     def create(self) -> "Workspace":
         for path in (self.mlflow_dir, self.artifact_root, self.prefect_home, self.models_dir,
                      self.data_dir, self.runs_dir, self.corpus_dir):

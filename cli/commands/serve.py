@@ -88,5 +88,7 @@ def serve(name: list[str] = typer.Option(..., "--name", help="Pipeline (the conf
         app.state.draining = True
         follower.stop()
         batcher.stop()
+        if app.state.recorder is not None:    # what is waiting is written (also when uvicorn stopped early)
+            app.state.recorder.close()
     if stopping["signal"] is not None:
         out.print(f"stopped on {signal.Signals(stopping['signal']).name}: requests in flight finished", highlight=False)

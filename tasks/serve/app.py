@@ -1,5 +1,7 @@
 """The OpenAI-compatible HTTP API of `adapterops serve`: /v1/chat/completions and /v1/completions (streamed or
-not, greedy or sampled), /v1/models, /metrics and /health (/health/live, /health/ready).
+not, greedy or sampled), /v1/models, /v1/feedback (a caller's verdict on an answer), /metrics and /health
+(/health/live, /health/ready). Answered requests are offered to the traffic recorder (tasks/serve/recording.py),
+which never slows or fails them.
 
 Every bad request answers a 4xx in OpenAI's error shape {"error": {"message", "type", "param", "code"}};
 nothing a client sends can stop the server: bodies beyond serve.max_body_bytes answer 413 before they are
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from fastapi import Request
@@ -25,6 +30,9 @@ from tasks.serve.choices import TOOL_CALL_MARKERS, ChoiceText
 from tasks.serve.decoding import Sampling
 from tasks.serve.engine import AdapterPool, Batcher, Job, NotLoaded, QueueFull, parse_model
 from tasks.serve.metrics import Exchange, ServeMetrics, access_log
+from tasks.serve.recording import FEEDBACK, RECORDS, Recorder
+
+log = logging.getLogger("adapterops.serve")
 
 
 INLINE_PARSE_BYTES = 64 * 1024   # bodies up to this size are parsed on the event loop, larger ones in a thread
@@ -107,6 +115,15 @@ class ChatRequest(_Request):
 class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr]
     logprobs: StrictInt | None = Field(None, ge=0, le=5)
+
+
+class FeedbackRequest(BaseModel):
+    """POST /v1/feedback: a caller's verdict on one answer, by the `id` the answer came with."""
+    model_config = ConfigDict(extra="forbid")
+    response_id: StrictStr = Field(min_length=1, max_length=200)
+    verdict: Literal["good", "bad"]
+    corrected_answer: StrictStr | None = Field(None, max_length=100_000)
+    note: StrictStr | None = Field(None, max_length=10_000)
 
 
 def _union_member(part) -> bool:
@@ -263,10 +280,18 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
-    app = FastAPI(title="AdapterOps serve", docs_url=None, redoc_url=None)
-    status = status if status is not None else {}
     metrics = ServeMetrics(pool, batcher)
-    app.state.metrics, app.state.draining = metrics, False
+    recorder = Recorder(settings.record, metrics.registry) if settings.record.enabled else None
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if recorder is not None:     # what is waiting is written before the process ends
+            await asyncio.to_thread(recorder.close)
+
+    app = FastAPI(title="AdapterOps serve", docs_url=None, redoc_url=None, lifespan=lifespan)
+    status = status if status is not None else {}
+    app.state.metrics, app.state.draining, app.state.recorder = metrics, False, recorder
     parser = tool_call_parser(settings.tool_call_parser, getattr(pool.tokenizer, "chat_template", None))
     marker = TOOL_CALL_MARKERS.get(parser)
 
@@ -439,6 +464,32 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
                 "created": int(time.time()), "model": request.model,
                 "system_fingerprint": f"{slot.model_name}/{slot.version}"}
 
+    def remember(http: Request, request: _Request, generation: _Generation, response_id: str, finals: list,
+                 chat: bool) -> None:
+        """Offer the answered request to the recorder (sampled there); a recorder fault never reaches the caller."""
+        if recorder is None:
+            return
+        try:
+            exchange, n = _exchange(http), request.n or 1
+            started = http.scope.get("adapterops.started", time.perf_counter())
+            counts = usage(generation, n)
+            pending = {"id": response_id, "time": datetime.now(timezone.utc).isoformat(),
+                       "endpoint": "chat" if chat else "completion", "model": request.model,
+                       "model_name": exchange.model, "version": exchange.version,
+                       "alias": parse_model(request.model)[1], "key": exchange.key, "stream": bool(request.stream),
+                       "latency_seconds": round(time.perf_counter() - started, 4),
+                       "prompt_tokens": counts["prompt_tokens"], "completion_tokens": counts["completion_tokens"],
+                       "choices": [{"index": i, "prompt": i // n, "content": content or "", "calls": calls,
+                                    "finish_reason": reason} for i, (content, calls, reason) in enumerate(finals)]}
+            if chat:
+                pending["messages"] = [m.model_dump(exclude_none=True) for m in request.messages]
+                pending["tools"] = [t.model_dump(exclude_none=True) for t in request.tools] if request.tools else None
+            else:
+                pending["prompts"] = completion_prompts(request.prompt)
+            recorder.offer(RECORDS, pending)
+        except Exception as error:   # never the caller's problem: say it and carry on
+            log.warning("recording skipped a request: %s: %s", type(error).__name__, error)
+
     def sse(data: dict | str) -> str:
         return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -454,6 +505,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
                       else {"index": index, "text": body.get("content", ""), "logprobs": None, "finish_reason": reason})
             return sse(top | {"choices": [choice]} | extra)
 
+        finals: dict[int, tuple] = {}
         try:
             if chat:
                 for index in range(len(generation.jobs)):
@@ -468,7 +520,10 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
                     yield chunk(index, {"content": rest})
                 if calls and chat:
                     yield chunk(index, {"tool_calls": [call | {"index": k} for k, call in enumerate(calls)]})
-                yield chunk(index, {}, finish_reason(generation, index, calls))
+                reason = finish_reason(generation, index, calls)
+                finals[index] = (content, calls, reason)
+                yield chunk(index, {}, reason)
+            remember(http, request, generation, top["id"], [finals[i] for i in sorted(finals)], chat)
             if include_usage:
                 yield sse(top | {"choices": [], "usage": usage(generation, n)})
             yield sse("[DONE]")
@@ -478,10 +533,11 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     async def answer(http: Request, request: _Request, generation: _Generation, chat: bool) -> dict:
         async for _ in events(http, generation):
             pass
-        choices = []
+        choices, finals = [], []
         for index in range(len(generation.jobs)):
             content, calls = final_content(generation, index)
             reason = finish_reason(generation, index, calls)
+            finals.append((content, calls, reason))
             if chat:
                 message = {"role": "assistant", "content": content if content or not calls else None}
                 if calls:
@@ -492,7 +548,9 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
                 choices.append({"index": index, "text": content, "finish_reason": reason,
                                 "logprobs": completion_logprobs(generation, index)})
         kind = "chat.completion" if chat else "text_completion"
-        return head(kind, request, generation) | {"choices": choices, "usage": usage(generation, request.n or 1)}
+        body = head(kind, request, generation) | {"choices": choices, "usage": usage(generation, request.n or 1)}
+        remember(http, request, generation, body["id"], finals, chat)
+        return body
 
     async def respond(http: Request, request: _Request, generation: _Generation, chat: bool):
         if request.stream:
@@ -539,6 +597,26 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         ids = [prompt_token_ids(pool.tokenizer, p, pool.prompt_template) for p in prompts]
         generation = await start(http, request, ids, request.logprobs, tools=False)
         return await respond(http, request, generation, chat=False)
+
+    @app.post("/v1/feedback")
+    async def feedback(http: Request):
+        holder = http.scope.get("adapterops.key")
+        if holder is None:
+            raise ApiError(401, "Feedback needs an API key: send `Authorization: Bearer <key>` (a server without keys "
+                                "takes none; make one with `adapterops keys api create`).", code="invalid_api_key",
+                           kind="authentication_error")
+        body = await read(http, FeedbackRequest)
+        if recorder is None:
+            raise ApiError(503, "This server records nothing (serve.record.enabled is false), so feedback cannot be "
+                                "stored; turn recording on.", code="recording_disabled", kind="server_error")
+        row = {"id": f"fb-{uuid.uuid4().hex}", "response_id": body.response_id, "verdict": body.verdict,
+               "corrected_answer": body.corrected_answer, "note": body.note, "key": holder.name,
+               "time": datetime.now(timezone.utc).isoformat()}
+        if not recorder.offer(FEEDBACK, row):
+            raise ApiError(503, "The feedback store is behind; send the feedback again in a moment.",
+                           code="feedback_queue_full", kind="server_error")
+        return JSONResponse({"id": row["id"], "object": "feedback", "response_id": body.response_id,
+                             "verdict": body.verdict, "status": "accepted"}, status_code=202)
 
     def model_card(row: dict) -> dict:
         return {"object": "model", "owned_by": "adapterops", "created": 0, "base_model": pool.base_name,

@@ -9,7 +9,7 @@ import logging
 access_log = logging.getLogger("adapterops.serve.access")
 
 UNKNOWN = "-"     # the label of requests refused before a model was resolved (bounded cardinality)
-ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models"}   # any other path: "other" (bounded labels)
+ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/feedback"}   # any other path: "other" (bounded labels)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
