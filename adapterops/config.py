@@ -253,7 +253,8 @@ class WatchConfig(Section):
     """`adapterops watch`: a window of recorded traffic against the corpus and the release-time evaluation."""
     window_days: float = Field(7.0, gt=0, description="Days of recorded traffic one watch run reads, ending now.")
     alias: str = Field("production", description="Alias whose recorded traffic is watched (the adapter version it names now).")
-    novelty_threshold: float = Field(0.3, gt=0, lt=1, description="MinHash Jaccard with the nearest approved corpus record below which a conversation is novel (compared as dedup compares records).")
+    novelty_threshold: float = Field(0.2, gt=0, lt=1, description="MinHash Jaccard of a conversation's customer side (user and tool turns) with the nearest approved corpus record's below which it is novel.")
+    ngram: int = Field(3, ge=1, le=16, description="Word n-gram size of the shingles novelty compares (shorter than dedup's: two tickets about one issue share few 5-grams).")
     cluster_threshold: float = Field(0.3, gt=0, lt=1, description="Jaccard at which two novel conversations join one cluster.")
     novelty_alert: float = Field(0.15, ge=0, le=1, description="Alert when the novel share of traffic exceeds the held-out set's own share (the baseline) by more than this.")
     score_drop_alert: float = Field(0.1, ge=0, le=1, description="Alert when a reference-free score on production answers is this much worse than at release.")

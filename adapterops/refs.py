@@ -220,3 +220,29 @@ class CurationStages(Ref):
     eval_ingest: IngestResult
     eval_pii: PiiResult
     label: LabelResult | None = None
+
+
+# built only by tasks.watch.stage.watch_window
+class WatchResult(Ref):
+    """One window of recorded production traffic against the corpus the adapter learned from and its release-time
+    evaluation: novelty, reference-free scores, feedback, the alerts that tripped."""
+    pipeline: str
+    model_name: str
+    version: str
+    alias: str
+    corpus_version: int
+    corpus_digest: str
+    window_start: str
+    window_end: str
+    conversations: int
+    novel: int
+    novel_share: float
+    baseline_share: float = Field(description="The held-out set's own share below the novelty threshold.")
+    scores: list[dict] = Field(description="Per score: production, release, source, higher_is_better, worse_by.")
+    feedback: dict[str, float]
+    clusters: list[dict] = Field(description="The largest novel clusters: size, share, words, examples.")
+    alerts: list[str]
+    message: str = Field(description="One line for a notification, e.g. 'm v3: 31% of this window's traffic ...'.")
+    label_candidates: int
+    folder: str = Field(description="The run folder: report.md, summary.json, candidates.jsonl.")
+    run_id: str | None = None

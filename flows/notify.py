@@ -1,11 +1,12 @@
-"""Events people are told about (waiting corpus, release) and the automations in deployments/automations.yaml."""
+"""Events people are told about (waiting corpus, release, a watch alert) and the automations in
+deployments/automations.yaml."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from uuid import UUID, uuid5
 
-from adapterops.refs import CorpusRef, ReleaseDecision
+from adapterops.refs import CorpusRef, ReleaseDecision, WatchResult
 from adapterops.storage import read_yaml
 
 AUTOMATIONS_FILE = Path(__file__).resolve().parents[1] / "deployments" / "automations.yaml"
@@ -40,6 +41,20 @@ def emit_release(decision: ReleaseDecision, corpus: CorpusRef, mlflow_ui_url: st
                         "corpus_version": corpus.version,
                         "mlflow_url": f"{mlflow_ui_url.rstrip('/')}/#/models/{decision.model_name}/versions/"
                                       f"{decision.version}"})
+
+
+def emit_watch_alert(result: WatchResult, mlflow_ui_url: str) -> None:
+    """`adapterops.watch.alert`: a watch window tripped a threshold; the message names what and by how much."""
+    from prefect.events import emit_event
+
+    emit_event(event="adapterops.watch.alert",
+               resource={"prefect.resource.id": f"adapterops.adapter.{result.model_name}.v{result.version}",
+                         "prefect.resource.name": f"{result.model_name} v{result.version}"},
+               payload={"model_name": result.model_name, "version": result.version, "pipeline": result.pipeline,
+                        "message": result.message, "window_start": result.window_start,
+                        "window_end": result.window_end, "conversations": str(result.conversations),
+                        "mlflow_url": f"{mlflow_ui_url.rstrip('/')}/#/experiments?searchFilter="
+                                      f"tags.stage%3D%27watch%27&runId={result.run_id or ''}"})
 
 
 def declared_automations(block_document_id: UUID, path: Path = AUTOMATIONS_FILE) -> list:

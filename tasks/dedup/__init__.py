@@ -5,7 +5,14 @@ clusters and keepers (clusters), the file stage and stored signatures (stage), a
 The names below are the stage's public face: flows and commands import them from here.
 """
 
-from tasks.dedup.clusters import concat_sketches, dedup_records, empty_sketches, sketch_records
+from tasks.dedup.clusters import (
+    concat_sketches,
+    dedup_records,
+    empty_sketches,
+    nearest_records,
+    similarity_clusters,
+    sketch_records,
+)
 from tasks.dedup.report import report_markdown
 from tasks.dedup.stage import (
     SHARD_ROWS,
@@ -20,6 +27,6 @@ from tasks.dedup.stage import (
 
 __all__ = [
     "SHARD_ROWS", "TEXT_COLUMNS", "concat_sketches", "dedup_file", "dedup_records", "empty_sketches",
-    "finish_dedup", "load_sketches", "report_markdown", "save_sketches", "sketch_columns", "sketch_file",
+    "finish_dedup", "load_sketches", "nearest_records", "report_markdown", "similarity_clusters", "save_sketches", "sketch_columns", "sketch_file",
     "sketch_records",
 ]

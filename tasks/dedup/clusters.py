@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
 from tasks.dedup import kernels
-from tasks.dedup.lsh import candidate_pairs
+from tasks.dedup.lsh import candidate_pairs, nearest_neighbours
 from tasks.dedup.minhash import minhash_signatures, normalise_texts, shingle_values, text_keys, token_hashes
 from tasks.records.arrow_arrays import strings, to_bools
 from tasks.records.conversation import conversation_of, role_tagged_text
@@ -382,3 +382,28 @@ def add_anchors(current: Sketches, previous: Sketches | None, num_perm: int,
     return concat_sketches([anchors, current]) if anchors is not None else current
 
 
+
+
+# --- lookups against stored sketches (the production watch) --------------------------------------
+
+def nearest_records(queries: Sketches, index: Sketches, params: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each query record's most similar index record by LSH lookup, verified by exact Jaccard of their shingle
+    sets: (index rows, Jaccard), -1 and 0 where no record shares a bucket. Both sides sketched with params."""
+    offset = len(index.sets)
+    sets = np.concatenate([np.asarray(index.sets), np.asarray(queries.sets)])
+    offsets = np.concatenate([np.asarray(index.set_offsets), np.asarray(queries.set_offsets[1:]) + offset])
+    base = len(index.ids)
+
+    def verify(query_rows: np.ndarray, index_rows: np.ndarray) -> np.ndarray:
+        return kernels.pair_jaccard(sets, offsets, np.ascontiguousarray(index_rows),
+                                    np.ascontiguousarray(query_rows + base))
+
+    return nearest_neighbours(np.asarray(queries.signatures), np.asarray(index.signatures), params, verify)
+
+
+def similarity_clusters(sketches: Sketches, params: DedupConfig) -> np.ndarray:
+    """Cluster number (the smallest member's row) of every record, records joined when their Jaccard reaches
+    params.threshold (LSH candidates, verified), as dedup clusters near-duplicates."""
+    rows = np.arange(len(sketches.ids), dtype=np.int64)
+    pairs, _ = verified_pairs(sketches, rows, params)
+    return kernels.union_find_roots(len(rows), np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]))

@@ -215,3 +215,59 @@ def _unique_pairs(left: list[np.ndarray], right: list[np.ndarray]) -> np.ndarray
     return np.column_stack([codes // width, codes % width])
 
 
+
+
+# --- signatures → nearest indexed row (a lookup, not a pairwise scan) --------------------------------
+
+def nearest_neighbours(queries: np.ndarray, index: np.ndarray, params: DedupConfig, verify_pairs,
+                       per_band: int = 4, verify: int = 8, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """For each query signature row, the most similar index row among its LSH candidates and their similarity:
+    (rows, values), row -1 and value 0 where no index row shares a band's bucket with it.
+
+    The index rows' band fingerprints are sorted once per band (params.threshold's bands x rows, as dedup
+    chooses them); each query looks its fingerprints up by binary search and takes at most per_band rows of each
+    bucket; the `verify` rows it shares most buckets with are verified by verify_pairs(query_rows, index_rows),
+    which returns their exact similarity. Queries go chunk at a time, so memory stays bounded.
+    """
+    bands, rows = choose_bands(params.threshold, params.num_perm)
+    best_row = np.full(len(queries), -1, dtype=np.int64)
+    best = np.zeros(len(queries), dtype=np.float64)
+    total = len(index)
+    if total == 0 or len(queries) == 0:
+        return best_row, best
+    prints = np.empty((bands, total), dtype=np.uint64)
+    kernels.band_fingerprints_into(index, np.arange(total, dtype=np.int64), rows, prints)
+    orders = np.argsort(prints, axis=1, kind="stable")
+    ordered = np.take_along_axis(prints, orders, axis=1)
+    del prints
+    for start in range(0, len(queries), chunk):
+        chosen = np.arange(start, min(start + chunk, len(queries)), dtype=np.int64)
+        query_prints = np.empty((bands, len(chosen)), dtype=np.uint64)
+        kernels.band_fingerprints_into(queries, chosen, rows, query_prints)
+        left, right = [], []
+        for band in range(bands):
+            low = np.searchsorted(ordered[band], query_prints[band], "left")
+            take = np.minimum(np.searchsorted(ordered[band], query_prints[band], "right") - low, per_band)
+            if not take.any():
+                continue
+            firsts = np.cumsum(take) - take
+            positions = np.repeat(low, take) + np.arange(int(take.sum())) - np.repeat(firsts, take)
+            left.append(np.repeat(chosen, take))
+            right.append(orders[band][positions])
+        if not left:
+            continue
+        codes, shared = np.unique(np.concatenate(left) * total + np.concatenate(right), return_counts=True)
+        query_rows, index_rows = codes // total, codes % total
+        order = np.lexsort((-shared, query_rows))          # per query, most shared buckets first
+        query_rows, index_rows = query_rows[order], index_rows[order]
+        group_start = np.flatnonzero(np.concatenate([[True], query_rows[1:] != query_rows[:-1]]))
+        rank = np.arange(len(query_rows)) - np.repeat(group_start, np.diff(np.append(group_start, len(query_rows))))
+        keep = rank < verify
+        query_rows, index_rows = query_rows[keep], index_rows[keep]
+        values = np.asarray(verify_pairs(query_rows, index_rows), dtype=np.float64)
+        order = np.lexsort((-values, query_rows))
+        first = np.concatenate([[True], query_rows[order][1:] != query_rows[order][:-1]])
+        winners = order[first]
+        best_row[query_rows[winners]] = index_rows[winners]
+        best[query_rows[winners]] = values[winners]
+    return best_row, best

@@ -31,7 +31,7 @@ RECORDS, FEEDBACK = "records", "feedback"
 WRITE_POINT = "traffic-write"       # adapterops/faults.py: ADAPTEROPS_WRITE_FAILS_AT=traffic-write
 RECORD_COLUMNS = ("id", "choice", "time", "endpoint", "model", "model_name", "version", "alias", "key", "messages",
                   "tools", "prompt", "completion", "tool_calls", "finish_reason", "latency_seconds", "prompt_tokens",
-                  "completion_tokens", "stream", "redacted")
+                  "completion_tokens", "stream", "redacted", "pii_leak")
 FEEDBACK_COLUMNS = ("id", "response_id", "time", "key", "verdict", "corrected_answer", "note", "redacted")
 _STOP = object()
 
@@ -94,12 +94,22 @@ def redacted_conversation(messages: list[dict], answer: str, calls: list[dict], 
     return stored_columns(conversation), count
 
 
+def leaked(messages: list[dict], answer: str, calls: list[dict]) -> bool:
+    """PII in the answer (or its tool arguments) that the request did not hold: the pii_leak scorer's rule
+    (tasks/evaluate/scorers.py), judged before redaction, which would hide it."""
+    given = json.dumps(messages, ensure_ascii=False)
+    said = {given[f.start:f.end].casefold() for f in find_pii(given)}
+    text = " ".join([answer or ""] + [c["function"]["arguments"] for c in calls])
+    return any(text[f.start:f.end].casefold() not in said for f in find_pii(text))
+
+
 def record_rows(pending: dict) -> list[dict]:
     """The stored rows (RECORD_COLUMNS) of one answered request, redacted: one per choice."""
     rows = []
     for choice in pending["choices"]:
         messages = pending["messages"] if pending["endpoint"] == "chat" else \
             [{"role": "user", "content": pending["prompts"][choice["prompt"]]}]
+        leak = leaked(messages, choice["content"], choice["calls"])
         columns, count = redacted_conversation(messages, choice["content"], choice["calls"], pending.get("tools"))
         calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in choice["calls"]]
         masked_calls, found = _masked(json.dumps(calls, ensure_ascii=False)) if calls else (None, 0)
@@ -110,7 +120,7 @@ def record_rows(pending: dict) -> list[dict]:
                      "completion": columns["completion"], "tool_calls": masked_calls,
                      "finish_reason": choice["finish_reason"], "latency_seconds": pending["latency_seconds"],
                      "prompt_tokens": pending["prompt_tokens"], "completion_tokens": pending["completion_tokens"],
-                     "stream": pending["stream"], "redacted": count + found})
+                     "stream": pending["stream"], "redacted": count + found, "pii_leak": leak})
     return rows
 
 
