@@ -25,10 +25,11 @@ def get_commands() -> list[tuple[str, object]]:
         status,
         train,
         validate,
+        watch,
     )
 
     return [("demo", run.demo), ("run", run.run), ("status", status.status), ("corpus", corpus.app),
             ("contract", contract.app), ("validate", validate.validate), ("dedup", dedup.dedup),
             ("label", label.app), ("train", train.train), ("eval", evaluate.evaluate_version),
-            ("release", release.app), ("serve", serve.serve), ("export", export.export), ("keys", keys.app),
+            ("release", release.app), ("serve", serve.serve), ("watch", watch.watch), ("export", export.export), ("keys", keys.app),
             ("notify", notify.app), ("config-fields", config_fields.config_fields)]

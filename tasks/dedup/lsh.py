@@ -247,11 +247,18 @@ def nearest_neighbours(queries: np.ndarray, index: np.ndarray, params: DedupConf
         left, right = [], []
         for band in range(bands):
             low = np.searchsorted(ordered[band], query_prints[band], "left")
-            take = np.minimum(np.searchsorted(ordered[band], query_prints[band], "right") - low, per_band)
+            count = np.searchsorted(ordered[band], query_prints[band], "right") - low
+            take = np.minimum(count, per_band)
             if not take.any():
                 continue
+            # a large bucket is entered at a place that moves with the query and the band, so its bands
+            # offer different rows rather than the same first few every time
+            start_at = (chosen.astype(np.uint64) * np.uint64(2654435761) + np.uint64(band * 40503)) \
+                % np.maximum(count, 1).astype(np.uint64)
             firsts = np.cumsum(take) - take
-            positions = np.repeat(low, take) + np.arange(int(take.sum())) - np.repeat(firsts, take)
+            step = np.arange(int(take.sum())) - np.repeat(firsts, take)
+            positions = np.repeat(low, take) + (np.repeat(start_at.astype(np.int64), take) + step) % np.repeat(
+                np.maximum(count, 1), take)
             left.append(np.repeat(chosen, take))
             right.append(orders[band][positions])
         if not left:

@@ -48,8 +48,8 @@ def production(prefect_harness, tiny_model_dir, tmp_path_factory):
     return corpus, version
 
 
-def pending(k: int, version: str, messages: list[dict], answer: str) -> dict:
-    when = NOW - timedelta(hours=1 + k)
+def pending(k: int, version: str, messages: list[dict], answer: str, now: datetime = NOW) -> dict:
+    when = now - timedelta(hours=1 + k)
     return {"id": f"chatcmpl-{k:05d}", "time": when.isoformat(), "endpoint": "chat", "model": MODEL,
             "model_name": MODEL, "version": version, "alias": "production", "key": "support-app", "stream": False,
             "latency_seconds": 0.2, "prompt_tokens": 40, "completion_tokens": 30, "messages": messages,
@@ -75,9 +75,9 @@ def novel_traffic(count: int, templates: list[str], seed: int) -> list[tuple[lis
              "I am not sure how to help with that.") for _ in range(count)]
 
 
-def write_traffic(store, version: str, conversations) -> None:
+def write_traffic(store, version: str, conversations, now: datetime = NOW) -> None:
     rows = [row for k, (messages, answer) in enumerate(conversations)
-            for row in record_rows(pending(k, version, messages, answer))]
+            for row in record_rows(pending(k, version, messages, answer, now))]
     for part in range(0, len(rows), 50):      # several files, as the recorder rotates them
         write_part(rows[part:part + 50], store / RECORDS, RECORD_COLUMNS, part)
 
@@ -132,3 +132,22 @@ def test_traffic_about_topics_absent_from_the_corpus_is_flagged_clustered_and_no
     assert result.run_id in render(action.body, emitted[0])
     candidates = [json.loads(line) for line in open(f"{result.folder}/candidates.jsonl")]
     assert len(candidates) >= 60 and all("novel" in c["why"] for c in candidates[:60])
+
+
+def test_the_command_prints_the_figures_and_says_no_threshold_tripped(production, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    _, version = production
+    write_traffic(tmp_path / "store", version, demo_traffic(40, 406), now=datetime.now(timezone.utc))
+    (tmp_path / "watch.yaml").write_text(yaml.safe_dump(config(tmp_path / "store")))
+    result = CliRunner().invoke(app, ["watch", PIPELINE, "--config", str(tmp_path / "watch.yaml")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"{MODEL} v{version}: 40 conversations" in result.output and "novel share" in result.output
+    assert "no threshold tripped" in result.output
+
+    missing = CliRunner().invoke(app, ["watch", "nobody", "--config", str(tmp_path / "watch.yaml")])
+    assert missing.exit_code != 0
