@@ -1,4 +1,5 @@
-"""What an owner reads before deciding a corpus version: its curation, a sample of changes, duplicates, labels, links."""
+"""What an owner reads before deciding a corpus version: its curation, a sample of changes, duplicates, labels, whether
+a fine-tune fits it (volatile facts, disagreeing answers), links."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from adapterops.config import FitCheckConfig
 from adapterops.escaping import md_code, md_excerpt
+from tasks.corpus.fit_check import check_fit, fit_lines
 from tasks.corpus.versions import diff_records, last_approved, load_manifest, version_records
 from tasks.label.policy import agreement_lines
 from tasks.records.quarantine import breakdown_markdown, reason_breakdown
@@ -107,6 +110,8 @@ def review_markdown(parts: dict, sample: int, top_clusters: int = 3) -> str:
     if changes := parts.get("diff") or parts.get("first"):
         lines += change_lines(changes, parts["old"], parts["new"], sample)
     lines += cluster_lines(parts["dedup_report"], top_clusters)
+    if parts.get("fit"):
+        lines += fit_lines(parts["fit"])
     lines += label_lines(parts["label_outcomes"], parts.get("label_agreement"))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -124,7 +129,8 @@ def contract_summary(validation: dict, name: str, version: int) -> dict:
 
 # --- wrapper: read the version's files and MLflow ------------------------------------------------
 
-def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, sample: int) -> str:
+def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, sample: int,
+                   fit: FitCheckConfig | None = None) -> str:
     """The review of a corpus version against the last approved one, from its folder and its MLflow run."""
     folder = Path(run.data.tags["corpus.path"])
     manifest = load_manifest(run)
@@ -156,4 +162,6 @@ def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, 
     elif len(new):       # a first version: its records are all added
         parts["old"] = new.iloc[0:0]
         parts["first"] = {"added": sorted(new["id"].astype(str)), "changed": [], "removed": []}
+    if len(new):
+        parts["fit"] = check_fit(new, fit or FitCheckConfig(), parts.get("old") if last is not None else None)
     return review_markdown(parts, sample)

@@ -4,6 +4,7 @@ version's files on a machine that did not curate it.
 The names below are the stage's public face: flows and commands import them from here.
 """
 
+from tasks.corpus.fit_check import check_fit, fit_lines
 from tasks.corpus.versions import (
     corpus_contract,
     corpus_ref,
@@ -24,7 +25,7 @@ from tasks.corpus.versions import (
 )
 
 __all__ = [
-    "corpus_contract", "corpus_ref", "diff_against_last_approved", "diff_markdown", "diff_records", "displayed_status", "find_version",
+    "corpus_contract", "corpus_ref", "check_fit", "fit_lines", "diff_against_last_approved", "diff_markdown", "diff_records", "displayed_status", "find_version",
     "get_version", "last_approved", "last_approved_signatures", "list_versions", "load_manifest", "publish_version",
     "run_contract", "stored_ref", "version_records",
 ]

@@ -120,3 +120,14 @@ def role_tagged_text(conversation: Conversation) -> str:
         parts = [message.content or ""] + [f"{call.name}({call.arguments})" for call in message.tool_calls]
         lines.append(f"{message.role}: " + " ".join(p for p in parts if p))
     return "\n".join(lines)
+
+
+CUSTOMER_ROLES = ("user", "tool")
+
+
+def customer_side_text(record: dict) -> str:
+    """A stored record's user and tool turns, role-tagged as role_tagged_text tags them: what the customer (and the
+    tools) said, without the system prompt and the answers every record of a corpus shares in kind."""
+    conversation = conversation_of(record)
+    kept = tuple(m for m in conversation.messages if m.role in CUSTOMER_ROLES)
+    return role_tagged_text(Conversation(messages=kept)) if kept else ""

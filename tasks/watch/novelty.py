@@ -17,9 +17,7 @@ import pandas as pd
 from adapterops.config import DedupConfig, WatchConfig
 from tasks.dedup import nearest_records, similarity_clusters, sketch_records
 from tasks.dedup.clusters import Sketches
-from tasks.records.conversation import Conversation, conversation_of, role_tagged_text
-
-CUSTOMER_ROLES = ("user", "tool")
+from tasks.records.conversation import customer_side_text
 _COMMON = frozenset("a an and are as at be but by can for from has have hello hi i in is it its me my no not of on "
                     "or our please so that the this to us was we what when with you your user tool thanks thank "
                     "dear team support kind regards good morning hey".split())
@@ -27,9 +25,7 @@ _COMMON = frozenset("a an and are as at be but by can for from has have hello hi
 
 def customer_text(record: dict) -> str:
     """A stored record's (corpus or traffic) user and tool turns, role-tagged as dedup tags conversations."""
-    conversation = conversation_of(record)
-    kept = tuple(m for m in conversation.messages if m.role in CUSTOMER_ROLES)
-    return role_tagged_text(Conversation(messages=kept)) if kept else ""
+    return customer_side_text(record)
 
 
 def novelty_params(settings: WatchConfig, num_perm: int = 128, seed: int = 1) -> DedupConfig:
