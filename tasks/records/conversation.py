@@ -128,6 +128,10 @@ CUSTOMER_ROLES = ("user", "tool")
 def customer_side_text(record: dict) -> str:
     """A stored record's user and tool turns, role-tagged as role_tagged_text tags them: what the customer (and the
     tools) said, without the system prompt and the answers every record of a corpus shares in kind."""
-    conversation = conversation_of(record)
-    kept = tuple(m for m in conversation.messages if m.role in CUSTOMER_ROLES)
-    return role_tagged_text(Conversation(messages=kept)) if kept else ""
+    stored = record.get("messages")
+    if stored is None or (isinstance(stored, float) and stored != stored):      # one-turn: the prompt
+        return f"user: {record['prompt']}" if record.get("prompt") is not None else ""
+    # read straight from the stored JSON (no model per message: the watch reads 100k of these); the same text
+    # role_tagged_text writes for these turns, which carry no tool calls
+    lines = [f"{m['role']}: {m.get('content') or ''}" for m in json.loads(stored) if m.get("role") in CUSTOMER_ROLES]
+    return "\n".join(lines)

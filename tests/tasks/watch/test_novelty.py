@@ -70,3 +70,12 @@ def test_alerts_trip_on_novelty_a_score_drop_and_bad_feedback_but_not_on_a_small
         "support-triage-adapter v3: 31% of this window's traffic is unlike the corpus (baseline 4%); format 0.99 → 0.84")
     assert tripped[2] == "50% of 10 rated answers were rated bad"
     assert alerts(figures | {"conversations": 19}, settings) == []
+
+
+def test_customer_text_read_from_the_json_is_the_role_tagged_text_of_those_turns():
+    from tasks.records.conversation import Conversation, conversation_of, role_tagged_text
+
+    frame = records(200, 4, "Y")
+    for row in frame.to_dict("records") + [{"id": "o", "prompt": "one turn ", "completion": "ok", "messages": None}]:
+        kept = tuple(m for m in conversation_of(row).messages if m.role in ("user", "tool"))
+        assert customer_text(row) == role_tagged_text(Conversation(messages=kept))
