@@ -262,7 +262,8 @@ class WatchConfig(Section):
     min_conversations: int = Field(20, ge=1, description="Fewer recorded conversations in the window: reported, never alerted on.")
     clusters_shown: int = Field(5, ge=1, le=50, description="Largest novel clusters shown, each with examples.")
     examples_per_cluster: int = Field(3, ge=1, le=20, description="Examples shown per novel cluster.")
-    label_limit: int = Field(100, ge=0, description="Most conversations a watch run writes as a labeling round (novel, low-scored and badly rated first); 0: none.")
+    label_limit: int = Field(100, ge=0, description="Most conversations a watch run writes to candidates.jsonl for the next corpus version (badly rated, then novel, then low-scored); 0: none.")
+    candidate_source: str = Field("production", description="The `source` of those conversations in candidates.jsonl; the data contract must allow it (the demo contract's sources are email, chat and web-form).")
 
 
 class FitCheckConfig(Section):

@@ -96,14 +96,15 @@ def main() -> None:
     params = novelty_params(settings)
     now = datetime.now(timezone.utc)
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     memory: dict[str, float] = {}
 
     def phase(name, call):
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         value = call()
-        times[name] = time.perf_counter() - started
+        times[name], cpu[name] = time.perf_counter() - started, time.process_time() - used
         memory[name] = peak_mb()
-        print(f"{name}: {times[name]:.1f} s (peak RSS {memory[name]:.0f} MB)", flush=True)
+        print(f"{name}: {times[name]:.1f} s wall, {cpu[name]:.1f} s CPU (peak RSS {memory[name]:.0f} MB)", flush=True)
         return value
 
     corpus = phase("generate corpus (not watch)", lambda: stored(generate_conversations(args.corpus, 1)))
@@ -141,6 +142,9 @@ def main() -> None:
         scores, _ = phase("reference-free scores", lambda: production_scores(traffic, specs,
                                                                            length_range(train["completion"])))
         watch_seconds = time.perf_counter() - started_watch + times["read the window"]
+        watch_cpu = sum(cpu[k] for k in ("read the window", "sketch the traffic", "lookup: traffic → nearest corpus record",
+                                         "lookup: held-out baseline", "cluster the novel conversations",
+                                         "reference-free scores"))
 
         sample = np.random.default_rng(0).choice(len(traffic), size=min(args.scan_sample, len(traffic)), replace=False)
         sets = np.concatenate([train_sketches.sets, sketches.sets])
@@ -159,8 +163,8 @@ def main() -> None:
     print()
     print(f"corpus {len(train)} train + {len(heldout)} held-out records, traffic {len(traffic)} conversations "
           f"({args.novel:.0%} about topics the corpus never saw)")
-    print(f"watch (read, sketch, lookups, clusters, scores): {watch_seconds:.1f} s; with the first sketch of the "
-          f"corpus version: {watch_seconds + times['sketch the corpus (once per version)']:.1f} s")
+    print(f"watch (read, sketch, lookups, clusters, scores): {watch_seconds:.1f} s wall, {watch_cpu:.1f} s CPU; with "
+          f"the first sketch of the corpus version: {watch_seconds + times['sketch the corpus (once per version)']:.1f} s")
     print(f"peak RSS {max(memory.values()):.0f} MB")
     print(f"novel share {float((similarity < settings.novelty_threshold).mean()):.1%}, held-out baseline "
           f"{float((held < settings.novelty_threshold).mean()):.1%}; largest cluster {clusters[0]['size']} "

@@ -14,7 +14,7 @@ import pandas as pd
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError
 from adapterops.refs import CorpusRef, WatchResult
-from adapterops.storage import write_json, write_text
+from adapterops.storage import write_json, write_parquet, write_text
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from adapterops.workspace import resolve_workspace
 from tasks.corpus import corpus_contract, corpus_ref
@@ -92,6 +92,24 @@ def label_candidates(traffic: pd.DataFrame, novel: np.ndarray, lowest: np.ndarra
                          "messages": picked["messages"], "tools": picked["tools"], "why": picked["why"]})
 
 
+def chat_lines(candidates: pd.DataFrame, source: str = "production") -> list[dict]:
+    """The candidates as OpenAI chat JSONL records, an input curation reads (`sources:`): the production
+    conversation, its last answer replaced by the caller's corrected answer where feedback gave one."""
+    lines = []
+    for row in candidates.to_dict("records"):
+        stored = row["messages"]
+        messages = json.loads(stored) if isinstance(stored, str) else \
+            [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+        messages = [{k: v for k, v in m.items() if k != "weight" and v is not None} for m in messages]
+        if isinstance(row["corrected_answer"], str) and row["corrected_answer"]:
+            messages[-1] = {"role": "assistant", "content": row["corrected_answer"]}
+        line = {"id": row["id"], "source": source, "timestamp": row["timestamp"], "messages": messages}
+        if isinstance(row["tools"], str):
+            line["tools"] = json.loads(row["tools"])
+        lines.append(line)
+    return lines
+
+
 def watch_window(config: Config, now: datetime | None = None, store: Path | None = None,
                  run_dir: Path | None = None) -> WatchResult:
     """Watch the last watch.window_days of recorded traffic of config.release.model_name at watch.alias."""
@@ -131,7 +149,9 @@ def watch_window(config: Config, now: datetime | None = None, store: Path | None
     candidates = label_candidates(traffic, found["novel"], lowest, feedback, settings.label_limit) if len(traffic) \
         else pd.DataFrame()
     if len(candidates):
-        candidates.to_json(folder / "candidates.jsonl", orient="records", lines=True, force_ascii=False)
+        write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chat_lines(candidates, settings.candidate_source)),
+                   folder / "candidates.jsonl")
+        write_parquet(candidates, folder / "candidates.parquet")
     result = {"pipeline": config.name, "model_name": model_name, "version": version, "alias": settings.alias,
               "corpus_version": corpus.version, "corpus_digest": corpus.digest, "window_start": start.isoformat(),
               "window_end": end.isoformat(), "novel": int(found["novel"].sum()), "clusters": found["clusters"],

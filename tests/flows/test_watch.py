@@ -9,12 +9,21 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import mlflow
+import pandas as pd
 import prefect.events
 import pytest
 
 from adapterops.config import parse_config
 from adapterops.demo_data import HOUSE_POLICY, generate_conversations
-from tasks.serve.recording import RECORD_COLUMNS, RECORDS, record_rows, write_part
+from tasks.serve.recording import (
+    FEEDBACK,
+    FEEDBACK_COLUMNS,
+    RECORD_COLUMNS,
+    RECORDS,
+    feedback_row,
+    record_rows,
+    write_part,
+)
 from tests.flows.test_notify import automation_for, render
 from tests.serve.adapters import register_adapter
 
@@ -23,6 +32,8 @@ pytestmark = pytest.mark.slow       # a curation and a registered adapter first 
 PIPELINE, MODEL = "watched", "watched-adapter"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
 THERMOSTAT = ["my smart thermostat {n} keeps rebooting and the heating schedule resets every {day} night"]
+CORRECTED = ("Triage: feature | priority: low | team: Product\nReply: Hi Ana, thank you for contacting us. Thermostats "
+             "are not ours to support: please contact the maker of your heating. Best regards, the Acme Support team.")
 DAYS = ["Monday", "Tuesday", "Friday", "Sunday"]
 VAT = ["how do I file the quarterly VAT return for my bakery, form {n} of {day}",
        "which VAT rate applies to takeaway coffee at my bakery, receipt {n} of {day}"]
@@ -114,8 +125,11 @@ def test_traffic_about_topics_absent_from_the_corpus_is_flagged_clustered_and_no
     _, version = production
     traffic = demo_traffic(100, 405) + novel_traffic(45, THERMOSTAT, 1) + novel_traffic(15, VAT, 2)
     write_traffic(tmp_path, version, traffic)
+    rated = {"id": "fb-1", "response_id": "chatcmpl-00100", "time": (NOW - timedelta(minutes=5)).isoformat(),
+             "key": "support-app", "verdict": "bad", "corrected_answer": CORRECTED, "note": "wrong queue"}
+    write_part([feedback_row(rated)], tmp_path / FEEDBACK, FEEDBACK_COLUMNS, 1)
     result = run_watch(tmp_path)
-    assert result.conversations == 160 and result.novel >= 60
+    assert result.conversations == 160 and result.novel >= 60 and result.feedback["bad"] == 1
     # the 60 off-topic conversations, and about the held-out set's own share of the 100 others
     assert 60 / 160 <= result.novel_share <= (60 + 100 * (result.baseline_share + 0.05)) / 160, result
     largest = result.clusters[0]
@@ -130,8 +144,31 @@ def test_traffic_about_topics_absent_from_the_corpus_is_flagged_clustered_and_no
     action = automation_for(emitted[0]).actions[0]
     assert render(action.subject, emitted[0]) == f"Watch: {result.message}"
     assert result.run_id in render(action.body, emitted[0])
-    candidates = [json.loads(line) for line in open(f"{result.folder}/candidates.jsonl")]
-    assert len(candidates) >= 60 and all("novel" in c["why"] for c in candidates[:60])
+    why = pd.read_parquet(f"{result.folder}/candidates.parquet")
+    assert why.iloc[0]["why"].startswith("rated bad") and why.iloc[0]["corrected_answer"] == CORRECTED
+    assert (why["why"].str.contains("novel")).sum() >= 60
+
+    # the flywheel: the candidates are a source of the next corpus version, through ingest, PII, dedup and the
+    # contract (the off-topic answers fail its format and are quarantined or removed as near-duplicates of one
+    # another; the caller's correction is kept)
+    from flows.curate import curate
+
+    candidates = f"{result.folder}/candidates.jsonl"
+    assert all(json.loads(line)["source"] == "production" for line in open(candidates))
+    # the demo contract allows the sources email, chat and web-form: recorded chats come in as `chat`
+    chats = parse_config(config(tmp_path) | {"watch": {"candidate_source": "chat"}})
+    from flows.watch import watch
+
+    result = watch(chats, until=NOW)
+    candidates = f"{result.folder}/candidates.jsonl"
+    following = curate(chats.model_copy(update={"sources": ["demo:train", candidates]}))
+    assert following.version == 2 and following.new
+    kept = pd.concat([pd.read_parquet(f"{following.path}/{s}.parquet") for s in ("train", "heldout")])
+    kept = kept.set_index("id")
+    assert kept.loc["prod-chatcmpl-00100", "completion"] == CORRECTED
+    quarantine = pd.read_parquet(f"{following.path}/quarantine.parquet")
+    off_topic = quarantine["id"].str.startswith("prod-", na=False)    # the others were near-duplicates of these
+    assert off_topic.sum() >= 10 and quarantine.loc[off_topic, "stage"].eq("contract").all()
 
 
 def test_the_command_prints_the_figures_and_says_no_threshold_tripped(production, tmp_path):
