@@ -39,6 +39,10 @@ def _version(name: str, version: int):
     return run, stored_ref(run)
 
 
+ONLY = typer.Option(None, "--only", help="JSONL of records (a watch run's candidates.jsonl) whose ids are the only "
+                                         "records taken (those the version kept).")
+
+
 @app.command()
 def export(version: int = typer.Argument(..., help="Corpus version to export."),
            out_path: Path = typer.Option(..., "--out", help="Tasks file: .json for Label Studio, .jsonl for JSONL; "
@@ -48,15 +52,16 @@ def export(version: int = typer.Argument(..., help="Corpus version to export."),
            split: str = typer.Option("train", help="Records to export: train, heldout or all."),
            limit: int = typer.Option(None, min=1, help="Export a seeded random sample of this many records."),
            seed: int = typer.Option(0, help="Seed of the sample."),
-           name: str = NAME) -> None:
+           only: Path = ONLY, name: str = NAME) -> None:
     """Write a version's records as labeling tasks, each carrying its corpus digest and record digest."""
-    from tasks.label import export_file, format_hint
+    from tasks.label import export_file, format_hint, listed_ids
     from tasks.records import load_contract
 
     fmt = fmt or ("label-studio" if out_path.suffix.lower() == ".json" else "jsonl")
     run, corpus = _version(name, version)
     hint = format_hint(load_contract(run.data.tags["contract"])) if run.data.tags.get("contract") else None
-    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed, hint)
+    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed, hint,
+                          listed_ids(only) if only else None)
     out.print(f"{written['count']} tasks from {name} corpus v{version} → {written['tasks']}")
     if written["interface"]:
         out.print(f"Label Studio labeling interface → {written['interface']} (paste it into the project's settings)")
@@ -74,12 +79,13 @@ def push(version: int = typer.Argument(..., help="Corpus version whose records b
          split: str = typer.Option("train", help="Records to push: train, heldout or all."),
          limit: int = typer.Option(None, min=1, help="Push a seeded random sample of this many records."),
          seed: int = typer.Option(0, help="Seed of the sample."),
-         config: Path = CONFIG, name: str = NAME) -> None:
+         only: Path = ONLY, config: Path = CONFIG, name: str = NAME) -> None:
     """Create or update a Label Studio project: the labeling interface and the tasks it does not hold yet."""
     from tasks.label import (
         connect,
         format_hint,
         label_studio_interface,
+        listed_ids,
         parse_project,
         push_tasks,
         server,
@@ -91,7 +97,8 @@ def push(version: int = typer.Argument(..., help="Corpus version whose records b
     url, token = server(ref, _labeling(config).label_studio_url)
     run, corpus = _version(name, version)
     hint = format_hint(load_contract(run.data.tags["contract"])) if run.data.tags.get("contract") else None
-    tasks = version_tasks(run.data.tags["corpus.path"], corpus, "label-studio", split, limit, seed)
+    tasks = version_tasks(run.data.tags["corpus.path"], corpus, "label-studio", split, limit, seed,
+                          listed_ids(only) if only else None)
     pushed = push_tasks(connect(url, token), url, ref, tasks, label_studio_interface(hint))
     state = "created" if pushed["created"] else "updated"
     out.print(terminal(f"Project {pushed['title']} ({state}) {pushed['url']}: {pushed['added']} tasks added, "

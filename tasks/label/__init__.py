@@ -14,6 +14,7 @@ from tasks.label.labeling import (
     format_hint,
     label_file,
     label_studio_interface,
+    listed_ids,
     version_tasks,
 )
 from tasks.label.outcomes import reject_failing_corrections
@@ -21,6 +22,6 @@ from tasks.label.policy import disputed_tasks, settle
 
 __all__ = [
     "annotations_from_label_studio", "annotations_of", "apply_decisions", "connect", "disputed_tasks",
-    "export_file", "format_hint", "label_file", "label_studio_interface", "parse_project", "pull_tasks",
+    "export_file", "format_hint", "label_file", "label_studio_interface", "listed_ids", "parse_project", "pull_tasks",
     "push_tasks", "read_label_files", "reject_failing_corrections", "server", "settle", "version_tasks",
 ]

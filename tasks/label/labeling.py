@@ -321,25 +321,28 @@ def label_file(records_path: str, label_paths: list[str], stage_dir, contract: C
 
 
 def version_tasks(corpus_folder: str, corpus: CorpusRef, fmt: str, split: str = "train", limit: int | None = None,
-                  seed: int = 0) -> list[dict]:
-    """A version's records (a split, or a seeded sample of it) as labeling tasks."""
+                  seed: int = 0, ids: set[str] | None = None) -> list[dict]:
+    """A version's records (a split, or a seeded sample of it; only those named in `ids` when given) as labeling
+    tasks."""
     splits = {"train": ["train"], "heldout": ["heldout"], "all": ["train", "heldout"]}
     if split not in splits:
         raise AdapterOpsError(f"--split must be train, heldout or all, not {split!r}.")
     frame = pd.concat([pd.read_parquet(Path(corpus_folder) / f"{name}.parquet") for name in splits[split]],
                       ignore_index=True)
+    if ids is not None:
+        frame = frame[frame["id"].astype(str).isin(ids)]
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed).sort_index()
     return export_tasks(frame, corpus, fmt)
 
 
 def export_file(corpus_folder: str, corpus: CorpusRef, fmt: str, out_path, split: str = "train",
-                limit: int | None = None, seed: int = 0, hint: str | None = None) -> dict:
+                limit: int | None = None, seed: int = 0, hint: str | None = None, ids: set[str] | None = None) -> dict:
     """Write a version's records as labeling tasks to out_path (and, for Label Studio, its interface next to it).
 
     For Argilla, out_path is a folder in the argilla SDK's `Dataset.to_disk` layout.
     """
-    tasks = version_tasks(corpus_folder, corpus, "jsonl" if fmt == "argilla" else fmt, split, limit, seed)
+    tasks = version_tasks(corpus_folder, corpus, "jsonl" if fmt == "argilla" else fmt, split, limit, seed, ids)
     out_path = Path(out_path)
     interface = None
     if fmt == "argilla":
@@ -356,3 +359,20 @@ def export_file(corpus_folder: str, corpus: CorpusRef, fmt: str, out_path, split
     else:
         write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), out_path)
     return {"tasks": str(out_path), "interface": str(interface) if interface else None, "count": len(tasks)}
+
+
+def listed_ids(path) -> set[str]:
+    """The `id` of every line of a JSONL file (a watch run's candidates.jsonl), for exporting only those records."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterOpsError(f"{path} does not exist; pass a JSONL file of records with an `id` each, such as a watch "
+                              "run's candidates.jsonl.")
+    ids = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                raise AdapterOpsError(f"{path} line {number} is not a JSON object with an `id`; pass a JSONL file "
+                                      "of records.") from None
+    return ids

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -188,3 +189,39 @@ def test_the_command_prints_the_figures_and_says_no_threshold_tripped(production
 
     missing = CliRunner().invoke(app, ["watch", "nobody", "--config", str(tmp_path / "watch.yaml")])
     assert missing.exit_code != 0
+
+
+def test_the_labeling_round_of_production_conversations_reaches_the_next_version(production, tmp_path):
+    """watch → candidates → corpus v(N+1) → `label export --only candidates` → annotated → v(N+2) via labels."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flows.curate import curate
+    from tests.flows.test_label import annotate
+
+    _, version = production
+    write_traffic(tmp_path, version, demo_traffic(30, 407) + novel_traffic(12, VAT, 3))
+    chats = parse_config(config(tmp_path) | {"watch": {"candidate_source": "chat"}})
+    from flows.watch import watch
+
+    result = watch(chats, until=NOW)
+    candidates = f"{result.folder}/candidates.jsonl"
+    with_candidates = chats.model_copy(update={"sources": ["demo:train", candidates]})
+    lines = [json.loads(line) for line in open(candidates)]     # answered in the contract's format this time
+    for line in lines:
+        line["messages"][-1] = {"role": "assistant", "content": CORRECTED.replace("Thermostats", "VAT returns")
+                                + f" Ref {line['id']}."}
+    Path(candidates).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    following = curate(with_candidates)
+    exported = CliRunner().invoke(app, ["label", "export", str(following.version), "--name", PIPELINE, "--split",
+                                        "all", "--only", candidates, "--out", str(tmp_path / "tasks.json")])
+    assert exported.exit_code == 0, exported.output
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert tasks and all(t["data"]["record_id"].startswith("prod-") for t in tasks)
+    fixed = tasks[0]["data"]["completion"].replace("VAT returns are not ours", "Tax questions are not ours")
+    annotate(tasks, [("correct", fixed)])
+    (tmp_path / "annotated.json").write_text(json.dumps(tasks))
+    labelled = curate(with_candidates.model_copy(update={"labels": [str(tmp_path / "annotated.json")]}))
+    assert labelled.version == following.version + 1
+    kept = pd.concat([pd.read_parquet(f"{labelled.path}/{s}.parquet") for s in ("train", "heldout")]).set_index("id")
+    assert kept.loc[tasks[0]["data"]["record_id"], "completion"] == fixed
