@@ -199,3 +199,60 @@ def test_a_labeling_round_with_two_annotators_through_label_studio(label_studio,
     assert run.data.metrics["labels.disputed_tasks"] == 1 and run.data.params["labels.policy"] == "unanimous"
     review = version_review("lslane", run, "http://mlflow", "http://prefect", 3)
     assert "Disputed" in review and "cohen kappa 0.636" in review and "not a support ticket" in review
+
+
+def test_a_watch_round_goes_through_label_studio_into_the_next_version(label_studio, prefect_harness,
+                                                                       tiny_model_dir, tmp_path, monkeypatch):
+    """The flywheel end to end: production traffic watched, its candidates curated into v2, only those pushed to
+    Label Studio (`--only`), corrected there, pulled, and the correction in v3."""
+    import mlflow
+
+    from flows.curate import curate
+    from flows.watch import watch
+    from tests.flows.test_watch import CORRECTED, NOW, VAT, demo_traffic, novel_traffic, write_traffic
+    from tests.serve.adapters import register_adapter
+
+    name, model = "lswatch", "lswatch-adapter"
+    settings = {"name": name, "approval": "auto", "demo_records": 150, "release": {"model_name": model},
+                "serve": {"record": {"folder": str(tmp_path / "store")}}, "watch": {"candidate_source": "chat"}}
+    corpus = curate(parse_config(settings))
+    version = register_adapter(model, 61, tiny_model_dir, "production")
+    mlflow.MlflowClient().set_model_version_tag(model, version, "corpus.digest", corpus.digest)
+    label_studio.wait()
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+
+    write_traffic(tmp_path / "store", version, demo_traffic(20, 408) + novel_traffic(8, VAT, 4))
+    watched = watch(parse_config(settings), until=NOW)
+    candidates = tmp_path / "candidates.jsonl"
+    lines = [json.loads(line) for line in open(f"{watched.folder}/candidates.jsonl")]
+    for line in lines:                  # answered in the contract's format, each its own
+        line["messages"][-1] = {"role": "assistant", "content": CORRECTED.replace("Thermostats", "VAT returns")
+                                + f" Ref {line['id']}."}
+    candidates.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with_candidates = settings | {"sources": ["demo:train", str(candidates)]}
+    following = curate(parse_config(with_candidates))
+    runner = CliRunner()
+    pushed = said(runner.invoke(app, ["label", "push", str(following.version), "--name", name, "--project",
+                                      "lswatch round", "--split", "all", "--only", str(candidates)]))
+    assert "(created)" in pushed
+
+    owner = connect_owner(label_studio)
+    project = next(p for p in owner.projects.list() if p.title == "lswatch round")
+    tasks = sorted(owner.tasks.list(project=project.id), key=lambda t: t.id)
+    assert tasks and all(t.data["record_id"].startswith("prod-") for t in tasks)
+    fixed = tasks[0].data["completion"].replace("VAT returns are not ours", "Tax questions are not ours")
+    annotate(owner, tasks[0].id, "correct", fixed)
+
+    pulled = tmp_path / "round.json"
+    said(runner.invoke(app, ["label", "pull", "--name", name, "--project", str(project.id), "--out", str(pulled)]))
+    labelled = curate(parse_config(with_candidates | {"labels": [str(pulled)]}))
+    assert labelled.version == following.version + 1
+    kept = pd.concat([pd.read_parquet(f"{labelled.path}/{s}.parquet") for s in ("train", "heldout")]).set_index("id")
+    assert kept.loc[tasks[0].data["record_id"], "completion"] == fixed
+
+
+def connect_owner(label_studio):
+    from tasks.label.label_studio import connect
+
+    return connect(label_studio.url, label_studio.token)
