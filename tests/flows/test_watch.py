@@ -60,10 +60,10 @@ def production(prefect_harness, tiny_model_dir, tmp_path_factory):
     return corpus, version
 
 
-def pending(k: int, version: str, messages: list[dict], answer: str, now: datetime = NOW) -> dict:
+def pending(k: int, version: str, messages: list[dict], answer: str, now: datetime = NOW, model: str = MODEL) -> dict:
     when = now - timedelta(hours=1 + k)
-    return {"id": f"chatcmpl-{k:05d}", "time": when.isoformat(), "endpoint": "chat", "model": MODEL,
-            "model_name": MODEL, "version": version, "alias": "production", "key": "support-app", "stream": False,
+    return {"id": f"chatcmpl-{k:05d}", "time": when.isoformat(), "endpoint": "chat", "model": model,
+            "model_name": model, "version": version, "alias": "production", "key": "support-app", "stream": False,
             "latency_seconds": 0.2, "prompt_tokens": 40, "completion_tokens": 30, "messages": messages,
             "tools": None, "choices": [{"index": 0, "prompt": 0, "content": answer, "calls": [],
                                         "finish_reason": "stop"}]}
@@ -87,9 +87,9 @@ def novel_traffic(count: int, templates: list[str], seed: int) -> list[tuple[lis
              "I am not sure how to help with that.") for _ in range(count)]
 
 
-def write_traffic(store, version: str, conversations, now: datetime = NOW) -> None:
+def write_traffic(store, version: str, conversations, now: datetime = NOW, model: str = MODEL) -> None:
     rows = [row for k, (messages, answer) in enumerate(conversations)
-            for row in record_rows(pending(k, version, messages, answer, now))]
+            for row in record_rows(pending(k, version, messages, answer, now, model))]
     for part in range(0, len(rows), 50):      # several files, as the recorder rotates them
         write_part(rows[part:part + 50], store / RECORDS, RECORD_COLUMNS, part)
 

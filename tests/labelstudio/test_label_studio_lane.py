@@ -222,7 +222,7 @@ def test_a_watch_round_goes_through_label_studio_into_the_next_version(label_stu
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
 
-    write_traffic(tmp_path / "store", version, demo_traffic(20, 408) + novel_traffic(8, VAT, 4))
+    write_traffic(tmp_path / "store", version, demo_traffic(20, 408) + novel_traffic(8, VAT, 4), model=model)
     watched = watch(parse_config(settings), until=NOW)
     candidates = tmp_path / "candidates.jsonl"
     lines = [json.loads(line) for line in open(f"{watched.folder}/candidates.jsonl")]
