@@ -35,8 +35,8 @@ def retrain(config: Config) -> dict:
 
 def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
     """After approval, in the calling flow: skip what was trained already, else train → evaluate → release."""
-    base_revision = resolve_base_model(config.recipe).revision
-    if (existing := reuse_task(config.recipe, config.release.model_name, corpus, base_revision)) is not None:
+    base = resolve_base_model(config.recipe)
+    if (existing := reuse_task(config.recipe, config.release.model_name, corpus, base)) is not None:
         publish_markdown("retrain-unchanged", "Nothing to train",
                          f"{existing.model_name} v{existing.version} was already trained from corpus "
                          f"v{corpus.version} with this recipe ({existing.decision or 'no release decision'}).")

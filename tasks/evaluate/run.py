@@ -23,14 +23,17 @@ from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResul
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, records_digest
-from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
+from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
+from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
-from tasks.model.prompts import prompt_token_ids
+from tasks.model.prompts import conversation_token_ids, use_adapter_template
+from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
 from tasks.records.contract import load_contract
 from tasks.release.registry import production_version
-from tasks.train.sft_data import IGNORE, Example, collate, tokenize_examples
+from tasks.train.masks import conversation_ids
+from tasks.train.sft_data import IGNORE, Example, collate
 
 MODELS = ("base", "candidate", "production")
 
@@ -54,14 +57,23 @@ def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: in
     return losses
 
 
-def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str]) -> dict[str, np.ndarray]:
-    """Every per-example score of one model's answers (loss and judges are added by the caller)."""
+def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str],
+                  syntax: str = "none") -> dict[str, np.ndarray]:
+    """Every per-example score of one model's answers (loss and judges are added by the caller).
+
+    Text scorers read the answer without its tool calls; tool scorers read the calls (parsed in `syntax`) against
+    the reference turn's (`reference_calls`, when the cases carry it)."""
     columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
-    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
+    references = records["reference_calls"] if "reference_calls" in records.columns else ["[]"] * len(records)
+    for prompt, reference, calls_wanted, answer in zip(records["prompt"], records["completion"], references, answers):
+        text, calls = parse_tool_calls(answer, syntax)
         for scorer in scorers:
-            if scorer.score_one is not None:
-                for name, value in scorer(prompt, answer, reference).items():
-                    columns[name].append(value)
+            if scorer.score_one is None:
+                continue
+            values = scorer(prompt, calls_view(calls, attempted_calls(answer, syntax)), calls_wanted) \
+                if scorer.uses_calls else scorer(prompt, text, reference)
+            for name, value in values.items():
+                columns[name].append(value)
     return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
 
 
@@ -116,9 +128,15 @@ def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bo
 
 
 def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One row per example: prompt, reference, every model's answer and every score, for the MLflow UI."""
+    """One row per judged turn: prompt, reference, every model's answer and every score, for the MLflow UI; for a
+    conversation also its history (the messages before the turn), the turn's index and the reference's tool calls."""
     table = pd.DataFrame({"id": records["id"].astype(str).to_numpy(), "source": records["source"].astype(str).to_numpy(),
                           "prompt": records["prompt"].to_numpy(), "reference": records["completion"].to_numpy()})
+    if "history" in records.columns:
+        table["turn"] = records["turn"].to_numpy()
+        table["history"] = records["history"].to_numpy()
+        table["tools"] = records["tools"].fillna("").to_numpy()
+        table["reference_calls"] = records["reference_calls"].to_numpy()
     for who, texts in answers.items():
         table[f"{who}_answer"] = texts
     for who, per_score in scores.items():
@@ -209,7 +227,8 @@ def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answ
 
 
 def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
-    """One base model with the candidate (and the other version, if any) attached as named adapters.
+    """One base model with the candidate (and the other version, if any) attached as named adapters; the tokenizer
+    renders with the chat template stored with the candidate (its training rendering).
 
     local: this machine's base, resolved from the config; used when the adapter was trained on another machine
     from the same base name and revision.
@@ -226,6 +245,7 @@ def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, tru
     if not Path(candidate_dir).is_dir():
         candidate_dir = _adapter_path(adapter.model_name, adapter.version)
     model = PeftModel.from_pretrained(base, candidate_dir, adapter_name="candidate").eval()
+    use_adapter_template(tokenizer, candidate_dir)
     if other is not None:
         model.load_adapter(_adapter_path(adapter.model_name, other), adapter_name="production")
     return model, tokenizer
@@ -236,18 +256,23 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
                      train: TrainConfig) -> tuple[dict, dict, int]:
     """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated).
 
-    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training."""
+    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training. Each row
+    is a judged turn (tasks/evaluate/turns.py): the model answers it given the true history before it."""
     template = train.prompt_template
-    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
-    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    train.max_length)
+    syntax = syntax_of(getattr(tokenizer, "chat_template", None), train.tool_call_syntax)
+    prompts = [conversation_token_ids(tokenizer, json.loads(h), json.loads(t) if t else None, template)
+               for h, t in zip(records["history"], records["tools"])]
+    examples = []
+    for conversation in records["_conversation"]:
+        ids, labels = conversation_ids(tokenizer, conversation, template)
+        examples.append(Example(ids[:train.max_length], labels[:train.max_length]))
     answers, scores, new_tokens = {}, {}, 0
     for who, name in who_adapter.items():
         outputs = generate(model, tokenizer, prompts, evaluation.max_new_tokens, adapter=name,
                            batch_size=evaluation.batch_size)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
-        scores[who] = score_answers(scorers, records, answers[who])
+        scores[who] = score_answers(scorers, records, answers[who], syntax)
         for spec in specs:
             if spec.kind == "loss":
                 scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
@@ -270,8 +295,12 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     contract = load_contract(corpus.contract)
     specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
+    records = eval_cases(records, contract.evaluation.turns)   # one row per judged assistant turn
     if records.empty:
-        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} has no assistant turn to judge; add records "
+                              "to eval_source and re-curate.")
+    if has_conversations(records):   # beside the owner's slices: by turns so far and by tool use
+        slices = list(slices) + [s for s in (TURNS_SLICE, TOOLS_SLICE) if s not in slices]
     judges = [s for s in specs if s.kind == "llm_judge"]
     if judges and not evaluation.judge_model:
         log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from adapterops.config import ServeConfig
 from tasks.model.generate import cut_at_stop
-from tasks.model.prompts import prompt_token_ids
+from tasks.model.prompts import conversation_token_ids, prompt_token_ids
 from tasks.serve.engine import AdapterPool, Batcher, NotLoaded, QueueFull
 
 
@@ -189,6 +189,24 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         choices = [{"index": i, "text": text, "finish_reason": reason, "logprobs": None}
                    for i, (text, reason, _, _) in enumerate(finished)]
         return envelope("text_completion", request, slot, choices, finished)
+
+    # --- /tokenize (vLLM's shape): what this server renders a conversation into; staging's template parity ---
+    @app.post("/tokenize")
+    async def tokenize(http: Request):
+        try:
+            data = json.loads(await http.body())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+        messages, tools = (data.get("messages"), data.get("tools")) if isinstance(data, dict) else (None, None)
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "Send messages: a non-empty list of chat messages.", param="messages", code="invalid_value")
+        if tools is not None and not isinstance(tools, list):
+            raise ApiError(400, "tools must be a list of function definitions.", param="tools", code="invalid_value")
+        try:
+            ids = conversation_token_ids(pool.tokenizer, messages, tools, pool.prompt_template)
+        except Exception as error:   # the template refused them (jinja raise_exception, a missing key): the client's
+            raise ApiError(400, f"The messages cannot be rendered: {error}", param="messages", code="invalid_value") from None
+        return {"tokens": ids, "count": len(ids), "max_model_len": settings.max_prompt_tokens}
 
     @app.get("/v1/models")
     async def models():

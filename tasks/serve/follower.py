@@ -12,6 +12,7 @@ from adapterops.base_models import builtin_base_location
 from adapterops.config import ServeConfig
 from adapterops.errors import AdapterOpsError
 from tasks.model.base_model import detect_device
+from tasks.model.prompts import use_adapter_template
 from tasks.serve.app import create_app
 from tasks.serve.base_location import base_model_location
 from tasks.serve.engine import AdapterPool, Batcher, RegisteredAdapter
@@ -56,6 +57,7 @@ def load_pool(first: RegisteredAdapter) -> AdapterPool:
 
     path, revision = base_model_location(first.config, builtin_base_location)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    use_adapter_template(tokenizer, first.adapter_dir)   # render as the adapter was trained (its stored template)
     model = AutoModelForCausalLM.from_pretrained(path, revision=revision).to(detect_device()).eval()
     return AdapterPool(model, tokenizer, first.base_name, first.base_revision, first.prompt_template)
 

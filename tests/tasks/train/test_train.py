@@ -18,6 +18,7 @@ def load(tiny_model_dir):
 
 def test_loss_is_on_completion_tokens_only_and_truncation_is_counted(tiny_model_dir):
     _, tokenizer = load(tiny_model_dir)
+    tokenizer.chat_template = None   # the configured prompt template renders (a base without a chat template)
     examples, truncated = tokenize_examples(RECORDS[:1], tokenizer, "Q: {prompt}\nA: ", max_length=512)
     prompt_len = 1 + len(tokenizer("Q: " + RECORDS[0]["prompt"] + "\nA: ", add_special_tokens=False)["input_ids"])
     labels = examples[0].labels
@@ -138,7 +139,9 @@ def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     record = {"prompt": "my invoice is wrong", "completion": "Triage: billing"}
-    for chat_template in (None, "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<bot>"):
+    # a template renders the assistant's turn too (training labels what it adds to the prompt)
+    for chat_template in (None, "{% for m in messages %}<{{ m.role }}>{{ m['content'] }}</{{ m.role }}>{% endfor %}"
+                                "{% if add_generation_prompt %}<assistant>{% endif %}"):
         tokenizer.chat_template = chat_template
         (example,), _ = tokenize_examples([record], tokenizer, "Ticket: {prompt}\nAnswer:", 128)
         served = prompt_token_ids(tokenizer, record["prompt"], "Ticket: {prompt}\nAnswer:")
