@@ -32,7 +32,7 @@ from tasks.model.prompts import conversation_token_ids, use_adapter_template
 from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
 from tasks.records.contract import load_contract
 from tasks.release.registry import production_version
-from tasks.train.masks import conversation_ids
+from tasks.model.masks import conversation_ids
 from tasks.train.sft_data import IGNORE, Example, collate
 
 MODELS = ("base", "candidate", "production")

@@ -61,7 +61,7 @@ def first_difference(served: list[int], trained: list[int], decode: Callable[[li
 
 def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] | None], list[int]]:
     """The training side of parity: the adapter's base tokenizer with the template stored with the adapter, the
-    history rendered and tokenized piece by piece as training does (tasks/train/masks.py)."""
+    history rendered and tokenized piece by piece as training does (tasks/model/masks.py)."""
     import mlflow
     from transformers import AutoTokenizer
 
@@ -70,7 +70,7 @@ def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] |
     from tasks.records.conversation import Conversation, Message, conversation_of
     from tasks.serve.base_location import base_model_location
     from tasks.serve.follower import registered_adapter
-    from tasks.train.masks import IGNORE, conversation_ids
+    from tasks.model.masks import IGNORE, conversation_ids
 
     registered = registered_adapter(mlflow.MlflowClient(), adapter.model_name, adapter.version)
     path, revision = base_model_location(registered.config, builtin_base_location)

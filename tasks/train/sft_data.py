@@ -1,7 +1,7 @@
 """Supervised fine-tuning data: records → token ids with the loss on the assistant's turns → batches.
 
 A record is a conversation (tasks/records/conversation.py; a prompt/completion record is the one-turn case);
-tasks/train/masks.py renders it with the chat template and labels the trained assistant turns. The preflight
+tasks/model/masks.py renders it with the chat template and labels the trained assistant turns. The preflight
 counts what training will see: examples, trained and context tokens, the longest, and those over max_length.
 
 A padded batch is one example per row, right-padded, padding masked out of attention and loss.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from adapterops.config import TrainConfig
 from tasks.records.conversation import conversation_of
-from tasks.train.masks import IGNORE, conversation_ids
+from tasks.model.masks import IGNORE, conversation_ids
 
 
 @dataclass

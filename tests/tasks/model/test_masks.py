@@ -9,7 +9,7 @@ import pytest
 from adapterops.config import TrainConfig
 from adapterops.errors import AdapterOpsError
 from tasks.records.conversation import Conversation, Message, ToolCall, stored_columns
-from tasks.train.masks import IGNORE, conversation_ids
+from tasks.model.masks import IGNORE, conversation_ids
 from tasks.train.sft_data import collate_packed, prepare_examples
 
 TEMPLATES = Path(__file__).parent / "templates"
