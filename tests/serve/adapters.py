@@ -8,8 +8,10 @@ from pathlib import Path
 TEMPLATE = "### Ticket\n{prompt}\n### Response\n"
 
 
-def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | None = None) -> str:
-    """Register a LoRA adapter with seeded random weights under model_name; return its version."""
+def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | None = None,
+                     chat_template: str | None = None) -> str:
+    """Register a LoRA adapter with seeded random weights under model_name; return its version. chat_template: stored
+    with the adapter (chat_template.jinja), as training stores the template it rendered with."""
     import mlflow
     import torch
     from peft import LoraConfig, get_peft_model
@@ -25,6 +27,8 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
                                       task_type="CAUSAL_LM", init_lora_weights=False))
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
+        if chat_template is not None:
+            (Path(folder) / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
         with mlflow.start_run(experiment_id=ensure_experiment("serve-tests")):
             info = mlflow.pyfunc.log_model(
                 name="adapter", artifacts={"adapter": folder}, registered_model_name=model_name,
