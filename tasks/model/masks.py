@@ -109,3 +109,18 @@ def conversation_ids(tokenizer, conversation: Conversation, prompt_template: str
     prompt_ids = prompt_token_ids(tokenizer, user.content, prompt_template)
     completion_ids = tokenizer(assistant.content, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids
+
+
+def trained_pieces(tokenizer, ids: list[int], labels: list[int]) -> list[tuple[str, bool]]:
+    """The example's text in runs of (text, trained): what `adapterops inspect` shows a person."""
+    pieces, run, trained = [], [], None
+    for token, label in zip(ids, labels):
+        now = label != IGNORE
+        if run and now != trained:
+            pieces.append((tokenizer.decode(run), trained))
+            run = []
+        run.append(token)
+        trained = now
+    if run:
+        pieces.append((tokenizer.decode(run), trained))
+    return pieces

@@ -52,7 +52,7 @@ def _rows(model_input) -> list:
         columns = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in model_input.items()}
         width = max(len(v) for v in columns.values()) if columns else 0
         return [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(width)]
-    return list(model_input)
+    return model_input.tolist() if hasattr(model_input, "tolist") else list(model_input)
 
 
 def _plain(value):
@@ -113,11 +113,15 @@ def prompts_of(model_input) -> list[str]:
         rows = column.tolist()
     elif isinstance(model_input, dict):
         rows = list(model_input.get("prompt", next(iter(model_input.values()), [])))
-    else:
-        rows = [v.get("prompt") if isinstance(v, dict) else v for v in list(model_input)]
+    else:   # a list, or the scoring server's numpy array of {"inputs": [...]}
+        items = model_input.tolist() if hasattr(model_input, "tolist") else list(model_input)
+        rows = [v.get("prompt") if isinstance(v, dict) else v for v in items]
     values = []   # {"prompt": [a, b]} arrives as one row holding the list
     for row in rows:
-        values.extend(row.tolist() if hasattr(row, "tolist") else row if isinstance(row, list) else [row])
+        if isinstance(row, str):
+            values.append(str(row))
+        else:
+            values.extend(row.tolist() if hasattr(row, "tolist") else row if isinstance(row, list) else [row])
     if not values:
         raise _bad_input("no prompts: send at least one non-empty prompt")
     if any(not isinstance(v, str) or not v.strip() for v in values):
