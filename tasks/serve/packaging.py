@@ -15,7 +15,7 @@ SHIPPED = (TASKS / "model" / "prompts.py", TASKS / "model" / "generate.py", TASK
 
 
 def pyfunc_model_args(base_name: str, base_path: str, base_revision: str, builtin: bool, prompt_template: str,
-                      tool_call_syntax: str = "auto") -> dict:
+                      tool_call_syntax: str = "auto", chat_template_digest: str = "") -> dict:
     """The arguments of `mlflow.pyfunc.log_model` for an adapter version.
 
     The input is either prompts or conversations (`messages`, optional `tools`), which one MLflow column schema
@@ -33,5 +33,7 @@ def pyfunc_model_args(base_name: str, base_path: str, base_revision: str, builti
             "code_paths": [str(path) for path in SHIPPED],
             "signature": signature,
             "model_config": base_model_config(base_name, base_path, base_revision, builtin)
-            | {"serving.prompt_template": prompt_template, "serving.tool_call_syntax": tool_call_syntax},
+            | {"serving.prompt_template": prompt_template, "serving.tool_call_syntax": tool_call_syntax,
+               # the template itself is the adapter's chat_template.jinja; its digest lets a server compare adapters
+               "serving.chat_template_digest": chat_template_digest},
             "pip_requirements": ["torch==2.13.0", "transformers>=5.24,<5.25", "peft>=0.21.2,<0.22"]}

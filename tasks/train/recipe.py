@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     except AdapterOpsError as error:
         raise SystemExit(f"error: {error}") from None
     if distributed_rank()[0] == 0:
+        for line in done["preflight"].lines():
+            print(f"preflight: {line}")
         print(f"trained {len(done['history'])} steps on {done['examples']} examples ({done['truncated']} truncated), "
               f"final loss {done['history'][-1]['loss']:.4f}, adapter in {done['adapter_dir']}")
     import torch.distributed as dist

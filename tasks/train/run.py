@@ -102,7 +102,8 @@ def train_adapter(recipe: Recipe, corpus: CorpusRef, base: BaseModelRef, run_dir
             name=f"adapter-corpus-v{corpus.version}-{label}",
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=model_name,
             **pyfunc_model_args(base.name, base.path, base.revision, recipe.base_model == BUILTIN_TINY_MODEL,
-                                recipe.train.prompt_template, recipe.train.tool_call_syntax))
+                                recipe.train.prompt_template, recipe.train.tool_call_syntax,
+                                done["chat_template_digest"]))
         logged_bytes = check_logged_artifact(info.model_uri, done["expected_adapter_bytes"])
         mlflow.log_metrics({"adapter.bytes": weights.stat().st_size, "adapter.logged_bytes": logged_bytes,
                             "train.final_loss": history[-1]["loss"]})

@@ -147,3 +147,25 @@ def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
         served = prompt_token_ids(tokenizer, record["prompt"], "Ticket: {prompt}\nAnswer:")
         assert example.input_ids[:len(served)] == served and example.labels[len(served)] != -100
         assert example.labels[len(served) - 1] == -100
+
+
+def test_the_recipe_trains_conversations_and_stores_the_template_it_rendered_with(tiny_model_dir, tmp_path):
+    from adapterops.config import Recipe
+    from adapterops.tiny_model import CHAT_TEMPLATE
+    from tasks.model.prompts import template_digest
+    from tasks.records.conversation import Conversation, Message, stored_columns
+    from tasks.train.recipe import run_recipe, training_key
+
+    conversation = Conversation(messages=(Message(role="system", content="Policy."),
+                                          Message(role="user", content="Hi"), Message(role="assistant", content="Hello"),
+                                          Message(role="user", content="Refund?"),
+                                          Message(role="assistant", content="Triage: refund")))
+    records = [{"id": "c", **stored_columns(conversation)}] + [dict(r, id=str(i)) for i, r in enumerate(RECORDS[:3])]
+    recipe = Recipe(train=TrainConfig(max_steps=2, batch_size=2, max_length=96, checkpoint_every=0,
+                                      overlong="quarantine"))
+    done = run_recipe(recipe, BaseModelRef("tiny", str(tiny_model_dir), "sha256:x"), records, tmp_path)
+    assert (tmp_path / "adapter" / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    assert done["chat_template_digest"] == template_digest(CHAT_TEMPLATE)
+    assert done["preflight"].records == 4 and done["preflight"].multi_turn == 1 and done["examples"] == 4
+    settings = recipe.settings()
+    assert training_key("sha256:c", "r", settings, CHAT_TEMPLATE) != training_key("sha256:c", "r", settings, "{{ x }}")
