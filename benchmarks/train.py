@@ -290,8 +290,11 @@ def recipe_conversation_examples(rows: list[dict], tokenizer, max_length: int):
     return examples
 
 
-def trl_trainer(model, tokenizer, rows: list[dict], train, lora, packing: bool = True):
-    """TRL's SFTTrainer on the conversations: assistant_only_loss with generation markers, packing, same LoRA."""
+def trl_trainer(model, tokenizer, rows: list[dict], train, lora, packing: bool = True, rows_per_step: int | None = None):
+    """TRL's SFTTrainer on the conversations: assistant_only_loss with generation markers, packing, same LoRA.
+
+    rows_per_step: packed rows of train.max_length per step (default train.batch_size); the comparison sets it so
+    a TRL step holds about as many tokens as a recipe step."""
     from datasets import Dataset
     from peft import LoraConfig as PeftLoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -299,7 +302,7 @@ def trl_trainer(model, tokenizer, rows: list[dict], train, lora, packing: bool =
     tokenizer.chat_template = generation_template(tokenizer.chat_template)
     dataset = Dataset.from_list([{"messages": r["messages"], "tools": json.dumps(r["tools"]) if r["tools"] else None}
                                  for r in rows])
-    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=train.batch_size,
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows_per_step or train.batch_size,
                      max_steps=train.max_steps, learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
                      lr_scheduler_type="linear", weight_decay=0.0, max_grad_norm=1.0, logging_steps=10**6,
                      save_strategy="no", report_to=[], seed=train.seed, dataloader_num_workers=0, disable_tqdm=True,
@@ -361,7 +364,12 @@ def measure_conversations(variant: str, args) -> dict:
     model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), packing=True)
     rows = conversation_rows(args.records, 5)
     if variant == "trl-sft":
-        trainer = trl_trainer(model, tokenizer, rows, train, lora)
+        from transformers import AutoTokenizer
+
+        lengths = [len(e.input_ids) for e in recipe_conversation_examples(rows, AutoTokenizer.from_pretrained(path),
+                                                                            train.max_length)]
+        per_step = max(1, round(train.batch_size * (sum(lengths) / len(lengths)) / train.max_length))
+        trainer = trl_trainer(model, tokenizer, rows, train, lora, rows_per_step=per_step)
         seen = {"tokens": 0, "trained": 0}
         collate = trainer.data_collator
 
@@ -401,7 +409,8 @@ def run_trl_comparison(args) -> None:
             runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
     best = {v: max(runs[v], key=lambda r: r["real_tokens_per_s"]) for v in TRL_VARIANTS}
     print(f"conversations, CPU, {args.threads} threads, tiny model; {args.records} conversations, {args.steps} steps "
-          f"x {args.batch_size}, max_length {args.max_length}, LoRA r=8 alpha=16, both packed\n")
+          f"x {args.batch_size} (TRL: packed rows of max_length holding as many tokens), max_length "
+          f"{args.max_length}, LoRA r=8 alpha=16, both packed\n")
     print(f"{'variant':20} {'real tok/s':>11} {'tok/CPU-s':>10} {'trained tok':>12} {'peak RSS MB':>12} {'loss':>7}")
     for variant, row in best.items():
         print(f"{variant:20} {row['real_tokens_per_s']:11.0f} {row['real_tokens_per_cpu_s']:10.0f} "

@@ -169,3 +169,21 @@ def test_the_recipe_trains_conversations_and_stores_the_template_it_rendered_wit
     assert done["preflight"].records == 4 and done["preflight"].multi_turn == 1 and done["examples"] == 4
     settings = recipe.settings()
     assert training_key("sha256:c", "r", settings, CHAT_TEMPLATE) != training_key("sha256:c", "r", settings, "{{ x }}")
+
+
+def test_train_chat_template_replaces_the_tokenizers_as_text_or_a_file(tiny_model_dir, tmp_path):
+    import pytest
+    from transformers import AutoTokenizer
+
+    from adapterops.errors import AdapterOpsError
+    from tasks.train.recipe import apply_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    own = tokenizer.chat_template
+    assert apply_template(tokenizer, TrainConfig()) == own
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert apply_template(tokenizer, TrainConfig(chat_template=str(tmp_path / "t.jinja"))).startswith("{% for m")
+    assert tokenizer.chat_template.startswith("{% for m") and tokenizer.chat_template != own
+    assert apply_template(tokenizer, TrainConfig(chat_template="{{ messages[0].content }}")) == "{{ messages[0].content }}"
+    with pytest.raises(AdapterOpsError, match="not a file"):
+        apply_template(tokenizer, TrainConfig(chat_template=str(tmp_path / "missing.jinja")))
