@@ -407,6 +407,7 @@ def run_trl_comparison(args) -> None:
             if done.returncode != 0:
                 raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
             runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(runs[variant][-1]), flush=True)   # each round as it ends: a long run shows progress
     best = {v: max(runs[v], key=lambda r: r["real_tokens_per_s"]) for v in TRL_VARIANTS}
     print(f"conversations, CPU, {args.threads} threads, tiny model; {args.records} conversations, {args.steps} steps "
           f"x {args.batch_size} (TRL: packed rows of max_length holding as many tokens), max_length "
