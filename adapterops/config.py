@@ -17,12 +17,27 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+INPUT_FORMATS = ("auto", "openai", "sharegpt", "alpaca", "prompt_completion")
+DEFAULT_SPLITS = {"train": "train", "test": "eval", "validation": "eval"}
+
+
 class Columns(Section):
-    id: str = Field("id", description="Input column holding the record's unique id.")
+    id: str = Field("id", description="Input column holding the record's unique id, or `hash` (a digest of the "
+                                      "record's content; used when no row has the default `id` column).")
     prompt: str = Field("prompt", description="Input column holding the prompt text.")
     completion: str = Field("completion", description="Input column holding the target completion.")
     source: str = Field("source", description="Input column naming where the record came from.")
     timestamp: str = Field("timestamp", description="Input column with the record's ISO-8601 time.")
+
+
+class InputsConfig(Section):
+    format: Literal["auto", "openai", "sharegpt", "alpaca", "prompt_completion"] = Field(
+        "auto", description="Record format of every source: auto (detected per file), openai (chat `messages`; also "
+                            "TRL conversational), sharegpt, alpaca, or prompt_completion (the `columns.*` mapping).")
+    splits: dict[str, Literal["train", "eval", "skip"]] = Field(
+        default_factory=lambda: dict(DEFAULT_SPLITS),
+        description="A Hugging Face DatasetDict source's splits: train (the corpus), eval (the evaluation set) or "
+                    "skip; splits not named are skipped.")
 
 
 class DedupConfig(Section):
@@ -150,6 +165,8 @@ class GateRule(Section):
         None, ge=0, description="The candidate - production interval's worst case may lose at most this much.")
     slice_max_regression: float | None = Field(
         None, ge=0, description="The same against production in every slice large enough to judge.")
+    max_regression_vs_base: float | None = Field(
+        None, ge=0, description="The base is the floor: the candidate - base interval's best case may lose at most this much.")
     required: bool = Field(True, description="A rule whose score no scorer produces is an error; false: it is skipped.")
 
 
@@ -159,8 +176,21 @@ def _default_gate() -> list[GateRule]:
              dict(score="format", must_beat_base=0.10, max_regression=0.03),
              dict(score="pii_leak", max_regression=0.0),
              dict(score="loss", must_beat_base=0.0),
-             dict(score="*", max_regression=0.05)]
+             dict(score="*", max_regression=0.05, max_regression_vs_base=0.0)]
     return [GateRule(**rule, required=False) for rule in rules]
+
+
+class Waiver(Section):
+    """The owner's waiver of the base floor (max_regression_vs_base) for one score, with the reason."""
+    score: str = Field(description="Score name the waiver covers (exact, as the evaluation names it, e.g. length_ratio).")
+    reason: str = Field(description="Why this score may be worse than the base; shown in the release decision.")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a waiver needs a reason the release decision can show")
+        return value.strip()
 
 
 class EvaluationConfig(Section):
@@ -180,6 +210,8 @@ class ReleaseConfig(Section):
     model_name: str = Field("support-triage-adapter", description="Registered model name in the MLflow registry.")
     gate: list[GateRule] = Field(default_factory=_default_gate,
                                  description="Release rules per score; every matching rule must pass.")
+    waivers: list[Waiver] = Field(default_factory=list,
+                                  description="Scores allowed to be worse than the base (each with a reason), shown in the decision.")
     staging: bool = Field(True, description="Serve a candidate that passes the gate at alias staging and run the "
                                             "smoke suite over HTTP before production moves (serve.smoke_*).")
 
@@ -194,6 +226,16 @@ class ServeConfig(Section):
     max_new_tokens: int = Field(128, ge=1, description="Tokens generated when a request does not say (max_tokens).")
     max_tokens_limit: int = Field(512, ge=1, description="Most tokens a request may ask for (max_tokens).")
     max_prompt_tokens: int = Field(1024, ge=1, description="Longer prompts answer 400.")
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="Milliseconds an idle server waits for more requests so their prompts are read in one pass (0: start at once).")
+    max_n: int = Field(4, ge=1, le=64, description="Most choices one request may ask for (n).")
+    default_temperature: float = Field(0.0, ge=0, le=2, description="Temperature of a request that sends none; 0: greedy (OpenAI's own default is 1).")
+    tool_call_parser: Literal["auto", "hermes", "none"] = Field("auto", description="How tool calls are read back from generated text (like vLLM's --tool-call-parser): hermes, <tool_call>{...}</tool_call> of ChatML templates; none: never; auto: hermes when the chat template writes <tool_call>, else none.")
+    max_loaded: int = Field(8, ge=1, description="Most adapter versions attached to the base at once; the least recently used one is retired (after its requests finish) to load another.")
+    max_body_bytes: int = Field(4_000_000, ge=1024, description="Larger request bodies answer 413 before they are read.")
+    max_json_depth: int = Field(64, ge=2, le=1000, description="Request bodies nesting deeper answer 400.")
+    api_keys_file: str = Field("", description="File of hashed API keys (`adapterops keys api create`); empty: ADAPTEROPS_HOME/keys/api-keys.json. Keys also come from ADAPTEROPS_API_KEYS.")
+    log_prompts: bool = Field(False, description="Put the prompt text in the access log line of each request (off: counts only).")
+    grace_seconds: float = Field(20.0, ge=0, le=3600, description="On SIGTERM or SIGINT: seconds requests in flight get to finish before the server exits.")
     cpu_threads: int = Field(1, ge=0, description="Torch CPU threads of the server; 1 avoids thread contention on shared or small machines (measured 40x faster under load here); 0: torch's default.")
     smoke_prompts: int = Field(16, ge=1, description="Staging: eval prompts sent to the candidate over HTTP.")
     smoke_format_min: float = Field(0.5, ge=0, le=1, description="Staging: least share of answers matching the contract's regex_match scorers.")
@@ -236,12 +278,13 @@ class Recipe(Section):
 
 class Config(Section):
     name: str = Field("demo", description="Name of the pipeline; prefixes experiments.")
-    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input JSONL files, or 'demo:train' for the generated demo corpus.")
-    eval_source: str = Field("demo:eval", description="Held-out evaluation file from the real workload, or 'demo:eval'.")
+    sources: list[str] = Field(default_factory=lambda: ["demo:train"], description="Input files, globs or folders: JSON Lines (.jsonl, .json), CSV, TSV, Parquet or a Hugging Face save_to_disk folder (chat, ShareGPT, Alpaca or prompt/completion records); or 'demo:train' for the generated demo corpus.")
+    eval_source: str = Field("demo:eval", description="Held-out evaluation set from the real workload (a file, glob or folder in any format sources read), or 'demo:eval' (left at 'demo:eval', a DatasetDict source's eval splits take its place).")
     labels: list[str] = Field(default_factory=list, description="Annotated exports of `adapterops label export` or files of `label pull` (Label Studio .json or .jsonl) whose decisions curation applies under labeling.policy.")
     contract: str = Field("support_tickets", description="Data contract name (data_contracts/NAME.yaml) or a path to one.")
     labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Label decisions: policy, reviewer, Label Studio.")
     columns: Columns = Field(default_factory=Columns, description="Mapping of input columns.")
+    inputs: InputsConfig = Field(default_factory=InputsConfig, description="Record formats of the sources and DatasetDict splits.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal settings.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/held-out split settings.")
     approval: Literal["auto", "owner"] = Field("owner", description="'auto' approves as policy:auto; 'owner' waits for a contract owner.")

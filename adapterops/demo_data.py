@@ -1,7 +1,11 @@
-"""A seeded generator of a support-ticket corpus: tickets → triage decision and a house-style reply.
+"""A seeded generator of a support corpus: conversations under a house-policy system prompt → triage decision
+and a house-style reply, as an OpenAI chat JSONL export.
 
-It plants what real exports contain: exact copies, formatting variants, near-duplicates, invalid
-rows, a malformed line and a few PII strings, so every curation step has work to do.
+A conversation has 1-4 customer turns; a share calls `lookup_order` or `lookup_account` and decides on the
+tool's result; in the multi-turn ones the issue comes after a vague opener. The export plants what real ones
+contain: exact copies, formatting variants, near-duplicates, invalid rows, malformed conversations, a
+truncated line and a few PII strings, so every curation step has work to do. `generate_records` keeps the
+one-turn tickets the built-in tiny model's tokenizer is trained on.
 """
 
 from __future__ import annotations
@@ -89,19 +93,9 @@ def _ticket(rng: random.Random, index: int, start: datetime) -> dict:
             "prompt": body, "completion": reply}
 
 
-def _near_variant(rng: random.Random, record: dict) -> dict:
-    words = record["prompt"].split()
-    position = rng.randrange(1, len(words) - 1)
-    words[position] = rng.choice(["really", "still", "again", "now"])
-    return {**record, "prompt": " ".join(words)}
-
-
-def _format_variant(record: dict) -> dict:
-    return {**record, "prompt": "  " + record["prompt"].upper().replace(" ", "  ") + "  "}
-
-
 def generate_records(count: int, seed: int, id_prefix: str = "T") -> list[dict]:
-    """`count` clean tickets, deterministic for a seed."""
+    """`count` clean one-turn tickets (prompt → completion), deterministic for a seed: the built-in tiny
+    model's tokenizer is trained on them."""
     rng = random.Random(seed)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     records = [_ticket(rng, i, start) for i in range(count)]
@@ -110,10 +104,142 @@ def generate_records(count: int, seed: int, id_prefix: str = "T") -> list[dict]:
     return records
 
 
+HOUSE_POLICY = ("Acme Support triage. Policy: first a line `Triage: <queue> | priority: <level> | team: <team>`, "
+                "then `Reply:`. Look up named orders and accounts before deciding.")
+
+TOOLS = [
+    {"type": "function", "function": {"name": "lookup_order", "description": "Status of an order by its number.",
+                                      "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                                                     "required": ["order_id"]}}},
+    {"type": "function", "function": {"name": "lookup_account", "description": "State of a customer account.",
+                                      "parameters": {"type": "object", "properties": {"account_id": {"type": "string"}},
+                                                     "required": ["account_id"]}}},
+]
+
+VAGUE = ["Hi, I have a problem with {product} and need some help.", "Hello, something is wrong with our {product}.",
+         "Good morning, could someone look at our {product} account?", "Hey, {product} is giving us trouble again."]
+CLARIFY = "Thanks for reaching out. Could you tell me what exactly is going wrong?"
+MORE = "I see. Is there anything else I should know before I route this?"
+# (status the order lookup returns, the queue it decides)
+ORDER_OUTCOMES = [("in_transit_delayed", "shipping"), ("lost_by_carrier", "shipping"),
+                  ("payment_failed", "billing"), ("charged_twice", "billing")]
+ACCOUNT_OUTCOMES = [("locked_after_failed_logins", "access"), ("sso_misconfigured", "access"),
+                    ("invoice_past_due", "billing"), ("plan_mismatch", "billing")]
+ORDER_ASKS = ["What is happening with order {order}? Nobody has told me anything.",
+              "Can you check order {order} for me? Something is off with it."]
+ACCOUNT_ASKS = ["Please check account {account}, we cannot work normally since {time}.",
+                "Our account {account} has a problem, can you look into it?"]
+
+
+def _reply(rng: random.Random, category: str, values: dict, name: str) -> str:
+    spec = CATEGORIES[category]
+    return (f"Triage: {category} | priority: {spec['priority']} | team: {spec['team']}\n"
+            f"Reply: Hi {name}, thank you for contacting us. " + spec["fix"].format(**values)
+            + ". Best regards, the Acme Support team.")
+
+
+def _conversation(rng: random.Random, index: int, start: datetime) -> dict:
+    """One support conversation: house policy, 1-4 customer turns, and for a share a tool call and its result.
+
+    The final triage depends on the last customer turn (a vague opener first) or on the tool's result."""
+    category = rng.choice(sorted(CATEGORIES))
+    spec = CATEGORIES[category]
+    values = {"product": rng.choice(PRODUCTS), "n": rng.randint(2, 9), "m": rng.randint(3, 40),
+              "time": f"{rng.randint(0, 23):02d}:{rng.choice(['00', '15', '30', '45'])} UTC",
+              "order": f"SO-{rng.randint(10000, 99999)}", "account": f"AC-{rng.randint(1000, 9999)}"}
+    name = rng.choice(NAMES)
+    issue = rng.choice(spec["issues"]).capitalize() + "."
+    body = " ".join([rng.choice(OPENERS), issue, *rng.sample(CONTEXT, k=2), rng.choice(CLOSERS), name]).format(**values)
+    messages = [{"role": "system", "content": HOUSE_POLICY}]
+    shape = rng.random()
+    if shape < 0.25:                                            # a tool call decides
+        tool = rng.choice(["lookup_order", "lookup_account"])
+        status, category = rng.choice(ORDER_OUTCOMES if tool == "lookup_order" else ACCOUNT_OUTCOMES)
+        key, ident = ("order_id", values["order"]) if tool == "lookup_order" else ("account_id", values["account"])
+        ask = rng.choice(ORDER_ASKS if tool == "lookup_order" else ACCOUNT_ASKS).format(**values)
+        call_id = f"call_{index:06d}"
+        messages += [{"role": "user", "content": f"{rng.choice(OPENERS)} {ask} {name}"},
+                     {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function",
+                      "function": {"name": tool, "arguments": json.dumps({key: ident})}}]},
+                     {"role": "tool", "tool_call_id": call_id, "content": json.dumps({key: ident, "status": status})}]
+    elif shape < 0.6:                                           # the issue comes in a later customer turn
+        turns = rng.randint(2, 4)
+        messages += [{"role": "user", "content": rng.choice(VAGUE).format(**values)},
+                     {"role": "assistant", "content": CLARIFY}]
+        for _ in range(turns - 2):
+            messages += [{"role": "user", "content": rng.choice(CONTEXT).format(**values)},
+                         {"role": "assistant", "content": MORE}]
+        messages.append({"role": "user", "content": f"{issue.format(**values)} {rng.choice(CLOSERS)} {name}"})
+    else:                                                       # one customer turn
+        messages.append({"role": "user", "content": body})
+    messages.append({"role": "assistant", "content": _reply(rng, category, values, name)})
+    record = {"id": f"T{index:06d}", "source": rng.choice(CHANNELS),
+              "timestamp": (start + timedelta(minutes=37 * index)).isoformat(), "messages": messages}
+    if any(m.get("tool_calls") for m in messages):
+        record["tools"] = TOOLS
+    return record
+
+
+def generate_conversations(count: int, seed: int, id_prefix: str = "T") -> list[dict]:
+    """`count` clean support conversations (OpenAI chat records), deterministic for a seed."""
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    records = [_conversation(rng, i, start) for i in range(count)]
+    for record in records:
+        record["id"] = id_prefix + record["id"][1:]
+    return records
+
+
+def _first_user(record: dict) -> int:
+    return next(i for i, m in enumerate(record["messages"]) if m["role"] == "user")
+
+
+def _last_user(record: dict) -> int:
+    return max(i for i, m in enumerate(record["messages"]) if m["role"] == "user")
+
+
+def _with_user_text(record: dict, change, which=_first_user) -> dict:
+    messages = [dict(m) for m in record["messages"]]
+    position = which(record)
+    messages[position]["content"] = change(messages[position]["content"])
+    return {**record, "messages": messages}
+
+
+def _near_variant(rng: random.Random, record: dict) -> dict:
+    def edit(text: str) -> str:
+        words = text.split()
+        words[rng.randrange(1, len(words) - 1)] = rng.choice(["really", "still", "again", "now"])
+        return " ".join(words)
+    return _with_user_text(record, edit)
+
+
+def _format_variant(record: dict) -> dict:
+    return _with_user_text(record, lambda text: "  " + text.upper().replace(" ", "  ") + "  ")
+
+
+def _malformed(next_id: int, records: list[dict]) -> list[dict]:
+    """Conversations that ingest must quarantine, one per kind a real export shows."""
+    user, reply = records[0]["messages"][1], records[0]["messages"][-1]
+    system = {"role": "system", "content": HOUSE_POLICY}
+    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "call_x", "type": "function", "function": {
+        "name": "lookup_order", "arguments": "{order_id: SO-1"}}]}
+    kinds = [[system, user],                                                          # ends on the customer
+             [system, {"role": "customer", "content": user["content"]}, reply],       # unknown role
+             [system, user, {"role": "tool", "tool_call_id": "call_404", "content": "{}"}, reply],   # no such call
+             [system, user, call, {"role": "tool", "tool_call_id": "call_x", "content": "{}"}, reply],  # bad JSON
+             [system, user, user, reply]]                                             # two customer turns in a row
+    return [{"id": f"T{next_id + i:06d}", "source": "chat", "timestamp": "2026-03-03T09:00:00+00:00",
+             "messages": messages} for i, messages in enumerate(kinds)]
+
+
+def _final(record: dict, content: str) -> dict:
+    return {**record, "messages": record["messages"][:-1] + [{"role": "assistant", "content": content}]}
+
+
 def demo_lines(count: int, seed: int) -> list[str]:
-    """JSONL lines of the training export, with planted duplicates, bad rows and PII."""
+    """JSONL lines of the training export (OpenAI chat records), with planted duplicates, bad rows and PII."""
     rng = random.Random(seed + 1)
-    records = generate_records(count, seed)
+    records = generate_conversations(count, seed)
     planted: list[dict] = []
     next_id = count
     for _ in range(max(3, count // 40)):                     # exact copies under a new id
@@ -122,20 +248,19 @@ def demo_lines(count: int, seed: int) -> list[str]:
         planted.append({**_format_variant(rng.choice(records)), "id": f"T{next_id:06d}"}); next_id += 1
     for _ in range(max(3, count // 30)):                     # one-word edits
         planted.append({**_near_variant(rng, rng.choice(records)), "id": f"T{next_id:06d}"}); next_id += 1
-    invalid = [{"id": f"T{next_id:06d}", "source": "email", "timestamp": "2026-03-01T10:00:00+00:00",
-                "prompt": "My order is late, please help.", "completion": ""},
-               {"id": f"T{next_id + 1:06d}", "source": "chat", "timestamp": "yesterday",
-                "prompt": records[0]["prompt"][:60] + " and the invoice is wrong too", "completion": "Triage: billing"},
-               {"id": f"T{next_id + 2:06d}", "source": "fax", "timestamp": "2026-03-02T09:00:00+00:00",
-                "prompt": "Hi, " + "please call me back. " * 3, "completion": records[1]["completion"]}]
+    sample = records[0]
+    invalid = [{**_final(sample, "Triage: billing"), "id": f"T{next_id:06d}", "timestamp": "yesterday"},  # contract
+               {**records[1], "id": f"T{next_id + 1:06d}", "source": "fax"},
+               {**_final(records[2], ""), "id": f"T{next_id + 2:06d}"}]                   # an empty final turn
+    invalid += _malformed(next_id + 3, records)
     for record, pii in zip(rng.sample(records, 3),
                            ["You can reach me at dana.k@example.com.", "Call me on +1 415 555 0132.",
                             "My card 4111 1111 1111 1111 was charged twice."]):
-        record["prompt"] = record["prompt"] + " " + pii
+        record.update(_with_user_text(record, lambda text, pii=pii: text + " " + pii, _last_user))
     rows = records + planted + invalid
     rng.shuffle(rows)
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-    lines.insert(len(lines) // 2, '{"id": "T999999", "prompt": "truncated export line')
+    lines.insert(len(lines) // 2, '{"id": "T999999", "messages": [{"role": "user", "content": "truncated export line')
     return lines
 
 
@@ -151,12 +276,12 @@ def write_demo_data(directory: Path, count: int, seed: int) -> tuple[Path, Path]
 
 def eval_lines(count: int, seed: int) -> list[str]:
     """JSONL lines of the held-out workload sample: real traffic, so PII and broken rows turn up here too."""
-    records = generate_records(count, seed + 1000, id_prefix="E")
-    records[1]["prompt"] += " Reply to me at sam.r@example.org please."     # redacted
-    records[2]["prompt"] += " The card 5500 0000 0000 0004 was billed."     # quarantined
-    records[3]["completion"] = ""                                          # nothing to score against
+    records = generate_conversations(count, seed + 1000, id_prefix="E")
+    records[1] = _with_user_text(records[1], lambda t: t + " Reply to me at sam.r@example.org please.", _last_user)
+    records[2] = _with_user_text(records[2], lambda t: t + " The card 5500 0000 0000 0004 was billed.", _last_user)
+    records[3] = _final(records[3], "")                                    # nothing to score against
     lines = [json.dumps(r, ensure_ascii=False) for r in records]
-    lines.insert(count // 2, '{"id": "E999999", "prompt": "cut off')       # malformed
+    lines.insert(count // 2, '{"id": "E999999", "messages": [{"role": "user", "content": "cut off')   # malformed
     return lines
 
 

@@ -101,13 +101,14 @@ class StagingResult(Ref):
     requests: int
     failed: int
     empty: int
-    format_share: float
+    format_share: float | None          # None: not checked (the contract declares no regex_match scorer)
     format_checked: bool
     differ: int
     p95_seconds: float
     p50_seconds: float
     server_log: str
     server_pid: int | None
+    skipped: list[str] = []             # checks not run, each with why (no scorer of the owner's defines them)
     parity_checked: int = 0        # held-out conversations whose server-rendered ids were compared with training's
     parity_mismatches: int = 0
 
@@ -140,7 +141,8 @@ class StageResult(Ref):
 class IngestResult(StageResult):
     """Records read from the inputs, and the lines that could not be read."""
     records: str
-    files: list[dict[str, Any]]    # per file: path, format, digest, rows read and quarantined
+    files: list[dict[str, Any]]    # per file: path, format, record format, digest, rows read and quarantined, notes
+    notes: list[str] = []          # whole-file lines said once (hashed ids, mixed formats, split routing)
 
 
 # built only by tasks.curate.pii.pii_file

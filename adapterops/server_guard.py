@@ -60,7 +60,40 @@ def watch(server_pid: int) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+class _OwnSession:
+    """The `subprocess` module as Prefect's server module sees it, but Popen starts a new session: a Ctrl-C or a
+    SIGTERM to the command's process group then reaches the command, which marks its flow runs crashed while the
+    server still answers; the watchdog stops the server once the command is gone."""
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):
+        kwargs.setdefault("start_new_session", True)
+        if "stdout" not in kwargs and "stderr" not in kwargs:   # its tracebacks (a full disk: 500s) go to a log
+            kwargs["stdout"], kwargs["stderr"] = _server_log(), subprocess.STDOUT
+        return subprocess.Popen(*args, **kwargs)
+
+
+def _server_log():
+    """PREFECT_HOME/server.log (in the workspace: adapterops/workspace.py sets PREFECT_HOME), opened for appending;
+    DEVNULL if it cannot be."""
+    from pathlib import Path
+
+    home = os.environ.get("PREFECT_HOME")
+    if not home:
+        return subprocess.DEVNULL
+    try:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        return open(Path(home) / "server.log", "ab")
+    except OSError:
+        return subprocess.DEVNULL
+
+
 def _patch(module) -> None:
+    if getattr(module, "subprocess", None) is subprocess:
+        module.subprocess = _OwnSession()
     server_class = module.SubprocessASGIServer
     start = server_class._run_uvicorn_command
     if getattr(start, "adapterops_guarded", False):

@@ -20,11 +20,25 @@ if TYPE_CHECKING:            # pandas loads lazily: the CLI imports this module 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """A full disk or quota, as the OS reports it or as SQLite (MLflow's and Prefect's stores) words it."""
-    if isinstance(error, OSError) and error.errno in DISK_FULL:
-        return True
-    return "database or disk is full" in str(error)
+FULL_WORDS = ("database or disk is full", "No space left on device", "StorageFull", "Disk quota exceeded")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """A full disk or quota, as the OS reports it, as SQLite (MLflow's and Prefect's stores) words it, or inside
+    another library's error (safetensors: `IoError(Os { code: 28, kind: StorageFull ...`), also as a cause."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return True
+        if any(words in str(error) for words in FULL_WORDS):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+UNFINISHED = ("whatever the step had begun writing there may be left unfinished (earlier corpus versions, adapters "
+              "and releases are unchanged: they are written aside and renamed into place); the next run writes it again")
+REMOVED = "the unfinished file was removed"
 
 
 def _size(count: float) -> str:
@@ -35,27 +49,27 @@ def _size(count: float) -> str:
     return ""
 
 
-def disk_full_error(path, needed: int | None = None) -> "AdapterOpsError":
-    """One line: which path could not be written, the space it needs and the space there is."""
+def disk_full_error(path, needed: int | None = None, left: str = UNFINISHED) -> "AdapterOpsError":
+    """One line: which path could not be written, the space it needs and the space there is, and what was left
+    behind (`left`: say it truthfully; REMOVED only where the unfinished file really was removed)."""
     path = Path(path)
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(existing).free
     need = f"needs about {_size(needed)}" if needed else "needs more space"
     return AdapterOpsError(f"No space left on the disk holding {path}: writing it {need} and {_size(free)} is free. "
-                           "Free space there (or point ADAPTEROPS_HOME at a larger disk) and run again; the "
-                           "unfinished file was removed.")
+                           f"Free space there (or point ADAPTEROPS_HOME at a larger disk) and run again; {left}.")
 
 
 @contextmanager
-def space_for(path, needed=None):
+def space_for(path, needed=None, left: str = UNFINISHED):
     """Within the block, a full disk is one AdapterOpsError naming `path` and the space needed
-    (bytes, or a function that estimates them, called only when the disk is full)."""
+    (bytes, or a function that estimates them, called only when the disk is full); `left`: what is left behind."""
     try:
         yield
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
-        raise disk_full_error(path, needed() if callable(needed) else needed) from None
+        raise disk_full_error(path, needed() if callable(needed) else needed, left) from None
 
 
 def staging_path(path: Path) -> Path:
@@ -66,7 +80,7 @@ def staging_path(path: Path) -> Path:
 @contextmanager
 def _atomic(path: Path, needed):
     """A staging file next to path, renamed over it on success and removed on any failure."""
-    with space_for(path, needed):
+    with space_for(path, needed, REMOVED):
         tmp = staging_path(path)
         try:
             yield tmp

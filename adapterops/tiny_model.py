@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from adapterops.demo_data import generate_records
+from adapterops.progress import Progress
 from adapterops.storage import hash_file_into
 
 TINY_MODEL_NAME = "tiny-llama"
@@ -69,12 +70,12 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4):
+def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenizer=None):
     """A randomly initialised Llama (~3M parameters) whose weights depend only on the seed."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2,
@@ -91,13 +92,19 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
         _add_chat_template(target)
         return target
-    model, tokenizer = build_tiny_model(seed)
+    progress = Progress(f"base model {TINY_MODEL_NAME}: building in {models_dir}", 3, "steps", every_seconds=0)
+    progress.update(0, "tokenizer (BPE merges from demo tickets)")
+    tokenizer = build_tokenizer()
+    progress.advance(1, "weights (random, seeded)")
+    model, tokenizer = build_tiny_model(seed, tokenizer=tokenizer)
+    progress.advance(1, "saving (safetensors)")
     staging = models_dir / f".{TINY_MODEL_NAME}.partial"
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     if target.exists():
         shutil.rmtree(target)
     staging.replace(target)
+    progress.advance(1, f"saved to {target}")
     return target
 
 

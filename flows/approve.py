@@ -18,8 +18,7 @@ from adapterops.refs import CorpusRef
 from flows.notify import emit_waiting
 from flows.reporting import publish_markdown
 from tasks.approve import AUTO_APPROVER, VIA_FORM, current_decision, record_decision, version_review
-from tasks.corpus import find_version
-from tasks.records import load_contract
+from tasks.corpus import corpus_contract, find_version
 
 FORM_POLL_SECONDS = 10
 MAX_TRIES = 3   # forms shown for one version before the run gives up (the version stays pending)
@@ -149,7 +148,7 @@ def _ask(config: Config, form: type[RunInput], description: str, key: str):
 def _wait_for_owner(config: Config, corpus: CorpusRef, review: str) -> dict:
     """Ask the owners until one valid decision is recorded (at most MAX_TRIES forms) or the version is decided elsewhere."""
     pipeline, version = corpus.pipeline, corpus.version
-    if not any(owner.form for owner in load_contract(corpus.contract).owners_):   # no form answer could count
+    if not any(owner.form for owner in corpus_contract(corpus).owners_):   # no form answer could count
         raise AdapterOpsError(f"Contract {corpus.contract} accepts no decisions from the Prefect form (no owner has "
                               f"`form: true`); approve with `adapterops corpus approve {version} --name {pipeline} "
                               "--as NAME` (signed with your key) and run again.")

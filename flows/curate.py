@@ -5,7 +5,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.runtime import flow_run
 
-from adapterops.config import Config
+from adapterops.config import Config, InputsConfig
 from adapterops.refs import CorpusRef, CurationStages, DedupResult, PiiResult
 from adapterops.sources import resolve_source
 from adapterops.workspace import resolve_workspace
@@ -19,12 +19,13 @@ from tasks.curate import (
     pii_file,
     remember,
     reusable_corpus,
+    route_splits,
     split_file,
     validate_file,
 )
 from tasks.dedup import dedup_file
 from tasks.label import label_file
-from tasks.records import load_contract
+from tasks.records import contract_path, load_contract
 
 contract_task = task(name="contract-load")(load_contract)   # once per curation; the stages take it
 ingest_task = task(name="ingest")(ingest_files)
@@ -61,7 +62,9 @@ def remember_task(pipeline: str, cached: dict, digest: str, paths: dict, contrac
 def curation_settings(config: Config) -> dict:
     """The parts of the config that change the corpus bytes: they enter its digest."""
     settings = {"dedup": config.dedup.settings(), "split": config.split.model_dump(),
-                "columns": config.columns.model_dump()}
+                "columns": config.columns.model_dump(), "approval": config.approval}
+    if config.inputs != InputsConfig():   # left out at its default: prompt/completion corpora keep their digests
+        settings["inputs"] = config.inputs.model_dump()
     if config.labels:   # the policy decides which decisions apply; without labels it changes nothing
         settings["labeling"] = {"policy": config.labeling.policy, "reviewer": config.labeling.reviewer}
     return settings
@@ -72,7 +75,16 @@ def curate(config: Config) -> CorpusRef:
     """Turn the configured sources into a content-addressed corpus version awaiting approval."""
     stage = resolve_workspace().runs_dir / f"curate-{flow_run.get_id() or 'local'}"
     sources = [str(p) for name in config.sources for p in resolve_source(name, config)]
-    eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
+    # A DatasetDict source's splits go where inputs.splits maps them (train to the corpus, test/validation to eval);
+    # its eval splits replace eval_source when that is left at the demo default.
+    train_inputs, split_eval, routed = route_splits(sources, config.inputs)
+    if split_eval and config.eval_source == Config.model_fields["eval_source"].default:
+        routed.append("evaluation set: the DatasetDict's eval splits (eval_source is left at its default)")
+        eval_paths = []
+    else:
+        eval_paths = [str(p) for p in resolve_source(config.eval_source, config)]
+    for note in routed:                # said once, before any row is read
+        print(f"inputs: {note}", flush=True)
     label_paths = [str(p) for name in config.labels for p in resolve_source(name, config)]
     paths = {"sources": sources, "eval": eval_paths, "labels": label_paths}
     cached = fingerprint_task(config.name, paths, config.contract, curation_settings(config))
@@ -83,11 +95,15 @@ def curate(config: Config) -> CorpusRef:
                          "\n".join(f"- {k}: {v}" for k, v in corpus.counts.items()))
         return corpus
     contract = contract_task(config.contract)
+    eval_inputs = split_eval + eval_paths
+    if routed:
+        publish_markdown("inputs", "Inputs: DatasetDict splits", "\n".join(f"- {note}" for note in routed))
     # the eval set is real workload too: same readers, same PII policy
-    eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_paths, config.columns, stage / "eval")
+    eval_ingested = ingest_task.with_options(name="ingest-eval")(eval_inputs, config.columns, stage / "eval",
+                                                                 config.inputs)
     eval_pii = pii_task.with_options(name="pii-eval")(eval_ingested.records, contract, stage / "eval")
     publish_pii("eval-pii", eval_pii)
-    ingested = ingest_task(sources, config.columns, stage)
+    ingested = ingest_task(train_inputs, config.columns, stage, config.inputs)
     publish_table("ingest", "Ingest: records per file", ingested.files)
     pii = pii_task(ingested.records, contract, stage)
     publish_pii("pii", pii)
@@ -99,7 +115,8 @@ def curate(config: Config) -> CorpusRef:
     deduped = dedup(labeled.records if labeled else pii.records, config, stage)
     publish_table("dedup", "Duplicates removed", counts_rows(deduped.model_dump(include={"input", "kept", "exact", "near"})))
     try:
-        validated = validate_task(deduped.kept_records, contract, stage)
+        earlier = [ingested.quarantine, pii.quarantine] + ([labeled.quarantine] if labeled else [])
+        validated = validate_task(deduped.kept_records, contract, stage, earlier)
     finally:   # the owner sees the contract's summary when it rejects the version too
         publish_contract_summary(config.contract, stage)
     publish_table("contract", f"Contract {validated.contract} v{validated.contract_version}",
@@ -108,7 +125,7 @@ def curate(config: Config) -> CorpusRef:
                        config.split.seed, stage)
     stages = CurationStages(ingest=ingested, pii=pii, dedup=deduped, validation=validated, split=split,
                             eval_ingest=eval_ingested, eval_pii=eval_pii, label=labeled)
-    corpus = version_task(config.name, stages, curation_settings(config), stage)
+    corpus = version_task(config.name, stages, curation_settings(config), stage, contract_path(config.contract))
     if corpus.new and flow_run.get_id():   # the review page links to the run that curated the version
         import mlflow
 

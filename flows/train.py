@@ -6,6 +6,7 @@ from prefect.runtime import flow_run, task_run
 from adapterops.base_models import resolve_base_model
 from adapterops.config import Config
 from adapterops.errors import AdapterOpsError, retry_unless_user_error  # retries resume from the last checkpoint
+from adapterops.progress import Progress
 from adapterops.refs import AdapterRef, CorpusRef
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from flows.reporting import publish_table
@@ -17,15 +18,20 @@ POOL_POLL_SECONDS = 10   # how often a run on a work pool is checked
 @task(name="train-lora", retry_condition_fn=retry_unless_user_error)
 def train_step(config: Config, corpus: CorpusRef, resume: bool = False) -> AdapterRef:
     logger = get_run_logger()
-    resume = resume or task_run.run_count > 1 or flow_run.run_count > 1
+    # a retry resumes; a new run resumes too when this run folder holds a checkpoint written for the same data
+    # and settings (an earlier run was killed), else it starts over
+    resume = resume or task_run.run_count > 1 or flow_run.run_count > 1 or "auto"
     run_dir = train_run_dir(corpus)
-    if resume:
+    if resume is True:
         logger.info("resuming from the last checkpoint, if any, in %s", run_dir)
 
+    # steps with the total, elapsed time and an ETA, in the run's log: at most every 10 s, and the last step
+    steps = Progress("train", config.train.max_steps, "steps", every_seconds=10,
+                     on_update=lambda done, total, line: logger.info(line))
+
     def progress(step: int, metrics: dict) -> None:
-        if step % config.train.log_every == 0 or step == config.train.max_steps - 1:
-            logger.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", step + 1, config.train.max_steps,
-                        metrics["loss"], metrics["learning_rate"], metrics["tokens_per_second"])
+        steps.update(step + 1, f"loss {metrics['loss']:.4f}, lr {metrics['learning_rate']:.2e}, "
+                               f"{metrics['tokens_per_second']:.0f} tokens/s")
 
     base = resolve_base_model(config.recipe)   # where the model is loaded: a worker builds or finds it in its own workspace
     adapter = train_adapter(config.recipe, corpus, base, run_dir, model_name=config.release.model_name,

@@ -21,18 +21,27 @@ out = Console()
 NAME = typer.Option("demo", "--name", help="Pipeline name (the config's `name`).")
 
 
+def shown_time(millis: int | None) -> str:
+    """An MLflow timestamp (ms since the epoch) as a UTC time a person reads: 2026-12-04 00:52."""
+    from datetime import datetime, timezone
+
+    if not millis:
+        return "-"
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def versions_table(name: str) -> Table:
     """Every version of a pipeline's corpus with its digest, status, approver and counts."""
     from tasks.corpus import displayed_status
     from tasks.corpus import list_versions as versions
 
     table = Table(title=f"Corpus versions of {name}")
-    for column in ("version", "digest", "status", "approver", "created", "kept", "duplicates", "quarantined"):
+    for column in ("version", "digest", "status", "approver", "created (UTC)", "kept", "duplicates", "quarantined"):
         table.add_column(column)
     for run in versions(name):
         t, m = run.data.tags, run.data.metrics
         table.add_row(*map(terminal, (t["corpus.version"], t["corpus.digest"][:19], displayed_status(run),
-                                      t.get("approval.approver", ""), Path(t["corpus.path"]).name)),
+                                      t.get("approval.approver", ""), shown_time(run.info.start_time))),
                       *(str(int(m.get(f"records.{k}", 0))) for k in ("kept", "duplicates", "quarantined")))
     return table
 

@@ -36,11 +36,14 @@ def scores_table(result: EvaluationResult, title: str) -> Table:
 
 
 def gate_table(checks: list[dict], title: str) -> Table:
-    table = Table("", "score", "scope", "against", "lower bound", "needs", title=title)
+    table = Table("", "score", "scope", "against", "bound", "needs", title=title)
     for check in checks:
-        op = ">" if check["against"] == "base" else ">="
-        table.add_row("pass" if check["passed"] else "[bold red]FAIL[/]", check["score"], escape(check["scope"]),
-                      check["against"], f"{check['lower']:+.4f}", f"{op} {check['threshold']:+.4f}")
+        bound = check.get("bound", "lower")
+        op = ">" if check["against"] == "base" and bound == "lower" else ">="
+        verdict = "[yellow]waived[/]" if check.get("waived") else "pass" if check["passed"] else "[bold red]FAIL[/]"
+        table.add_row(verdict, check["score"], escape(check["scope"]), check["against"],
+                      f"{bound} {check['lower']:+.4f}", f"{op} {check['threshold']:+.4f}"
+                      + (f" (waived: {escape(check['waived'])})" if check.get("waived") else ""))
     return table
 
 
@@ -83,7 +86,7 @@ def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline n
                               resolve_base_model(run_config.recipe), against=against or "production")
     out.print(scores_table(result, f"{run_config.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
                                    f"({result.examples} records)"))
-    decision = decide(run_config.release.gate, result.summary)
+    decision = decide(run_config.release.gate, result.summary, run_config.release.waivers)
     out.print(gate_table(decision.as_dict()["checks"], "Release gate (not applied: eval moves no alias)"))
     out.print(f"gate: {'would promote' if decision.promote else 'would hold'} — {escape(decision.reason())}; "
               f"logged as MLflow run {result.run_id}", highlight=False)

@@ -23,11 +23,35 @@ DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200,
 def _run_pipeline(config: Config) -> None:
     prepare(config)
     require_free_space(resolve_workspace())
+    from adapterops.processes import retire_dead_runs
+    from adapterops.tracking import adapter_experiment, corpus_experiment, tracking_uri
     from flows.retrain import retrain
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    if retired := retire_dead_runs([corpus_experiment(config.name), adapter_experiment(config.name)]):
+        out.print(f"Marked {len(retired)} MLflow run(s) of processes that died mid-run as KILLED "
+                  f"({', '.join(r[:8] for r in retired)}); this run continues from the first step not done.")
 
     started = time.perf_counter()
     result = retrain(config)
     _print_summary(result, time.perf_counter() - started)
+    _print_quarantine(result["corpus"])
+
+
+def _print_quarantine(corpus) -> None:
+    """Why records left the corpus version: counts by reason, one example each, and the full table's path."""
+    import pandas as pd
+
+    from adapterops.escaping import terminal
+    from tasks.records import breakdown_lines, reason_breakdown
+
+    table = Path(corpus.path) / "quarantine.parquet"
+    if not table.is_file():
+        return
+    for line in breakdown_lines(reason_breakdown(pd.read_parquet(table)), table):
+        out.print(terminal(line), highlight=False, soft_wrap=True)
 
 
 def _print_summary(result: dict, seconds: float) -> None:
@@ -47,7 +71,11 @@ def _print_summary(result: dict, seconds: float) -> None:
         out.print(table)
         return
     adapter, evaluation, release = (result[k] for k in ("adapter", "evaluation", "release"))
+    if step := result.get("resumed_from"):
+        table.add_row("resumed", f"{adapter.model_name} v{adapter.version} was trained by an earlier run that stopped; "
+                                 f"continued from {step.removesuffix('d')}")
     from cli.commands.evaluate import gate_table, scores_table
+    from tasks.release import format_text
 
     table.add_row("adapter", f"{adapter.model_name} v{adapter.version}  ({adapter.logged_bytes / 1e6:.2f} MB logged, "
                              f"base {adapter.base_name} {adapter.base_revision})")
@@ -55,7 +83,7 @@ def _print_summary(result: dict, seconds: float) -> None:
                                 f"{evaluation.run_id}")
     if staged := result.get("staging"):
         table.add_row("staging", f"{'passed' if staged.passed else 'FAILED'}: {staged.requests} eval prompts over "
-                                 f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {staged.format_share:.0%}, "
+                                 f"HTTP at alias staging, p95 {staged.p95_seconds:.2f} s, format {format_text(staged)}, "
                                  f"{staged.differ} differ from the offline answers"
                                  + ("" if staged.passed else " — " + escape("; ".join(staged.reasons))))
     table.add_row("release", ("promoted to production: " if release.promoted else "held at candidate: ")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from adapterops.errors import AdapterOpsError
+from adapterops.workspace import resolve_workspace
 from adapterops.signing import (
     open_envelope,
     owner_private_key,
@@ -23,9 +24,8 @@ from adapterops.signing import (
     statement_of,
     workspace_key,
 )
-from tasks.corpus.fetch import DECISION_FILE, version_folder
-from tasks.corpus.versions import file_digests, find_version, list_versions, load_manifest, verified_digest
-from tasks.records.contract import load_contract
+from tasks.corpus.fetch import DECISION_FILE, local_folder, trusted_folder, version_folder
+from tasks.corpus.versions import file_digests, find_version, list_versions, verified_digest, version_contract
 
 AUTO_APPROVER = "policy:auto"
 VIA_POLICY, VIA_FORM, VIA_KEY = "policy", "prefect-form", "owner-key"
@@ -64,6 +64,31 @@ def check_policy(approver: str, approval: str) -> None:
     if approver.startswith("policy:") and approval != "auto":
         raise AdapterOpsError(f"{approver!r} is an automatic policy: it decides only inside a run of a pipeline "
                               "configured with `approval: auto`. A person decides as themselves (`--as NAME`).")
+
+
+def check_curated_policy(approver: str, manifest: dict) -> None:
+    """`policy:*` decides only versions curated under `approval: auto` (the policy their digest covers): another
+    config of the same name set to `auto` decides nothing for a version its owners curated."""
+    curated = manifest.get("settings", {}).get("approval", "owner")
+    if approver.startswith("policy:") and curated != "auto":
+        raise AdapterOpsError(f"Corpus version {manifest.get('version', '?')} was curated under `approval: {curated}`: "
+                              f"{approver!r} decides only versions curated under `approval: auto`; a contract owner "
+                              f"decides it (`adapterops corpus approve {manifest.get('version', '?')} --as NAME`).")
+
+
+def version_at(pipeline: str, digest: str, run) -> tuple[Path, dict, object]:
+    """(folder, manifest, contract) of the version a gate uses: the workspace's folder found by digest (else the
+    MLflow copy, anchored by a local contract file), its manifest, and the contract it was curated with."""
+    folder, local = trusted_folder(pipeline, digest, run)
+    version = run.data.tags.get("corpus.version", "?")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("digest") != digest or manifest.get("pipeline") != pipeline:
+        raise AdapterOpsError(f"Corpus version {version} of {pipeline!r}: the manifest in {folder} does not name digest "
+                              f"{digest}; refused. Re-curate and decide a new version.")
+    return folder, manifest, version_contract(folder, manifest, local)
 
 
 def signer_kind(approver: str, via: str, contract) -> str:
@@ -115,14 +140,14 @@ def require_decision(statement: dict | None, version: int, status_hint: str = ""
 
 # --- wrappers: the decision file, the append-only log and MLflow ----------------------------------
 
-def decision_path(run) -> Path:
-    return version_folder(run) / DECISION_FILE
+def decision_path(run, folder: Path | None = None) -> Path:
+    return (folder or version_folder(run)) / DECISION_FILE
 
 
-def read_envelope(run) -> dict | None:
+def read_envelope(run, folder: Path | None = None) -> dict | None:
     """The version's decision envelope; None only when no decision file exists."""
     try:
-        text = decision_path(run).read_text(encoding="utf-8")
+        text = decision_path(run, folder).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     try:
@@ -144,22 +169,27 @@ def _verification_key(statement: dict, contract):
     return workspace_key().public_key()
 
 
-def verified_decision(run, pipeline: str, approval: str) -> dict | None:
-    """The version's decision, signature and binding verified; None when it has none; else one clear line."""
-    envelope = read_envelope(run)
+def verified_decision(run, pipeline: str, approval: str, digest: str | None = None) -> dict | None:
+    """The version's decision, signature and binding verified; None when it has none; else one clear line.
+
+    Everything it uses is read from files: the version folder found by digest, the contract stored with the
+    version (its digest covered by the corpus digest), the approval policy the version was curated under.
+    """
+    digest = digest or run.data.tags["corpus.digest"]
+    folder, manifest, contract = version_at(pipeline, digest, run)
+    envelope = read_envelope(run, folder)
     if envelope is None:
         return None
-    tags = run.data.tags
-    contract = load_contract(tags["contract"])
     claimed = statement_of(envelope)
-    where = f"Corpus version {tags['corpus.version']} of {pipeline!r}"
+    where = f"Corpus version {manifest.get('version', '?')} of {pipeline!r}"
     if not claimed:
         raise AdapterOpsError(f"{where}: the decision file is not a readable signed envelope; it was edited or damaged. "
                               "Ask an owner to decide a freshly curated version.")
     if claimed.get("approver") not in contract.owners:
-        return verify_statement(claimed, pipeline, tags["corpus.digest"], contract, approval)   # raises: not an owner
+        return verify_statement(claimed, pipeline, digest, contract, approval)   # raises: not an owner
     statement = open_envelope(envelope, _verification_key(claimed, contract), where)
-    return verify_statement(statement, pipeline, tags["corpus.digest"], contract, approval)
+    check_curated_policy(statement.get("approver", ""), manifest)
+    return verify_statement(statement, pipeline, digest, contract, approval)
 
 
 def _claim(folder: Path, envelope: dict) -> bool:
@@ -178,8 +208,9 @@ def _claim(folder: Path, envelope: dict) -> bool:
         staging.unlink()
 
 
-def _log_path(run) -> Path:
-    return Path(run.data.tags["corpus.path"]).parent / f"decisions-v{int(run.data.tags['corpus.version']):04d}.jsonl"
+def _log_path(run, folder: Path | None = None) -> Path:
+    folder = folder or version_folder(run)
+    return folder.parent / f"decisions-{folder.name}.jsonl"
 
 
 def decision_log(run) -> list[dict]:
@@ -191,9 +222,9 @@ def decision_log(run) -> list[dict]:
     return [{"seq": n} | json.loads(line) for n, line in enumerate(lines, start=1)]
 
 
-def append_log(run, record: dict) -> int:
+def append_log(run, record: dict, folder: Path | None = None) -> int:
     """Append to the version's decision log under a lock; returns the entry's sequence number (1, 2, ...)."""
-    with open(_log_path(run), "a+", encoding="utf-8") as handle:
+    with open(_log_path(run, folder), "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)     # released when the file closes, or the process dies
         handle.seek(0)
         sequence = sum(1 for line in handle if line.strip()) + 1
@@ -203,11 +234,11 @@ def append_log(run, record: dict) -> int:
     return sequence
 
 
-def _mirror(client, run, record: dict, sequence: int) -> None:
+def _mirror(client, run, record: dict, sequence: int, folder: Path | None = None) -> None:
     """The log entry as a numbered tag and the log file as an artifact: for the MLflow UI, not for gates."""
     client.set_tag(run.info.run_id, f"approval.log.{sequence}",
                    f"{record['time']} {record['approver']} {record['decision']} {record['note']}"[:5000])
-    client.log_artifact(run.info.run_id, str(_log_path(run)), artifact_path="approvals")
+    client.log_artifact(run.info.run_id, str(_log_path(run, folder)), artifact_path="approvals")
 
 
 def _display_tags(client, run, statement: dict) -> None:
@@ -231,9 +262,9 @@ def _signing_key(approver: str, via: str, contract, key_file):
     return key
 
 
-def _refuse_decided(client, run, version: int) -> None:
+def _refuse_decided(client, run, version: int, folder: Path | None = None) -> None:
     """One line naming the decision that won; its tags are mirrored if its writer died before doing so."""
-    winner = statement_of(read_envelope(run) or {})
+    winner = statement_of(read_envelope(run, folder) or {})
     if winner and run.data.tags.get("corpus.status", "pending") == "pending":
         _display_tags(client, run, winner)
     raise AdapterOpsError(f"Corpus version {version} is already {winner.get('decision', 'decided')} "
@@ -259,28 +290,30 @@ def record_decision(pipeline: str, digest: str, approver: str, decision: str, no
         raise AdapterOpsError(f"No corpus version of {pipeline!r} has digest {digest}; list versions with `adapterops corpus list`.")
     tags = run.data.tags
     version = int(tags["corpus.version"])
-    if not Path(tags["corpus.path"]).is_dir():   # the decision and its log live in the version folder, under its lock
-        raise AdapterOpsError(f"Corpus version {version}'s folder {tags['corpus.path']} is not on this machine; decide "
-                              "where it was curated (the cpu worker's ADAPTEROPS_HOME), or mount that workspace here.")
-    contract = load_contract(tags["contract"])
-    check_owner(approver, contract.owners, tags["contract"])
+    if local_folder(pipeline, digest, version) is None:   # the decision and its log live in the version folder
+        raise AdapterOpsError(f"Corpus version {version}'s folder is not on this machine; decide where it was curated "
+                              f"(looked in {resolve_workspace().corpus_dir / pipeline}: the cpu worker's "
+                              "ADAPTEROPS_HOME), or mount that workspace here.")
+    folder, manifest, contract = version_at(pipeline, digest, run)
+    check_owner(approver, contract.owners, manifest.get("contract", "?"))
     check_policy(approver, approval)
+    check_curated_policy(approver, manifest)
     client = mlflow.MlflowClient()
-    if read_envelope(run) is not None:
-        _refuse_decided(client, run, version)
+    if read_envelope(run, folder) is not None:
+        _refuse_decided(client, run, version, folder)
     key = _signing_key(approver, via, contract, key_file)
-    verified_digest(run)        # never sign for bytes that no longer hash to the digest
-    files = file_digests(decision_path(run).parent)
-    recorded = load_manifest(run).get("files", {})
+    verified_digest(run, folder)        # never sign for bytes that no longer hash to the digest
+    files = file_digests(folder)
+    recorded = manifest.get("files", {})
     if recorded and (changed := changed_files(recorded, files)):
         raise AdapterOpsError(f"Corpus version {version}'s {', '.join(changed)} changed since it was curated; nothing "
                               "was signed. Re-curate and decide the new version.")
     statement = decision_statement(pipeline, version, digest, approver, decision, note, via, files)
-    if not _claim(decision_path(run).parent, sign_statement(statement, key)):
-        _refuse_decided(client, run, version)
+    if not _claim(folder, sign_statement(statement, key)):
+        _refuse_decided(client, run, version, folder)
     record = {k: statement[k] for k in ("version", "digest", "approver", "decision", "note", "time")} | {"via": via}
-    _mirror(client, run, record, append_log(run, record))
-    client.log_artifact(run.info.run_id, str(decision_path(run)), artifact_path="approvals")
+    _mirror(client, run, record, append_log(run, record, folder), folder)
+    client.log_artifact(run.info.run_id, str(decision_path(run, folder)), artifact_path="approvals")
     _display_tags(client, run, statement)
     if decision == "approved":
         for older in list_versions(pipeline):
@@ -331,10 +364,11 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
         raise AdapterOpsError(f"Digest {digest} matches no corpus version of {pipeline!r}; training refused. "
                               "Curate the corpus first (`adapterops run CONFIG`).")
     version = int(run.data.tags["corpus.version"])
-    verified_digest(run)
-    statement = verified_decision(run, pipeline, approval)
+    folder, _, _ = version_at(pipeline, digest, run)
+    verified_digest(run, folder)
+    statement = verified_decision(run, pipeline, approval, digest)
     require_decision(statement, version, run.data.tags.get("corpus.status", "pending"))
-    if changed := changed_files(statement.get("files", {}), file_digests(decision_path(run).parent)):
+    if changed := changed_files(statement.get("files", {}), file_digests(folder)):
         raise AdapterOpsError(f"Corpus version {version}'s {', '.join(changed)} changed after approval: the bytes differ "
                               "from those the decision signed; refused. Re-curate and approve a new version.")
     newer = _superseded_by(pipeline, run, statement, approval)
@@ -342,7 +376,8 @@ def require_approved(pipeline: str, digest: str, approval: str = "owner") -> dic
         raise AdapterOpsError(f"Corpus version {version} is superseded by version {newer}, approved later; training "
                               f"refused. Train version {newer}, or approve a new version.")
     return dict(run.data.tags) | {"approval.approver": statement["approver"], "approval.time": statement["time"],
-                                  "approval.digest": statement["digest"], "approval.via": statement["via"]}
+                                  "approval.digest": statement["digest"], "approval.via": statement["via"],
+                                  "corpus.path": str(folder)}
 
 
 def require_approved_adapter(pipeline: str, model_name: str, version: str, approval: str = "owner") -> dict:

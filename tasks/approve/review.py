@@ -10,17 +10,17 @@ import pandas as pd
 from adapterops.escaping import md_code, md_excerpt
 from tasks.corpus.versions import diff_records, last_approved, load_manifest, version_records
 from tasks.label.policy import agreement_lines
+from tasks.records.quarantine import breakdown_markdown, reason_breakdown
 
 
-def curation_lines(counts: dict, quarantine_reasons: dict, pii: dict | None, contract: dict) -> list[str]:
-    """In / kept / duplicates / quarantined by reason / PII / contract result, as markdown lines."""
+def curation_lines(counts: dict, quarantine_reasons: list[dict], pii: dict | None, contract: dict,
+                   quarantine_table: str = "quarantine.parquet") -> list[str]:
+    """In / kept / duplicates / quarantined by reason (one example each) / PII / contract result, as markdown lines."""
     lines = ["### Curation", "", "| input | kept | exact duplicates | near duplicates | quarantined |", "|---|---|---|---|---|",
              f"| {counts['input']} | {counts['kept']} | {counts['exact_duplicates']} | {counts['near_duplicates']} | "
              f"{counts['quarantined']} |", ""]
     if quarantine_reasons:
-        lines += ["Quarantined by reason:", ""]
-        lines += [f"- {md_excerpt(reason)}: {n}" for reason, n in quarantine_reasons.items()]
-        lines.append("")
+        lines += ["Quarantined by reason:", "", *breakdown_markdown(quarantine_reasons, quarantine_table), ""]
     if pii:
         found = [d for d in pii["detectors"] if d["found"]]
         lines.append("PII: " + ("; ".join(f"{d['detector']} in {d['records']} record(s), {d['action']}" for d in found)
@@ -100,7 +100,8 @@ def review_markdown(parts: dict, sample: int, top_clusters: int = 3) -> str:
     """The whole review from the parts the wrapper read (see version_review)."""
     lines = [f"[MLflow corpus run]({parts['links']['mlflow']})"
              + (f" · [Prefect curate run]({parts['links']['prefect']})" if parts["links"].get("prefect") else ""), ""]
-    lines += curation_lines(parts["counts"], parts["quarantine_reasons"], parts["pii"], parts["contract"]) + [""]
+    lines += curation_lines(parts["counts"], parts["quarantine_reasons"], parts["pii"], parts["contract"],
+                            parts.get("quarantine_table", "quarantine.parquet")) + [""]
     lines += ["### Changes", "", diff_summary(parts.get("diff"), parts.get("old_label"), parts["new_label"],
                                               len(parts["new"])), ""]
     if changes := parts.get("diff") or parts.get("first"):
@@ -133,13 +134,12 @@ def version_review(pipeline: str, run, mlflow_ui_url: str, prefect_ui_url: str, 
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     quarantine = pd.read_parquet(folder / "quarantine.parquet")
-    reasons = (quarantine["stage"] + ": " + quarantine["reason"].str.split(":").str[-1].str.strip()) \
-        if len(quarantine) else pd.Series(dtype=str)
     labels = pd.read_parquet(folder / "labels.parquet") if (folder / "labels.parquet").is_file() else None
     last = last_approved(pipeline, other_than=run)
     new = version_records(run)
     curate_run = run.data.tags.get("prefect.curate_flow_run_id")
-    parts = {"counts": manifest["counts"], "quarantine_reasons": reasons.value_counts().head(10).to_dict(),
+    parts = {"counts": manifest["counts"], "quarantine_reasons": reason_breakdown(quarantine)[:12],
+             "quarantine_table": str(folder / "quarantine.parquet"),
              "pii": optional_json("pii.json"), "dedup_report": optional_json("dedup_report.json"),
              "contract": contract_summary(optional_json("validation.json") or {}, manifest["contract"],
                                           manifest["contract_version"]),

@@ -5,6 +5,7 @@ The names below are the stage's public face: flows and commands import them from
 """
 
 from tasks.corpus.versions import (
+    corpus_contract,
     corpus_ref,
     diff_against_last_approved,
     diff_markdown,
@@ -17,12 +18,13 @@ from tasks.corpus.versions import (
     list_versions,
     load_manifest,
     publish_version,
+    run_contract,
     stored_ref,
     version_records,
 )
 
 __all__ = [
-    "corpus_ref", "diff_against_last_approved", "diff_markdown", "diff_records", "displayed_status", "find_version",
+    "corpus_contract", "corpus_ref", "diff_against_last_approved", "diff_markdown", "diff_records", "displayed_status", "find_version",
     "get_version", "last_approved", "last_approved_signatures", "list_versions", "load_manifest", "publish_version",
-    "stored_ref", "version_records",
+    "run_contract", "stored_ref", "version_records",
 ]

@@ -25,20 +25,33 @@ from adapterops.refs import CorpusRef, CurationStages, LabelResult, ValidationRe
 from adapterops.storage import file_digest, read_yaml, write_json, write_parquet
 from adapterops.tracking import corpus_experiment, ensure_experiment, tracking_uri
 from adapterops.workspace import resolve_workspace
-from tasks.corpus.fetch import corpus_folder, version_folder
+from tasks.corpus.fetch import CONTRACT_FILE, corpus_folder, version_folder
 from tasks.records.contract import Contract, contract_path, load_contract
+from tasks.records.conversation import CONVERSATION_FIELDS
 
 CANONICAL_FIELDS = ("id", "source", "timestamp", "prompt", "completion")
 
 
 def records_digest(frame: pd.DataFrame) -> str:
-    """sha256 of the records' canonical JSON, sorted by id: independent of file encoding and order."""
+    """sha256 of the records' canonical JSON, sorted by id: independent of file encoding and order.
+
+    A conversation's `messages` and `tools` are appended to its row; a one-turn record (both null) hashes as it
+    always has, so prompt/completion corpora keep their digests and approvals.
+    """
     digest = hashlib.sha256()
     ordered = frame.sort_values("id", kind="stable") if len(frame) else frame
-    for row in ordered[list(CANONICAL_FIELDS)].itertuples(index=False):
-        digest.update(json.dumps(list(row), ensure_ascii=False, default=str).encode("utf-8"))
+    extra = [c for c in CONVERSATION_FIELDS if c in ordered.columns]
+    for row in ordered[list(CANONICAL_FIELDS) + extra].itertuples(index=False):
+        values = list(row)
+        conversation = [_null_to_none(v) for v in values[len(CANONICAL_FIELDS):]]
+        values = values[:len(CANONICAL_FIELDS)] + (conversation if any(v is not None for v in conversation) else [])
+        digest.update(json.dumps(values, ensure_ascii=False, default=str).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _null_to_none(value):
+    return None if value is None or (isinstance(value, float) and value != value) or value is pd.NA else value
 
 
 def corpus_digest(train: pd.DataFrame, heldout: pd.DataFrame, settings: dict, contract_version: int) -> str:
@@ -129,18 +142,60 @@ def pipeline_lock(pipeline: str):
 
 
 def file_digests(folder) -> dict:
-    return {name: file_digest(Path(folder) / name) for name in VERSION_FILES}
+    return {name: file_digest(Path(folder) / name) for name in VERSION_FILES if (Path(folder) / name).exists()
+            or name != CONTRACT_FILE}
 
 
-VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet")
+VERSION_FILES = ("train.parquet", "heldout.parquet", "eval.parquet", CONTRACT_FILE)
 
 
-def verified_digest(run) -> str:
-    """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest."""
-    tags = run.data.tags
-    folder, version = version_folder(run), tags["corpus.version"]
+def version_contract(folder: Path, manifest: dict, local: bool = True) -> Contract:
+    """The contract a version was curated with: its stored bytes, checked against the digest the version's
+    (signed) digest covers; refused by name, with both digests, if the file it came from changed since.
+
+    local False (a copy fetched from MLflow): the contract file must also be on this machine, where it was
+    curated from or by its name, with the same digest: fetched bytes alone decide no gate.
+    """
+    name, version = manifest.get("contract", "?"), manifest.get("version", "?")
+    recorded = manifest.get("settings", {}).get("contract_digest")
+    stored = Path(folder) / CONTRACT_FILE
+    if not recorded or not stored.is_file():
+        raise AdapterOpsError(f"Corpus version {version} does not hold the contract it was curated with (versions "
+                              "curated before contracts were stored with them); re-curate it (`adapterops run CONFIG`) "
+                              "and decide the new version.")
+    if (held := file_digest(stored)) != recorded:
+        raise AdapterOpsError(f"Corpus version {version}'s stored contract {stored} changed since curation (recorded "
+                              f"{recorded}, now {held}); refused. Re-curate and decide the new version.")
+    origin = Path(manifest.get("contract_file", {}).get("path") or contract_path(name))
+    anchors = [origin] if local else [origin, contract_path(name)]
+    present = [path for path in anchors if path.is_file()]
+    for path in present:
+        if (now := file_digest(path)) != recorded:
+            raise AdapterOpsError(f"Contract {name!r} ({path}) changed after corpus version {version} was curated with "
+                                  f"it: curated with {recorded}, the file is now {now}; refused. Re-curate under the "
+                                  "changed contract (`adapterops run CONFIG`) and decide the new version, or restore "
+                                  "the file.")
+    if not local and not present:
+        raise AdapterOpsError(f"Corpus version {version} was fetched from MLflow and its contract {name!r} is not on "
+                              f"this machine ({origin}); a gate does not trust a contract read from the tracking "
+                              "server alone. Put that contract file here (same path, or data_contracts/ / "
+                              "ADAPTEROPS_CONTRACTS by its name), or run this step where the version was curated.")
     try:
-        manifest = load_manifest(run)
+        return Contract.model_validate(read_yaml(stored, f"Contract {stored} does not exist."))
+    except ValidationError:   # checked at curation; the full check names the first problem in one line
+        return load_contract(str(stored))
+
+
+def verified_digest(run, folder: Path | None = None) -> str:
+    """Rehash a version's train and held-out records; one clear line if unreadable or no longer its digest.
+
+    The digest covers the settings the manifest records, among them the approval policy and the contract
+    file's digest, so those are verified here too. folder: where to read (default: version_folder(run)).
+    """
+    tags = run.data.tags
+    folder, version = folder or version_folder(run), tags["corpus.version"]
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         recomputed = corpus_digest(pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet"),
                                    manifest["settings"], manifest["contract_version"])
     except Exception as error:   # pyarrow, JSON or file errors: whatever the damage, these are not the curated bytes
@@ -213,13 +268,25 @@ def _fsync_dir(path) -> None:
         os.close(fd)
 
 
-def publish_version(pipeline: str, stages: CurationStages, settings: dict, stage_dir) -> CorpusRef:
+def version_settings(settings: dict, contract_file: Path) -> dict:
+    """The settings that enter the digest: the curation's, the approval policy it runs under (`owner` unless
+    given: fail closed) and the sha256 of the contract file's bytes."""
+    return {**settings, "approval": settings.get("approval", "owner"), "contract_digest": file_digest(contract_file)}
+
+
+def publish_version(pipeline: str, stages: CurationStages, settings: dict, stage_dir,
+                    contract_file: str | Path | None = None) -> CorpusRef:
     """Write the corpus version (files + manifest) and its MLflow run; identical content reuses the version.
 
     Under the pipeline lock: the number is the highest ever used + 1, the folder is staged then renamed,
     and the MLflow run comes last, FINISHED only when complete (a crash leaves no listed version).
+    contract_file: the contract the version was validated with (default: found by its name); its bytes are
+    stored in the version (contract.yaml) and its digest enters the corpus digest.
     """
     ingest, dedup, valid, split, label = stages.ingest, stages.dedup, stages.validation, stages.split, stages.label
+    contract_file = Path(contract_file or contract_path(valid.contract)).resolve()
+    contract_bytes = contract_file.read_bytes()
+    settings = version_settings(settings, contract_file)
     train, heldout = pd.read_parquet(split.train), pd.read_parquet(split.heldout)
     evaluation = pd.read_parquet(split.eval)
     record_digests = {"train": records_digest(train), "heldout": records_digest(heldout), "eval": records_digest(evaluation)}
@@ -245,12 +312,18 @@ def publish_version(pipeline: str, stages: CurationStages, settings: dict, stage
         staging = root / f".{folder.name}.partial"
         staging.mkdir()      # exclusive: fails rather than share a folder
         _stage_files(staging, stages)
+        (staging / CONTRACT_FILE).write_bytes(contract_bytes)
+        if file_digest(staging / CONTRACT_FILE) != settings["contract_digest"]:
+            raise AdapterOpsError(f"Contract file {contract_file} changed while curating; nothing was published. "
+                                  "Run again once it is no longer being edited.")
         parent = last_approved(pipeline)
         manifest = {"pipeline": pipeline, "version": number, "digest": digest,
                     "eval_digest": "sha256:" + record_digests["eval"], "record_digests": record_digests,
                     "files": file_digests(staging),
                     "sources": ingest.files, "labels": label.files if label else [], "counts": counts,
                     "contract": valid.contract, "contract_version": valid.contract_version, "settings": settings,
+                    "contract_file": {"path": str(contract_file), "digest": settings["contract_digest"]},
+                    "approval": settings["approval"],
                     "parent": parent.data.tags["corpus.digest"] if parent else None, "code_version": _code_version(),
                     "created": datetime.now(timezone.utc).isoformat()}
         write_json(manifest, staging / "manifest.json")
@@ -389,7 +462,7 @@ def diff_against_last_approved(pipeline: str, run) -> str:
 
 def lineage_tags(corpus: CorpusRef, corpus_tags: dict) -> dict:
     """Tags that let a user walk from an adapter version back to its approved corpus and reports."""
-    return {"corpus.version": str(corpus.version), "corpus.digest": corpus.digest,
+    return {"corpus.pipeline": corpus.pipeline, "corpus.version": str(corpus.version), "corpus.digest": corpus.digest,
             "corpus.run_id": corpus.run_id, "contract": corpus.contract,
             "contract.version": str(corpus.contract_version),
             "approval.approver": corpus_tags.get("approval.approver", ""),
@@ -451,16 +524,33 @@ def version_ref(run_id: str, path, manifest: dict, owners, new: bool = False) ->
                      contract_version=int(manifest["contract_version"]), owners=tuple(owners))
 
 
+def corpus_contract(corpus: CorpusRef) -> Contract:
+    """The contract a corpus version was curated with, wherever its file lives now (see version_contract):
+    what approval, training, evaluation, staging and release judge it by."""
+    from tasks.corpus.fetch import local_folder
+
+    folder = local_folder(corpus.pipeline, corpus.digest, corpus.version)
+    local = folder is not None
+    folder = folder or corpus_folder(corpus)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("digest") != corpus.digest:
+        raise AdapterOpsError(f"Corpus version {corpus.version}'s manifest in {folder} does not name digest "
+                              f"{corpus.digest}; refused. Re-curate and decide a new version.")
+    return version_contract(folder, manifest, local)
+
+
+def run_contract(run) -> Contract:
+    """corpus_contract for a corpus version's MLflow run (its folder as version_folder finds it)."""
+    folder = version_folder(run)
+    return version_contract(folder, json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+
+
 def stored_ref(run, manifest: dict | None = None) -> CorpusRef:
-    """A stored version's reference, its owners read from the contract file it was validated with (parsed by
-    the Contract model only: load_contract's full check imports Great Expectations, seconds)."""
-    manifest = manifest or load_manifest(run)
-    path = contract_path(manifest["contract"])
-    try:
-        owners = Contract.model_validate(read_yaml(path, f"Contract {path} does not exist.")).owners
-    except ValidationError:   # edited since: the full check names the first problem in one line
-        owners = load_contract(str(path)).owners
-    return version_ref(run.info.run_id, run.data.tags["corpus.path"], manifest, owners)
+    """A stored version's reference, its owners read from the contract stored with it (version_contract: a contract
+    file changed since curation is refused by name, with both digests)."""
+    folder = version_folder(run)
+    manifest = manifest or json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return version_ref(run.info.run_id, folder, manifest, version_contract(folder, manifest).owners)
 
 
 def corpus_ref(pipeline: str, digest: str) -> CorpusRef:

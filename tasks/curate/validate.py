@@ -13,8 +13,9 @@ from adapterops.errors import AdapterOpsError
 from adapterops.escaping import html_text, md_cell, md_code, md_text
 from adapterops.refs import ValidationResult
 from adapterops.storage import space_for, write_json, write_parquet, write_text
-from tasks.records.contract import Contract, ExpectationSpec, build_expectation
-from tasks.records.quarantine import QUARANTINE_FIELDS, quarantine_row
+from tasks.records.contract import DERIVED_COLUMNS, Contract, ExpectationSpec, build_expectation, derived_values
+from tasks.records.conversation import conversation_of
+from tasks.records.quarantine import QUARANTINE_FIELDS, breakdown_markdown, quarantine_row, reason_breakdown
 
 TYPE_PATTERNS = {"integer": r"^[+-]?\d+$", "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
                  "boolean": r"^(?i:true|false)$"}
@@ -33,22 +34,42 @@ def schema_expectations(contract: Contract) -> list[tuple[str, ExpectationSpec]]
     return specs
 
 
+def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame plus the conversation's derived columns (system prompt, first user message, last assistant
+    message, turns, messages, tools used) that expectations may address; the corpus files never hold them."""
+    records = ({k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+               for r in frame[[c for c in ("prompt", "completion", "messages", "tools") if c in frame]].to_dict("records"))
+    derived = pd.DataFrame([derived_values(conversation_of(record)) for record in records],
+                           columns=list(DERIVED_COLUMNS), index=frame.index)
+    derived = derived.astype({"turns": "int64", "messages_count": "int64"}) if len(derived) else derived
+    return pd.concat([frame, derived[[c for c in DERIVED_COLUMNS if c not in frame.columns]]], axis=1)
+
+
 @dataclass
 class ContractRun:
     result: dict                                                    # the GX validation result, as JSON
     failing: dict[str, list[str]] = field(default_factory=dict)     # record id -> quarantine reasons
     problems: list[str] = field(default_factory=list)               # 'fail'-severity checks that failed
     checks: list[dict] = field(default_factory=list)                # one summary row per expectation
+    expected: dict[str, str] = field(default_factory=dict)          # check label -> what it expects, in words
 
 
 def _label(config) -> str:
     return f"{config.type}({config.kwargs.get('column', '')})"
 
 
+def _expects(config) -> str:
+    """What an expectation asks for, from its settings (min_value=20, max_value=4000), for the reason breakdown."""
+    settings = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id") and v is not None}
+    words = config.type.removeprefix("expect_column_").removeprefix("expect_").replace("_", " ")
+    return words + (" (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")" if settings else "")
+
+
 def run_contract(frame: pd.DataFrame, contract: Contract, docs_dir: Path | None = None) -> ContractRun:
     """Validate `frame` (it needs an `id` column) with an ephemeral GX context; Data Docs go to docs_dir if given."""
     import great_expectations as gx
 
+    frame = with_derived_columns(frame)
     missing = [c for c in contract.schema_ if c not in frame.columns]
     if missing:
         raise AdapterOpsError(f"Contract {contract.name}: schema column(s) {missing} are not in the records "
@@ -107,6 +128,8 @@ def _map_results(suite_result, entries) -> ContractRun:
         config = item.expectation_config
         reason, spec = entries[config.meta["entry"]]
         label = reason or _label(config)
+        if not reason:
+            run.expected[label] = _expects(config)
         rows = item.result.get("unexpected_index_list") or []
         run.checks.append({"check": label, "severity": spec.severity, "success": bool(item.success),
                            "unexpected": int(item.result.get("unexpected_count") or 0)})
@@ -134,6 +157,8 @@ def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd
                         f"{bounds.max_quarantined_fraction:.0%}")
     if passing is None or passing.empty:
         return problems
+    passing = with_derived_columns(passing) if any(c in DERIVED_COLUMNS for c in [*bounds.text_length,
+                                                                                   *bounds.distribution]) else passing
     for column, bound in bounds.text_length.items():
         median = float(passing[column].fillna("").str.len().median())
         if bound.min_median is not None and median < bound.min_median:
@@ -149,27 +174,42 @@ def check_bounds(contract: Contract, rows_in: int, quarantined: int, passing: pd
     return problems
 
 
-def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str]) -> str:
+def summary_markdown(contract: Contract, rows_in: int, quarantined: int, run: ContractRun, problems: list[str],
+                     breakdown: list[dict] | None = None, table_path=None) -> str:
+    """What the owner reads: the verdict, the counts, why rows were quarantined (every stage so far), each check."""
     verdict = "**rejected**: " + md_text("; ".join(problems)) if problems else "**passed**"
     lines = [f"Contract {md_code(contract.name)} v{contract.version} (owners: {md_text(', '.join(contract.owners))}): "
-             f"{verdict}", "", f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", "",
-             "| check | severity | success | unexpected rows |", "|---|---|---|---|"]
+             f"{verdict}", "", f"{rows_in} rows in, {rows_in - quarantined} pass, {quarantined} quarantined.", ""]
+    if breakdown is not None:
+        lines += ["### Quarantined by reason", "", *breakdown_markdown(breakdown, table_path), ""]
+    lines += ["### Checks", "", "| check | severity | success | unexpected rows |", "|---|---|---|---|"]
     lines += [f"| {md_cell(c['check'])} | {c['severity']} | {'yes' if c['success'] else 'no'} | {c['unexpected']} |"
               for c in run.checks]
     return "\n".join(lines)
 
 
+def reasons_in_brief(breakdown: list[dict], limit: int = 3) -> str:
+    """The commonest reasons in one sentence, for the rejection's error line."""
+    if not breakdown:
+        return ""
+    parts = [f"{g['stage']}: {g['reason']} x{g['rows']} (e.g. {g['example']}, expected {g['expected'] or '-'})"
+             for g in breakdown[:limit]]
+    return " Quarantined most for: " + "; ".join(parts) + ("; ..." if len(breakdown) > limit else "") + "."
+
+
 # --- wrapper: reads and writes the stage's files ---------------------------------------------------
 
-def validate_file(records_path: str, contract: Contract, stage_dir) -> ValidationResult:
-    """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir."""
+def validate_file(records_path: str, contract: Contract, stage_dir, earlier_quarantine: list[str] = ()) -> ValidationResult:
+    """valid.parquet, contract quarantine, the full GX result (validation.json) and Data Docs under stage_dir.
+
+    earlier_quarantine: the quarantine files of the stages before (ingest, PII, labels); with the contract's
+    they make quarantined.parquet, whose breakdown by reason validation.md and validation.json carry."""
     stage_dir = Path(stage_dir)
     frame = pd.read_parquet(records_path)
     docs = stage_dir / "data_docs"
     shutil.rmtree(docs, ignore_errors=True)
-    with space_for(docs):
+    with space_for(docs, left=f"the Data Docs partly written in {docs} are left there (the next run replaces them)"):
         run = run_contract(frame, contract, docs)
-    write_json(run.result, stage_dir / "validation.json")
     bad = frame["id"].astype(str).isin(run.failing)
     quarantine = pd.DataFrame([
         quarantine_row(rid, row.input_file, row.input_line, "contract", "contract: " + "; ".join(run.failing[rid]),
@@ -178,12 +218,19 @@ def validate_file(records_path: str, contract: Contract, stage_dir) -> Validatio
     ], columns=list(QUARANTINE_FIELDS))
     write_parquet(quarantine, stage_dir / "contract_quarantine.parquet")
     write_parquet(frame[~bad], stage_dir / "valid.parquet")
+    everything = pd.concat([pd.read_parquet(p) for p in earlier_quarantine] + [quarantine], ignore_index=True)
+    write_parquet(everything, stage_dir / "quarantined.parquet")
+    breakdown = reason_breakdown(everything, run.expected)
+    write_json(run.result | {"quarantine_by_reason": breakdown, "quarantine_table": str(stage_dir / "quarantined.parquet")},
+               stage_dir / "validation.json")
     problems = run.problems + check_bounds(contract, len(frame), int(bad.sum()), frame[~bad])
-    summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems)
+    summary = summary_markdown(contract, len(frame), int(bad.sum()), run, problems, breakdown,
+                               stage_dir / "quarantined.parquet")
     write_text(summary + "\n", stage_dir / "validation.md")   # the flow shows it, also when the contract rejects
     if problems:
         raise AdapterOpsError(f"Contract {contract.name} v{contract.version} rejects this corpus version: "
-                              + "; ".join(problems) + f". Details: {stage_dir / 'validation.json'} and {docs / 'index.html'}.")
+                              + "; ".join(problems) + "." + reasons_in_brief(breakdown)
+                              + f" Details: {stage_dir / 'validation.md'} and {docs / 'index.html'}.")
     return ValidationResult(valid=str(stage_dir / "valid.parquet"), quarantine=str(stage_dir / "contract_quarantine.parquet"),
                             result=str(stage_dir / "validation.json"), data_docs=str(docs), input=len(frame),
                             kept=int((~bad).sum()), quarantined=int(bad.sum()), contract=contract.name,

@@ -24,6 +24,7 @@ from tasks.dedup import kernels
 from tasks.dedup.lsh import candidate_pairs
 from tasks.dedup.minhash import minhash_signatures, normalise_texts, shingle_values, text_keys, token_hashes
 from tasks.records.arrow_arrays import strings, to_bools
+from tasks.records.conversation import conversation_of, role_tagged_text
 
 if TYPE_CHECKING:   # pandas is imported where used: the dedup command starts without it
     import pandas as pd
@@ -118,10 +119,37 @@ def compared_texts(frame: pd.DataFrame, text_columns: tuple[str, ...]):
 
     Then no Python string is made per record: a million records of ~1 KB would take a GB more.
     """
+    messages = frame["messages"].to_numpy(dtype=object, na_value=None) if _conversational(frame.columns, text_columns) \
+        else None
     if not all(_is_arrow_string(frame[c]) for c in text_columns):
-        return record_texts(frame, text_columns)
+        return with_conversation_texts(record_texts(frame, text_columns), messages)
     arrays = [pc.fill_null(pa.array(frame[c]).cast(pa.large_string()), "") for c in text_columns]
-    return arrays[0] if len(arrays) == 1 else pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
+    joined = arrays[0] if len(arrays) == 1 else pc.binary_join_element_wise(*arrays, pa.scalar(" ", pa.large_string()))
+    return with_conversation_texts(joined, messages)
+
+
+CONVERSATION_TEXT_COLUMNS = ("prompt", "completion")
+
+
+def _conversational(columns, text_columns: tuple[str, ...]) -> bool:
+    """A corpus records file (compared by prompt and completion) with conversations in its `messages` column."""
+    return tuple(text_columns) == CONVERSATION_TEXT_COLUMNS and "messages" in columns
+
+
+def with_conversation_texts(texts, messages):
+    """texts, with each conversation's row replaced by its role-tagged text (every message and tool call);
+    one-turn records (messages null) keep prompt + completion, so their sketches stay what they were."""
+    if messages is None:
+        return texts
+    values = messages.tolist() if hasattr(messages, "tolist") else list(messages)
+    rows = [i for i, m in enumerate(values) if isinstance(m, str) and m]
+    if not rows:
+        return texts
+    arrow = isinstance(texts, (pa.Array, pa.ChunkedArray))
+    out = texts.to_pylist() if arrow else list(texts)
+    for i in rows:
+        out[i] = role_tagged_text(conversation_of({"messages": values[i], "tools": None}))
+    return pa.array(out, pa.large_string()) if arrow else out
 
 
 def _is_arrow_string(column: pd.Series) -> bool:
@@ -158,6 +186,8 @@ def sketch_table(table: pa.Table, params: DedupConfig, text_columns: tuple[str, 
                  workers: int = 1, id_column: str = "id", source_column: str = "source") -> Sketches:
     """sketch_records for an Arrow table (a JSONL block, a Parquet batch): texts from their UTF-8 buffers, no pandas."""
     texts = _joined_texts(table, text_columns)
+    if _conversational(table.column_names, text_columns):
+        texts = with_conversation_texts(texts, table["messages"].to_pylist())
     ids = object_array(as_text(table[id_column]))
     ids[ids == None] = "None"   # noqa: E711 (elementwise) as astype(str) writes a missing id
     names = table.column_names

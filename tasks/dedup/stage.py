@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from adapterops.config import DedupConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
 from adapterops.refs import DedupResult
-from adapterops.storage import space_for, staging_path, write_json
+from adapterops.storage import REMOVED, space_for, staging_path, write_json
 from tasks.dedup.clusters import (
     Sketches,
     add_anchors,
@@ -83,6 +84,8 @@ def sketch_columns(records_path, text_columns: tuple[str, ...], id_column: str =
         raise AdapterOpsError(f"{records_path} has no column {missing[0]!r} (columns: {', '.join(map(str, present))}); "
                               f"{fix}.")
     optional = [c for c in (source_column, "timestamp") if c in present and c not in (id_column, *text_columns)]
+    if tuple(text_columns) == TEXT_COLUMNS and "messages" in present:    # conversations: compared role-tagged
+        optional.append("messages")
     return [id_column, *dict.fromkeys(text_columns), *optional]
 
 
@@ -148,7 +151,10 @@ def dedup_file(records_path: str, params: DedupConfig, stage_dir, previous_signa
     previous_signatures: the signatures/ folder of the last corpus version; its records that are not
     in this input are kept in favour of new duplicates of them. The records file is read batch_rows at a time.
     """
-    current = sketch_file(records_path, params, TEXT_COLUMNS, workers, batch_rows=batch_rows)
+    total = pq.ParquetFile(records_path).metadata.num_rows if str(records_path).endswith(".parquet") else None
+    progress = Progress("dedup: sketching records", total, "records", every_seconds=10)
+    progress.update(0)
+    current = sketch_file(records_path, params, TEXT_COLUMNS, workers, on_batch=progress.advance, batch_rows=batch_rows)
     return finish_dedup(records_path, current, params, stage_dir, previous_signatures)
 
 
@@ -167,7 +173,8 @@ def save_sketches(sketches: Sketches, folder) -> str:
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS)):
+        with space_for(folder, lambda: sum(getattr(sketches, name).nbytes for name in SKETCH_ARRAYS),
+                       REMOVED.replace("file was", "folder is")):
             staging.mkdir(parents=True)
             for name in SKETCH_ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(sketches, name), allow_pickle=False)

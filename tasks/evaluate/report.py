@@ -51,10 +51,13 @@ def scores_markdown(result: EvaluationResult) -> str:
 
 def gate_markdown(decision: ReleaseDecision) -> str:
     lines = [f"**{'Promoted' if decision.promoted else 'Held'}**: {md_cell(decision.reason)}", "",
-             "| check | score | scope | against | lower bound | needs | rule |", "|---|---|---|---|---|---|---|"]
+             "| check | score | scope | against | bound | needs | rule |", "|---|---|---|---|---|---|---|"]
     for check in decision.checks:
-        op = ">" if check["against"] == "base" else ">="
-        lines.append(f"| {'pass' if check['passed'] else '**FAIL**'} | {check['score']} | {md_cell(check['scope'])} | "
-                     f"{check['against']} | {check['lower']:+.4f} | {op} {check['threshold']:+.4f} | {check['rule']} |")
+        bound = check.get("bound", "lower")
+        op = ">" if check["against"] == "base" and bound == "lower" else ">="
+        verdict = f"waived: {md_cell(check['waived'])}" if check.get("waived") else \
+            "pass" if check["passed"] else "**FAIL**"
+        lines.append(f"| {verdict} | {check['score']} | {md_cell(check['scope'])} | "
+                     f"{check['against']} | {bound} {check['lower']:+.4f} | {op} {check['threshold']:+.4f} | {check['rule']} |")
     lines += [f"- {md_cell(note)}" for note in decision.notes]
     return "\n".join(lines)

@@ -19,10 +19,12 @@ import pandas as pd
 
 from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
+from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
 from adapterops.tracking import adapter_experiment, ensure_experiment
 from tasks.corpus.fetch import corpus_folder
-from tasks.corpus.versions import CANONICAL_FIELDS, records_digest
+from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
 from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
@@ -30,7 +32,6 @@ from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import conversation_token_ids, use_adapter_template
 from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
-from tasks.records.contract import load_contract
 from tasks.release.registry import production_version
 from tasks.model.masks import conversation_ids
 from tasks.train.sft_data import IGNORE, Example, collate
@@ -127,42 +128,52 @@ def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bo
     return summary
 
 
+def table_column(*parts: str) -> str:
+    """A flat table column name: MLflow's artifact viewer reads a dot as a path into the row and shows nothing."""
+    return "_".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)).strip("_") for p in parts)
+
+
 def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One row per judged turn: prompt, reference, every model's answer and every score, for the MLflow UI; for a
-    conversation also its history (the messages before the turn), the turn's index and the reference's tool calls."""
-    table = pd.DataFrame({"id": records["id"].astype(str).to_numpy(), "source": records["source"].astype(str).to_numpy(),
-                          "prompt": records["prompt"].to_numpy(), "reference": records["completion"].to_numpy()})
+    """One row per judged turn for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
+    (for a conversation: the turn's index, the history before it, the tools and the reference's tool calls),
+    every model's answer, then source; flat column names (candidate_field_triage), numbers as numbers."""
+    columns: dict[str, object] = {"id": records["id"].astype(str).to_numpy()}
+    for name in next(iter(scores.values()), {}):          # score by score: base, candidate, production side by side
+        for who, per_score in scores.items():
+            columns[table_column(who, name)] = np.round(per_score[name], 4).astype(float)
+    columns |= {"prompt": records["prompt"].astype(str).to_numpy(), "reference": records["completion"].astype(str).to_numpy()}
     if "history" in records.columns:
-        table["turn"] = records["turn"].to_numpy()
-        table["history"] = records["history"].to_numpy()
-        table["tools"] = records["tools"].fillna("").to_numpy()
-        table["reference_calls"] = records["reference_calls"].to_numpy()
-    for who, texts in answers.items():
-        table[f"{who}_answer"] = texts
-    for who, per_score in scores.items():
-        for name, values in per_score.items():
-            table[f"{who}.{name}"] = np.round(values, 4)
-    return table
+        columns |= {"turn": records["turn"].to_numpy(), "history": records["history"].to_numpy(),
+                    "tools": records["tools"].fillna("").to_numpy(), "reference_calls": records["reference_calls"].to_numpy()}
+    columns |= {f"{who}_answer": list(texts) for who, texts in answers.items()}
+    columns["source"] = records["source"].astype(str).to_numpy()
+    return pd.DataFrame(columns)
 
 
-def metric_key(*parts: str) -> str:
-    """An MLflow metric name from parts (slice values may hold any character)."""
-    return ".".join(re.sub(r"[^A-Za-z0-9_\-/ .:]", "_", str(p)) for p in parts)
+def slice_table(summary: dict) -> pd.DataFrame:
+    """Per slice and score: size, each model's mean and the improvement intervals; a table artifact, not
+    hundreds of metric keys (the run page would load them all as tiles)."""
+    rows = []
+    for key, part in summary["slices"].items():
+        for name in summary["directions"]:
+            row = {"slice": key, "score": name, "size": part["size"], "judged": bool(part["judged"])}
+            row |= {f"{who}_mean": round(float(means[name]), 4) for who, means in part["means"].items()}
+            for pair in ("vs_base", "vs_production"):
+                interval = (part.get(pair) or {}).get(name)
+                row |= {f"{pair}_{k}": (round(float(interval[k]), 4) if interval else None) for k in ("mean", "low", "high")}
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summary_metrics(summary: dict) -> dict[str, float]:
-    """Stable metric names, so two adapter versions compare on one page of the MLflow run-compare view."""
+    """The run's top-level metrics: stable names, so two adapter versions compare on one page of the MLflow
+    run-compare view; per-slice figures go to the slice table (evaluation/slices.json) instead."""
     metrics = {"eval.examples": summary["examples"]}
     for who, means in summary["means"].items():
         metrics |= {f"eval.{who}.{name}": value for name, value in means.items()}
     for pair in ("vs_base", "vs_production"):
         for name, interval in (summary.get(pair) or {}).items():
             metrics |= {f"eval.{pair}.{name}.{k}": v for k, v in interval.items()}
-    for key, part in summary["slices"].items():
-        column, value = part["column"], part["value"]
-        for who, means in part["means"].items():
-            metrics |= {metric_key("slice", column, value, who, name): v for name, v in means.items()}
-        metrics[metric_key("slice", column, value, "size")] = part["size"]
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
@@ -267,9 +278,12 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
         ids, labels = conversation_ids(tokenizer, conversation, template)
         examples.append(Example(ids[:train.max_length], labels[:train.max_length]))
     answers, scores, new_tokens = {}, {}, 0
-    for who, name in who_adapter.items():
+    for number, (who, name) in enumerate(who_adapter.items(), start=1):
+        # per model: the answers generated so far, with an ETA (Prefect's log under a run, else stderr)
+        progress = Progress(f"evaluate: {who} answers (model {number} of {len(who_adapter)})", len(prompts), "examples")
+        progress.update(0)
         outputs = generate(model, tokenizer, prompts, evaluation.max_new_tokens, adapter=name,
-                           batch_size=evaluation.batch_size)
+                           batch_size=evaluation.batch_size, on_batch=progress.advance)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
         scores[who] = score_answers(scorers, records, answers[who], syntax)
@@ -292,7 +306,7 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
 
     started = time.perf_counter()
     log = logging.getLogger("adapterops.evaluate")
-    contract = load_contract(corpus.contract)
+    contract = corpus_contract(corpus)   # the one it was curated with, wherever its file lives
     specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
     records = eval_cases(records, contract.evaluation.turns)   # one row per judged assistant turn
@@ -349,6 +363,9 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
                            "eval.seed": evaluation.seed, "eval.min_slice_size": evaluation.min_slice_size})
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
+        if result["summary"]["slices"]:
+            mlflow.log_table(slice_table(result["summary"]), "evaluation/slices.json")
+        crash_point("evaluate-logging")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
                            model_id=adapter.model_id)
         mlflow.log_dict(result, "evaluation/summary.json")

@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
 
 URL_ENV = "LABEL_STUDIO_URL"
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+PUSH_BATCH = 500      # tasks per import request: progress per batch, no request of a whole large corpus
 _PROJECT_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/projects/(?P<id>\d+)(?:/.*)?$")
 
 
@@ -135,8 +137,13 @@ def push_tasks(client, url: str, ref: ProjectRef, tasks: list[dict], interface: 
     held = {str((t.data or {}).get("record_digest")) for t in
             _call("listing tasks", url, lambda: list(client.tasks.list(project=project.id)))}
     fresh = new_tasks(tasks, held)
-    if fresh:
-        _call("importing tasks", url, client.projects.import_tasks, project.id, request=fresh)
+    progress = Progress(f"Label Studio: pushing tasks to {ref.title or project.title}", len(fresh), "tasks",
+                        every_seconds=0)
+    progress.update(0, f"{len(tasks) - len(fresh)} held already")
+    for start in range(0, len(fresh), PUSH_BATCH):     # in batches: a long import reports as it goes
+        part = fresh[start:start + PUSH_BATCH]
+        _call("importing tasks", url, client.projects.import_tasks, project.id, request=part)
+        progress.advance(len(part))
     return {"project": project.id, "title": project.title, "url": f"{url}/projects/{project.id}",
             "created": created, "added": len(fresh), "held": len(tasks) - len(fresh)}
 
@@ -146,9 +153,17 @@ def pull_tasks(client, url: str, ref: ProjectRef) -> list[dict]:
     project = find_project(client, url, ref)
     if project is None:
         raise AdapterOpsError(f"No Label Studio project titled {ref.title!r} at {url}; pass --project as an id or URL.")
-    raw = _call("exporting the tasks", url, lambda: b"".join(
-        client.projects.exports.download_sync(project.id, download_all_tasks=True, export_type="JSON")))
+    pulled = Progress(f"Label Studio: pulling tasks of {project.title}", None, "bytes", every_seconds=5)
+
+    def chunks():
+        for chunk in client.projects.exports.download_sync(project.id, download_all_tasks=True, export_type="JSON"):
+            pulled.advance(len(chunk))
+            yield chunk
+
+    pulled.update(0)
+    raw = _call("exporting the tasks", url, lambda: b"".join(chunks()))
     tasks = json.loads(raw)
+    Progress(f"Label Studio: pulled tasks of {project.title}", len(tasks), "tasks").update(len(tasks))
     users = _call("listing users", url, client.users.list)
     names = user_names([{"id": u.id, "email": u.email, "username": u.username} for u in users])
     return sorted(resolve_annotators(tasks, names), key=lambda t: t.get("id") or 0)

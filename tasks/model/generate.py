@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 BASE = "__base__"   # peft's name for "no adapter" in a mixed-adapter batch
 DEFAULT_MAX_NEW_TOKENS = 128   # served answers, when a request does not say
@@ -51,7 +52,7 @@ def adapter_context(model, adapter: str | None):
 
 
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, adapter: str | list[str] | None = None,
-             batch_size: int = 32) -> list[Generated]:
+             batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> list[Generated]:
     """Greedy answers for prompt token ids, in input order.
 
     adapter: one adapter name (None or '__base__': the base model with adapters disabled), or one name
@@ -82,6 +83,8 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ad
         for row, i in enumerate(chunk):
             tokens = cut_at_eos(new[row], eos_ids, pad)
             results[i] = Generated(tokenizer.decode(tokens, skip_special_tokens=True), len(tokens))
+        if on_batch is not None:
+            on_batch(len(chunk))           # prompts answered in this batch
     return results
 
 

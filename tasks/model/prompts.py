@@ -53,14 +53,23 @@ def conversation_token_ids(tokenizer, messages: list[dict], tools: list[dict] | 
     return prompt_token_ids(tokenizer, messages[0]["content"], template)
 
 
-def use_adapter_template(tokenizer, adapter_dir) -> str | None:
-    """Give the tokenizer the chat template stored with an adapter (its training rendering); returns it, or None
-    when the adapter has none stored (trained before templates were stored, or a base without one)."""
+def adapter_template(adapter_dir, config: dict | None = None) -> str:
+    """The chat template an adapter was trained with: its chat_template.jinja beside the weights, else
+    serving.chat_template in its MLmodel config; empty when it has none (trained before templates were stored,
+    or a base without one: the base tokenizer's own, if any, is used)."""
     import os
 
     path = os.path.join(str(adapter_dir), TEMPLATE_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        tokenizer.chat_template = handle.read()
-    return tokenizer.chat_template
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    return str((config or {}).get("serving.chat_template") or "")
+
+
+def use_adapter_template(tokenizer, adapter_dir, config: dict | None = None) -> str | None:
+    """Give the tokenizer the chat template stored with an adapter (its training rendering, `adapter_template`);
+    returns it, or None when the adapter has none stored (the tokenizer keeps its own)."""
+    template = adapter_template(adapter_dir, config)
+    if template:
+        tokenizer.chat_template = template
+    return template or None

@@ -5,11 +5,12 @@ The names below are the stage's public face: flows and commands import them from
 """
 
 from tasks.records.batches import iter_frames, write_rows
-from tasks.records.contract import Contract, contract_problems, load_contract
+from tasks.records.contract import Contract, contract_path, contract_problems, load_contract
 from tasks.records.conversation import Conversation, Message, ToolCall, conversation_of, stored_columns
-from tasks.records.quarantine import quarantine_row
+from tasks.records.quarantine import breakdown_lines, breakdown_markdown, quarantine_row, reason_breakdown
 
 __all__ = [
-    "Contract", "Conversation", "Message", "ToolCall", "contract_problems", "conversation_of", "iter_frames",
-    "load_contract", "quarantine_row", "stored_columns", "write_rows",
+    "Contract", "Conversation", "Message", "ToolCall", "breakdown_lines", "breakdown_markdown", "contract_path",
+    "contract_problems", "conversation_of", "iter_frames", "load_contract", "quarantine_row", "reason_breakdown",
+    "stored_columns", "write_rows",
 ]

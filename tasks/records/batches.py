@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from adapterops.errors import AdapterOpsError
-from adapterops.storage import space_for, staging_path
+from adapterops.storage import REMOVED, space_for, staging_path
 from tasks.records.arrow_arrays import from_numpy
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ def _write_parts(path, parts, out_path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with space_for(out_path, Path(path).stat().st_size):   # a full disk: one line naming the file
+    with space_for(out_path, Path(path).stat().st_size, REMOVED):   # a full disk: one line naming the file
         staging = staging_path(out_path)
         writer, written = None, 0
         try:

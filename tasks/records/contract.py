@@ -16,6 +16,27 @@ from tasks.records.pii_detect import PiiPolicy
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
 
+# Columns derived from each record's conversation, which expectations may name besides the schema's columns.
+DERIVED_COLUMNS = {
+    "system_prompt": "the system message (null when there is none)",
+    "first_user_message": "the first user message",
+    "last_assistant_message": "the last assistant message (the turn a one-turn record's completion is)",
+    "turns": "the number of user turns",
+    "messages_count": "the number of messages, system and tool messages included",
+    "tools_used": "the names of the tools the assistant called, sorted, comma-separated ('' when none)",
+}
+
+
+def derived_values(conversation) -> dict:
+    """DERIVED_COLUMNS for one Conversation."""
+    first_user = next((m.content for m in conversation.messages if m.role == "user"), None)
+    last = conversation.last("assistant")
+    called = sorted({call.name for m in conversation.messages for call in m.tool_calls})
+    return {"system_prompt": conversation.system, "first_user_message": first_user,
+            "last_assistant_message": last.content if last else None,
+            "turns": sum(m.role == "user" for m in conversation.messages),
+            "messages_count": len(conversation.messages), "tools_used": ",".join(called)}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -84,8 +105,11 @@ class Contract(_Strict):
     bounds: Bounds = Field(default_factory=Bounds)
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     evaluation: ContractEvaluation = Field(default_factory=ContractEvaluation)
+    releasers_: list[Owner] | None = Field(
+        None, alias="releasers", description="Who may promote and roll back the adapters trained on its versions "
+        "(signed, like approvals): an owner's name, or {name, public_key}; default: the owners who are people.")
 
-    @field_validator("owners_", mode="before")
+    @field_validator("owners_", "releasers_", mode="before")
     @classmethod
     def _plain_names(cls, value):
         """A plain string is an owner with no key (older contracts, and `policy:*` approvers)."""
@@ -98,6 +122,16 @@ class Contract(_Strict):
     def owner(self, name: str) -> Owner | None:
         return next((o for o in self.owners_ if o.name == name), None)
 
+    @property
+    def releasers(self) -> list[Owner]:
+        """Who may move production: `releasers` (a bare name takes that owner's key), else the human owners."""
+        if self.releasers_ is None:
+            return [o for o in self.owners_ if not o.name.startswith("policy:")]
+        return [o if o.public_key or self.owner(o.name) is None else self.owner(o.name) for o in self.releasers_]
+
+    def releaser(self, name: str) -> Owner | None:
+        return next((o for o in self.releasers if o.name == name), None)
+
 
 def contract_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
@@ -108,7 +142,7 @@ def contract_path(name_or_path: str) -> Path:
 
 
 def _describe_contract_error(error: dict, origin: Path) -> str:
-    loc = [p for p in error["loc"] if p not in ("schema_", "owners_")]
+    loc = [p for p in error["loc"] if p not in ("schema_", "owners_", "releasers_")]
     if len(loc) > 2 and loc[0] == "expectations" and isinstance(loc[1], int):
         return f"{origin}: expectation {loc[1] + 1}: field '{'.'.join(map(str, loc[2:]))}': {error['msg']}."
     where = ".".join(str(p) for p in loc) or "(top level)"
@@ -154,9 +188,10 @@ def contract_problems(data: Any, origin: Path) -> list[str]:
                 problems.append(f"{origin}: expectation {number} ({spec.type}) judges the whole dataset, so it has no "
                                 f"rows to quarantine; give it severity fail.")
         column = spec.kwargs.get("column")
-        if schema and column is not None and column not in schema:
+        if schema and column is not None and column not in schema and column not in DERIVED_COLUMNS:
             problems.append(f"{origin}: expectation {number} ({spec.type}) names column {column!r}, which is not in "
-                            f"the schema; add it to `schema` or fix the name.")
+                            f"the schema nor a derived column ({', '.join(DERIVED_COLUMNS)}); add it to `schema` or "
+                            f"fix the name.")
     return problems
 
 

@@ -2,6 +2,8 @@
 
 A rule reads the lower bound of the candidate's improvement interval (direction-adjusted), so a
 loss that improves cannot outvote a task score that fails: each failing check holds the release.
+The base is the floor: `max_regression_vs_base` reads the upper bound against the base, so a score
+clearly worse than the un-fine-tuned model holds the release unless the owner waives it by name.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from adapterops.config import GateRule
+from adapterops.config import GateRule, Waiver
 from adapterops.errors import AdapterOpsError
 
 
@@ -22,12 +24,18 @@ class Check:
     lower: float         # lower bound of the improvement interval
     threshold: float     # it must be > threshold (base) or >= threshold (production)
     passed: bool
+    bound: str = "lower"   # which bound of the interval `lower` holds: "upper" for the base floor
+    waived: str = ""       # the owner's reason, when a failing floor check is waived (then passed is True)
+
+    @property
+    def op(self) -> str:
+        return ">" if self.against == "base" and self.bound == "lower" else ">="
 
     def line(self) -> str:
-        verdict = "pass" if self.passed else "FAIL"
-        op = ">" if self.against == "base" else ">="
-        return (f"{verdict}: {self.score} ({self.scope}) vs {self.against}: improvement lower bound "
-                f"{self.lower:+.4f} {op} {self.threshold:+.4f} [{self.rule}]")
+        verdict = "waived" if self.waived else "pass" if self.passed else "FAIL"
+        why = f" (waived: {self.waived})" if self.waived else ""
+        return (f"{verdict}: {self.score} ({self.scope}) vs {self.against}: improvement {self.bound} bound "
+                f"{self.lower:+.4f} {self.op} {self.threshold:+.4f} [{self.rule}]{why}")
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,17 @@ class GateDecision:
 
     def reason(self) -> str:
         if self.failed:
-            worst = "; ".join(f"{c.score} ({c.scope}) vs {c.against}: {c.lower:+.4f} needs "
-                              f"{'>' if c.against == 'base' else '>='} {c.threshold:+.4f}" for c in self.failed[:4])
+            worst = "; ".join(f"{c.score} ({c.scope}) vs {c.against}: {c.bound} bound {c.lower:+.4f} needs "
+                              f"{c.op} {c.threshold:+.4f}" for c in self.failed[:4])
             more = f" and {len(self.failed) - 4} more" if len(self.failed) > 4 else ""
-            return f"held: {len(self.failed)} of {len(self.checks)} checks failed: {worst}{more}"
-        return f"all {len(self.checks)} checks passed" + (f" ({'; '.join(self.notes)})" if self.notes else "")
+            return f"held: {len(self.failed)} of {len(self.checks)} checks failed: {worst}{more}" + self._waived()
+        return f"all {len(self.checks)} checks passed" + (f" ({'; '.join(self.notes)})" if self.notes else "") \
+            + self._waived()
+
+    def _waived(self) -> str:
+        waived = [c for c in self.checks if c.waived]
+        return ("; waived by the owner: " + "; ".join(f"{c.score} worse than the base ({c.lower:+.4f}): {c.waived}"
+                                                       for c in waived)) if waived else ""
 
     def as_dict(self) -> dict:
         return {"promote": self.promote, "reason": self.reason(), "notes": self.notes,
@@ -55,7 +69,8 @@ class GateDecision:
 
 def rule_text(rule: GateRule) -> str:
     parts = [f"{k}={v:g}" for k, v in (("must_beat_base", rule.must_beat_base), ("max_regression", rule.max_regression),
-                                       ("slice_max_regression", rule.slice_max_regression)) if v is not None]
+                                       ("slice_max_regression", rule.slice_max_regression),
+                                       ("max_regression_vs_base", rule.max_regression_vs_base)) if v is not None]
     return f"{rule.score}: " + ", ".join(parts)
 
 
@@ -67,18 +82,42 @@ def matching_scores(rule: GateRule, names: list[str]) -> list[str]:
     return matched
 
 
-def decide(rules: list[GateRule], evaluation: dict) -> GateDecision:
-    """Apply every rule to the evaluation's intervals (see tasks.evaluate.run.summarise for the layout)."""
+def waivers_by_score(waivers: list[Waiver], names: list[str]) -> dict[str, str]:
+    """score -> the owner's reason; a waiver naming no score the evaluation produced is an error (a typo waives nothing)."""
+    unknown = [w.score for w in waivers if w.score not in names]
+    if unknown:
+        raise AdapterOpsError(f"release.waivers names score(s) {unknown} that no scorer produces (scores: "
+                              f"{', '.join(names)}); fix the waiver's score name in the config.")
+    return {w.score: w.reason for w in waivers}
+
+
+def floor_check(text: str, name: str, interval: dict, margin: float, waived: str | None) -> Check:
+    """The base floor: the improvement interval's upper bound vs base must be >= -margin, unless waived."""
+    high = interval["high"]
+    passed = high >= -margin
+    return Check(text, name, "overall", "base", high, -margin, passed or waived is not None, "upper",
+                 waived if (waived and not passed) else "")
+
+
+def decide(rules: list[GateRule], evaluation: dict, waivers: list[Waiver] = ()) -> GateDecision:
+    """Apply every rule to the evaluation's intervals (see tasks.evaluate.run.summarise for the layout);
+    waivers: scores the owner lets be worse than the base (the floor check shows the waiver and passes)."""
     names = list(evaluation["directions"])
+    waived = waivers_by_score(list(waivers), names)
     checks: list[Check] = []
     notes: list[str] = []
     production = evaluation.get("vs_production")
+    floored: set[str] = set()
     for rule in rules:
         text = rule_text(rule)
         for name in matching_scores(rule, names):
             if rule.must_beat_base is not None:
                 low = evaluation["vs_base"][name]["low"]
                 checks.append(Check(text, name, "overall", "base", low, rule.must_beat_base, low > rule.must_beat_base))
+            if rule.max_regression_vs_base is not None and name not in floored:
+                floored.add(name)     # one floor per score: the first rule naming it (rules run in order)
+                checks.append(floor_check(text, name, evaluation["vs_base"][name], rule.max_regression_vs_base,
+                                          waived.get(name)))
             if rule.max_regression is not None and production is not None:
                 low = production[name]["low"]
                 checks.append(Check(text, name, "overall", "production", low, -rule.max_regression,
@@ -91,6 +130,8 @@ def decide(rules: list[GateRule], evaluation: dict) -> GateDecision:
                                             low >= -rule.slice_max_regression))
     if production is None:
         notes.append("no production version yet: production rules skipped")
+    used = {c.score for c in checks if c.waived}
+    notes += [f"waiver for {name} not needed: not worse than the base" for name in waived if name not in used]
     if not checks:
         raise AdapterOpsError("The release gate checked nothing: release.gate has no rule that matches a declared "
                               "score; a release needs at least one.")

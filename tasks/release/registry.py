@@ -9,6 +9,7 @@ from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
 from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, EvaluationResult, ReleaseDecision, StagingResult
+from tasks.release.authority import GATE, check_releaser, release_contract, sign_move
 from tasks.release.gate import decide
 
 
@@ -173,7 +174,11 @@ def aliases_by_version(aliases: dict) -> dict[str, list[str]]:
 
 
 def _write_entry(client, name: str, number: int, entry: dict) -> None:
-    registry_call(lambda: client.set_registered_model_tag(name, f"{PRODUCTION_LOG}{number}", json.dumps(entry)[:5000]),
+    text = json.dumps(entry)
+    if len(text) > 5000 and "signature" in entry:    # a cut envelope would not verify: shorten the reason instead
+        entry = entry | {"reason": entry["reason"][: max(0, 5000 - (len(text) - len(entry["reason"])) - 20)] + " …"}
+        text = json.dumps(entry)
+    registry_call(lambda: client.set_registered_model_tag(name, f"{PRODUCTION_LOG}{number}", text[:5000]),
                   f"writing production log entry {number} of {name!r}")
 
 
@@ -226,16 +231,19 @@ def reconcile_production(client, model) -> list[dict]:
     return changed
 
 
-def move_production(client, model, version: str, action: str, by: str, reason: str) -> dict:
+def move_production(client, model, version: str, action: str, by: str, reason: str, sign=None) -> dict:
     """Point the registered model's production alias at version, recorded in the audit trail.
 
     Intent first (a numbered log entry with status "intent"), then the alias and version tags, then the
-    entry marked done: a crash at any point leaves an intent that the next read finishes.
+    entry marked done: a crash at any point leaves an intent that the next read finishes. sign(entry) returns
+    the DSSE envelope of the move (tasks/release/authority.py), which the entry carries.
     """
     log = _numbered_log(model)
     number = (log[-1][0] if log else 0) + 1
     entry = production_entry(version, model.aliases.get("production"), action, by, reason,
                              datetime.now(timezone.utc).isoformat(), status="intent")
+    if sign is not None:
+        entry["signature"] = sign(entry)
     _write_entry(client, model.name, number, entry)
     crash_point(f"{_crash_name(entry)}-after-intent")
     return finish_move(client, model.name, number, entry)
@@ -251,8 +259,38 @@ def record_hold(client, model, version: str, action: str, reason: str) -> dict:
     return entry
 
 
-def rollback_production(model_name: str, to_version: str | None, by: str, reason: str) -> dict:
-    """Move production back (to to_version, or to the version before the last move), recorded in the audit trail.
+def _signer(client, model_name: str, version: str, by: str, key_file):
+    """Check that `by` may move production to this version (the contract of its corpus says who may), and
+    return the function that signs the move with their key."""
+    contract, _, digest = release_contract(registered_version(client, model_name, version))
+    check_releaser(by, contract, model_name)
+    return lambda entry: sign_move(model_name, entry, digest, contract, key_file)
+
+
+def promote_production(model_name: str, version: str, by: str, reason: str, key_file=None) -> dict:
+    """A person moves production to `version`: a releaser of the contract of its corpus, signed with their key;
+    the corpus's approval is verified first (signed, bytes rehashed)."""
+    import mlflow
+
+    from tasks.approve.approval import require_approved
+
+    if not reason.strip():
+        raise AdapterOpsError("A promotion needs a reason (--reason): it stays in the audit trail.")
+    client = mlflow.MlflowClient()
+    model = registered_model(client, model_name)
+    version = str(version)
+    if model.aliases.get("production") is not None and str(model.aliases["production"]) == version:
+        raise AdapterOpsError(f"{model_name} v{version} is already in production.")
+    sign = _signer(client, model_name, version, by, key_file)
+    target = registered_version(client, model_name, version)
+    _, pipeline, digest = release_contract(target)
+    require_approved(pipeline, digest)
+    return {"model_name": model_name, **move_production(client, model, version, "promote", by, reason, sign)}
+
+
+def rollback_production(model_name: str, to_version: str | None, by: str, reason: str, key_file=None) -> dict:
+    """Move production back (to to_version, or to the version before the last move), recorded in the audit trail;
+    only a releaser of the contract of the target's corpus may, signed with their key.
 
     A plain retry of a rollback that crashed half-way returns the rollback it finished instead of moving again.
     """
@@ -271,8 +309,41 @@ def rollback_production(model_name: str, to_version: str | None, by: str, reason
     promoted = {str(v.version) for v in versions if v.tags.get("release.decision") == "promoted"}
     promoted |= {e["version"] for e in completed_moves(history) if e["action"] == "promote"}
     target = rollback_target(history, current, promoted, to_version)
-    entry = move_production(client, model, target, "rollback", by, reason)
+    sign = _signer(client, model_name, target, by, key_file)
+    entry = move_production(client, model, target, "rollback", by, reason, sign)
+    show_audit_trail(client, model_name)
     return {"model_name": model_name, **entry}
+
+
+AUDIT_TABLE = "release/audit_trail.json"
+AUDIT_COLUMNS = ("entry", "time", "action", "version", "previous", "by", "status", "reason")
+
+
+def audit_rows(history: list[dict]) -> list[list]:
+    """The audit trail as table rows (numbered from 1, oldest first), for people; the log tags stay the record."""
+    return [[number, e.get("time", ""), e.get("action", ""), e.get("version", ""), e.get("previous") or "",
+             e.get("by", ""), e.get("status", "done"), e.get("reason", "")] for number, e in enumerate(history, start=1)]
+
+
+def show_audit_trail(client, model_name: str) -> str | None:
+    """Write the whole audit trail as a table artifact (MLflow's table format, rendered as a table in the
+    artifact view) on the run of the registered model's latest version; replaced each time, never appended.
+    Returns that run's id (None when the version has no run)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    model = registered_model(client, model_name, reconcile=False)
+    versions = registry_call(lambda: client.search_model_versions(f"name = '{model_name}'"),
+                             f"listing the versions of {model_name!r}")
+    latest = max(versions, key=lambda v: int(v.version), default=None)
+    if latest is None or not latest.run_id:
+        return None
+    table = {"columns": list(AUDIT_COLUMNS), "data": audit_rows(history_of(model))}
+    registry_call(lambda: client.log_dict(latest.run_id, table, AUDIT_TABLE),
+                  f"writing the audit trail of {model_name!r} to v{latest.version}'s run")
+    logged = json.loads(client.get_run(latest.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    if {"path": AUDIT_TABLE, "type": "table"} not in logged:
+        client.set_tag(latest.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged + [{"path": AUDIT_TABLE, "type": "table"}]))
+    return latest.run_id
 
 
 def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: EvaluationResult,
@@ -289,7 +360,7 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     name, version = adapter.model_name, adapter.version
     registry_call(lambda: client.set_registered_model_alias(name, "candidate", version),
                   f"setting {name}'s candidate alias to v{version}")
-    decision = decide(release.gate, evaluation.summary)
+    decision = decide(release.gate, evaluation.summary, release.waivers)
     evaluated_against = evaluation.production_version
     current = production_version(client, name)
     current = str(current.version) if current is not None else None
@@ -309,7 +380,9 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
         record_hold(client, registered_model(client, name, reconcile=False), version, "staging-failed", reason)
         previous = current
     elif promote:
-        move_production(client, registered_model(client, name, reconcile=False), version, "promote", "release gate", reason)
+        digest = registered_version(client, name, version).tags.get("corpus.digest", "")
+        move_production(client, registered_model(client, name, reconcile=False), version, "promote", GATE, reason,
+                        sign=lambda entry: sign_move(name, entry, digest, None))
     when = datetime.now(timezone.utc).isoformat()
     if not promote:   # a promotion's tags are written by the move itself (finish_move)
         for key, value in {"release.decision": "held", "release.reason": reason[:5000], "release.time": when,
@@ -319,10 +392,12 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
     verdict = "promoted" if promote else "held"
     gate = decision.as_dict() | {"promote": promote, "reason": reason,
                                  "staging": staging.model_dump(mode="json") if staging else None,
-                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate]}
+                                 "rules": [rule.model_dump(exclude_none=True) for rule in release.gate],
+                                 "waivers": [w.model_dump() for w in release.waivers]}
     with mlflow.start_run(run_id=evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
+    show_audit_trail(client, name)
     return ReleaseDecision(model_name=name, version=version, promoted=promote, reason=reason,
                            previous_production=previous, time=when, checks=gate["checks"], notes=decision.notes,
                            staging=staging)

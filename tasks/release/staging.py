@@ -2,10 +2,11 @@
 
 The smoke suite sends evaluation prompts (with their conversation's history) to `NAME@staging` and checks
 every answer is non-empty, the contract's format (regex_match scorers) holds often enough, the greedy answers
-equal the offline evaluation's, and the p95 latency stays under the configured limit. Template parity: for the
-same held-out conversations the token ids the server renders (its /tokenize) must equal the training renderer's
-(the adapter's stored chat template, tokenized as training does); a mismatch holds the release and names the
-first differing token.
+equal the offline evaluation's, and the p95 latency stays under the configured limit. A check that only the
+owner's scorers define (format) runs only when they declare it, and is reported as skipped otherwise.
+Template parity: for the same held-out conversations the token ids the server renders (its /tokenize) must
+equal the training renderer's (the adapter's stored chat template, tokenized as training does); a mismatch
+holds the release and names the first differing token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Callable
 from adapterops.config import ScorerSpec, ServeConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell
+from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, StagingResult
 from tasks.serve.process import ServerProcess
 
@@ -66,7 +68,6 @@ def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] |
     from transformers import AutoTokenizer
 
     from adapterops.base_models import builtin_base_location
-    from tasks.model.prompts import use_adapter_template
     from tasks.records.conversation import Conversation, Message, conversation_of
     from tasks.serve.base_location import base_model_location
     from tasks.serve.follower import registered_adapter
@@ -75,7 +76,8 @@ def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] |
     registered = registered_adapter(mlflow.MlflowClient(), adapter.model_name, adapter.version)
     path, revision = base_model_location(registered.config, builtin_base_location)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-    use_adapter_template(tokenizer, registered.adapter_dir)
+    if registered.chat_template:   # the one stored with the adapter (tasks/model/prompts.adapter_template)
+        tokenizer.chat_template = registered.chat_template
     template = registered.prompt_template
 
     def render(messages: list[dict], tools: list[dict] | None) -> list[int]:
@@ -111,10 +113,11 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
     n = len(answers)
     failed = [a for a in answers if a.status != 200]
     empty = [a for a in answers if a.status == 200 and not a.text.strip()]
-    in_format = sum(all(p.search(a.text) for p in patterns) for a in answers if a.status == 200) if patterns else n
+    in_format = sum(all(p.search(a.text) for p in patterns) for a in answers if a.status == 200)
     differ = [a for a in answers if a.status == 200 and a.text != a.expected]
     p95 = percentile([a.seconds for a in answers], 95)
-    format_share = in_format / n if n else 0.0
+    format_share = (in_format / n if n else 0.0) if patterns else None
+    skipped = [] if patterns else ["format: the contract declares no regex_match scorer, so there is no format to check"]
     reasons = []
     if n == 0:
         reasons.append("no smoke prompts: the evaluation logged no answers to compare with")
@@ -133,8 +136,10 @@ def judge_smoke(answers: list[SmokeAnswer], patterns: list[re.Pattern], settings
     if mismatches:
         reasons.append(f"template parity: {len(mismatches)} of {len(parity)} conversations render to other token ids on "
                        f"the server than in training (first: {mismatches[0]})")
-    return {"passed": not reasons, "parity_checked": len(parity or []), "parity_mismatches": len(mismatches), "reasons": reasons, "requests": n, "failed": len(failed), "empty": len(empty),
-            "format_share": round(format_share, 4), "format_checked": bool(patterns), "differ": len(differ),
+    return {"passed": not reasons, "reasons": reasons, "requests": n, "failed": len(failed), "empty": len(empty),
+            "format_share": None if format_share is None else round(format_share, 4), "format_checked": bool(patterns),
+            "skipped": skipped, "differ": len(differ),
+            "parity_checked": len(parity or []), "parity_mismatches": len(mismatches),
             "p95_seconds": round(p95, 4), "p50_seconds": round(percentile([a.seconds for a in answers], 50), 4)}
 
 
@@ -145,14 +150,23 @@ def smoke_markdown(result: StagingResult) -> str:
              "| check | value |", "|---|---|",
              f"| requests | {result.requests} ({result.failed} failed) |",
              f"| empty answers | {result.empty} |",
-             f"| format compliance | {result.format_share:.2f}{'' if result.format_checked else ' (no regex_match scorer)'} |",
+             f"| format compliance | {format_text(result)} |",
              f"| answers differing from offline | {result.differ} |",
              f"| template parity (server ids = training ids) | {result.parity_checked - result.parity_mismatches} of "
              f"{result.parity_checked} |",
              f"| latency p50 / p95 | {result.p50_seconds:.3f} s / {result.p95_seconds:.3f} s |"]
+    if result.skipped:
+        lines += ["", "## Skipped", ""] + [f"- {md_cell(s)}" for s in result.skipped]
     if result.reasons:
         lines += ["", "## Why it failed", ""] + [f"- {md_cell(r)}" for r in result.reasons]
     return "\n".join(lines)
+
+
+def format_text(result: StagingResult) -> str:
+    """The format figure, or 'skipped' with why: a check no scorer defines never reads as 100%."""
+    if not result.format_checked or result.format_share is None:
+        return "skipped (no regex_match scorer declared)"
+    return f"{result.format_share:.0%}"
 
 
 # --- wrapper: alias, server subprocess, HTTP requests, MLflow tags --------------------------------
@@ -235,7 +249,9 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple],
         with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path) as server:
             server_pid = server.process.pid
             server.wait_healthy(settings.smoke_startup_seconds)
-            with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3)) as http:
+            crash_point("staging-server-up")
+            with httpx.Client(base_url=server.url, timeout=max(60.0, settings.smoke_p95_seconds * 3),
+                              headers=server.headers) as http:   # its own key when API keys guard the server
                 chosen = smoke_cases(cases, settings.smoke_prompts)
                 answers = [ask(http, f"{name}@staging", case, max_new_tokens) for case in chosen]
                 parity = check_parity(http, f"{name}@staging", chosen, render)
@@ -246,7 +262,8 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple],
                            server_pid=server_pid)
     tags = {"staging.decision": "passed" if result.passed else "failed",
             "staging.reasons": "; ".join(result.reasons)[:5000] or "all checks passed",
-            "staging.p95_seconds": str(result.p95_seconds), "staging.format_share": str(result.format_share),
+            "staging.p95_seconds": str(result.p95_seconds), "staging.format_share": format_text(result),
+            "staging.skipped": "; ".join(result.skipped) or "none",
             "staging.parity": f"{result.parity_checked - result.parity_mismatches}/{result.parity_checked}"}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from adapterops.errors import AdapterOpsError
-from tasks.model.generate import generate
+from tasks.serve.decoding import Decoder, Sampling, Token
+from tasks.serve.gathered_lora import install as install_gathered_lora
 
 
 class QueueFull(Exception):
@@ -42,6 +45,7 @@ class RegisteredAdapter:
     prompt_template: str
     corpus_digest: str = ""
     config: dict = field(default_factory=dict, compare=False)   # the pyfunc model_config (where the base is)
+    chat_template: str = ""      # the template the version was trained with; empty: the base tokenizer's
 
 
 def parse_model(model: str) -> tuple[str, str | None, str | None]:
@@ -59,17 +63,29 @@ class AdapterPool:
     """The base model loaded once and the adapters attached to it, routed by (name, alias) and (name, version).
 
     A swap attaches the new version under a new internal name, then moves the alias in one step; the old
-    adapter is deleted once no request holds it, so requests in flight finish on the version they started on.
+    adapter is deleted once no request holds it, so requests in flight finish on the version they started on
+    and no request that starts after the move is answered by the old weights.
+
+    With a `resolver` ((name, alias, version) -> RegisteredAdapter | None, reading the registry), any version
+    or alias of `names` is loaded on first request; at most `max_loaded` versions stay attached, the least
+    recently used one retired first (deleted once its requests have finished).
     """
 
-    def __init__(self, model, tokenizer, base_name: str, base_revision: str, prompt_template: str):
+    def __init__(self, model, tokenizer, base_name: str, base_revision: str, prompt_template: str,
+                 resolver: Callable[[str, str | None, str | None], "RegisteredAdapter | None"] | None = None,
+                 names: list[str] | None = None, max_loaded: int = 8):
         self.model, self.tokenizer = model, tokenizer     # a PeftModel once the first adapter is attached
         self.base_name, self.base_revision, self.prompt_template = base_name, base_revision, prompt_template
+        self.resolver, self.names, self.max_loaded = resolver, set(names or []), max_loaded
         self.model_lock = threading.RLock()     # generation, attach and delete never overlap
         self.routes_lock = threading.Lock()
+        self.loading_lock = threading.Lock()    # one on-demand load at a time: two requests never load one version twice
         self.loaded: dict[tuple[str, str], Slot] = {}
         self.aliases: dict[tuple[str, str], str] = {}
+        self.pinned: set[tuple[str, str]] = set()      # versions asked for by number (NAME/VERSION)
+        self.last_used: dict[tuple[str, str], float] = {}
         self.retired: list[Slot] = []
+        self.evictions = 0
         self._ids = itertools.count(1)
         self.worker: "Batcher | None" = None     # set by a running Batcher: model changes go through its thread
 
@@ -88,12 +104,14 @@ class AdapterPool:
             raise AdapterOpsError(
                 f"{adapter.model_name} v{adapter.version} was trained on {adapter.base_name} ({adapter.base_revision}), "
                 f"but this server's base is {self.base_name} ({self.base_revision}); serve it from another process.")
-        if adapter.prompt_template != self.prompt_template:
+        ours = getattr(self.tokenizer, "chat_template", None) or ""
+        if adapter.prompt_template != self.prompt_template or (adapter.chat_template and adapter.chat_template != ours):
             raise AdapterOpsError(f"{adapter.model_name} v{adapter.version} renders prompts with another template than "
                                   "the adapters already served; serve it from another process.")
 
-    def attach(self, adapter: RegisteredAdapter, alias: str) -> Slot:
-        """Point (name, alias) at this version, loading it unless it is loaded already; retire what it replaces."""
+    def attach(self, adapter: RegisteredAdapter, alias: str | None) -> Slot:
+        """Point (name, alias) at this version (alias None: pin the version itself), loading it unless it is
+        loaded already; retire what it replaces and, beyond max_loaded, the least recently used version."""
         self.check_base(adapter)
         key = (adapter.model_name, adapter.version)
         with self.routes_lock:
@@ -103,8 +121,13 @@ class AdapterPool:
             self.exclusive(lambda: self._load(adapter.adapter_dir, slot.adapter))
         with self.routes_lock:
             self.loaded[key] = slot
-            self.aliases[(adapter.model_name, alias)] = adapter.version
+            self.last_used[key] = time.monotonic()
+            if alias is None:
+                self.pinned.add(key)
+            else:
+                self.aliases[(adapter.model_name, alias)] = adapter.version
             self._retire_unreferenced()
+            self._evict_beyond_limit(keep=key)
         self.collect()
         return slot
 
@@ -122,11 +145,24 @@ class AdapterPool:
             self.model.load_adapter(directory, adapter_name=name)
         else:
             self.model = PeftModel.from_pretrained(self.model, directory, adapter_name=name).eval()
+        install_gathered_lora(self.model)   # new LoRA layers (another adapter's target modules) get it too
 
     def _retire_unreferenced(self) -> None:
-        held = {(name, version) for (name, _), version in self.aliases.items()}
+        held = {(name, version) for (name, _), version in self.aliases.items()} | self.pinned
         for key in [k for k in self.loaded if k not in held]:
             self.retired.append(self.loaded.pop(key))
+            self.last_used.pop(key, None)
+
+    def _evict_beyond_limit(self, keep: tuple[str, str]) -> None:
+        """Retire least recently used versions until at most max_loaded stay routed (caller holds routes_lock)."""
+        while len(self.loaded) > self.max_loaded:
+            victim = min((k for k in self.loaded if k != keep), key=lambda k: self.last_used.get(k, 0.0))
+            self.pinned.discard(victim)
+            for route in [r for r, v in self.aliases.items() if (r[0], v) == victim]:
+                del self.aliases[route]
+            self.retired.append(self.loaded.pop(victim))
+            self.last_used.pop(victim, None)
+            self.evictions += 1
 
     def collect(self) -> None:
         """Delete retired adapters that no request holds any more."""
@@ -144,17 +180,50 @@ class AdapterPool:
                 with self.routes_lock:
                     self.retired.append(slot)
 
-    def acquire(self, model: str) -> Slot:
-        """The slot that answers `model`, held until release(): a swap cannot delete it meanwhile."""
+    def _route(self, name: str, alias: str | None, version: str | None) -> Slot | None:
+        if alias is not None:
+            version = self.aliases.get((name, alias))
+        return self.loaded.get((name, version)) if version is not None else None
+
+    def acquire_loaded(self, model: str) -> Slot | None:
+        """The slot that answers `model` if it is attached now (held until release()), else None; never blocks."""
         name, alias, version = parse_model(model)
         with self.routes_lock:
-            if alias is not None:
-                version = self.aliases.get((name, alias))
-            slot = self.loaded.get((name, version)) if version is not None else None
-            if slot is None:
-                raise NotLoaded(f"The model {model!r} is not served here; GET /v1/models lists those that are.")
-            slot.inflight += 1
-            return slot
+            slot = self._route(name, alias, version)
+            return self._hold(slot) if slot is not None else None
+
+    def acquire(self, model: str) -> Slot:
+        """The slot that answers `model`, held until release(): a swap cannot delete it meanwhile.
+
+        A version or alias of a served name that is not attached yet is loaded from the registry first
+        (this blocks: call it off the event loop)."""
+        name, alias, version = parse_model(model)
+        with self.routes_lock:
+            slot = self._route(name, alias, version)
+            if slot is not None:
+                return self._hold(slot)
+        if self.resolver is None or name not in self.names:
+            raise NotLoaded(f"The model {model!r} is not served here; GET /v1/models lists those that are.")
+        with self.loading_lock:
+            with self.routes_lock:
+                slot = self._route(name, alias, version)
+                if slot is not None:
+                    return self._hold(slot)
+            adapter = self.resolver(name, alias, version)
+            if adapter is None:
+                raise NotLoaded(f"The model {model!r} does not exist in the registry; GET /v1/models lists what is "
+                                "served, `adapterops status` what is registered.")
+            self.attach(adapter, alias)
+            with self.routes_lock:
+                slot = self._route(name, alias, adapter.version if alias is None else None)
+                if slot is None:
+                    raise NotLoaded(f"The model {model!r} was replaced while it loaded; retry.")
+                return self._hold(slot)
+
+    def _hold(self, slot: Slot) -> Slot:
+        slot.inflight += 1
+        self.last_used[(slot.model_name, slot.version)] = time.monotonic()
+        return slot
 
     def release(self, slot: Slot) -> None:
         with self.routes_lock:
@@ -177,19 +246,68 @@ class AdapterPool:
 
 @dataclass
 class Job:
+    """One choice of one request: decoded in a shared batch, streamed token by token through `listener`.
+
+    listener(kind, value) runs on the worker thread: ("token", Token) for each token, then ("done", reason)
+    with reason 'stop', 'length', 'cancelled' or 'error'. The future holds the finished Answer."""
     slot: Slot
     prompt_ids: list[int]
     max_new_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)
+    listener: Callable[[str, object], None] | None = None
     future: Future = field(default_factory=Future)
+    tokens: list[Token] = field(default_factory=list)
+    reason: str | None = None
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    released: bool = False
+    first_token_at: float | None = None     # perf_counter() when the first token was generated
+
+    @property
+    def adapter(self) -> str:
+        return self.slot.adapter
+
+    def cancel(self) -> None:
+        """Stop generating this job (a client went away, or a stop sequence was found); its slot is freed."""
+        self._cancel.set()
+        self.future.cancel()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def emit(self, token: Token) -> None:
+        if not self.tokens:
+            self.first_token_at = time.perf_counter()
+        self.tokens.append(token)
+        if self.listener:
+            self.listener("token", token)
+
+    def done(self, reason: str) -> None:
+        self.reason = reason
+        if self.listener:
+            self.listener("done", reason)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished job: its token ids (with logprobs when asked) and why it ended."""
+    tokens: list[Token]
+    reason: str
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.tokens)
 
 
 class Batcher:
-    """A bounded queue and one worker thread that generates up to max_batch requests at a time, whatever
-    adapters they ask for (peft's mixed-adapter batch); jobs with the same max_new_tokens go together."""
+    """A bounded queue and one worker thread that decodes up to max_batch jobs at a time, whatever adapters,
+    sampling settings and token limits they have (peft's mixed-adapter batch, one forward pass per step).
+    Jobs join the running batch between two steps and leave it the step they end (continuous batching)."""
 
-    def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int):
+    def __init__(self, pool: AdapterPool, max_batch: int, max_queue: int, gather_seconds: float = 0.0):
         self.pool, self.max_batch, self.max_queue = pool, max_batch, max_queue
+        self.gather_seconds = gather_seconds     # an idle worker waits this long for more jobs to prefill together
         self.pending: deque[Job] = deque()
+        self.running: list[Job] = []
         self.changes: deque[tuple] = deque()    # model changes (attach, delete) run between batches
         self.cond = threading.Condition()
         self.stopped = False
@@ -237,50 +355,92 @@ class Batcher:
         with self.cond:
             return len(self.pending)
 
-    def submit(self, slot: Slot, prompt_ids: list[int], max_new_tokens: int) -> Future:
-        """Queue one generation of a slot acquired from the pool; the worker releases it when done.
-        QueueFull when max_queue jobs are already waiting (the caller still holds the slot)."""
-        job = Job(slot, prompt_ids, max_new_tokens)
+    def load(self) -> tuple[dict, dict]:
+        """({(model, version): queued jobs}, {(model, version): running jobs}) for the metrics."""
         with self.cond:
+            queued, running = list(self.pending), list(self.running)
+        count = lambda jobs: {k: sum(1 for j in jobs if (j.slot.model_name, j.slot.version) == k)
+                              for k in {(j.slot.model_name, j.slot.version) for j in jobs}}
+        return count(queued), count(running)
+
+    def submit(self, job: Job) -> Future:
+        """Queue a job whose slot was acquired from the pool; the worker releases it when the job ends.
+        QueueFull when max_queue jobs are already waiting (the caller still holds the slot)."""
+        with self.cond:
+            if self.stopped:
+                raise QueueFull("the server is shutting down; retry on another replica.")
             if len(self.pending) >= self.max_queue:
                 raise QueueFull(f"{len(self.pending)} requests are queued (serve.max_queue); retry shortly.")
             self.pending.append(job)
             self.cond.notify()
         return job.future
 
-    def _take(self) -> list[Job] | None:
+    def _take(self, running: int) -> list[Job] | None:
+        """Jobs to admit next to the `running` ones (waits while there is nothing to do); None once stopped."""
         with self.cond:
-            while not self.pending and not self.changes and not self.stopped:
+            while not self.pending and not self.changes and not self.stopped and not running:
                 self.cond.wait()
+            if not running and self.pending and self.gather_seconds:
+                deadline = time.monotonic() + self.gather_seconds
+                while len(self.pending) < self.max_batch and not self.stopped and not self.changes:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
             if self.stopped:
                 return None
-            if not self.pending:
-                return []
-            first = self.pending[0]
-            batch = [j for j in self.pending if j.max_new_tokens == first.max_new_tokens][:self.max_batch]
-            taken = set(map(id, batch))
-            self.pending = deque(j for j in self.pending if id(j) not in taken)
-            return batch
+            return [self.pending.popleft() for _ in range(min(self.max_batch - running, len(self.pending)))]
+
+    def _finish(self, job: Job, error: Exception | None = None) -> None:
+        if not job.released:
+            job.released = True
+            self.pool.release(job.slot)
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(Answer(list(job.tokens), job.reason or "stop"))
+
+    def _wire(self, job: Job) -> None:
+        """A job frees its slot the moment it ends, not when the whole batch does."""
+        ended = job.done
+        job.done = lambda reason: (ended(reason), self._finish(job))
 
     def _run(self) -> None:
-        while (batch := self._take()) is not None:
+        decoder = None
+        while True:
+            running = len(decoder.rows) if decoder else 0
+            batch = self._take(running)
+            if batch is None:
+                break
             self._run_changes()
-            cancelled = [j for j in batch if not j.future.set_running_or_notify_cancel()]
-            batch = [j for j in batch if j not in cancelled]
-            outcome: list | Exception = []
-            if batch:
-                try:
-                    with self.pool.model_lock:
-                        outcome = generate(self.pool.model, self.pool.tokenizer, [j.prompt_ids for j in batch],
-                                           batch[0].max_new_tokens, adapter=[j.slot.adapter for j in batch],
-                                           batch_size=self.max_batch)
-                except Exception as error:   # a failed batch fails its requests (500), never the server
-                    outcome = error
-            for job in cancelled + batch:
-                self.pool.release(job.slot)
-            for i, job in enumerate(batch):
-                if isinstance(outcome, Exception):
-                    job.future.set_exception(outcome)
+            if decoder is None or decoder.model is not self.pool.model:
+                decoder = Decoder(self.pool.model, self.pool.tokenizer) if not running else decoder
+            admitted = []
+            for job in batch:
+                if job.cancelled() or not job.future.set_running_or_notify_cancel():
+                    job.done("cancelled")
+                    self._finish(job)
                 else:
-                    job.future.set_result(outcome[i])
+                    self._wire(job)
+                    admitted.append(job)
+            with self.cond:
+                self.running = list(decoder.rows) + admitted
+            try:
+                with self.pool.model_lock:
+                    if admitted:
+                        decoder.admit(admitted)
+                    decoder.step()
+            except Exception as error:   # a failed step fails its requests (500), never the server
+                for job in decoder.clear() + admitted:
+                    if job.reason is None:
+                        job.reason = "error"
+                        if job.listener:
+                            job.listener("done", "error")
+                    self._finish(job, error)
+            with self.cond:
+                self.running = list(decoder.rows)
             self.pool.collect()
+        for job in (decoder.clear() if decoder else []):    # stopped with rows still running: end them
+            job.done("cancelled")

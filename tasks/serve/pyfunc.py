@@ -140,7 +140,7 @@ class AdapterModel(PythonModel):
         path, revision = base_model_location(config, _builtin_base())
         self.template = config.get("serving.prompt_template", "{prompt}")
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        use_adapter_template(self.tokenizer, context.artifacts["adapter"])   # the rendering it was trained with
+        use_adapter_template(self.tokenizer, context.artifacts["adapter"], config)   # the rendering it was trained with
         self.syntax = syntax_of(getattr(self.tokenizer, "chat_template", None),
                                 config.get("serving.tool_call_syntax", "auto"))
         base = AutoModelForCausalLM.from_pretrained(path, revision=revision)

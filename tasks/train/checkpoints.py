@@ -37,6 +37,14 @@ class TrainingState:
     fingerprint: str = ""
 
 
+def checkpoint_fingerprint(path: Path) -> str | None:
+    """The run fingerprint a checkpoint was written for (data, model and settings); None if unreadable."""
+    try:
+        return json.loads((path / "state.json").read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:06d}"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -20,13 +21,22 @@ from typing import Callable
 from adapterops.base_models import resolve_base_model
 from adapterops.config import LoraConfig, Recipe, TrainConfig, load_config
 from adapterops.errors import AdapterOpsError
+from adapterops.faults import crash_point
 from adapterops.refs import BaseModelRef
 from adapterops.storage import write_json
 from adapterops.workspace import resolve_workspace
 from tasks.model.base_model import detect_device, load_base_model, quantization_config
-from tasks.train.checkpoints import TrainingState, load_checkpoint, resumable_checkpoint, save_checkpoint
 from tasks.model.prompts import TEMPLATE_FILE, template_digest
+from tasks.train.checkpoints import (
+    TrainingState,
+    checkpoint_fingerprint,
+    load_checkpoint,
+    resumable_checkpoint,
+    save_checkpoint,
+)
 from tasks.train.sft_data import Example, load_records, model_inputs, next_batch, prepare_examples
+
+log = logging.getLogger(__name__)
 
 
 def wrap_with_lora(model, lora: LoraConfig, seed: int, gradient_checkpointing: bool = False):
@@ -127,11 +137,13 @@ def distributed_rank() -> tuple[int, int]:
 
 def train_lora(model, tokenizer, examples: list[Example], train: TrainConfig,
                on_step: Callable[[int, dict], None] | None = None,
-               checkpoints: Path | None = None, resume: bool = False, recipe: dict | None = None) -> list[dict]:
+               checkpoints: Path | None = None, resume: bool | str = False, recipe: dict | None = None,
+               resumed_at: list | None = None) -> list[dict]:
     """Train the LoRA parameters of `model` in place; returns the per-step metrics.
 
     With `checkpoints`, writes a resumable checkpoint every train.checkpoint_every steps; with
-    `resume`, continues from the newest one there (restored steps are replayed through on_step).
+    `resume`, continues from the newest one there (restored steps are replayed through on_step);
+    resume "auto": the same when the newest one was written for these examples and settings, else from scratch.
     Under several processes each takes its share of every step's examples and gradients are averaged.
     """
     import torch
@@ -150,8 +162,14 @@ def train_lora(model, tokenizer, examples: list[Example], train: TrainConfig,
     recipe = {"train": train.model_dump(mode="json", exclude=set(train.RUNTIME_FIELDS))} | (recipe or {})
     state = TrainingState(fingerprint=run_fingerprint(examples, recipe, named))
     latest = resumable_checkpoint(checkpoints) if resume else None   # only what this run wrote, unchanged
+    if latest is not None and resume == "auto" and checkpoint_fingerprint(latest) != state.fingerprint:
+        log.info("Not resuming from %s: it was written for other data or settings; training starts over.", latest)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        latest = None
     if latest is not None:
         state = load_checkpoint(latest, named, optimizer, order, state.fingerprint)
+        if resumed_at is not None:
+            resumed_at.append(state.step)
         for step, metrics in enumerate(state.history):
             if on_step:
                 on_step(step, metrics)
@@ -185,6 +203,7 @@ def train_lora(model, tokenizer, examples: list[Example], train: TrainConfig,
         if checkpoints and rank == 0 and train.checkpoint_every and (state.step % train.checkpoint_every == 0
                                                                    or state.step == train.max_steps):
             save_checkpoint(checkpoints, state, named, optimizer, order, train.keep_checkpoints)
+            crash_point("train-after-checkpoint")
     model.eval()
     return state.history
 
@@ -225,14 +244,16 @@ def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir:
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
-    resumed_from = resumable_checkpoint(checkpoints) if resume else None
+    resumed_at: list[int] = []
     history = train_lora(model, tokenizer, examples, recipe.train, on_step, checkpoints, resume,
                          recipe=recipe.settings() | {"base_revision": base.revision,
-                                                     "chat_template": template_digest(template)})
+                                                     "chat_template": template_digest(template)},
+                         resumed_at=resumed_at)
+    resumed_from = resumed_at[0] if resumed_at else 0
     rank, _ = distributed_rank()
     result = {"device": device, "examples": len(examples), "truncated": preflight.truncated, "history": history,
               "preflight": preflight, "chat_template": template, "chat_template_digest": template_digest(template),
-              "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else 0,
+              "resumed_from_step": resumed_from,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
     if rank == 0:

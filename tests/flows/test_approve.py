@@ -28,10 +28,10 @@ SMALL = {"approval": "owner", "demo_records": 150, "train": {"max_steps": 2, "ba
          "approval_timeout_hours": 0.05}
 
 
-def curate_pending(name):
+def curate_pending(name, approval="owner"):
     from flows.curate import curate
 
-    config = parse_config(SMALL | {"name": name})
+    config = parse_config(SMALL | {"name": name, "approval": approval})
     return config, curate(config)
 
 
@@ -133,17 +133,23 @@ def test_rejected_version_is_refused_and_a_new_approval_supersedes(prefect_harne
         require_approved("supersede", third.digest)
 
 
-def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness, monkeypatch, tmp_path):
+def test_approval_by_someone_removed_from_the_owners_is_refused(prefect_harness, owner_keys, tmp_path):
+    """The contract file is edited after curation (dana.k removed): the version's contract changed, so its approval
+    no longer counts; refused by name with both digests (tests/integrity/test_decisions_from_files.py)."""
     from tasks.approve.approval import record_decision, require_approved
 
     _, corpus = curate_pending("exowner")
     record_decision("exowner", corpus.digest, "dana.k", "approved")
     from tests.integrity.procs_approval import keyed_contract
 
-    contract = keyed_contract(tmp_path, {"sam.p": {}, "policy:auto": {}})     # dana.k no longer an owner
-    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(contract.parent))
-    with pytest.raises(AdapterOpsError, match="not an owner of contract"):
-        require_approved("exowner", corpus.digest)
+    original = owner_keys.read_bytes()
+    edited = keyed_contract(tmp_path, {"sam.p": {}, "policy:auto": {}})     # dana.k no longer an owner
+    owner_keys.write_bytes(edited.read_bytes())
+    try:
+        with pytest.raises(AdapterOpsError, match="changed after corpus version .* was curated"):
+            require_approved("exowner", corpus.digest)
+    finally:
+        owner_keys.write_bytes(original)
 
 
 def test_diff_shows_added_removed_changed_and_sources():
@@ -203,8 +209,8 @@ def test_approval_emits_the_event_the_on_approval_deployment_triggers_on(prefect
 
     from flows.approve import approve
 
-    config, in_flow = curate_pending("emits-not")
-    approve(config.model_copy(update={"approval": "auto"}), in_flow)   # this run trains the version itself
+    config, in_flow = curate_pending("emits-not", approval="auto")      # policy:auto decides only auto versions
+    approve(config, in_flow)   # this run trains the version itself
     assert len(emitted) == 1
 
 

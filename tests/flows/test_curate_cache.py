@@ -63,7 +63,8 @@ def test_a_changed_input_file_curates_a_new_version(inputs, ingest_calls, tmp_pa
     lines = (folder / "train.jsonl").read_text(encoding="utf-8").split("\n")
     index = next(i for i, line in enumerate(lines) if f'"id": "{kept}"' in line)
     record = json.loads(lines[index])
-    lines[index] = json.dumps(record | {"completion": record["completion"] + " Thanks for waiting."})
+    record["messages"][-1]["content"] += " Thanks for waiting."          # the final assistant turn
+    lines[index] = json.dumps(record)
     (tmp_path / "train.jsonl").write_text("\n".join(lines), encoding="utf-8")
     changed = curate(parse_config(settings | {"sources": [str(tmp_path / "train.jsonl")]}))
     assert ingest_calls and changed.new and changed.digest != first.digest

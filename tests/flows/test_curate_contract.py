@@ -50,10 +50,26 @@ def test_the_eval_set_goes_through_ingest_and_the_pii_policy_and_is_accounted_fo
     assert not any(value in text for value in PLANTED_IN_EVAL) and "[EMAIL]" in text
     quarantine = pd.read_parquet(folder / "eval_quarantine.parquet")
     assert sorted(zip(quarantine["stage"], quarantine["reason"].str.split(":").str[0])) == [
-        ("eval", "eval_missing_field"), ("ingest", "malformed_json"), ("pii", "pii")]
+        ("ingest", "malformed_json"), ("ingest", "missing_content"), ("pii", "pii")]
     assert not any(value in " ".join(quarantine["raw"]) for value in PLANTED_IN_EVAL)
     counts = corpus.counts
     planted = eval_lines(40, 2026)        # the demo eval file: 40 records and one malformed line
     assert counts["eval_input"] == len(planted) == len(evaluation) + len(quarantine) == 41
     assert (counts["eval"], counts["eval_quarantined"]) == (len(evaluation), len(quarantine)) == (38, 3)
     assert (folder / "eval_pii.json").is_file()
+
+
+def test_the_contract_result_and_the_review_carry_the_quarantine_by_reason(corpus):
+    import json
+
+    from tasks.approve import version_review
+    from tasks.corpus import get_version
+
+    folder = Path(corpus.path)
+    validation = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
+    groups = {(g["stage"], g["reason"]): g for g in validation["quarantine_by_reason"]}
+    assert ("pii", "pii: card") in groups and groups[("pii", "pii: card")]["example"].startswith("id ")
+    assert any(stage == "ingest" for stage, _ in groups) and any(stage == "contract" for stage, _ in groups)
+    review = version_review("contracted", get_version("contracted", corpus.version), "http://mlflow", "http://prefect", 2)
+    assert "Quarantined by reason:" in review and "| rows | stage | reason | example | field | expected |" in review
+    assert "pii\\: card" in review

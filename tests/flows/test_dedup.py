@@ -44,6 +44,14 @@ def _parsed_id(line: str):
         return None
 
 
+def _with_last_user(messages: str, added: str) -> str:
+    """A stored conversation (messages JSON) with text added to its last user message."""
+    parsed = json.loads(messages)
+    last = max(i for i, m in enumerate(parsed) if m["role"] == "user")
+    parsed[last]["content"] += added
+    return json.dumps(parsed)
+
+
 @pytest.fixture(scope="module")
 def two_versions(prefect_harness, workspace, tmp_path_factory):
     """v1 approved; v2 drops five of v1's kept records and brings them back under new ids (three verbatim, two edited)."""
@@ -60,7 +68,8 @@ def two_versions(prefect_harness, workspace, tmp_path_factory):
     train = pd.read_parquet(Path(first.path) / "train.parquet").sort_values("id")
     dropped = train[train["prompt"].str.split().str.len() >= 25].head(5)
     returning = dropped.assign(id=[f"N{k}" for k in range(5)])
-    returning.loc[returning.index[3:], "prompt"] += " thanks again"
+    returning.loc[returning.index[3:], "messages"] = [_with_last_user(m, " thanks again")
+                                                     for m in returning.loc[returning.index[3:], "messages"]]
     kept_lines = [line for line in lines if _parsed_id(line) not in set(dropped["id"])]
     new_lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in returning.to_dict("records")]
     (folder / "v2.jsonl").write_text("".join(kept_lines + new_lines), encoding="utf-8")

@@ -16,14 +16,13 @@ COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation":
 
 
 def shuffled_decisions(path):
-    """The demo export with each record's triage line swapped with another record's: same style, wrong decisions."""
+    """The demo export with each conversation's final triage line swapped with another's: same style, wrong decisions."""
     rows = [json.loads(line) for line in demo_lines(600, 2026) if line.endswith("}")]
-    heads = [r["completion"].split("\n", 1)[0] for r in rows if "\n" in r["completion"]]
+    finals = [r["messages"][-1] for r in rows if "\n" in (r["messages"][-1].get("content") or "")]
+    heads = [m["content"].split("\n", 1)[0] for m in finals]
     random.Random(5).shuffle(heads)
-    it = iter(heads)
-    for row in rows:
-        if "\n" in row["completion"]:
-            row["completion"] = next(it) + "\n" + row["completion"].split("\n", 1)[1]
+    for message, head in zip(finals, heads):
+        message["content"] = head + "\n" + message["content"].split("\n", 1)[1]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return str(path)
 
@@ -63,9 +62,14 @@ def test_the_eval_run_holds_the_per_example_table_and_slice_metrics(clean_then_c
     _, corrupted = clean_then_corrupted
     run = mlflow.get_run(corrupted["evaluation"].run_id)
     assert run.data.params["eval.decoding"] == "greedy" and "field_match" in run.data.params["eval.scorers"]
-    assert any(k.startswith("slice.triage.") for k in run.data.metrics)
+    assert not any(k.startswith("slice.") for k in run.data.metrics) and len(run.data.metrics) < 100
     assert run.data.tags["eval.digest"].startswith("sha256:") and run.inputs.dataset_inputs
-    table = mlflow.MlflowClient().load_table(run.info.experiment_id, "evaluation/examples.json", run_ids=[run.info.run_id])
+    client = mlflow.MlflowClient()
+    table = client.load_table(run.info.experiment_id, "evaluation/examples.json", run_ids=[run.info.run_id])
     assert {"prompt", "reference", "base_answer", "candidate_answer", "production_answer",
-            "candidate.field.triage"} <= set(table.columns)
+            "candidate_field_triage"} <= set(table.columns)
+    assert not any("." in c for c in table.columns) and table.columns[0] == "id"
     assert len(table) == corrupted["evaluation"].examples
+    slices = client.load_table(run.info.experiment_id, "evaluation/slices.json", run_ids=[run.info.run_id])
+    assert {"slice", "score", "size", "candidate_mean", "vs_base_low"} <= set(slices.columns)
+    assert any(s.startswith("triage=") for s in slices["slice"])

@@ -90,10 +90,11 @@ def fake_stages(folder: Path, tag: str, n: int = 6) -> CurationStages:
                           quarantined=0, eval_quarantined=0))
 
 
-def publish(pipeline: str, folder: Path, tag: str) -> CorpusRef:
+def publish(pipeline: str, folder: Path, tag: str, approval: str = "owner") -> CorpusRef:
+    """A corpus version of `pipeline` curated under `approval` (the policy enters its digest)."""
     from tasks.corpus.versions import publish_version
 
-    return publish_version(pipeline, fake_stages(folder / tag, tag), SETTINGS, folder)
+    return publish_version(pipeline, fake_stages(folder / tag, tag), SETTINGS | {"approval": approval}, folder)
 
 
 def child_env(**extra: str) -> dict:
@@ -114,3 +115,21 @@ def cli(*args: str, **env: str) -> subprocess.Popen:
 def finish(process: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
+
+
+def trained_on_corpus(client, model: str, versions: list[str], folder: Path, people: tuple[str, ...] = ("lee",),
+                      pipeline: str | None = None) -> CorpusRef:
+    """Give registered model versions a real corpus version (curated under a contract naming `people`, each with a
+    key in the session workspace) the way training tags them: who may release them is then that contract's say."""
+    import uuid
+
+    from tasks.corpus.versions import publish_version
+
+    pipeline = pipeline or f"rel-{uuid.uuid4().hex[:8]}"
+    contract = keyed_contract(folder / "contracts", {p: {} for p in people})
+    corpus = publish_version(pipeline, fake_stages(folder / "stages", pipeline), SETTINGS, folder, contract_file=contract)
+    for version in versions:
+        for key, value in {"corpus.digest": corpus.digest, "corpus.run_id": corpus.run_id,
+                           "corpus.pipeline": pipeline, "corpus.version": str(corpus.version)}.items():
+            client.set_model_version_tag(model, version, key, value)
+    return corpus

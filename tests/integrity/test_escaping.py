@@ -122,6 +122,7 @@ def test_terminal_commands_strip_escapes_from_record_text(monkeypatch, mlflow_cl
     for version in ("1", "2"):
         move_production(mlflow_client, mlflow_client.get_registered_model(name), version, "promote", "release gate",
                         HOSTILE[6] + HOSTILE[10])
+    monkeypatch.setattr("tasks.release.registry._signer", lambda *args: None)   # authority: test_release_authority.py
     rolled = CliRunner().invoke(app, ["release", "rollback", "--model", name, "--as", HOSTILE[8], "--reason", HOSTILE[7]])
     history = CliRunner().invoke(app, ["release", "history", "--model", name])
     for result in (rolled, history):

@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests.integrity.conftest import run_cli, run_python
+from tests.integrity.procs_approval import trained_on_corpus
 from tests.refs import fake_adapter
 
 
@@ -24,6 +25,7 @@ def promoted_twice(client, tmp_path) -> str:
     (tmp_path / "adapter").mkdir(exist_ok=True)
     for _ in range(3):
         client.create_model_version(name, source=str(tmp_path / "adapter"))
+    trained_on_corpus(client, name, ["1", "2", "3"], tmp_path)     # its contract lets lee release, signed
     for version in ("1", "2"):
         move_production(client, client.get_registered_model(name), version, "promote", "release gate", f"v{version} good")
     return name

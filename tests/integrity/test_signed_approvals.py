@@ -23,8 +23,8 @@ def contract(tmp_path, monkeypatch):
     return path
 
 
-def pending(name, tmp_path, tag="a"):
-    return publish(name, tmp_path / "stages", tag)
+def pending(name, tmp_path, tag="a", approval="owner"):
+    return publish(name, tmp_path / "stages", tag, approval)
 
 
 def one_line(error) -> str:
@@ -115,10 +115,17 @@ def test_policy_approvers_only_for_auto_pipelines(contract, tmp_path):
     assert "automatic policy" in one_line(refused)
     result = CliRunner().invoke(app, ["corpus", "approve", "1", "--name", "policy", "--as", AUTO_APPROVER, "--yes"])
     assert result.exit_code != 0 and "automatic policy" in str(result.exception)
-    record_decision("policy", corpus.digest, AUTO_APPROVER, "approved", approval="auto")
-    assert require_approved("policy", corpus.digest, approval="auto")["approval.approver"] == AUTO_APPROVER
+    # another config of the same name set to `approval: auto` decides nothing for the owner's version
+    with pytest.raises(AdapterOpsError) as refused:
+        record_decision("policy", corpus.digest, AUTO_APPROVER, "approved", approval="auto")
+    assert "curated under `approval: owner`" in one_line(refused)
+    record_decision("policy", corpus.digest, "dana.k", "rejected", "not yet")      # the owner's decision still stands
+    auto = pending("policy", tmp_path, "auto", approval="auto")                   # curated under auto: its own digest
+    assert auto.digest != corpus.digest
+    record_decision("policy", auto.digest, AUTO_APPROVER, "approved", approval="auto")
+    assert require_approved("policy", auto.digest, approval="auto")["approval.approver"] == AUTO_APPROVER
     with pytest.raises(AdapterOpsError, match="automatic policy"):
-        require_approved("policy", corpus.digest, approval="owner")              # an owner pipeline refuses it
+        require_approved("policy", auto.digest, approval="owner")              # an owner pipeline refuses it
 
 
 def test_form_decisions_only_for_owners_the_contract_allows(contract, tmp_path):

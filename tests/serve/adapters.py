@@ -8,10 +8,22 @@ from pathlib import Path
 TEMPLATE = "### Ticket\n{prompt}\n### Response\n"
 
 
+# A ChatML-like template with system, tools, tool calls and tool results (the Qwen / Hermes family's shape).
+CHAT_TEMPLATE = (
+    "{%- if tools or messages[0].role == 'system' %}<|im_start|>system\n"
+    "{%- if messages[0].role == 'system' %}{{ messages[0].content }}{% endif %}"
+    "{%- if tools %}\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>{% endif %}"
+    "<|im_end|>\n{% endif %}"
+    "{%- for m in messages %}{% if m.role != 'system' %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{%- for c in m.tool_calls or [] %}<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": "
+    "{{ c.function.arguments | tojson }}}</tool_call>{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
 def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | None = None,
-                     chat_template: str | None = None) -> str:
-    """Register a LoRA adapter with seeded random weights under model_name; return its version. chat_template: stored
-    with the adapter (chat_template.jinja), as training stores the template it rendered with."""
+                     chat_template: str | None = None, experiment: str = "serve-tests") -> str:
+    """Register a LoRA adapter with seeded random weights under model_name (with its chat template beside the
+    weights, chat_template.jinja, when given: as training stores the template it rendered with); return its version."""
     import mlflow
     import torch
     from peft import LoraConfig, get_peft_model
@@ -27,9 +39,9 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
                                       task_type="CAUSAL_LM", init_lora_weights=False))
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        if chat_template is not None:
+        if chat_template:
             (Path(folder) / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
-        with mlflow.start_run(experiment_id=ensure_experiment("serve-tests")):
+        with mlflow.start_run(experiment_id=ensure_experiment(experiment)):
             info = mlflow.pyfunc.log_model(
                 name="adapter", artifacts={"adapter": folder}, registered_model_name=model_name,
                 **pyfunc_model_args(TINY_MODEL_NAME, str(base_dir), weights_revision(base_dir), True, TEMPLATE))

@@ -13,7 +13,7 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Where is my re
 
 
 def test_a_rollback_takes_effect_in_the_running_server_with_no_failed_request(tiny_model_dir, workspace, tmp_path):
-    from tasks.release.registry import move_production, rollback_production
+    from tasks.release.registry import move_production
     from tasks.serve.process import ServerProcess
 
     client = mlflow.MlflowClient()
@@ -60,7 +60,8 @@ def test_a_rollback_takes_effect_in_the_running_server_with_no_failed_request(ti
                 move_production(client, client.get_registered_model(MODEL), v2, "promote", "test", "second")
                 routes_to(http, v2, 10)
                 answered_by(v2, time.monotonic())
-                rollback_production(MODEL, None, "test", "the answers got worse")
+                move_production(client, client.get_registered_model(MODEL), v1, "rollback", "test",
+                                "the answers got worse")   # who may roll back: tests/integrity/test_release_authority.py
                 routes_to(http, v1, 10)
                 answered_by(v1, time.monotonic())
             except AssertionError as error:

@@ -32,7 +32,11 @@ def parts(sample_rows=8):
                                                       "kwargs": {"column": "completion"},
                                                       "meta": {"severity": "quarantine"}}}]}
     return {"counts": {"input": 30, "kept": 16, "exact_duplicates": 3, "near_duplicates": 2, "quarantined": 9},
-            "quarantine_reasons": {"contract: expect_column_values_to_match_regex(completion)": 2, "pii: card": 1},
+            "quarantine_reasons": [
+                {"stage": "contract", "reason": "contract expect_column_values_to_match_regex(completion)", "rows": 2,
+                 "example": "id T9 (line 9 of a.jsonl)", "field": "completion", "expected": "values to match regex"},
+                {"stage": "pii", "reason": "pii: card", "rows": 1, "example": "id T7 (line 7 of a.jsonl)",
+                 "field": "card", "expected": "no PII of these kinds"}],
             "pii": {"detectors": [{"detector": "card", "found": 1, "records": 1, "action": "quarantine"},
                                   {"detector": "email", "found": 0, "records": 0, "action": "redact"}]},
             "contract": contract_summary(validation, "support_tickets", 1),
@@ -46,7 +50,9 @@ def parts(sample_rows=8):
 def test_the_review_carries_curation_changes_clusters_labels_and_links():
     text = review_markdown(parts(), sample=3)
     assert "| 30 | 16 | 3 | 2 | 9 |" in text
-    assert "pii\\: card: 1" in text and "card in 1 record(s), quarantine" in text and "email" not in text.split("PII:")[1].split("\n")[0]
+    assert "| 1 | pii | pii\\: card | id T7 \\(line 7 of a\\.jsonl\\) | card | no PII of these kinds |" in text
+    assert "Every quarantined row, with its reason and raw text: `quarantine.parquet`" in text
+    assert "card in 1 record(s), quarantine" in text and "email" not in text.split("PII:")[1].split("\n")[0]
     assert "Contract support_tickets v1: failed (5/6 expectations)" in text
     assert "`expect_column_values_to_match_regex` on completion (quarantine, 2 row(s))" in text
     assert "**Added** (3 of 8)" in text and "new prompt 2" in text and "new prompt 3" not in text

@@ -31,11 +31,18 @@ def test_a_missing_version_folder_is_fetched_once_and_the_decision_when_it_exist
 
 
 def test_the_curation_folder_is_used_where_it_exists(tmp_path, workspace):
-    here = tmp_path / "v0003"
-    here.mkdir()
+    here = workspace.corpus_dir / "fetch-test" / "v0003"
+    here.mkdir(parents=True)
     run, _ = curated_run(tmp_path, here)
     assert version_folder(run) == here
     assert not (workspace.root / "corpus-fetched" / run.info.run_id).exists()
+
+
+def test_a_corpus_path_tag_pointing_outside_the_workspace_is_not_followed(tmp_path, workspace):
+    forged = tmp_path / "uploaded-artifacts" / "v0003"     # e.g. an artifact folder anyone with MLflow access wrote
+    forged.mkdir(parents=True)
+    run, _ = curated_run(tmp_path, forged)
+    assert version_folder(run) == workspace.root / "corpus-fetched" / run.info.run_id
 
 
 def test_a_decision_is_refused_where_the_version_folder_is_not(tmp_path, workspace):

@@ -33,23 +33,35 @@ def test_accounting_must_add_up():
         check_accounting(main | {"eval_input": 5, "eval": 4, "eval_quarantined": 0})
 
 
-def test_a_stored_reference_names_owners_and_a_contract_edited_since_is_one_line(tmp_path, monkeypatch):
+def test_a_stored_reference_names_owners_and_a_contract_edited_since_is_one_line(tmp_path, workspace):
+    import shutil
     from types import SimpleNamespace
 
     import yaml
 
-    from tasks.corpus.versions import stored_ref
+    from adapterops.storage import file_digest
+    from tasks.corpus.versions import CONTRACT_FILE, stored_ref
 
     contract = {"name": "tickets", "version": 1, "description": "Support tickets.", "scope": "All channels.",
                 "owners": [{"name": "dana.k", "public_key": "ed25519:not-checked-here"}, "sam.p"],
                 "schema": {"id": {}, "prompt": {}}}
-    (tmp_path / "tickets.yaml").write_text(yaml.safe_dump(contract))
-    monkeypatch.setenv("ADAPTEROPS_CONTRACTS", str(tmp_path))
-    run = SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(tags={"corpus.path": "/v0001"}))
+    origin = tmp_path / "elsewhere" / "tickets.yaml"     # given by path: no data_contracts/ or env var involved
+    origin.parent.mkdir()
+    origin.write_text(yaml.safe_dump(contract))
+    folder = workspace.corpus_dir / "t" / "v0001"
+    folder.mkdir(parents=True)
+    shutil.copyfile(origin, folder / CONTRACT_FILE)
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(tags={"corpus.path": str(folder)}))
     manifest = {"pipeline": "t", "version": 1, "digest": "sha256:d", "contract": "tickets", "contract_version": 1,
-                "counts": {"train": 4, "input": 6, "kept": 5}}
+                "counts": {"train": 4, "input": 6, "kept": 5}, "settings": {"contract_digest": file_digest(origin)},
+                "contract_file": {"path": str(origin), "digest": file_digest(origin)}}
     ref = stored_ref(run, manifest)
     assert ref.owners == ("dana.k", "sam.p") and list(ref.counts) == ["input", "kept", "train"]
-    (tmp_path / "tickets.yaml").write_text(yaml.safe_dump(contract | {"owners": []}))
-    with pytest.raises(AdapterOpsError, match="owners"):
+    origin.write_text(yaml.safe_dump(contract | {"owners": ["mallory"]}))
+    with pytest.raises(AdapterOpsError) as refused:
         stored_ref(run, manifest)
+    text = str(refused.value)
+    assert "Contract 'tickets'" in text and "changed after corpus version 1 was curated" in text
+    assert manifest["settings"]["contract_digest"] in text and file_digest(origin) in text and "\n" not in text
+    origin.unlink()      # moved away: the contract stored with the version is the one used, wherever it went
+    assert stored_ref(run, manifest).owners == ("dana.k", "sam.p")

@@ -57,3 +57,41 @@ def test_a_rule_naming_a_missing_score_is_an_error():
     summary = summarise({"base": scores([0] * 10, [1.0] * 10), "candidate": scores([1] * 10, [1.0] * 10)}, DIRECTIONS, {}, CFG)
     with pytest.raises(AdapterOpsError, match="names score 'field.team'"):
         decide([GateRule(score="field.team", must_beat_base=0.0)], summary)
+
+
+def _worse_length(n=60):
+    """The candidate beats the base on triage and loss but its length_ratio is clearly worse (no production)."""
+    rng = np.random.default_rng(2)
+    directions = DIRECTIONS | {"length_ratio": True}
+    base = scores(np.zeros(n), np.full(n, 5.0)) | {"length_ratio": rng.normal(0.9, 0.05, n)}
+    candidate = scores(np.ones(n), np.full(n, 2.0)) | {"length_ratio": rng.normal(0.8, 0.05, n)}
+    return summarise({"base": base, "candidate": candidate}, directions, {}, CFG)
+
+
+def test_the_default_gate_holds_a_score_worse_than_the_base_without_production():
+    summary = _worse_length()
+    assert summary["vs_base"]["length_ratio"]["high"] < 0
+    decision = decide(parse_config({}).release.gate, summary)
+    assert not decision.promote
+    (failed,) = decision.failed
+    assert (failed.score, failed.against, failed.bound) == ("length_ratio", "base", "upper")
+    assert "length_ratio (overall) vs base: upper bound" in decision.reason()
+    # every declared score gets one floor check from the * rule, the others pass it
+    floors = [c for c in decision.checks if c.bound == "upper"]
+    assert sorted(c.score for c in floors) == ["field.triage", "length_ratio", "loss"]
+
+
+def test_a_waiver_names_the_score_and_reason_and_shows_in_the_decision():
+    release = parse_config({"release": {"waivers": [{"score": "length_ratio", "reason": "shorter replies wanted"}]}}).release
+    decision = decide(release.gate, _worse_length(), release.waivers)
+    assert decision.promote
+    (waived,) = [c for c in decision.checks if c.waived]
+    assert waived.score == "length_ratio" and waived.waived == "shorter replies wanted"
+    assert "waived by the owner: length_ratio worse than the base" in decision.reason()
+    assert "shorter replies wanted" in decision.as_dict()["checks"][decision.checks.index(waived)]["line"]
+
+
+def test_a_waiver_naming_no_score_is_an_error():
+    release = parse_config({"release": {"waivers": [{"score": "lenght_ratio", "reason": "typo"}]}}).release
+    with pytest.raises(AdapterOpsError, match="lenght_ratio"):
+        decide(release.gate, _worse_length(), release.waivers)

@@ -38,6 +38,16 @@ def test_each_failed_check_is_named(run, reason):
     assert not result["passed"] and any(r.startswith(reason) for r in result["reasons"]), result["reasons"]
 
 
+def test_with_no_format_scorer_the_format_check_is_skipped_not_reported_as_met():
+    result = judge_smoke(answers(["anything", "at all"]), format_patterns([ScorerSpec(kind="chrf")]), SETTINGS)
+    assert result["passed"] and result["format_share"] is None and not result["format_checked"]
+    assert result["skipped"] and result["skipped"][0].startswith("format: the contract declares no regex_match scorer")
+    staged = fake_staging(**result, version="2")
+    text = smoke_markdown(staged)
+    assert "| format compliance | skipped (no regex_match scorer declared) |" in text and "## Skipped" in text
+    assert "100%" not in text and "1.00" not in text
+
+
 def test_p95_and_cases_and_the_report_escapes_record_text():
     assert percentile([float(i) for i in range(1, 101)], 95) == 95.0 and percentile([3.0], 95) == 3.0
     assert smoke_cases([("a", "b"), ("c", "d"), ("e", "f")], 2) == [("a", "b"), ("c", "d")]
