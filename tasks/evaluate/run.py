@@ -271,7 +271,8 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
     is a judged turn (tasks/evaluate/turns.py): the model answers it given the true history before it."""
     template = train.prompt_template
     syntax = syntax_of(getattr(tokenizer, "chat_template", None), train.tool_call_syntax)
-    prompts = [conversation_token_ids(tokenizer, json.loads(h), json.loads(t) if t else None, template)
+    # tools: a JSON list, or missing (None, or NaN where pandas 3 infers a str column from JSON and None)
+    prompts = [conversation_token_ids(tokenizer, json.loads(h), json.loads(t) if isinstance(t, str) and t else None, template)
                for h, t in zip(records["history"], records["tools"])]
     examples = []
     for conversation in records["_conversation"]:
