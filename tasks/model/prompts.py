@@ -5,6 +5,7 @@ as `prompts` where AdapterOps is not installed.
 """
 
 import hashlib
+import json
 
 TEMPLATE_FILE = "chat_template.jinja"   # the chat template an adapter was trained with, stored beside its weights
 
@@ -35,10 +36,41 @@ def prompt_token_ids(tokenizer, prompt: str, template: str) -> list[int]:
     return text_token_ids(tokenizer, prompt_text(tokenizer, prompt, template))
 
 
+def canonical_tools(tools: list[dict] | None) -> list[dict] | None:
+    """Tool definitions with their keys sorted at every level: the form the corpus stores them in, whatever order
+    a client sent them in (a template's `tojson` writes keys as given, so order changes the ids)."""
+    return [json.loads(json.dumps(tool, sort_keys=True)) for tool in tools] if tools else None
+
+
+def canonical_messages(messages: list[dict]) -> list[dict]:
+    """Messages with each tool call's arguments as an object (parsed from the JSON text OpenAI sends; text that is
+    not JSON is kept): how chat templates take them, the same whether a record or a client's request holds them."""
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            message = dict(message, tool_calls=[_parsed_call(call) for call in calls])
+        out.append(message)
+    return out
+
+
+def _parsed_call(call: dict) -> dict:
+    function = call.get("function")
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if not isinstance(arguments, str):
+        return call
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return call
+    return dict(call, function=dict(function, arguments=parsed))
+
+
 def conversation_text(tokenizer, messages: list[dict], tools: list[dict] | None = None,
                       add_generation_prompt: bool = True) -> str:
-    """The conversation rendered by the tokenizer's chat template (with the assistant's turn opened)."""
-    return tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
+    """The conversation rendered by the tokenizer's chat template (with the assistant's turn opened), from its
+    canonical form (`canonical_messages`, `canonical_tools`): training, evaluation and serving render alike."""
+    return tokenizer.apply_chat_template(canonical_messages(messages), tools=canonical_tools(tools), tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
 
 

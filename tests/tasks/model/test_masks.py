@@ -10,6 +10,7 @@ from adapterops.config import TrainConfig
 from adapterops.errors import AdapterOpsError
 from tasks.records.conversation import Conversation, Message, ToolCall, stored_columns
 from tasks.model.masks import IGNORE, conversation_ids
+from tasks.model.prompts import canonical_messages, canonical_tools
 from tasks.train.sft_data import collate_packed, prepare_examples
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -56,13 +57,15 @@ def test_chatml_with_tools_trains_exactly_the_assistant_turns_and_skips_weight_z
     tokenizer = tokenizer_with(tiny_model_dir, (TEMPLATES / "qwen2_5.jinja").read_text(), ["<|im_start|>", "<|im_end|>"])
     ids, labels = conversation_ids(tokenizer, SUPPORT, "{prompt}", "r1")
     assert trained_runs(tokenizer, ids, labels) == [
-        # the tool call (Qwen2.5 writes string arguments with tojson) and its end-of-turn token ...
-        '<tool_call>\n{"name": "lookup_order", "arguments": ' + json.dumps(ARGS) + '}\n</tool_call><|im_end|>',
+        # the tool call, its arguments an object (the JSON text parsed, as Qwen2.5's system prompt asks for
+        # <args-json-object>; not the text quoted again by tojson), and its end-of-turn token ...
+        '<tool_call>\n{"name": "lookup_order", "arguments": {"order_id": "A-1042"}}\n</tool_call><|im_end|>',
         # ... "It shipped yesterday." has weight 0: untrained; the final decision is trained
         "Triage: refund | priority: high<|im_end|>"]
     assert ids[0] == tokenizer.bos_token_id     # the template renders none: BOS comes first, as in training before
     text = tokenizer.decode(ids[1:])
-    assert text == tokenizer.apply_chat_template(SUPPORT.openai(), tools=list(TOOLS), tokenize=False).rstrip("\n")
+    canonical = canonical_messages(SUPPORT.openai()), canonical_tools(list(TOOLS))   # what serving renders too
+    assert text == tokenizer.apply_chat_template(canonical[0], tools=canonical[1], tokenize=False).rstrip("\n")
     for context in ("Refunds need a manager", "Where is my order", "shipped\"}", "It shipped yesterday", "broken"):
         assert context in text and all(context not in run for run in trained_runs(tokenizer, ids, labels))
 
@@ -177,3 +180,24 @@ def test_packing_never_splits_a_conversation_across_rows(tiny_model_dir):
         assert found, "an example was split across rows"
         r, at = found[0]
         assert batch["labels"][r, at + 1:at + n].tolist() == example.labels[1:]
+
+
+def test_a_clients_key_order_and_argument_spacing_render_as_the_stored_record(tiny_model_dir):
+    """Serving renders a request as training rendered the stored record: tool definitions in any key order, tool
+    call arguments in any JSON spacing (what staging's template parity compares over /tokenize)."""
+    from transformers import AutoTokenizer
+
+    from tasks.model.prompts import conversation_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    stored = stored_columns(SUPPORT)   # the corpus's form: keys sorted
+    history = json.loads(stored["messages"])[:4]
+    client = [dict(m) for m in SUPPORT.openai()[:4]]
+    client[2] = client[2] | {"tool_calls": [{"type": "function", "id": "c1",
+                                             "function": {"arguments": '{"order_id":"A-1042"}', "name": "lookup_order"}}]}
+    client_tools = [{"function": {"parameters": {"properties": {"order_id": {"type": "string"}}, "type": "object"},
+                                  "name": "lookup_order", "description": "Find an order"}, "type": "function"}]
+    trained = conversation_token_ids(tokenizer, history, json.loads(stored["tools"]), "{prompt}")
+    assert conversation_token_ids(tokenizer, client, list(TOOLS), "{prompt}") == trained
+    assert conversation_token_ids(tokenizer, client, client_tools, "{prompt}") == trained
+    assert "lookup_order" in tokenizer.decode(trained) and "A-1042" in tokenizer.decode(trained)
