@@ -300,8 +300,11 @@ def trl_trainer(model, tokenizer, rows: list[dict], train, lora, packing: bool =
     from trl import SFTConfig, SFTTrainer
 
     tokenizer.chat_template = generation_template(tokenizer.chat_template)
-    dataset = Dataset.from_list([{"messages": r["messages"], "tools": json.dumps(r["tools"]) if r["tools"] else None}
-                                 for r in rows])
+    from tasks.model.prompts import canonical_messages, canonical_tools
+
+    # the canonical form the recipe renders (sorted tool keys, arguments as objects): the same text on both sides
+    dataset = Dataset.from_list([{"messages": canonical_messages(r["messages"]),
+                                  "tools": json.dumps(canonical_tools(r["tools"])) if r["tools"] else None} for r in rows])
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows_per_step or train.batch_size,
                      max_steps=train.max_steps, learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
                      lr_scheduler_type="linear", weight_decay=0.0, max_grad_norm=1.0, logging_steps=10**6,
