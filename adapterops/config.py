@@ -98,7 +98,13 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (linear decay, short warm-up).")
     warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps.")
-    max_length: int = Field(1024, ge=16, description="Tokens per example; longer examples are truncated and counted.")
+    max_length: int = Field(1024, ge=16, description="Tokens per example; longer examples are truncated or quarantined (train.overlong) and counted.")
+    overlong: Literal["truncate", "quarantine"] = Field(
+        "truncate", description="An example over max_length: truncate (train on what fits) or quarantine (leave it out, listed with its id in the run's preflight).")
+    chat_template: str | None = Field(
+        None, description="Chat template (Jinja text, or the path of a .jinja file) that replaces the base tokenizer's; unset: the tokenizer's own.")
+    tool_call_syntax: Literal["auto", "hermes", "none"] = Field(
+        "auto", description="How the model writes tool calls (read back by evaluation and the pyfunc); auto: from the chat template's family (hermes for <tool_call> templates).")
     seed: int = Field(42, description="Seed set before the LoRA layers are created.")
     log_every: int = Field(5, ge=1, description="Steps between logged metrics.")
     prompt_template: str = Field("### Ticket\n{prompt}\n### Response\n",
@@ -120,13 +126,13 @@ class TrainConfig(Section):
 
 
 SCORER_KINDS = ("regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
-                "llm_judge")
+                "llm_judge", "tool_name", "tool_arguments_json", "tool_arguments")
 
 
 class ScorerSpec(Section):
     """One scorer the data owner declares (data contract `evaluation.scorers`, or config `evaluation.scorers`)."""
     kind: Literal["regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
-                  "llm_judge"] = Field(description="What it measures: " + ", ".join(SCORER_KINDS) + ".")
+                  "llm_judge", "tool_name", "tool_arguments_json", "tool_arguments"] = Field(description="What it measures: " + ", ".join(SCORER_KINDS) + ".")
     name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
                              description="Score name in tables and metrics; default: the kind.")
     pattern: str | None = Field(None, description="regex_match: the answer must match it; field_match: named groups extract the fields.")

@@ -16,6 +16,7 @@ def get_commands() -> list[tuple[str, object]]:
         dedup,
         evaluate,
         export,
+        inspect,
         keys,
         label,
         notify,
@@ -29,6 +30,7 @@ def get_commands() -> list[tuple[str, object]]:
 
     return [("demo", run.demo), ("run", run.run), ("status", status.status), ("corpus", corpus.app),
             ("contract", contract.app), ("validate", validate.validate), ("dedup", dedup.dedup),
-            ("label", label.app), ("train", train.train), ("eval", evaluate.evaluate_version),
+            ("label", label.app), ("inspect", inspect.inspect),
+            ("train", train.train), ("eval", evaluate.evaluate_version),
             ("release", release.app), ("serve", serve.serve), ("export", export.export), ("keys", keys.app),
             ("notify", notify.app), ("config-fields", config_fields.config_fields)]

@@ -25,13 +25,16 @@ from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResul
 from adapterops.tracking import adapter_experiment, ensure_experiment, resume_run
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
-from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
+from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
+from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
-from tasks.model.prompts import prompt_token_ids
+from tasks.model.prompts import conversation_token_ids, use_adapter_template
+from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
 from tasks.release.registry import production_version
-from tasks.train.sft_data import IGNORE, Example, collate, tokenize_examples
+from tasks.model.masks import conversation_ids
+from tasks.train.sft_data import IGNORE, Example, collate
 
 MODELS = ("base", "candidate", "production")
 
@@ -55,14 +58,23 @@ def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: in
     return losses
 
 
-def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str]) -> dict[str, np.ndarray]:
-    """Every per-example score of one model's answers (loss and judges are added by the caller)."""
+def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str],
+                  syntax: str = "none") -> dict[str, np.ndarray]:
+    """Every per-example score of one model's answers (loss and judges are added by the caller).
+
+    Text scorers read the answer without its tool calls; tool scorers read the calls (parsed in `syntax`) against
+    the reference turn's (`reference_calls`, when the cases carry it)."""
     columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
-    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
+    references = records["reference_calls"] if "reference_calls" in records.columns else ["[]"] * len(records)
+    for prompt, reference, calls_wanted, answer in zip(records["prompt"], records["completion"], references, answers):
+        text, calls = parse_tool_calls(answer, syntax)
         for scorer in scorers:
-            if scorer.score_one is not None:
-                for name, value in scorer(prompt, answer, reference).items():
-                    columns[name].append(value)
+            if scorer.score_one is None:
+                continue
+            values = scorer(prompt, calls_view(calls, attempted_calls(answer, syntax)), calls_wanted) \
+                if scorer.uses_calls else scorer(prompt, text, reference)
+            for name, value in values.items():
+                columns[name].append(value)
     return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
 
 
@@ -122,13 +134,17 @@ def table_column(*parts: str) -> str:
 
 
 def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One row per example for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
-    every model's answer (then source); flat column names (candidate_field_triage), numbers as numbers."""
+    """One row per judged turn for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
+    (for a conversation: the turn's index, the history before it, the tools and the reference's tool calls),
+    every model's answer, then source; flat column names (candidate_field_triage), numbers as numbers."""
     columns: dict[str, object] = {"id": records["id"].astype(str).to_numpy()}
     for name in next(iter(scores.values()), {}):          # score by score: base, candidate, production side by side
         for who, per_score in scores.items():
             columns[table_column(who, name)] = np.round(per_score[name], 4).astype(float)
     columns |= {"prompt": records["prompt"].astype(str).to_numpy(), "reference": records["completion"].astype(str).to_numpy()}
+    if "history" in records.columns:
+        columns |= {"turn": records["turn"].to_numpy(), "history": records["history"].to_numpy(),
+                    "tools": records["tools"].fillna("").to_numpy(), "reference_calls": records["reference_calls"].to_numpy()}
     columns |= {f"{who}_answer": list(texts) for who, texts in answers.items()}
     columns["source"] = records["source"].astype(str).to_numpy()
     return pd.DataFrame(columns)
@@ -222,7 +238,8 @@ def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answ
 
 
 def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
-    """One base model with the candidate (and the other version, if any) attached as named adapters.
+    """One base model with the candidate (and the other version, if any) attached as named adapters; the tokenizer
+    renders with the chat template stored with the candidate (its training rendering).
 
     local: this machine's base, resolved from the config; used when the adapter was trained on another machine
     from the same base name and revision.
@@ -239,6 +256,7 @@ def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, tru
     if not Path(candidate_dir).is_dir():
         candidate_dir = _adapter_path(adapter.model_name, adapter.version)
     model = PeftModel.from_pretrained(base, candidate_dir, adapter_name="candidate").eval()
+    use_adapter_template(tokenizer, candidate_dir)
     if other is not None:
         model.load_adapter(_adapter_path(adapter.model_name, other), adapter_name="production")
     return model, tokenizer
@@ -249,11 +267,17 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
                      train: TrainConfig) -> tuple[dict, dict, int]:
     """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated).
 
-    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training."""
+    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training. Each row
+    is a judged turn (tasks/evaluate/turns.py): the model answers it given the true history before it."""
     template = train.prompt_template
-    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
-    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    train.max_length)
+    syntax = syntax_of(getattr(tokenizer, "chat_template", None), train.tool_call_syntax)
+    # tools: a JSON list, or missing (None, or NaN where pandas 3 infers a str column from JSON and None)
+    prompts = [conversation_token_ids(tokenizer, json.loads(h), json.loads(t) if isinstance(t, str) and t else None, template)
+               for h, t in zip(records["history"], records["tools"])]
+    examples = []
+    for conversation in records["_conversation"]:
+        ids, labels = conversation_ids(tokenizer, conversation, template)
+        examples.append(Example(ids[:train.max_length], labels[:train.max_length]))
     answers, scores, new_tokens = {}, {}, 0
     for number, (who, name) in enumerate(who_adapter.items(), start=1):
         # per model: the answers generated so far, with an ETA (Prefect's log under a run, else stderr)
@@ -263,7 +287,7 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
                            batch_size=evaluation.batch_size, on_batch=progress.advance)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
-        scores[who] = score_answers(scorers, records, answers[who])
+        scores[who] = score_answers(scorers, records, answers[who], syntax)
         for spec in specs:
             if spec.kind == "loss":
                 scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
@@ -286,8 +310,12 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     contract = corpus_contract(corpus)   # the one it was curated with, wherever its file lives
     specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
+    records = eval_cases(records, contract.evaluation.turns)   # one row per judged assistant turn
     if records.empty:
-        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} has no assistant turn to judge; add records "
+                              "to eval_source and re-curate.")
+    if has_conversations(records):   # beside the owner's slices: by turns so far and by tool use
+        slices = list(slices) + [s for s in (TURNS_SLICE, TOOLS_SLICE) if s not in slices]
     judges = [s for s in specs if s.kind == "llm_judge"]
     if judges and not evaluation.judge_model:
         log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])

@@ -1,5 +1,6 @@
 """The OpenAI-compatible HTTP API of `adapterops serve`: /v1/chat/completions and /v1/completions (streamed or
-not, greedy or sampled), /v1/models, /metrics and /health (/health/live, /health/ready).
+not, greedy or sampled), /tokenize (the ids a chat request renders into), /v1/models, /metrics and /health
+(/health/live, /health/ready).
 
 Every bad request answers a 4xx in OpenAI's error shape {"error": {"message", "type", "param", "code"}};
 nothing a client sends can stop the server: bodies beyond serve.max_body_bytes answer 413 before they are
@@ -104,6 +105,14 @@ class ChatRequest(_Request):
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
 
 
+class TokenizeRequest(BaseModel):
+    """/tokenize: the messages (and tools) of a chat completion, rendered exactly as one would be."""
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr | None = None
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+
+
 class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr]
     logprobs: StrictInt | None = Field(None, ge=0, le=5)
@@ -127,7 +136,7 @@ def json_depth(data) -> int:
     return deepest
 
 
-def parse_body(raw: bytes, schema: type[_Request], max_depth: int = 64) -> _Request:
+def parse_body(raw: bytes, schema: type[BaseModel], max_depth: int = 64):
     """The request body validated against schema, or an ApiError naming the field at fault (a worker thread
     runs this: a large body never blocks the event loop)."""
     try:
@@ -289,7 +298,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     def _exchange(http: Request) -> Exchange:
         return http.scope.setdefault("adapterops.exchange", Exchange(http.method, http.url.path, ""))
 
-    async def read(http: Request, schema: type[_Request]) -> _Request:
+    async def read(http: Request, schema: type[BaseModel]):
         raw = await http.body()
         if len(raw) <= INLINE_PARSE_BYTES:      # parsed in microseconds: a thread hop would cost more
             return parse_body(raw, schema, settings.max_json_depth)
@@ -503,7 +512,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         finally:
             generation.cancel()
 
-    def render_chat(request: ChatRequest) -> list[int]:
+    def render_chat(request: ChatRequest | TokenizeRequest) -> list[int]:
         messages = chat_messages(request.messages)
         tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tools else None
         if not getattr(pool.tokenizer, "chat_template", None):
@@ -543,6 +552,16 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     def model_card(row: dict) -> dict:
         return {"object": "model", "owned_by": "adapterops", "created": 0, "base_model": pool.base_name,
                 "base_revision": pool.base_revision} | row
+
+    # --- /tokenize (vLLM's shape): the ids a chat completion's messages render into here; staging's template parity ---
+    @app.post("/tokenize")
+    async def tokenize(http: Request):
+        request = await read(http, TokenizeRequest)
+        if request.model:
+            authorize(http, request.model)
+        ids = render_chat(request) if len(request.messages) <= 4 and not request.tools else \
+            await asyncio.to_thread(render_chat, request)
+        return {"tokens": ids, "count": len(ids), "max_model_len": settings.max_prompt_tokens}
 
     @app.get("/v1/models")
     async def models(http: Request):
