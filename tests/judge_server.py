@@ -1,7 +1,7 @@
 """A small OpenAI-compatible judge for the tests: FastAPI's /v1/chat/completions in a subprocess on a free port.
 
 What it answers is scripted over HTTP (POST /rules): the first rule whose `when` strings all occur in the
-request's user message decides: `reply` (the assistant message's text), `better_if` (the pairwise side whose
+request's user message (and `answer_has` strings in the answer it is asked about) decides: `reply` (the assistant message's text), `better_if` (the pairwise side whose
 answer holds that string), `sleep` (seconds before answering) or `status` (an HTTP error). It records every
 call (GET /calls): the Authorization header, the model and the user message.
 """
@@ -58,7 +58,9 @@ async def chat(request: Request):
     user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
     STATE["calls"].append({"authorization": request.headers.get("authorization"), "model": body.get("model"),
                            "user": user})
-    rule = next((r for r in STATE["rules"] if all(s in user for s in r.get("when", []))), {})
+    answer = user.split("\n\nAnswer:\n", 1)[-1].split("\n\nExpected response:\n", 1)[0]
+    rule = next((r for r in STATE["rules"] if all(s in user for s in r.get("when", []))
+                 and all(s in answer for s in r.get("answer_has", []))), {})
     if rule.get("sleep"):
         await asyncio.sleep(rule["sleep"])
     if rule.get("status"):
