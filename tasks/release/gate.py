@@ -101,9 +101,16 @@ def waivers_by_score(waivers: list[Waiver], names: list[str]) -> dict[str, str]:
     return {w.score: w.reason for w in waivers}
 
 
+def bound_of(interval: dict | None, key: str) -> float:
+    """An interval's bound; an empty one (no example scored for both models, NaN or null once stored) is NaN, which
+    no rule passes."""
+    value = (interval or {}).get(key)
+    return float("nan") if value is None else float(value)
+
+
 def floor_check(text: str, name: str, interval: dict, margin: float, waived: str | None) -> Check:
     """The base floor: the improvement interval's upper bound vs base must be >= -margin, unless waived."""
-    high = interval["high"]
+    high = bound_of(interval, "high")
     passed = high >= -margin
     return Check(text, name, "overall", "base", high, -margin, passed or waived is not None, "upper",
                  waived if (waived and not passed) else "")
@@ -127,20 +134,20 @@ def decide(rules: list[GateRule], evaluation: dict, waivers: list[Waiver] = ()) 
                 continue
             vs_base = judges.get(name, {}).get("against") != "production"   # a pairwise judge: one comparison only
             if rule.must_beat_base is not None and vs_base:
-                low = evaluation["vs_base"][name]["low"]
+                low = bound_of(evaluation["vs_base"][name], "low")
                 checks.append(Check(text, name, "overall", "base", low, rule.must_beat_base, low > rule.must_beat_base))
             if rule.max_regression_vs_base is not None and name not in floored and vs_base:
                 floored.add(name)     # one floor per score: the first rule naming it (rules run in order)
                 checks.append(floor_check(text, name, evaluation["vs_base"][name], rule.max_regression_vs_base,
                                           waived.get(name)))
             if rule.max_regression is not None and production is not None:
-                low = production[name]["low"]
+                low = bound_of(production[name], "low")
                 checks.append(Check(text, name, "overall", "production", low, -rule.max_regression,
                                     low >= -rule.max_regression))
             if rule.slice_max_regression is not None and production is not None:
                 for scope, part in evaluation["slices"].items():
                     if part["judged"] and part.get("vs_production"):
-                        low = part["vs_production"][name]["low"]
+                        low = bound_of(part["vs_production"][name], "low")
                         checks.append(Check(text, name, f"slice {scope}", "production", low, -rule.slice_max_regression,
                                             low >= -rule.slice_max_regression))
     for name, judge in judges.items():

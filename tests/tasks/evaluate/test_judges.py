@@ -204,3 +204,10 @@ def test_the_example_table_carries_judge_scores_and_reasons_in_flat_columns():
                                    "candidate_answer", "base_polite_why", "candidate_polite_why", "source"]
     assert table["candidate_polite"].tolist()[0] == 1.0 and math.isnan(table["candidate_polite"].tolist()[1])
     assert table["candidate_polite_why"].tolist() == ["follows them", "over_budget"]
+
+
+def test_an_empty_interval_fails_its_rule_even_once_stored_as_null():
+    summary = summary_with(judge_entry(True, "kappa 0.90 >= 0.60"))
+    summary["vs_base"]["polite"] = {"mean": None, "low": None, "high": None}     # a NaN interval after a JSON round trip
+    decision = decide([GateRule(score="polite", must_beat_base=-1.0)], summary)
+    assert not decision.promote and [c.score for c in decision.failed] == ["polite"]
