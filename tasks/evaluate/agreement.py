@@ -84,14 +84,15 @@ def judge_agreement(client: JudgeClient, spec: ScorerSpec, labelled: list[Labell
     if spec.judge == "pairwise":
         pairs = [item for item in labelled if item.verdict == "correct" and item.correction]
         verdicts = judge_pairwise(client, spec, [p.record_id for p in pairs], [p.prompt for p in pairs],
-                                  [p.correction for p in pairs], [p.answer for p in pairs])
+                                  [p.correction for p in pairs], [p.answer for p in pairs], "the owner's corrections")
         sides = ["A" if candidate_first(p.record_id) else "B" for p in pairs]
         owner = sides
         judge = [side if v.value == 1 else "tie" if v.value == 0.5 else ("B" if side == "A" else "A")
                  for side, v in zip(sides, verdicts)]
     else:
         pairs = labelled
-        verdicts = judge_single(client, spec, [p.prompt for p in pairs], [p.answer for p in pairs], [None] * len(pairs))
+        verdicts = judge_single(client, spec, [p.prompt for p in pairs], [p.answer for p in pairs], [None] * len(pairs),
+                                "the owner's labelled examples")
         owner = ["yes" if p.verdict == "accept" else "no" for p in pairs]
         judge = ["yes" if v.value == 1 else "no" for v in verdicts]
     scored = [i for i, v in enumerate(verdicts) if v.reason is None]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from adapterops.config import JudgeConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
+from adapterops.progress import Progress
 
 UNSCORED_REASONS = ("timeout", "failed", "malformed", "over_budget")
 SINGLE = {"yes": 1.0, "no": 0.0}
@@ -88,10 +89,19 @@ class JudgeClient:
                 time.sleep(min(2.0, 0.2 * 2 ** attempt))
         return None, why
 
-    def map(self, function, items: list) -> list:
-        """function over items, settings.concurrency at a time, in order."""
+    def map(self, function, items: list, label: str) -> list:
+        """function over items, settings.concurrency at a time, in order; progress lines with an ETA as they finish."""
+        progress = Progress(f"evaluate: {label}", len(items), "examples")
+        progress.update(0)
+
+        def one(item):
+            result = function(item)
+            with self._lock:
+                progress.advance(extra=f"{self.calls} of {self.settings.max_calls} calls used")
+            return result
+
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(function, items))
+            return list(pool.map(one, items))
 
 
 def parse_answer(content: str, key: str, allowed: dict) -> tuple[object, str] | None:
@@ -162,20 +172,20 @@ def pairwise_verdict(client: JudgeClient, messages: list[dict], first_is_candida
 
 
 def judge_single(client: JudgeClient, spec: ScorerSpec, prompts: list[str], answers: list[str],
-                 references: list[str | None]) -> list[Verdict]:
+                 references: list[str | None], whose: str = "answers") -> list[Verdict]:
     """One verdict per answer (1 yes, 0 no, NaN unscored)."""
     items = [single_messages(spec, p, a, r) for p, a, r in zip(prompts, answers, references)]
-    return client.map(lambda messages: single_verdict(client, messages), items)
+    return client.map(lambda messages: single_verdict(client, messages), items, f"judge {spec.label} on {whose}")
 
 
 def judge_pairwise(client: JudgeClient, spec: ScorerSpec, ids: list[str], prompts: list[str], candidate: list[str],
-                   other: list[str]) -> list[Verdict]:
+                   other: list[str], whose: str = "answer pairs") -> list[Verdict]:
     """Per example: is the candidate's answer better than the other's (1, 0, 0.5 a tie, NaN unscored)."""
     items = []
     for key, prompt, mine, theirs in zip(ids, prompts, candidate, other):
         first = candidate_first(key)
         items.append((pairwise_messages(spec, prompt, *((mine, theirs) if first else (theirs, mine))), first))
-    return client.map(lambda item: pairwise_verdict(client, *item), items)
+    return client.map(lambda item: pairwise_verdict(client, *item), items, f"judge {spec.label} on {whose}")
 
 
 def unscored_counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -249,7 +249,8 @@ def judge_answers(client: JudgeClient, judges: list[ScorerSpec], records: pd.Dat
         verdicts: dict[str, list] = {}
         if spec.judge == "pairwise":     # the candidate against production, else the base; the third model: unscored
             against = "production" if "production" in answers else "base"
-            verdicts["candidate"] = judge_pairwise(client, spec, ids, prompts, answers["candidate"], answers[against])
+            verdicts["candidate"] = judge_pairwise(client, spec, ids, prompts, answers["candidate"], answers[against],
+                                                 f"candidate vs {against}")
             values = np.asarray([v.value for v in verdicts["candidate"]], dtype=float)
             for who in answers:
                 scores[who][spec.label] = values if who == "candidate" else 1 - values if who == against else np.full(n, np.nan)
@@ -258,7 +259,7 @@ def judge_answers(client: JudgeClient, judges: list[ScorerSpec], records: pd.Dat
             against = None
             for who, texts in answers.items():
                 given = references if spec.judge == "correctness" else [None] * n
-                verdicts[who] = judge_single(client, spec, prompts, texts, given)
+                verdicts[who] = judge_single(client, spec, prompts, texts, given, f"{who} answers")
                 scores[who][spec.label] = np.asarray([v.value for v in verdicts[who]], dtype=float)
             judged = list(answers)
         scored = min(int(np.isfinite(scores[who][spec.label]).sum()) for who in judged)
