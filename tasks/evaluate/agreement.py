@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapterops.config import JudgeConfig, ScorerSpec
+from adapterops.config import EvaluationConfig, JudgeConfig, ScorerSpec
+from adapterops.refs import CorpusRef
 from adapterops.storage import file_digest
+from tasks.corpus.fetch import corpus_folder
 from tasks.evaluate.judges import JudgeClient, candidate_first, judge_pairwise, judge_single, unscored_counts
 from tasks.label.files import read_label_files
 
@@ -33,38 +35,6 @@ class Labelled:
     answer: str                 # the completion the owner judged
     verdict: str                # accept | correct | reject
     correction: str | None      # the owner's completion, with verdict correct
-
-
-def owner_labels(folder: Path) -> tuple[list[Labelled], str]:
-    """(the corpus version's settled labels with their texts, what is missing when there are none or fewer)."""
-    report_path = folder / "labels.parquet"
-    if not report_path.is_file():
-        return [], "the corpus version was curated without labels (list annotated exports under `labels:`)"
-    report = pd.read_parquet(report_path)
-    settled = report[report["outcome"].isin(SETTLED)]
-    if settled.empty:
-        return [], "the corpus version has no settled labels"
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    usable, problems = [], []
-    for entry in manifest.get("labels") or []:
-        path = Path(entry["path"])
-        if not path.is_file():
-            problems.append(f"label file {path} is missing")
-        elif file_digest(path) != entry["digest"]:
-            problems.append(f"label file {path} changed since curation")
-        else:
-            usable.append(str(path))
-    tasks = read_label_files(usable)[0] if usable else []
-    texts = {(str(t["data"].get("record_id")), str(t["data"].get("record_digest"))): t["data"]
-             for t in tasks if isinstance(t.get("data"), dict)}
-    labelled = []
-    for row in settled.to_dict("records"):
-        data = texts.get((str(row["record_id"]), str(row["record_digest"])))
-        if data is not None:
-            correction = row.get("completion") if row["verdict"] == "correct" else None
-            labelled.append(Labelled(str(row["record_id"]), str(data.get("prompt") or ""),
-                                     str(data.get("completion") or ""), str(row["verdict"]), correction))
-    return labelled, "; ".join(problems)
 
 
 def cohen_kappa(owner: list[str], judge: list[str]) -> float | None:
@@ -120,3 +90,51 @@ def gate_standing(figures: dict, settings: JudgeConfig, missing: str = "") -> di
         reason = f"kappa {kappa:.2f} >= {settings.min_kappa:.2f} {on}"
     gates = kappa is not None and scored >= settings.min_labels and n > 0 and kappa >= settings.min_kappa
     return figures | {"min_kappa": settings.min_kappa, "gates": bool(gates), "reason": reason}
+
+
+# --- wrapper: the corpus version's settled labels and each judge's standing on them ------------------
+
+def owner_labels(folder: Path) -> tuple[list[Labelled], str]:
+    """(the corpus version's settled labels with their texts, what is missing when there are none or fewer)."""
+    report_path = folder / "labels.parquet"
+    if not report_path.is_file():
+        return [], "the corpus version was curated without labels (list annotated exports under `labels:`)"
+    report = pd.read_parquet(report_path)
+    settled = report[report["outcome"].isin(SETTLED)]
+    if settled.empty:
+        return [], "the corpus version has no settled labels"
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    usable, problems = [], []
+    for entry in manifest.get("labels") or []:
+        path = Path(entry["path"])
+        if not path.is_file():
+            problems.append(f"label file {path} is missing")
+        elif file_digest(path) != entry["digest"]:
+            problems.append(f"label file {path} changed since curation")
+        else:
+            usable.append(str(path))
+    tasks = read_label_files(usable)[0] if usable else []
+    texts = {(str(t["data"].get("record_id")), str(t["data"].get("record_digest"))): t["data"]
+             for t in tasks if isinstance(t.get("data"), dict)}
+    labelled = []
+    for row in settled.to_dict("records"):
+        data = texts.get((str(row["record_id"]), str(row["record_digest"])))
+        if data is not None:
+            correction = row.get("completion") if row["verdict"] == "correct" else None
+            labelled.append(Labelled(str(row["record_id"]), str(data.get("prompt") or ""),
+                                     str(data.get("completion") or ""), str(row["verdict"]), correction))
+    return labelled, "; ".join(problems)
+
+
+def judge_standings(client: JudgeClient, judges: list[ScorerSpec], corpus: CorpusRef, evaluation: EvaluationConfig) -> dict:
+    """Per judge: its agreement with the owner's labels on the corpus version and whether its score may gate."""
+    labelled, missing = owner_labels(corpus_folder(corpus))
+    standings = {}
+    for spec in judges:
+        figures = judge_agreement(client, spec, labelled) if labelled else \
+            {"labelled": 0, "scored_labels": 0, "agreed": 0, "kappa": None, "unscored_labels": {}}
+        why = missing
+        if labelled and not figures["labelled"]:
+            why = f"no correction among the {len(labelled)} settled labels (a pairwise judge is measured on corrections)"
+        standings[spec.label] = gate_standing(figures, evaluation.judge, why)
+    return standings

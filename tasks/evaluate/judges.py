@@ -18,6 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from adapterops.config import JudgeConfig, ScorerSpec
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
@@ -195,3 +198,35 @@ def unscored_counts(verdicts: list[Verdict]) -> dict[str, int]:
         if (reason := verdict.reason) is not None:
             counts[reason] = counts.get(reason, 0) + 1
     return counts
+
+
+def judge_answers(client: JudgeClient, judges: list[ScorerSpec], records: pd.DataFrame, answers: dict[str, list[str]],
+                  scores: dict[str, dict[str, np.ndarray]]) -> tuple[dict, dict]:
+    """Every llm_judge scorer over the answers, into `scores` (NaN: unscored); (per judge its counts, per judge and
+    model the rationale or unscored reason of each example)."""
+    n = len(records)
+    ids, prompts = records["id"].astype(str).tolist(), records["prompt"].astype(str).tolist()
+    references = records["completion"].astype(str).tolist()
+    counts, notes = {}, {}
+    for spec in judges:
+        verdicts: dict[str, list] = {}
+        if spec.judge == "pairwise":     # the candidate against production, else the base; the third model: unscored
+            against = "production" if "production" in answers else "base"
+            verdicts["candidate"] = judge_pairwise(client, spec, ids, prompts, answers["candidate"], answers[against],
+                                                 f"candidate vs {against}")
+            values = np.asarray([v.value for v in verdicts["candidate"]], dtype=float)
+            for who in answers:
+                scores[who][spec.label] = values if who == "candidate" else 1 - values if who == against else np.full(n, np.nan)
+            judged = ["candidate", against]
+        else:
+            against = None
+            for who, texts in answers.items():
+                given = references if spec.judge == "correctness" else [None] * n
+                verdicts[who] = judge_single(client, spec, prompts, texts, given, f"{who} answers")
+                scores[who][spec.label] = np.asarray([v.value for v in verdicts[who]], dtype=float)
+            judged = list(answers)
+        scored = min(int(np.isfinite(scores[who][spec.label]).sum()) for who in judged)
+        counts[spec.label] = {"judge": spec.judge, "against": against, "scored_share": scored / n if n else 0.0,
+                              "unscored": {who: unscored_counts(v) for who, v in verdicts.items()}}
+        notes[spec.label] = {who: [v.why for v in found] for who, found in verdicts.items()}
+    return counts, notes

@@ -25,8 +25,8 @@ from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResul
 from adapterops.tracking import adapter_experiment, ensure_experiment, resume_run
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
-from tasks.evaluate.agreement import gate_standing, judge_agreement, owner_labels
-from tasks.evaluate.judges import JudgeClient, judge_pairwise, judge_single, unscored_counts
+from tasks.evaluate.agreement import judge_standings
+from tasks.evaluate.judges import JudgeClient, judge_answers
 from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.model.base_model import detect_device, load_base_model
@@ -223,52 +223,6 @@ def eval_dataset(corpus: CorpusRef, digest: str):
                        schema=Schema([ColSpec("string", c) for c in CANONICAL_FIELDS]))
 
 
-def judge_standings(client: JudgeClient, judges: list[ScorerSpec], corpus: CorpusRef, evaluation: EvaluationConfig) -> dict:
-    """Per judge: its agreement with the owner's labels on the corpus version and whether its score may gate."""
-    labelled, missing = owner_labels(corpus_folder(corpus))
-    standings = {}
-    for spec in judges:
-        figures = judge_agreement(client, spec, labelled) if labelled else \
-            {"labelled": 0, "scored_labels": 0, "agreed": 0, "kappa": None, "unscored_labels": {}}
-        why = missing
-        if labelled and not figures["labelled"]:
-            why = f"no correction among the {len(labelled)} settled labels (a pairwise judge is measured on corrections)"
-        standings[spec.label] = gate_standing(figures, evaluation.judge, why)
-    return standings
-
-
-def judge_answers(client: JudgeClient, judges: list[ScorerSpec], records: pd.DataFrame, answers: dict[str, list[str]],
-                  scores: dict[str, dict[str, np.ndarray]]) -> tuple[dict, dict]:
-    """Every llm_judge scorer over the answers, into `scores` (NaN: unscored); (per judge its counts, per judge and
-    model the rationale or unscored reason of each example)."""
-    n = len(records)
-    ids, prompts = records["id"].astype(str).tolist(), records["prompt"].astype(str).tolist()
-    references = records["completion"].astype(str).tolist()
-    counts, notes = {}, {}
-    for spec in judges:
-        verdicts: dict[str, list] = {}
-        if spec.judge == "pairwise":     # the candidate against production, else the base; the third model: unscored
-            against = "production" if "production" in answers else "base"
-            verdicts["candidate"] = judge_pairwise(client, spec, ids, prompts, answers["candidate"], answers[against],
-                                                 f"candidate vs {against}")
-            values = np.asarray([v.value for v in verdicts["candidate"]], dtype=float)
-            for who in answers:
-                scores[who][spec.label] = values if who == "candidate" else 1 - values if who == against else np.full(n, np.nan)
-            judged = ["candidate", against]
-        else:
-            against = None
-            for who, texts in answers.items():
-                given = references if spec.judge == "correctness" else [None] * n
-                verdicts[who] = judge_single(client, spec, prompts, texts, given, f"{who} answers")
-                scores[who][spec.label] = np.asarray([v.value for v in verdicts[who]], dtype=float)
-            judged = list(answers)
-        scored = min(int(np.isfinite(scores[who][spec.label]).sum()) for who in judged)
-        counts[spec.label] = {"judge": spec.judge, "against": against, "scored_share": scored / n if n else 0.0,
-                              "unscored": {who: unscored_counts(v) for who, v in verdicts.items()}}
-        notes[spec.label] = {who: [v.why for v in found] for who, found in verdicts.items()}
-    return counts, notes
-
-
 def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
     """One base model with the candidate (and the other version, if any) attached as named adapters.
 
@@ -342,7 +296,7 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     labels = slice_labels(slices, records, specs)
     directions = score_names(scorers)
     client = JudgeClient(evaluation.judge) if judges else None      # a missing key stops here, before generation
-    # agreement with the owner's labels first: a refused key or a wrong URL shows in seconds, not after generation
+    # agreement with the owner's labels before generation: with labels, a refused key or a wrong URL shows in seconds
     standings = judge_standings(client, judges, corpus, evaluation) if judges else {}
     other = None
     if against == "production":
