@@ -211,3 +211,26 @@ def test_an_empty_interval_fails_its_rule_even_once_stored_as_null():
     summary["vs_base"]["polite"] = {"mean": None, "low": None, "high": None}     # a NaN interval after a JSON round trip
     decision = decide([GateRule(score="polite", must_beat_base=-1.0)], summary)
     assert not decision.promote and [c.score for c in decision.failed] == ["polite"]
+
+
+def test_a_pairwise_judge_compares_the_candidate_with_production_and_only_production_rules_read_it(judge, client):
+    from tasks.evaluate.judges import judge_answers
+
+    judge.script([{"when": ["Answer A:"], "better_if": "HOUSE"}])
+    spec = ScorerSpec(kind="llm_judge", name="better", judge="pairwise")
+    n = 30
+    records = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "prompt": ["q"] * n, "completion": ["r"] * n})
+    answers = {"base": ["x"] * n, "candidate": ["HOUSE"] * 20 + ["plain"] * 10, "production": ["plain"] * 20 + ["HOUSE"] * 10}
+    scores = {who: {"format": np.ones(n)} for who in answers}
+    counts, notes = judge_answers(client(), [spec], records, answers, scores)
+    assert scores["candidate"]["better"].tolist() == [1.0] * 20 + [0.0] * 10
+    assert scores["production"]["better"].tolist() == [0.0] * 20 + [1.0] * 10 and np.isnan(scores["base"]["better"]).all()
+    assert counts["better"]["against"] == "production" and counts["better"]["scored_share"] == 1.0
+    assert set(notes["better"]) == {"candidate"} and len(judge.calls()) == n        # one call per example
+    summary = summarise(scores, {"format": True, "better": True}, {}, EvaluationConfig(resamples=1000))
+    summary["judges"] = {"better": gate_standing({"labelled": 25, "scored_labels": 25, "kappa": 0.9}, JudgeConfig())
+                         | counts["better"] | {"min_scored": 0.9}}
+    decision = decide([GateRule(score="*", max_regression=0.05, max_regression_vs_base=0.0)], summary)
+    checked = {(c.score, c.against) for c in decision.checks}
+    assert ("better", "production") in checked and ("better", "base") not in checked     # no base comparison was made
+    assert decision.promote, decision.reason()             # net win rate +0.33 against production
