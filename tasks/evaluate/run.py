@@ -25,6 +25,8 @@ from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResul
 from adapterops.tracking import adapter_experiment, ensure_experiment, resume_run
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
+from tasks.evaluate.agreement import judge_standings
+from tasks.evaluate.judges import JudgeClient, judge_answers
 from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
@@ -98,7 +100,10 @@ def slice_labels(slices: list[str], records: pd.DataFrame, specs: list[ScorerSpe
 
 
 def _means(scores: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
-    return {name: float(values[rows].mean() if rows is not None else values.mean()) for name, values in scores.items()}
+    """Mean per score over the scored examples (a judge leaves unscored ones NaN); NaN when none is scored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: float(np.nanmean(values[rows] if rows is not None else values)) for name, values in scores.items()}
 
 
 def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bool], slices: dict[str, list[str]],
@@ -133,10 +138,12 @@ def table_column(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)).strip("_") for p in parts)
 
 
-def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]],
+                  notes: dict[str, dict[str, list[str]]] | None = None) -> pd.DataFrame:
     """One row per judged turn for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
     (for a conversation: the turn's index, the history before it, the tools and the reference's tool calls),
-    every model's answer, then source; flat column names (candidate_field_triage), numbers as numbers."""
+    every model's answer, then each judge's rationale or unscored reason (candidate_relevance_why) and source;
+    flat column names (candidate_field_triage), numbers as numbers, an unscored example empty."""
     columns: dict[str, object] = {"id": records["id"].astype(str).to_numpy()}
     for name in next(iter(scores.values()), {}):          # score by score: base, candidate, production side by side
         for who, per_score in scores.items():
@@ -146,6 +153,8 @@ def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: 
         columns |= {"turn": records["turn"].to_numpy(), "history": records["history"].to_numpy(),
                     "tools": records["tools"].fillna("").to_numpy(), "reference_calls": records["reference_calls"].to_numpy()}
     columns |= {f"{who}_answer": list(texts) for who, texts in answers.items()}
+    for name, per_model in (notes or {}).items():
+        columns |= {table_column(who, name, "why"): list(texts) for who, texts in per_model.items()}
     columns["source"] = records["source"].astype(str).to_numpy()
     return pd.DataFrame(columns)
 
@@ -174,6 +183,12 @@ def summary_metrics(summary: dict) -> dict[str, float]:
     for pair in ("vs_base", "vs_production"):
         for name, interval in (summary.get(pair) or {}).items():
             metrics |= {f"eval.{pair}.{name}.{k}": v for k, v in interval.items()}
+    for name, judge in (summary.get("judges") or {}).items():
+        metrics |= {f"eval.judge.{name}.kappa": judge["kappa"], f"eval.judge.{name}.labelled": judge["scored_labels"],
+                    f"eval.judge.{name}.gates": float(judge["gates"]), f"eval.judge.{name}.scored_share": judge["scored_share"],
+                    f"eval.judge.{name}.unscored": sum(sum(c.values()) for c in judge["unscored"].values())}
+    if calls := summary.get("judge_calls"):
+        metrics["eval.judge.calls"] = calls["used"]
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
@@ -222,19 +237,6 @@ def eval_dataset(corpus: CorpusRef, digest: str):
         source = resolve_dataset_source((Path(corpus.path) / "eval.parquet").as_uri())
     return MetaDataset(source=source, name=f"{corpus.pipeline}-eval", digest=digest.removeprefix("sha256:")[:16],
                        schema=Schema([ColSpec("string", c) for c in CANONICAL_FIELDS]))
-
-
-def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answers: list[str]) -> np.ndarray:
-    """An mlflow.genai LLM judge's verdict per example (1 pass, 0 fail)."""
-    from mlflow.genai.scorers import Correctness, Guidelines
-
-    judge = (Guidelines(name=spec.label, guidelines=spec.guidelines, model=judge_model) if spec.judge == "guidelines"
-             else Correctness(name=spec.label, model=judge_model))
-    values = []
-    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
-        feedback = judge(inputs={"question": prompt}, outputs=answer, expectations={"expected_response": reference})
-        values.append(1.0 if str(feedback.value).strip().lower() in ("yes", "true", "pass") else 0.0)
-    return np.asarray(values)
 
 
 def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
@@ -291,8 +293,6 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
         for spec in specs:
             if spec.kind == "loss":
                 scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
-            elif spec.kind == "llm_judge":
-                scores[who][spec.label] = judge_scores(spec, evaluation.judge_model, records, answers[who])
     return answers, scores, new_tokens
 
 
@@ -317,12 +317,15 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     if has_conversations(records):   # beside the owner's slices: by turns so far and by tool use
         slices = list(slices) + [s for s in (TURNS_SLICE, TOOLS_SLICE) if s not in slices]
     judges = [s for s in specs if s.kind == "llm_judge"]
-    if judges and not evaluation.judge_model:
-        log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])
-        specs = [s for s in specs if s.kind != "llm_judge"]
+    if judges and not evaluation.judge.base_url:
+        log.warning("LLM judge scorers %s skipped: no evaluation.judge.base_url is configured.", [s.label for s in judges])
+        specs, judges = [s for s in specs if s.kind != "llm_judge"], []
     scorers = build_scorers(specs, probe=(records["prompt"].iloc[0], records["completion"].iloc[0]))
     labels = slice_labels(slices, records, specs)
     directions = score_names(scorers)
+    client = JudgeClient(evaluation.judge) if judges else None      # a missing key stops here, before generation
+    # agreement with the owner's labels before generation: with labels, a refused key or a wrong URL shows in seconds
+    standings = judge_standings(client, judges, corpus, evaluation) if judges else {}
     other = None
     if against == "production":
         current = production_version(mlflow.MlflowClient(), adapter.model_name)
@@ -333,12 +336,17 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
     answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter,
                                                   evaluation, recipe.train)
+    counts, notes = judge_answers(client, judges, records, answers, scores) if judges else ({}, {})
     summary = summarise(scores, directions, labels, evaluation)
+    if judges:
+        summary["judges"] = {name: standings[name] | counts[name] | {"min_scored": evaluation.judge.min_scored}
+                             for name in standings}
+        summary["judge_calls"] = {"used": client.calls, "budget": evaluation.judge.max_calls}
     failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
     result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
               "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
               "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
-    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
+    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores, notes))
     return EvaluationResult(**result, run_id=run_id)
 
 
@@ -362,6 +370,11 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
                            "eval.decoding": "greedy", "eval.batch_size": evaluation.batch_size,
                            "eval.resamples": evaluation.resamples, "eval.confidence": evaluation.confidence,
                            "eval.seed": evaluation.seed, "eval.min_slice_size": evaluation.min_slice_size})
+        if result["summary"].get("judges"):    # the endpoint and model, never the key
+            judge = evaluation.judge
+            mlflow.log_params({"eval.judge.base_url": judge.base_url, "eval.judge.model": judge.model,
+                               "eval.judge.max_calls": judge.max_calls, "eval.judge.min_kappa": judge.min_kappa,
+                               "eval.judge.timeout_seconds": judge.timeout_seconds, "eval.judge.retries": judge.retries})
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
         if result["summary"]["slices"]:
