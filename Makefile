@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export ADAPTEROPS_HOME
 
-.PHONY: install demo test test-server test-labeling test-services bench mlflow-ui prefect-ui clean
+.PHONY: install demo test test-slow test-server test-labeling test-services bench mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Whole `adapterops run` processes killed, signalled or starved of disk at named points, and the longer flows
+# (about 15 minutes): CI runs it after `make test`.
+test-slow: install
+	$(BIN)/python -m pytest -m slow
 
 # Against a real `prefect server start` with a process worker (a few minutes): deploy, suspend, resume, notify.
 test-server: install

@@ -37,3 +37,14 @@ def corpus_experiment(pipeline: str) -> str:
 
 def adapter_experiment(pipeline: str) -> str:
     return f"{pipeline}/adapters"
+
+
+def resume_run(run_id: str):
+    """Reopen a finished run to add to it, whatever experiment this process last set as active.
+
+    MLflow refuses to resume a run outside the active experiment; a process that set another one
+    (an earlier step, an earlier test) would otherwise fail here."""
+    import mlflow
+
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+    return mlflow.start_run(run_id=run_id)

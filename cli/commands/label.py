@@ -51,12 +51,12 @@ def export(version: int = typer.Argument(..., help="Corpus version to export."),
            name: str = NAME) -> None:
     """Write a version's records as labeling tasks, each carrying its corpus digest and record digest."""
     from tasks.label import export_file, format_hint
-    from tasks.records import load_contract
+    from tasks.corpus import run_contract
 
     fmt = fmt or ("label-studio" if out_path.suffix.lower() == ".json" else "jsonl")
     run, corpus = _version(name, version)
-    hint = format_hint(load_contract(run.data.tags["contract"])) if run.data.tags.get("contract") else None
-    written = export_file(run.data.tags["corpus.path"], corpus, fmt, out_path, split, limit, seed, hint)
+    hint = format_hint(run_contract(run))
+    written = export_file(corpus.path, corpus, fmt, out_path, split, limit, seed, hint)
     out.print(f"{written['count']} tasks from {name} corpus v{version} → {written['tasks']}")
     if written["interface"]:
         out.print(f"Label Studio labeling interface → {written['interface']} (paste it into the project's settings)")
@@ -85,13 +85,13 @@ def push(version: int = typer.Argument(..., help="Corpus version whose records b
         server,
         version_tasks,
     )
-    from tasks.records import load_contract
+    from tasks.corpus import run_contract
 
     ref = parse_project(project)
     url, token = server(ref, _labeling(config).label_studio_url)
     run, corpus = _version(name, version)
-    hint = format_hint(load_contract(run.data.tags["contract"])) if run.data.tags.get("contract") else None
-    tasks = version_tasks(run.data.tags["corpus.path"], corpus, "label-studio", split, limit, seed)
+    hint = format_hint(run_contract(run))
+    tasks = version_tasks(corpus.path, corpus, "label-studio", split, limit, seed)
     pushed = push_tasks(connect(url, token), url, ref, tasks, label_studio_interface(hint))
     state = "created" if pushed["created"] else "updated"
     out.print(terminal(f"Project {pushed['title']} ({state}) {pushed['url']}: {pushed['added']} tasks added, "
@@ -140,7 +140,7 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports: Label
         reject_failing_corrections,
         settle,
     )
-    from tasks.records import load_contract
+    from tasks.corpus import run_contract
 
     labeling = _labeling(config)
     settings = from_options(LabelingConfig, {"policy": policy or labeling.policy, "reviewer": reviewer or labeling.reviewer},
@@ -167,8 +167,8 @@ def check(files: list[Path] = typer.Argument(..., help="Annotated exports: Label
     decisions, others = settle(annotations, policy, reviewer)
     problems += others
     labeled, _, report = apply_decisions(records, decisions)
-    if run.data.tags.get("contract"):   # corrections the contract would quarantine, in seconds: only they are checked
-        _, _, report = reject_failing_corrections(labeled, report, load_contract(run.data.tags["contract"]))
+    # corrections the contract stored with the version would quarantine, in seconds: only they are checked
+    _, _, report = reject_failing_corrections(labeled, report, run_contract(run))
     rows = pd.DataFrame(report + problems, columns=["outcome", "verdict", "record_id", "file", "where", "detail"])
     table = Table("outcome", "verdict", "annotations",
                   title=f"{len(decisions) + len(problems)} rows against {name} corpus v{version}",

@@ -443,7 +443,7 @@ def get_version(pipeline: str, version: int):
 
 
 def version_records(run) -> pd.DataFrame:
-    folder = Path(run.data.tags["corpus.path"])
+    folder = version_folder(run)
     return pd.concat([pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "heldout.parquet")],
                      ignore_index=True)
 

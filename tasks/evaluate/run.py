@@ -22,7 +22,7 @@ from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
 from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResult
-from adapterops.tracking import adapter_experiment, ensure_experiment
+from adapterops.tracking import adapter_experiment, ensure_experiment, resume_run
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
 from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
@@ -370,6 +370,6 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
                            model_id=adapter.model_id)
         mlflow.log_dict(result, "evaluation/summary.json")
-    with mlflow.start_run(run_id=adapter.run_id):   # the candidate's own scores beside its training curve
+    with resume_run(adapter.run_id):   # the candidate's own scores beside its training curve
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("eval.base.", "eval.candidate."))})
     return run.info.run_id

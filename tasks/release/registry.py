@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from adapterops.config import ReleaseConfig
 from adapterops.errors import AdapterOpsError, RegistryError
 from adapterops.faults import crash_point
+from adapterops.tracking import resume_run
 from adapterops.refs import AdapterRef, EvaluationResult, ReleaseDecision, StagingResult
 from tasks.release.authority import GATE, check_releaser, release_contract, sign_move
 from tasks.release.gate import decide
@@ -394,7 +395,7 @@ def release_adapter(release: ReleaseConfig, adapter: AdapterRef, evaluation: Eva
                                  "staging": staging.model_dump(mode="json") if staging else None,
                                  "rules": [rule.model_dump(exclude_none=True) for rule in release.gate],
                                  "waivers": [w.model_dump() for w in release.waivers]}
-    with mlflow.start_run(run_id=evaluation.run_id):
+    with resume_run(evaluation.run_id):
         mlflow.set_tags({"release.decision": verdict, "release.reason": reason[:5000]})
         mlflow.log_dict(gate, "evaluation/gate.json")
     show_audit_trail(client, name)

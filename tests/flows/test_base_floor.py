@@ -7,6 +7,8 @@ import pytest
 
 from adapterops.config import parse_config
 
+pytestmark = pytest.mark.slow   # trains adapters through the whole flow: the slow lane
+
 # The owner declares a score the base wins by construction: answers that do NOT open in the house style. The tiny
 # random base never writes "Triage:", the trained adapter does; the loss still improves, as the default gate wants.
 SCORERS = [{"kind": "regex_match", "name": "free_form", "pattern": r"^(?!Triage:)"}, {"kind": "loss"}]

@@ -10,6 +10,8 @@ import pytest
 from adapterops.config import parse_config
 from adapterops.demo_data import demo_lines
 
+pytestmark = pytest.mark.slow   # trains adapters through the whole flow: the slow lane
+
 STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20}
 COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation": {"max_new_tokens": 24},
           "release": {"model_name": "behaviour-adapter", "staging": False}}   # staging has its own tests

@@ -114,3 +114,19 @@ def test_an_edited_stored_contract_is_refused(tmp_path, workspace):
                     Path(corpus.path) / "contract.yaml")
     with pytest.raises(AdapterOpsError, match="stored contract .* changed since curation"):
         require_approved("stored-edit", corpus.digest)
+
+
+def test_labeling_reads_the_version_folder_and_its_stored_contract_not_the_tags(tmp_path, workspace):
+    """`label export` after the tags were pointed at a forged folder (one record left) and a forged contract: the
+    tasks are the version's own records, and the run does not fail on the forged contract."""
+    import pandas as pd
+
+    corpus, original = curated("label-tags", tmp_path)
+    upload_forgery(corpus, tmp_path, forged_contract(tmp_path, original))
+    forged = Path(mlflow.get_run(corpus.run_id).data.tags["corpus.path"])
+    pd.read_parquet(forged / "train.parquet").head(1).to_parquet(forged / "train.parquet")
+    out = tmp_path / "tasks.jsonl"
+    code, output = finish(cli("label", "export", "1", "--name", "label-tags", "--out", str(out)))
+    assert code == 0, output[-2000:]
+    records = pd.read_parquet(Path(corpus.path) / "train.parquet")
+    assert len(out.read_text().splitlines()) == len(records) > 1, output[-2000:]

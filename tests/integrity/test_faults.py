@@ -17,6 +17,8 @@ import pytest
 from tests.integrity.conftest import ROOT
 from tests.integrity.test_resume import SMALL, run
 
+pytestmark = pytest.mark.slow
+
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     output = result.stdout + result.stderr
@@ -50,7 +52,8 @@ def config_file(tmp_path, name: str):
     return path
 
 
-@pytest.mark.parametrize("point, step", [("train-after-checkpoint", "training"), ("evaluate-logging", "evaluation")])
+@pytest.mark.parametrize("point, step", [("version-folder", "curation"), ("train-after-checkpoint", "training"),
+                                         ("evaluate-logging", "evaluation")])
 def test_a_disk_filled_during_a_step_is_one_line(tmpfs_home, tmp_path, point, step):
     result = run(tmpfs_home, config_file(tmp_path, f"full-{step}"), ADAPTEROPS_FILL_DISK_AT=point)
     line = one_error_line(result)

@@ -22,6 +22,7 @@ SMALL = {"name": "resume", "approval": "auto", "demo_records": 120,
          "train": {"max_steps": 6, "batch_size": 4, "log_every": 2, "checkpoint_every": 2},
          "release": {"model_name": "resume-adapter", "gate": [{"score": "loss", "must_beat_base": 0.0}]},
          "evaluation": {"max_new_tokens": 8}, "serve": {"smoke_prompts": 2, "smoke_format_min": 0.0}}
+pytestmark = pytest.mark.slow
 MAIN = "import sys; from cli.main import main; sys.argv[0] = 'adapterops'; main()"
 
 

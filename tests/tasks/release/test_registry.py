@@ -156,6 +156,7 @@ def test_release_holds_a_candidate_worse_than_the_base_and_records_the_owners_wa
         scores, {"loss": False, "length_ratio": True}, {}, EvaluationConfig()))
     adapter = fake_adapter(model_name=name, version=str(version), run_id=train_run)
 
+    mlflow.set_experiment("another-step-of-this-process")   # the release reopens the eval run all the same
     held = release_adapter(ReleaseConfig(model_name=name, staging=False), adapter, evaluation)
     assert not held.promoted and "length_ratio (overall) vs base: upper bound" in held.reason
     assert client.get_model_version(name, version).tags["release.decision"] == "held"
