@@ -14,6 +14,7 @@ import json
 import threading
 import time
 import uuid
+from itertools import accumulate
 from typing import Any, Literal
 
 from fastapi import Request
@@ -410,12 +411,13 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
             return text, []
         return parse_tool_calls(text, parser, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
 
-    def chat_logprobs(generation: _Generation, index: int) -> dict | None:
+    def chat_logprobs(generation: _Generation, index: int, start: int = 0) -> dict | None:
+        """The choice's token logprobs from token `start` on (a stream sends each chunk's new tokens)."""
         job = generation.jobs[index]
         if job.sampling.logprobs is None:
             return None
         tokenizer = pool.tokenizer
-        used = job.tokens[:generation.texts[index].tokens]
+        used = job.tokens[start:generation.texts[index].tokens]
 
         def entry(token_id: int, logprob: float) -> dict:
             piece = tokenizer.decode([token_id])
@@ -424,17 +426,16 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         return {"content": [entry(t.id, t.logprob) | {"top_logprobs": [entry(i, lp) for i, lp in t.top]}
                             for t in used], "refusal": None}
 
-    def completion_logprobs(generation: _Generation, index: int) -> dict | None:
+    def completion_logprobs(generation: _Generation, index: int, start: int = 0) -> dict | None:
+        """The same in the completions shape; text offsets count from the start of the whole answer."""
         job = generation.jobs[index]
         if job.sampling.logprobs is None:
             return None
-        tokenizer, used = pool.tokenizer, job.tokens[:generation.texts[index].tokens]
-        pieces = [tokenizer.decode([t.id]) for t in used]
-        offsets, at = [], 0
-        for piece in pieces:
-            offsets.append(at)
-            at += len(piece)
-        return {"tokens": pieces, "token_logprobs": [t.logprob for t in used], "text_offset": offsets,
+        tokenizer, tokens = pool.tokenizer, job.tokens[:generation.texts[index].tokens]
+        pieces = [tokenizer.decode([t.id]) for t in tokens]
+        offsets = list(accumulate(map(len, pieces), initial=0))[start:len(pieces)]
+        used = tokens[start:]
+        return {"tokens": pieces[start:], "token_logprobs": [t.logprob for t in used], "text_offset": offsets,
                 "top_logprobs": [{tokenizer.decode([i]): lp for i, lp in t.top} for t in used]}
 
     def usage(generation: _Generation, n: int) -> dict:
@@ -458,9 +459,15 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         extra = {"usage": None} if include_usage else {}
 
+        sent = [0] * len(generation.jobs)     # per choice: tokens whose logprobs a chunk already carried
+
         def chunk(index: int, body: dict, reason: str | None = None) -> str:
-            choice = ({"index": index, "delta": body, "logprobs": None, "finish_reason": reason} if chat
-                      else {"index": index, "text": body.get("content", ""), "logprobs": None, "finish_reason": reason})
+            logprobs = None
+            if generation.texts[index].tokens > sent[index] and (body.get("content") or reason is not None):
+                logprobs = (chat_logprobs if chat else completion_logprobs)(generation, index, sent[index])
+                sent[index] = generation.texts[index].tokens
+            choice = ({"index": index, "delta": body, "logprobs": logprobs, "finish_reason": reason} if chat
+                      else {"index": index, "text": body.get("content", ""), "logprobs": logprobs, "finish_reason": reason})
             return sse(top | {"choices": [choice]} | extra)
 
         try:
