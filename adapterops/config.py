@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -98,7 +99,13 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (linear decay, short warm-up).")
     warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps.")
-    max_length: int = Field(1024, ge=16, description="Tokens per example; longer examples are truncated and counted.")
+    max_length: int = Field(1024, ge=16, description="Tokens per example; longer examples are truncated or quarantined (train.overlong) and counted.")
+    overlong: Literal["truncate", "quarantine"] = Field(
+        "truncate", description="An example over max_length: truncate (train on what fits) or quarantine (leave it out, listed with its id in the run's preflight).")
+    chat_template: str | None = Field(
+        None, description="Chat template (Jinja text, or the path of a .jinja file) that replaces the base tokenizer's; unset: the tokenizer's own.")
+    tool_call_syntax: Literal["auto", "hermes", "none"] = Field(
+        "auto", description="How the model writes tool calls (read back by evaluation and the pyfunc); auto: from the chat template's family (hermes for <tool_call> templates).")
     seed: int = Field(42, description="Seed set before the LoRA layers are created.")
     log_every: int = Field(5, ge=1, description="Steps between logged metrics.")
     prompt_template: str = Field("### Ticket\n{prompt}\n### Response\n",
@@ -120,21 +127,23 @@ class TrainConfig(Section):
 
 
 SCORER_KINDS = ("regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
-                "llm_judge")
+                "llm_judge", "tool_name", "tool_arguments_json", "tool_arguments")
 
 
 class ScorerSpec(Section):
     """One scorer the data owner declares (data contract `evaluation.scorers`, or config `evaluation.scorers`)."""
     kind: Literal["regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
-                  "llm_judge"] = Field(description="What it measures: " + ", ".join(SCORER_KINDS) + ".")
+                  "llm_judge", "tool_name", "tool_arguments_json", "tool_arguments"] = Field(description="What it measures: " + ", ".join(SCORER_KINDS) + ".")
     name: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
                              description="Score name in tables and metrics; default: the kind.")
     pattern: str | None = Field(None, description="regex_match: the answer must match it; field_match: named groups extract the fields.")
     fields: list[str] = Field(default_factory=list, description="field_match: the named groups scored (default: all).")
     function: str | None = Field(None, description="custom: `module:function(prompt, answer, reference) -> float`.")
     higher_is_better: bool = Field(True, description="custom: the score's direction.")
-    judge: Literal["guidelines", "correctness"] | None = Field(None, description="llm_judge: the mlflow.genai judge.")
-    guidelines: str | None = Field(None, description="llm_judge guidelines: what a good answer does.")
+    judge: Literal["guidelines", "correctness", "pairwise"] | None = Field(
+        None, description="llm_judge: guidelines (does the answer follow them), correctness (against the reference) or "
+                          "pairwise (is the candidate's answer better than production's, else the base's).")
+    guidelines: str | None = Field(None, description="llm_judge guidelines: what a good answer does (pairwise: what better means).")
 
     @model_validator(mode="after")
     def _needs(self) -> "ScorerSpec":
@@ -187,6 +196,48 @@ class Waiver(Section):
         return value.strip()
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class JudgeConfig(Section):
+    """The LLM judge of llm_judge scorers: any OpenAI-compatible chat-completions endpoint, its key read from the environment."""
+    base_url: str | None = Field(None, description="OpenAI-compatible API base URL (e.g. https://api.openai.com/v1, http://localhost:8000/v1); unset: llm_judge scorers are skipped.")
+    model: str | None = Field(None, description="Model name the endpoint serves (e.g. gpt-4o-mini).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the endpoint's key (sent as a Bearer token); never the key itself.")
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="Seconds one judge call may take before it counts as a timeout.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a call that timed out, failed to connect or got a 429/5xx.")
+    max_calls: int = Field(2000, ge=1, description="Most HTTP calls (retries included) one evaluation makes to the judge; examples beyond it are unscored (over_budget).")
+    concurrency: int = Field(4, ge=1, le=64, description="Judge calls in flight at once.")
+    min_kappa: float = Field(0.6, ge=-1, le=1, description="Least Cohen's kappa with the owner's labels for a judge's score to gate the release.")
+    min_labels: int = Field(20, ge=2, description="Least labelled examples the kappa is measured on; fewer: not measured, the judge does not gate.")
+    min_scored: float = Field(0.9, ge=0, le=1, description="Least share of eval examples a gating judge must score (the rest unscored); below it its score holds the release.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_config(cls, data):
+        if isinstance(data, dict) and (given := [k for k in ("api_key", "key", "token", "api_token") if k in data]):
+            raise ValueError(f"'{given[0]}' is not read from a config: keys do not belong in files. Put the key in an "
+                             "environment variable and name it in evaluation.judge.api_key_env")
+        return data
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _an_env_name(cls, value: str) -> str:
+        looks_like_key = (re.search(r"[a-z]", value) and re.search(r"\d", value) and len(value) >= 20) or \
+            value.lower().startswith(("sk-", "sk_", "bearer "))
+        if looks_like_key or not re.match(ENV_NAME, value):
+            raise ValueError("api_key_env is the NAME of an environment variable (e.g. OPENAI_API_KEY), and this looks "
+                             "like a key or is not a variable name; remove the key from the config, export it as a "
+                             "variable and name that variable here")
+        return value
+
+    @model_validator(mode="after")
+    def _model_named(self) -> "JudgeConfig":
+        if self.base_url and not self.model:
+            raise ValueError("evaluation.judge.base_url needs evaluation.judge.model: the model name the endpoint serves")
+        return self
+
+
 class EvaluationConfig(Section):
     scorers: list[ScorerSpec] = Field(default_factory=list,
                                       description="Scorers; empty: the data contract's evaluation.scorers.")
@@ -197,7 +248,15 @@ class EvaluationConfig(Section):
     resamples: int = Field(2000, ge=1000, description="Paired bootstrap resamples per interval.")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided confidence level of the intervals.")
     seed: int = Field(0, description="Seed of the bootstrap.")
-    judge_model: str | None = Field(None, description="Model URI for llm_judge scorers (e.g. openai:/gpt-4o-mini); unset: they are skipped.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge behind llm_judge scorers.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_model_moved(cls, data):
+        if isinstance(data, dict) and "judge_model" in data:
+            raise ValueError("evaluation.judge_model is replaced by evaluation.judge: {base_url, model, api_key_env}; "
+                             "see docs/evaluation.md#llm-judges")
+        return data
 
 
 class ReleaseConfig(Section):

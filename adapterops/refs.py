@@ -59,6 +59,7 @@ class AdapterRef(Ref):
     examples: int
     truncated: int
     resumed_from_step: int
+    chat_template_digest: str = ""   # the template stored with the adapter (chat_template.jinja) that it renders with
 
     @property
     def base(self) -> BaseModelRef:
@@ -108,6 +109,8 @@ class StagingResult(Ref):
     server_log: str
     server_pid: int | None
     skipped: list[str] = []             # checks not run, each with why (no scorer of the owner's defines them)
+    parity_checked: int = 0        # held-out conversations whose server-rendered ids were compared with training's
+    parity_mismatches: int = 0
 
 
 # built only by tasks.release.registry.release_adapter

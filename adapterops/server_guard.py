@@ -18,7 +18,7 @@ SERVER_MODULE = "prefect.server.api.server"
 
 WATCHDOG = r"""
 import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C reaches the whole group: outlive it, clean up after
+signal.signal(signal.SIGINT, signal.SIG_IGN)        # in case a Ctrl-C reaches it: outlive the command, clean up after
 parent, server, started = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
 def alive():  # the pid still names the server it named at start (pids are reused)
@@ -56,8 +56,10 @@ def _start_time(pid: int) -> str:
 
 def watch(server_pid: int) -> subprocess.Popen:
     """A watchdog that stops server_pid once this process is gone; it exits by itself when the server does."""
+    # its own session: a kill -9 of the command's whole process group must not take the watchdog with it
     return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server_pid), _start_time(server_pid)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 class _OwnSession:

@@ -19,6 +19,30 @@ TINY_MODEL_NAME = "tiny-llama"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 
 
+# The tiny model's chat template: a system message, tools (their JSON schemas), customer turns, agent turns
+# with hermes-style tool calls (tasks/model/tool_calls.py reads them back), and tool results. A single user
+# message renders exactly as train.prompt_template's default did ("### Ticket\n{prompt}\n### Response\n"), so
+# one-turn records tokenize, train and evaluate as before the template existed.
+CHAT_TEMPLATE = (
+    "{%- if tools %}{{ '### Tools' }}{%- for tool in tools %}{{ '\\n' }}{{ tool | tojson }}{%- endfor %}{{ '\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{ '### System\\n' + message['content'] + '\\n' }}"
+    "{%- elif message['role'] == 'user' %}{{ '### Ticket\\n' + message['content'] + '\\n' }}"
+    "{%- elif message['role'] == 'assistant' %}{{ '### Response\\n' + (message['content'] or '') }}"
+    "{%- for call in message.get('tool_calls') or [] %}"
+    "{%- set f = call['function'] if 'function' in call else call %}"
+    "{{ '<tool_call>{\"name\": ' + (f['name'] | tojson) + ', \"arguments\": ' }}"
+    "{{ f['arguments'] if f['arguments'] is string else (f['arguments'] | tojson) }}{{ '}</tool_call>' }}"
+    "{%- endfor %}{{ eos_token + '\\n' }}"
+    "{%- elif message['role'] == 'tool' %}{{ '### Tool result\\n' + message['content'] + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '### Response\\n' }}{%- endif %}"
+)
+TOOL_CALL_SYNTAX = "hermes"
+
+
 VOCAB_SIZE = 2048
 TRAINING_TEXTS = 3000   # demo tickets the tokenizer's merges are learned from
 
@@ -40,8 +64,10 @@ def build_tokenizer():
                                   initial_alphabet=ByteLevel.alphabet(), min_frequency=2)
     texts = [f"### Ticket\n{r['prompt']}\n### Response\n{r['completion']}" for r in generate_records(TRAINING_TEXTS, 0)]
     core.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", model_max_length=1024)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>", model_max_length=1024)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenizer=None):
@@ -64,6 +90,7 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     """Build and save the tiny model under models_dir once; return its folder."""
     target = models_dir / TINY_MODEL_NAME
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        _add_chat_template(target)
         return target
     progress = Progress(f"base model {TINY_MODEL_NAME}: building in {models_dir}", 3, "steps", every_seconds=0)
     progress.update(0, "tokenizer (BPE merges from demo tickets)")
@@ -79,6 +106,16 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     staging.replace(target)
     progress.advance(1, f"saved to {target}")
     return target
+
+
+def _add_chat_template(target: Path) -> None:
+    """A tiny model built before it had a chat template gets it (same weights, same revision)."""
+    template = target / "chat_template.jinja"
+    if template.is_file() and template.read_text(encoding="utf-8") == CHAT_TEMPLATE:
+        return
+    partial = target / ".chat_template.jinja.partial"
+    partial.write_text(CHAT_TEMPLATE, encoding="utf-8")
+    partial.replace(template)
 
 
 def weights_revision(model_dir: Path) -> str:

@@ -1,8 +1,17 @@
-"""Training speed, side by side on the same data: this recipe vs a plain transformers.Trainer + peft.
+"""Training speed, side by side on the same data: this recipe vs a plain transformers.Trainer + peft, and vs
+TRL's SFTTrainer on multi-turn conversations.
 
 Run with: .venv/bin/python benchmarks/train.py            (CPU, tiny model, 2 threads)
      or:  .venv/bin/python benchmarks/train.py --interleaved (recipe variants alternating step by step)
+     or:  .venv/bin/python benchmarks/train.py --trl         (conversations: recipe vs TRL SFTTrainer; needs .[bench])
      or:  bash benchmarks/train_gpu.sh                     (GPU, ~0.5B Llama-shaped random init, bf16)
+
+--trl: the same multi-turn support conversations (system prompt, 1-3 customer turns, a share with a tool call
+and its result) and the same LoRA settings and tiny model, trained by the recipe (packed, labels from the chat
+template rendered prefix by prefix) and by TRL's SFTTrainer (conversational data, assistant_only_loss with the
+tiny template rewritten with {% generation %} markers, packing). Reported: real tokens/s of each and their
+ratio (goal: recipe >= 1.5x TRL), and the labels compared token for token (equal where both apply: TRL adds
+no BOS, the recipe drops what follows the last trained turn).
 
 Each variant runs in its own process (so its peak RSS is its own) on the same batches: the recipe's
 seeded order, handed to the Trainer as a sequential dataset. Reported: real (non-pad) tokens/s,
@@ -229,6 +238,197 @@ def _demo_records(count: int) -> list[dict]:
     return [{"prompt": r["prompt"], "completion": r["completion"]} for r in generate_records(count, 3)]
 
 
+# --- conversations: the recipe vs TRL's SFTTrainer ------------------------------------------------------------
+
+TRL_VARIANTS = ("trl-sft", "recipe-conv-packed")
+POLICY = "You are the support desk of Acme. House policy: refunds over 100 EUR need a manager; be brief."
+LOOKUP = {"type": "function", "function": {"name": "lookup_order", "description": "Find an order by id",
+                                           "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                                                          "required": ["order_id"]}}}
+
+
+def conversation_rows(count: int, seed: int) -> list[dict]:
+    """OpenAI-style chat rows: a system prompt, 1-3 customer turns with agent replies, a third with a tool call."""
+    from adapterops.demo_data import generate_records
+
+    rng, tickets, rows = random.Random(seed), generate_records(count * 3, seed), []
+    for i in range(count):
+        messages = [{"role": "system", "content": POLICY}]
+        tools = rng.random() < 0.33
+        for turn in range(rng.choice([1, 2, 3])):
+            ticket = tickets[(i * 3 + turn) % len(tickets)]
+            messages.append({"role": "user", "content": ticket["prompt"]})
+            if tools and turn == 0:
+                order = f"A-{rng.randrange(1000, 9999)}"
+                messages.append({"role": "assistant", "content": None, "tool_calls": [
+                    {"id": f"call_{i}", "type": "function",
+                     "function": {"name": "lookup_order", "arguments": json.dumps({"order_id": order})}}]})
+                messages.append({"role": "tool", "tool_call_id": f"call_{i}",
+                                 "content": json.dumps({"order_id": order, "status": rng.choice(["shipped", "lost"])})})
+            messages.append({"role": "assistant", "content": ticket["completion"]})
+        rows.append({"messages": messages, "tools": [LOOKUP] if tools else None})
+    return rows
+
+
+def generation_template(template: str) -> str:
+    """The tiny model's template with TRL's {% generation %} markers around each assistant turn (content, tool calls
+    and end-of-turn token): the same text, plus the markers assistant_only_loss needs."""
+    head = "{{ '### Response\\n' + (message['content'] or '') }}"
+    tail = "{%- endfor %}{{ eos_token + '\\n' }}"
+    assert head in template and tail in template, "the tiny template changed: update generation_template"
+    return template.replace(head, "{{ '### Response\\n' }}{% generation %}{{ message['content'] or '' }}").replace(
+        tail, "{%- endfor %}{{ eos_token }}{% endgeneration %}{{ '\\n' }}")
+
+
+def recipe_conversation_examples(rows: list[dict], tokenizer, max_length: int):
+    from adapterops.config import TrainConfig
+    from tasks.train.sft_data import prepare_examples
+
+    records = [{"id": str(i), "prompt": None, "messages": json.dumps(r["messages"]),
+                "tools": json.dumps(r["tools"]) if r["tools"] else None} for i, r in enumerate(rows)]
+    examples, _ = prepare_examples(records, tokenizer, TrainConfig(max_length=max_length))
+    return examples
+
+
+def trl_trainer(model, tokenizer, rows: list[dict], train, lora, packing: bool = True, rows_per_step: int | None = None):
+    """TRL's SFTTrainer on the conversations: assistant_only_loss with generation markers, packing, same LoRA.
+
+    rows_per_step: packed rows of train.max_length per step (default train.batch_size); the comparison sets it so
+    a TRL step holds about as many tokens as a recipe step."""
+    from datasets import Dataset
+    from peft import LoraConfig as PeftLoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer.chat_template = generation_template(tokenizer.chat_template)
+    from tasks.model.prompts import canonical_messages, canonical_tools
+
+    # the canonical form the recipe renders (sorted tool keys, arguments as objects): the same text on both sides
+    dataset = Dataset.from_list([{"messages": canonical_messages(r["messages"]),
+                                  "tools": json.dumps(canonical_tools(r["tools"])) if r["tools"] else None} for r in rows])
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows_per_step or train.batch_size,
+                     max_steps=train.max_steps, learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
+                     lr_scheduler_type="linear", weight_decay=0.0, max_grad_norm=1.0, logging_steps=10**6,
+                     save_strategy="no", report_to=[], seed=train.seed, dataloader_num_workers=0, disable_tqdm=True,
+                     use_cpu=True, bf16=False, assistant_only_loss=True, packing=packing, max_length=train.max_length)
+    peft_config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+
+
+def compare_labels(args) -> dict:
+    """The recipe's labels vs TRL's assistant masks, conversation by conversation (TRL unpacked, same template)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.tiny_model import ensure_tiny_model
+    from tasks.model.masks import IGNORE
+
+    path = ensure_tiny_model(Path(args.models_dir))
+    rows = conversation_rows(args.records, 5)
+    ours = recipe_conversation_examples(rows, AutoTokenizer.from_pretrained(path), args.max_length)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    trainer = trl_trainer(AutoModelForCausalLM.from_pretrained(path), tokenizer, rows,
+                          TrainConfig(max_steps=1, batch_size=1, max_length=args.max_length), LoraConfig(), packing=False)
+    theirs = trainer.train_dataset
+    equal_ids = equal_labels = compared = 0
+    first_difference = None
+    for i, (mine, row) in enumerate(zip(ours, theirs)):
+        ids, trained = mine.input_ids[1:], [label != IGNORE for label in mine.labels[1:]]   # TRL adds no BOS
+        n = len(ids)   # the recipe stops after the last trained turn; TRL keeps the trailing newline
+        their_ids = list(row["input_ids"][:n])
+        their_mask = ([bool(m) for m in row["assistant_masks"][:n]] if "assistant_masks" in row   # older TRL
+                      else [label != IGNORE for label in row["labels"][:n]])
+        compared += 1
+        equal_ids += ids == their_ids
+        equal_labels += ids == their_ids and trained == their_mask
+        if first_difference is None and (ids != their_ids or trained != their_mask):
+            at = next(j for j in range(n) if j >= len(their_ids) or ids[j] != their_ids[j] or trained[j] != their_mask[j])
+            first_difference = f"conversation {i}, token {at}"
+    return {"conversations": compared, "equal_ids": equal_ids, "equal_labels": equal_labels,
+            "trained_tokens": sum(sum(label != IGNORE for label in e.labels) for e in ours),
+            "first_difference": first_difference}
+
+
+def measure_conversations(variant: str, args) -> dict:
+    """One side of --trl in this process; prints one JSON line."""
+    import torch
+
+    from adapterops.config import LoraConfig, TrainConfig
+    from adapterops.refs import BaseModelRef
+    from adapterops.tiny_model import ensure_tiny_model
+    from tasks.model.base_model import load_base_model
+    from tasks.train.recipe import train_lora, wrap_with_lora
+
+    torch.set_num_threads(args.threads)
+    path = ensure_tiny_model(Path(args.models_dir))
+    train = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, warmup_steps=2,
+                        learning_rate=1e-3, packing=True, checkpoint_every=0)
+    lora = LoraConfig(r=8, alpha=16)
+    model, tokenizer = load_base_model(BaseModelRef("tiny-llama", str(path), "local"), packing=True)
+    rows = conversation_rows(args.records, 5)
+    if variant == "trl-sft":
+        from transformers import AutoTokenizer
+
+        lengths = [len(e.input_ids) for e in recipe_conversation_examples(rows, AutoTokenizer.from_pretrained(path),
+                                                                            train.max_length)]
+        per_step = max(1, round(train.batch_size * (sum(lengths) / len(lengths)) / train.max_length))
+        trainer = trl_trainer(model, tokenizer, rows, train, lora, rows_per_step=per_step)
+        seen = {"tokens": 0, "trained": 0}
+        collate = trainer.data_collator
+
+        def counting(features):
+            batch = collate(features)
+            seen["tokens"] += sum(len(f["input_ids"]) for f in features)
+            seen["trained"] += int((batch["labels"] != -100).sum())
+            return batch
+
+        trainer.data_collator = counting
+        started, cpu = time.perf_counter(), time.process_time()
+        result = trainer.train()
+        seconds, loss, real, trained = time.perf_counter() - started, result.training_loss, seen["tokens"], seen["trained"]
+    else:
+        examples = recipe_conversation_examples(rows, tokenizer, train.max_length)
+        model = wrap_with_lora(model, lora, seed=train.seed)
+        started, cpu = time.perf_counter(), time.process_time()
+        history = train_lora(model, tokenizer, examples, train)
+        seconds, loss = time.perf_counter() - started, history[-1]["loss"]
+        batches = batches_of(examples, train)
+        real = sum(len(e.input_ids) for b in batches for e in b)
+        trained = sum(sum(label != -100 for label in e.labels[1:]) for b in batches for e in b)
+    return {"variant": variant, "real_tokens_per_s": real / seconds, "real_tokens_per_cpu_s": real / (time.process_time() - cpu),
+            "real_tokens": real, "trained_tokens": trained, "seconds": seconds, "final_loss": loss,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def run_trl_comparison(args) -> None:
+    """Each side in its own process, rounds alternating; the best round of each is reported, then the labels."""
+    runs: dict[str, list[dict]] = {variant: [] for variant in TRL_VARIANTS}
+    for _ in range(args.repeats):
+        for variant in TRL_VARIANTS:
+            done = subprocess.run([sys.executable, __file__, "--conversation-variant", variant, *sys.argv[1:]],
+                                  capture_output=True, text=True, cwd=ROOT)
+            if done.returncode != 0:
+                raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+            runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(runs[variant][-1]), flush=True)   # each round as it ends: a long run shows progress
+    best = {v: max(runs[v], key=lambda r: r["real_tokens_per_s"]) for v in TRL_VARIANTS}
+    print(f"conversations, CPU, {args.threads} threads, tiny model; {args.records} conversations, {args.steps} steps "
+          f"x {args.batch_size} (TRL: packed rows of max_length holding as many tokens), max_length "
+          f"{args.max_length}, LoRA r=8 alpha=16, both packed\n")
+    print(f"{'variant':20} {'real tok/s':>11} {'tok/CPU-s':>10} {'trained tok':>12} {'peak RSS MB':>12} {'loss':>7}")
+    for variant, row in best.items():
+        print(f"{variant:20} {row['real_tokens_per_s']:11.0f} {row['real_tokens_per_cpu_s']:10.0f} "
+              f"{row['trained_tokens']:12d} {row['peak_rss_mb']:12.0f} {row['final_loss']:7.3f}")
+    ratio = best["recipe-conv-packed"]["real_tokens_per_s"] / best["trl-sft"]["real_tokens_per_s"]
+    cpu_ratio = best["recipe-conv-packed"]["real_tokens_per_cpu_s"] / best["trl-sft"]["real_tokens_per_cpu_s"]
+    print(f"\nrecipe / TRL: {ratio:.2f}x real tokens/s ({cpu_ratio:.2f}x per CPU-second); goal >= 1.5x: "
+          f"{'met' if ratio >= 1.5 else 'MISSED'}")
+    labels = compare_labels(args)
+    print(f"labels: {labels['equal_labels']} of {labels['conversations']} conversations equal token for token "
+          f"(ids equal in {labels['equal_ids']}); {labels['trained_tokens']} trained tokens; "
+          f"first difference: {labels['first_difference'] or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=VARIANTS, help="Run one variant here (used by the side-by-side run).")
@@ -246,7 +446,19 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "adapterops-bench-models"))
     parser.add_argument("--interleaved", action="store_true", help="Recipe variants step by step in one process.")
+    parser.add_argument("--trl", action="store_true", help="Conversations: the recipe vs TRL's SFTTrainer, and labels.")
+    parser.add_argument("--conversation-variant", choices=TRL_VARIANTS, help="Run one side of --trl here.")
+    parser.add_argument("--labels-only", action="store_true", help="With --trl: only compare the labels.")
     args = parser.parse_args()
+    if args.conversation_variant:
+        print(json.dumps(measure_conversations(args.conversation_variant, args)))
+        return
+    if args.trl and args.labels_only:
+        print(json.dumps(compare_labels(args)))  # noqa
+        return
+    if args.trl:
+        run_trl_comparison(args)
+        return
     if args.interleaved:
         interleaved(args)
         return

@@ -59,9 +59,9 @@ def train_evaluate_release(config: Config, corpus: CorpusRef) -> dict:
     state file as it is done; a version already trained from this corpus and recipe continues from the first
     step not done (nothing to do only once its release decision is recorded)."""
     at_step("training")
-    base_revision = resolve_base_model(config.recipe).revision
+    base = resolve_base_model(config.recipe)
     state: dict = {}
-    if (existing := reuse_task(config.recipe, config.release.model_name, corpus, base_revision)) is not None:
+    if (existing := reuse_task(config.recipe, config.release.model_name, corpus, base)) is not None:
         adapter, state = resumed_adapter(existing)
         if adapter is None:
             publish_markdown("retrain-unchanged", "Nothing to train",

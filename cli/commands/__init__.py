@@ -17,6 +17,7 @@ def get_commands() -> list[tuple[str, object]]:
         evaluate,
         export,
         fit_check,
+        inspect,
         keys,
         label,
         notify,
@@ -30,7 +31,9 @@ def get_commands() -> list[tuple[str, object]]:
     )
 
     return [("demo", run.demo), ("run", run.run), ("status", status.status), ("corpus", corpus.app),
-            ("contract", contract.app), ("validate", validate.validate), ("fit-check", fit_check.fit_check), ("dedup", dedup.dedup),
-            ("label", label.app), ("train", train.train), ("eval", evaluate.evaluate_version),
-            ("release", release.app), ("serve", serve.serve), ("watch", watch.watch), ("export", export.export), ("keys", keys.app),
+            ("contract", contract.app), ("validate", validate.validate), ("fit-check", fit_check.fit_check),
+            ("dedup", dedup.dedup), ("label", label.app), ("inspect", inspect.inspect),
+            ("train", train.train), ("eval", evaluate.evaluate_version),
+            ("release", release.app), ("serve", serve.serve), ("watch", watch.watch), ("export", export.export),
+            ("keys", keys.app),
             ("notify", notify.app), ("config-fields", config_fields.config_fields)]

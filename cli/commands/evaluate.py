@@ -20,18 +20,39 @@ def scores_table(result: EvaluationResult, title: str) -> Table:
     from tasks.evaluate import score_rows
 
     def interval(iv):
-        return "-" if not iv else f"{iv['mean']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
+        return "-" if not iv or iv["mean"] != iv["mean"] else f"{iv['mean']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
 
     other = f"v{result.production_version}" if result.production_version else None
     table = Table(title=title)
     for column in ("score", "base", "candidate") + ((other,) if other else ()) + ("vs base (95% CI)",) + \
             ((f"vs {other} (95% CI)",) if other else ()):
         table.add_column(column)
+    def number(value):
+        return "-" if value is None or value != value else f"{value:.3f}"    # NaN: no example scored
+
     for row in score_rows(result):
-        cells = [row["score"], f"{row['base']:.3f}", f"{row['candidate']:.3f}"]
-        cells += [f"{row['production']:.3f}"] if other else []
+        cells = [row["score"], number(row["base"]), number(row["candidate"])]
+        cells += [number(row["production"])] if other else []
         cells += [interval(row["vs_base"])] + ([interval(row["vs_production"])] if other else [])
         table.add_row(*cells)
+    return table
+
+
+def judges_table(result: EvaluationResult) -> Table | None:
+    """Per LLM judge: its kappa with the owner's labels, whether it gates (or why not), the examples it left unscored."""
+    judges = result.summary.get("judges") or {}
+    if not judges:
+        return None
+    calls = result.summary.get("judge_calls") or {}
+    table = Table("judge", "kappa vs owner", "labelled", "gates", "scored", "unscored",
+                  title=f"LLM judges ({calls.get('used', 0)} of {calls.get('budget', '?')} calls)")
+    for name, judge in judges.items():
+        unscored = "; ".join(f"{who}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                             for who, counts in judge["unscored"].items() if counts) or "none"
+        table.add_row(name, "-" if judge["kappa"] is None else f"{judge['kappa']:.2f}",
+                      f"{judge['scored_labels']} of {judge['labelled']}",
+                      "yes" if judge["gates"] else f"[yellow]no[/]: {escape(judge['reason'])}",
+                      f"{judge['scored_share']:.0%}", unscored)
     return table
 
 
@@ -86,6 +107,8 @@ def evaluate_version(name: str = typer.Option("demo", "--name", help="Pipeline n
                               resolve_base_model(run_config.recipe), against=against or "production")
     out.print(scores_table(result, f"{run_config.release.model_name} v{version} on corpus v{corpus.version}'s eval set "
                                    f"({result.examples} records)"))
+    if judges := judges_table(result):
+        out.print(judges)
     decision = decide(run_config.release.gate, result.summary, run_config.release.waivers)
     out.print(gate_table(decision.as_dict()["checks"], "Release gate (not applied: eval moves no alias)"))
     out.print(f"gate: {'would promote' if decision.promote else 'would hold'} — {escape(decision.reason())}; "

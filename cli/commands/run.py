@@ -74,7 +74,7 @@ def _print_summary(result: dict, seconds: float) -> None:
     if step := result.get("resumed_from"):
         table.add_row("resumed", f"{adapter.model_name} v{adapter.version} was trained by an earlier run that stopped; "
                                  f"continued from {step.removesuffix('d')}")
-    from cli.commands.evaluate import gate_table, scores_table
+    from cli.commands.evaluate import gate_table, judges_table, scores_table
     from tasks.release import format_text
 
     table.add_row("adapter", f"{adapter.model_name} v{adapter.version}  ({adapter.logged_bytes / 1e6:.2f} MB logged, "
@@ -91,6 +91,8 @@ def _print_summary(result: dict, seconds: float) -> None:
     table.add_row("workspace", str(resolve_workspace().root))
     out.print(table)
     out.print(scores_table(evaluation, "Task scores on the held-out workload: base → candidate"))
+    if judges := judges_table(evaluation):
+        out.print(judges)
     out.print(gate_table(release.checks, "Release gate"))
 
 

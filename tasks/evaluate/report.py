@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 from adapterops.escaping import md_cell
 from adapterops.refs import EvaluationResult, ReleaseDecision
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
 def _interval(interval: dict | None) -> str:
-    if not interval:
+    if not interval or not math.isfinite(interval["mean"]):
         return "-"
     return f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
 
@@ -33,9 +39,9 @@ def scores_markdown(result: EvaluationResult) -> str:
              "| score | better | base | candidate | production | improvement vs base | vs production |",
              "|---|---|---|---|---|---|---|"]
     for row in score_rows(result):
-        prod = "-" if row["production"] is None else f"{row['production']:.3f}"
-        lines.append(f"| {row['score']} | {row['better']} | {row['base']:.3f} | {row['candidate']:.3f} | {prod} | "
-                     f"{_interval(row['vs_base'])} | {_interval(row['vs_production'])} |")
+        lines.append(f"| {row['score']} | {row['better']} | {_number(row['base'])} | {_number(row['candidate'])} | "
+                     f"{_number(row['production'])} | {_interval(row['vs_base'])} | {_interval(row['vs_production'])} |")
+    lines += judges_lines(summary)
     if summary["slices"]:
         lines += ["", "| slice | size | candidate vs base (per score, mean improvement) |", "|---|---|---|"]
         for key, part in summary["slices"].items():
@@ -47,6 +53,25 @@ def scores_markdown(result: EvaluationResult) -> str:
     if result.failures:
         lines += ["", "Scorer failures (scored as failed): " + ", ".join(f"{k}: {v}" for k, v in result.failures.items())]
     return "\n".join(lines)
+
+
+def judges_lines(summary: dict) -> list[str]:
+    """Per LLM judge: its agreement with the owner's labels, whether it gates, and the examples it left unscored."""
+    judges = summary.get("judges") or {}
+    if not judges:
+        return []
+    calls = summary.get("judge_calls") or {}
+    lines = ["", f"LLM judges ({calls.get('used', 0)} of {calls.get('budget', '?')} calls used; an unscored example "
+                 "counts for neither side):", "",
+             "| judge | kind | kappa vs owner | labelled | gates | examples scored | unscored |", "|---|---|---|---|---|---|---|"]
+    for name, judge in judges.items():
+        unscored = "; ".join(f"{who}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                             for who, counts in judge["unscored"].items() if counts) or "none"
+        kappa = "-" if judge["kappa"] is None else f"{judge['kappa']:.2f}"
+        gates = "yes" if judge["gates"] else f"no: {md_cell(judge['reason'])}"
+        lines.append(f"| {name} | {judge['judge']} | {kappa} | {judge['scored_labels']} of {judge['labelled']} | {gates} | "
+                     f"{judge['scored_share']:.0%} | {unscored} |")
+    return lines
 
 
 def gate_markdown(decision: ReleaseDecision) -> str:

@@ -25,13 +25,18 @@ from adapterops.refs import AdapterRef, BaseModelRef, CorpusRef, EvaluationResul
 from adapterops.tracking import adapter_experiment, ensure_experiment, resume_run
 from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
-from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_names
+from tasks.evaluate.agreement import judge_standings
+from tasks.evaluate.judges import JudgeClient, judge_answers
+from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
+from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
-from tasks.model.prompts import prompt_token_ids
+from tasks.model.prompts import conversation_token_ids, use_adapter_template
+from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
 from tasks.release.registry import production_version
-from tasks.train.sft_data import IGNORE, Example, collate, tokenize_examples
+from tasks.model.masks import conversation_ids
+from tasks.train.sft_data import IGNORE, Example, collate
 
 MODELS = ("base", "candidate", "production")
 
@@ -55,14 +60,23 @@ def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: in
     return losses
 
 
-def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str]) -> dict[str, np.ndarray]:
-    """Every per-example score of one model's answers (loss and judges are added by the caller)."""
+def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str],
+                  syntax: str = "none") -> dict[str, np.ndarray]:
+    """Every per-example score of one model's answers (loss and judges are added by the caller).
+
+    Text scorers read the answer without its tool calls; tool scorers read the calls (parsed in `syntax`) against
+    the reference turn's (`reference_calls`, when the cases carry it)."""
     columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
-    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
+    references = records["reference_calls"] if "reference_calls" in records.columns else ["[]"] * len(records)
+    for prompt, reference, calls_wanted, answer in zip(records["prompt"], records["completion"], references, answers):
+        text, calls = parse_tool_calls(answer, syntax)
         for scorer in scorers:
-            if scorer.score_one is not None:
-                for name, value in scorer(prompt, answer, reference).items():
-                    columns[name].append(value)
+            if scorer.score_one is None:
+                continue
+            values = scorer(prompt, calls_view(calls, attempted_calls(answer, syntax)), calls_wanted) \
+                if scorer.uses_calls else scorer(prompt, text, reference)
+            for name, value in values.items():
+                columns[name].append(value)
     return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
 
 
@@ -86,7 +100,10 @@ def slice_labels(slices: list[str], records: pd.DataFrame, specs: list[ScorerSpe
 
 
 def _means(scores: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
-    return {name: float(values[rows].mean() if rows is not None else values.mean()) for name, values in scores.items()}
+    """Mean per score over the scored examples (a judge leaves unscored ones NaN); NaN when none is scored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: float(np.nanmean(values[rows] if rows is not None else values)) for name, values in scores.items()}
 
 
 def summarise(scores: dict[str, dict[str, np.ndarray]], directions: dict[str, bool], slices: dict[str, list[str]],
@@ -121,15 +138,23 @@ def table_column(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)).strip("_") for p in parts)
 
 
-def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One row per example for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
-    every model's answer (then source); flat column names (candidate_field_triage), numbers as numbers."""
+def example_table(records: pd.DataFrame, answers: dict[str, list[str]], scores: dict[str, dict[str, np.ndarray]],
+                  notes: dict[str, dict[str, list[str]]] | None = None) -> pd.DataFrame:
+    """One row per judged turn for the MLflow UI, read left to right: id, every model's scores, prompt, reference,
+    (for a conversation: the turn's index, the history before it, the tools and the reference's tool calls),
+    every model's answer, then each judge's rationale or unscored reason (candidate_relevance_why) and source;
+    flat column names (candidate_field_triage), numbers as numbers, an unscored example empty."""
     columns: dict[str, object] = {"id": records["id"].astype(str).to_numpy()}
     for name in next(iter(scores.values()), {}):          # score by score: base, candidate, production side by side
         for who, per_score in scores.items():
             columns[table_column(who, name)] = np.round(per_score[name], 4).astype(float)
     columns |= {"prompt": records["prompt"].astype(str).to_numpy(), "reference": records["completion"].astype(str).to_numpy()}
+    if "history" in records.columns:
+        columns |= {"turn": records["turn"].to_numpy(), "history": records["history"].to_numpy(),
+                    "tools": records["tools"].fillna("").to_numpy(), "reference_calls": records["reference_calls"].to_numpy()}
     columns |= {f"{who}_answer": list(texts) for who, texts in answers.items()}
+    for name, per_model in (notes or {}).items():
+        columns |= {table_column(who, name, "why"): list(texts) for who, texts in per_model.items()}
     columns["source"] = records["source"].astype(str).to_numpy()
     return pd.DataFrame(columns)
 
@@ -158,6 +183,12 @@ def summary_metrics(summary: dict) -> dict[str, float]:
     for pair in ("vs_base", "vs_production"):
         for name, interval in (summary.get(pair) or {}).items():
             metrics |= {f"eval.{pair}.{name}.{k}": v for k, v in interval.items()}
+    for name, judge in (summary.get("judges") or {}).items():
+        metrics |= {f"eval.judge.{name}.kappa": judge["kappa"], f"eval.judge.{name}.labelled": judge["scored_labels"],
+                    f"eval.judge.{name}.gates": float(judge["gates"]), f"eval.judge.{name}.scored_share": judge["scored_share"],
+                    f"eval.judge.{name}.unscored": sum(sum(c.values()) for c in judge["unscored"].values())}
+    if calls := summary.get("judge_calls"):
+        metrics["eval.judge.calls"] = calls["used"]
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
@@ -208,21 +239,9 @@ def eval_dataset(corpus: CorpusRef, digest: str):
                        schema=Schema([ColSpec("string", c) for c in CANONICAL_FIELDS]))
 
 
-def judge_scores(spec: ScorerSpec, judge_model: str, records: pd.DataFrame, answers: list[str]) -> np.ndarray:
-    """An mlflow.genai LLM judge's verdict per example (1 pass, 0 fail)."""
-    from mlflow.genai.scorers import Correctness, Guidelines
-
-    judge = (Guidelines(name=spec.label, guidelines=spec.guidelines, model=judge_model) if spec.judge == "guidelines"
-             else Correctness(name=spec.label, model=judge_model))
-    values = []
-    for prompt, reference, answer in zip(records["prompt"], records["completion"], answers):
-        feedback = judge(inputs={"question": prompt}, outputs=answer, expectations={"expected_response": reference})
-        values.append(1.0 if str(feedback.value).strip().lower() in ("yes", "true", "pass") else 0.0)
-    return np.asarray(values)
-
-
 def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, trust_remote_code: bool = False):
-    """One base model with the candidate (and the other version, if any) attached as named adapters.
+    """One base model with the candidate (and the other version, if any) attached as named adapters; the tokenizer
+    renders with the chat template stored with the candidate (its training rendering).
 
     local: this machine's base, resolved from the config; used when the adapter was trained on another machine
     from the same base name and revision.
@@ -239,6 +258,7 @@ def load_models(adapter: AdapterRef, other: str | None, local: BaseModelRef, tru
     if not Path(candidate_dir).is_dir():
         candidate_dir = _adapter_path(adapter.model_name, adapter.version)
     model = PeftModel.from_pretrained(base, candidate_dir, adapter_name="candidate").eval()
+    use_adapter_template(tokenizer, candidate_dir)
     if other is not None:
         model.load_adapter(_adapter_path(adapter.model_name, other), adapter_name="production")
     return model, tokenizer
@@ -249,11 +269,17 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
                      train: TrainConfig) -> tuple[dict, dict, int]:
     """Each model (name -> adapter, None for the base) answers every record; (answers, scores, tokens generated).
 
-    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training."""
+    train: the recipe's rendering (prompt template, max length), so prompts are rendered as in training. Each row
+    is a judged turn (tasks/evaluate/turns.py): the model answers it given the true history before it."""
     template = train.prompt_template
-    prompts = [prompt_token_ids(tokenizer, p, template) for p in records["prompt"]]
-    examples, _ = tokenize_examples(records[["prompt", "completion"]].to_dict("records"), tokenizer, template,
-                                    train.max_length)
+    syntax = syntax_of(getattr(tokenizer, "chat_template", None), train.tool_call_syntax)
+    # tools: a JSON list, or missing (None, or NaN where pandas 3 infers a str column from JSON and None)
+    prompts = [conversation_token_ids(tokenizer, json.loads(h), json.loads(t) if isinstance(t, str) and t else None, template)
+               for h, t in zip(records["history"], records["tools"])]
+    examples = []
+    for conversation in records["_conversation"]:
+        ids, labels = conversation_ids(tokenizer, conversation, template)
+        examples.append(Example(ids[:train.max_length], labels[:train.max_length]))
     answers, scores, new_tokens = {}, {}, 0
     for number, (who, name) in enumerate(who_adapter.items(), start=1):
         # per model: the answers generated so far, with an ETA (Prefect's log under a run, else stderr)
@@ -263,12 +289,10 @@ def answer_and_score(model, tokenizer, records: pd.DataFrame, scorers: list[Scor
                            batch_size=evaluation.batch_size, on_batch=progress.advance)
         answers[who] = [o.text for o in outputs]
         new_tokens += sum(o.new_tokens for o in outputs)
-        scores[who] = score_answers(scorers, records, answers[who])
+        scores[who] = score_answers(scorers, records, answers[who], syntax)
         for spec in specs:
             if spec.kind == "loss":
                 scores[who][spec.label] = np.asarray(per_example_loss(model, examples, tokenizer.pad_token_id, adapter=name))
-            elif spec.kind == "llm_judge":
-                scores[who][spec.label] = judge_scores(spec, evaluation.judge_model, records, answers[who])
     return answers, scores, new_tokens
 
 
@@ -286,15 +310,22 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     contract = corpus_contract(corpus)   # the one it was curated with, wherever its file lives
     specs, slices = evaluation_plan(evaluation, contract)
     records, eval_digest = verified_eval_set(corpus)
+    records = eval_cases(records, contract.evaluation.turns)   # one row per judged assistant turn
     if records.empty:
-        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} is empty; add records to eval_source and re-curate.")
+        raise AdapterOpsError(f"The eval set of corpus v{corpus.version} has no assistant turn to judge; add records "
+                              "to eval_source and re-curate.")
+    if has_conversations(records):   # beside the owner's slices: by turns so far and by tool use
+        slices = list(slices) + [s for s in (TURNS_SLICE, TOOLS_SLICE) if s not in slices]
     judges = [s for s in specs if s.kind == "llm_judge"]
-    if judges and not evaluation.judge_model:
-        log.warning("LLM judge scorers %s skipped: no evaluation.judge_model is configured.", [s.label for s in judges])
-        specs = [s for s in specs if s.kind != "llm_judge"]
+    if judges and not evaluation.judge.base_url:
+        log.warning("LLM judge scorers %s skipped: no evaluation.judge.base_url is configured.", [s.label for s in judges])
+        specs, judges = [s for s in specs if s.kind != "llm_judge"], []
     scorers = build_scorers(specs, probe=(records["prompt"].iloc[0], records["completion"].iloc[0]))
     labels = slice_labels(slices, records, specs)
     directions = score_names(scorers)
+    client = JudgeClient(evaluation.judge) if judges else None      # a missing key stops here, before generation
+    # agreement with the owner's labels before generation: with labels, a refused key or a wrong URL shows in seconds
+    standings = judge_standings(client, judges, corpus, evaluation) if judges else {}
     other = None
     if against == "production":
         current = production_version(mlflow.MlflowClient(), adapter.model_name)
@@ -305,12 +336,17 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     who_adapter = {"base": None, "candidate": "candidate"} | ({"production": "production"} if other else {})
     answers, scores, new_tokens = answer_and_score(model, tokenizer, records, scorers, specs, who_adapter,
                                                   evaluation, recipe.train)
+    counts, notes = judge_answers(client, judges, records, answers, scores) if judges else ({}, {})
     summary = summarise(scores, directions, labels, evaluation)
+    if judges:
+        summary["judges"] = {name: standings[name] | counts[name] | {"min_scored": evaluation.judge.min_scored}
+                             for name in standings}
+        summary["judge_calls"] = {"used": client.calls, "budget": evaluation.judge.max_calls}
     failures = {name: n for scorer in scorers for name, n in scorer.failures.items()}
     result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
               "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
               "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
-    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores))
+    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores, notes))
     return EvaluationResult(**result, run_id=run_id)
 
 
@@ -334,6 +370,11 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
                            "eval.decoding": "greedy", "eval.batch_size": evaluation.batch_size,
                            "eval.resamples": evaluation.resamples, "eval.confidence": evaluation.confidence,
                            "eval.seed": evaluation.seed, "eval.min_slice_size": evaluation.min_slice_size})
+        if result["summary"].get("judges"):    # the endpoint and model, never the key
+            judge = evaluation.judge
+            mlflow.log_params({"eval.judge.base_url": judge.base_url, "eval.judge.model": judge.model,
+                               "eval.judge.max_calls": judge.max_calls, "eval.judge.min_kappa": judge.min_kappa,
+                               "eval.judge.timeout_seconds": judge.timeout_seconds, "eval.judge.retries": judge.retries})
         mlflow.log_input(eval_dataset(corpus, result["eval_digest"]), context="evaluation")
         mlflow.log_table(table, "evaluation/examples.json")
         if result["summary"]["slices"]:

@@ -8,6 +8,7 @@ return a number on a probe), so a bad declaration fails in a second, not after m
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Scorer:
     scores: list[Score]
     score_one: Callable[[str, str, str], dict[str, float]] | None   # None: computed elsewhere (loss, judges)
     failures: dict[str, int] = field(default_factory=dict)
+    uses_calls: bool = False   # a tool scorer: scores (prompt, answer's calls, reference calls) as JSON (calls_view)
 
     def __call__(self, prompt: str, answer: str, reference: str) -> dict[str, float]:
         """Scores of one example; an exception scores it as failed (worst value) and counts it."""
@@ -143,6 +145,68 @@ def custom(spec: ScorerSpec) -> Scorer:
     return Scorer(spec, [Score(spec.label, spec.higher_is_better)], lambda p, a, r: {spec.label: function(p, a, r)})
 
 
+def calls_view(calls: list[dict], attempted: int) -> str:
+    """What a tool scorer reads of an answer: its parsed calls (OpenAI shape) and how many it attempted."""
+    return json.dumps({"calls": calls, "attempted": attempted})
+
+
+def _calls(answer: str, reference: str) -> tuple[list[dict], int, list[dict]]:
+    view = json.loads(answer)
+    return view["calls"], view["attempted"], json.loads(reference)
+
+
+def _arguments(call: dict):
+    try:
+        return json.loads(call["function"]["arguments"])
+    except (TypeError, ValueError):
+        return None
+
+
+def tool_name(spec: ScorerSpec) -> Scorer:
+    """1 when the answer calls the reference turn's tools by name (in order), or none when the reference calls none."""
+    def score(prompt: str, answer: str, reference: str) -> dict[str, float]:
+        calls, _, want = _calls(answer, reference)
+        return {spec.label: float([c["function"]["name"] for c in calls] == [c["function"]["name"] for c in want])}
+
+    return Scorer(spec, [Score(spec.label)], score, uses_calls=True)
+
+
+def tool_arguments_json(spec: ScorerSpec) -> Scorer:
+    """1 when every call the answer attempts parses and its arguments are a JSON object; 0 when the reference calls a
+    tool and the answer makes no valid call."""
+    def score(prompt: str, answer: str, reference: str) -> dict[str, float]:
+        calls, attempted, want = _calls(answer, reference)
+        if want and not calls:
+            return {spec.label: 0.0}
+        return {spec.label: float(attempted == len(calls) and all(isinstance(_arguments(c), dict) for c in calls))}
+
+    return Scorer(spec, [Score(spec.label)], score, uses_calls=True)
+
+
+def tool_arguments(spec: ScorerSpec) -> Scorer:
+    """Share of the reference calls' argument fields the answer's call of the same tool gives the same value
+    (reference calls matched in order by name); with no reference call, 1 when the answer calls none."""
+    def score(prompt: str, answer: str, reference: str) -> dict[str, float]:
+        calls, _, want = _calls(answer, reference)
+        if not want:
+            return {spec.label: float(not calls)}
+        pending, equal, total = list(calls), 0, 0
+        for call in want:
+            expected = _arguments(call) or {}
+            expected = expected if isinstance(expected, dict) else {"": expected}
+            total += max(1, len(expected))
+            match = next((c for c in pending if c["function"]["name"] == call["function"]["name"]), None)
+            if match is None:
+                continue
+            pending.remove(match)
+            got = _arguments(match)
+            got = got if isinstance(got, dict) else {"": got}
+            equal += sum(got.get(k) == v for k, v in expected.items()) if expected else float(not got)
+        return {spec.label: equal / total}
+
+    return Scorer(spec, [Score(spec.label)], score, uses_calls=True)
+
+
 def computed_elsewhere(spec: ScorerSpec) -> Scorer:
     """loss (from the model's logits) and llm_judge (from mlflow.genai): declared here, scored by the evaluator."""
     return Scorer(spec, [Score(spec.label, higher_is_better=spec.kind != "loss")], None)
@@ -150,7 +214,8 @@ def computed_elsewhere(spec: ScorerSpec) -> Scorer:
 
 BUILDERS = {"regex_match": regex_match, "field_match": field_match, "chrf": chrf, "rouge_l": rouge_l,
             "length_ratio": length_ratio, "pii_leak": pii_leak, "custom": custom, "loss": computed_elsewhere,
-            "llm_judge": computed_elsewhere}
+            "llm_judge": computed_elsewhere, "tool_name": tool_name, "tool_arguments_json": tool_arguments_json,
+            "tool_arguments": tool_arguments}
 
 
 def build_scorers(specs: list[ScorerSpec], probe: tuple[str, str] | None = None) -> list[Scorer]:
@@ -169,7 +234,7 @@ def build_scorers(specs: list[ScorerSpec], probe: tuple[str, str] | None = None)
     if probe is not None:
         prompt, reference = probe
         for scorer in scorers:
-            if scorer.score_one is None:
+            if scorer.score_one is None or scorer.uses_calls:
                 continue
             try:
                 values = scorer.score_one(prompt, reference, reference)

@@ -40,3 +40,16 @@ def parse_tool_calls(text: str, syntax: str = "hermes", id_prefix: str = "call")
                                    else json.dumps(arguments, ensure_ascii=False)}})
     kept.append(text[end:])
     return "".join(kept).strip() if calls else text, calls
+
+
+def syntax_of(template: str | None, configured: str = "auto") -> str:
+    """The tool-call syntax a template family writes (as vLLM's --tool-call-parser names it): the configured one,
+    or for `auto` hermes when the template speaks of <tool_call>, else none."""
+    if configured != "auto":
+        return configured
+    return "hermes" if template and "<tool_call>" in template else "none"
+
+
+def attempted_calls(text: str, syntax: str) -> int:
+    """How many calls the text tries to make, parseable or not (a malformed one is still an attempt)."""
+    return text.count("<tool_call>") if syntax == "hermes" else 0

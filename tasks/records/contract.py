@@ -81,6 +81,8 @@ class Bounds(_Strict):
 class ContractEvaluation(_Strict):
     scorers: list[ScorerSpec] = Field(default_factory=list, description="How answers are judged: the owner's scorers.")
     slices: list[str] = Field(default_factory=list, description="Columns or extracted fields every score is broken down by.")
+    turns: Literal["all", "last"] = Field("last", description="Which assistant turns of a held-out conversation are "
+                                                              "judged: every one, or the last (each given the true history).")
 
 
 class Owner(_Strict):

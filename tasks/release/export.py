@@ -11,6 +11,7 @@ from tasks.release.registry import registered_version
 from tasks.serve.follower import alias_version, registered_adapter
 
 WEIGHTS, CONFIG = "adapter_model.safetensors", "adapter_config.json"
+TEMPLATE = "chat_template.jinja"   # the chat template the adapter was trained with (tasks/model/prompts.py)
 
 
 def export_config(original: dict, base_name: str, base_revision: str) -> dict:
@@ -35,15 +36,17 @@ def config_problems(config: dict) -> list[str]:
     return problems
 
 
-def serve_commands(name: str, base_name: str, base_revision: str, folder: str, rank: int) -> str:
-    """README.txt: the exact command that serves this folder with each server."""
+def serve_commands(name: str, base_name: str, base_revision: str, folder: str, rank: int, template: bool = False) -> str:
+    """README.txt: the exact command that serves this folder with each server (with the adapter's chat template)."""
     rank_flag = f" --max-lora-rank {max(16, 1 << (rank - 1).bit_length())}" if rank > 16 else ""
     revision = "" if base_revision.startswith("sha256:") else f" --revision {base_revision}"
+    template_flag = f" --chat-template {folder}/{TEMPLATE}" if template else ""
+    files = f", {TEMPLATE} (the chat template it was trained with: serve with it, or answers degrade)" if template else ""
     return f"""{name}: a LoRA adapter for {base_name} (revision {base_revision}), exported by AdapterOps.
-Files: {CONFIG} (peft config; base_model_name_or_path and revision name the base), {WEIGHTS}.
+Files: {CONFIG} (peft config; base_model_name_or_path and revision name the base), {WEIGHTS}{files}.
 
 vLLM (OpenAI API; request model "{name}"):
-  vllm serve {base_name}{revision} --enable-lora{rank_flag} --lora-modules {name}={folder}
+  vllm serve {base_name}{revision} --enable-lora{rank_flag} --lora-modules {name}={folder}{template_flag}
 
 Text Generation Inference (request with "parameters": {{"adapter_id": "{name}"}}):
   docker run --gpus all -p 8080:80 -v {folder}:/adapters/{name} -e LORA_ADAPTERS={name}=/adapters/{name} \\
@@ -81,8 +84,11 @@ def export_adapter(model_name: str, alias: str | None, version: str | None, out_
         raise AdapterOpsError(f"{model_name} v{version} cannot be served by vLLM/TGI/LoRAX: {'; '.join(problems)}.")
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / WEIGHTS, out_dir / WEIGHTS)
+    template = (source / TEMPLATE).is_file()
+    if template:
+        shutil.copyfile(source / TEMPLATE, out_dir / TEMPLATE)
     (out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
     (out_dir / "README.txt").write_text(serve_commands(model_name, adapter.base_name, adapter.base_revision,
-                                                      str(out_dir.resolve()), int(config["r"])))
+                                                      str(out_dir.resolve()), int(config["r"]), template))
     return {"model_name": model_name, "version": version, "folder": str(out_dir.resolve()),
             "base_name": adapter.base_name, "base_revision": adapter.base_revision}

@@ -33,9 +33,18 @@ class Check:
 
     def line(self) -> str:
         verdict = "waived" if self.waived else "pass" if self.passed else "FAIL"
+        if self.bound == "share":
+            return f"{verdict}: {self.brief()} [{self.rule}]"
         why = f" (waived: {self.waived})" if self.waived else ""
         return (f"{verdict}: {self.score} ({self.scope}) vs {self.against}: improvement {self.bound} bound "
                 f"{self.lower:+.4f} {self.op} {self.threshold:+.4f} [{self.rule}]{why}")
+
+
+    def brief(self) -> str:
+        if self.bound == "share":    # a gating judge must have scored enough examples (the rest unscored)
+            return f"{self.score}: {self.lower:.0%} of examples scored by the judge, needs >= {self.threshold:.0%}"
+        return f"{self.score} ({self.scope}) vs {self.against}: {self.bound} bound {self.lower:+.4f} needs " \
+               f"{self.op} {self.threshold:+.4f}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class GateDecision:
     promote: bool
     checks: list[Check]
     notes: list[str]
+    ignored: tuple[str, ...] = ()     # judges whose scores do not gate, each with the reason (also in notes)
 
     @property
     def failed(self) -> list[Check]:
@@ -50,10 +60,10 @@ class GateDecision:
 
     def reason(self) -> str:
         if self.failed:
-            worst = "; ".join(f"{c.score} ({c.scope}) vs {c.against}: {c.bound} bound {c.lower:+.4f} needs "
-                              f"{c.op} {c.threshold:+.4f}" for c in self.failed[:4])
+            worst = "; ".join(c.brief() for c in self.failed[:4])
             more = f" and {len(self.failed) - 4} more" if len(self.failed) > 4 else ""
-            return f"held: {len(self.failed)} of {len(self.checks)} checks failed: {worst}{more}" + self._waived()
+            return f"held: {len(self.failed)} of {len(self.checks)} checks failed: {worst}{more}" + self._waived() \
+                + "".join(f"; {line}" for line in self.ignored)
         return f"all {len(self.checks)} checks passed" + (f" ({'; '.join(self.notes)})" if self.notes else "") \
             + self._waived()
 
@@ -63,7 +73,7 @@ class GateDecision:
                                                        for c in waived)) if waived else ""
 
     def as_dict(self) -> dict:
-        return {"promote": self.promote, "reason": self.reason(), "notes": self.notes,
+        return {"promote": self.promote, "reason": self.reason(), "notes": self.notes, "ignored": list(self.ignored),
                 "checks": [c.__dict__ | {"line": c.line()} for c in self.checks]}
 
 
@@ -91,9 +101,16 @@ def waivers_by_score(waivers: list[Waiver], names: list[str]) -> dict[str, str]:
     return {w.score: w.reason for w in waivers}
 
 
+def bound_of(interval: dict | None, key: str) -> float:
+    """An interval's bound; an empty one (no example scored for both models, NaN or null once stored) is NaN, which
+    no rule passes."""
+    value = (interval or {}).get(key)
+    return float("nan") if value is None else float(value)
+
+
 def floor_check(text: str, name: str, interval: dict, margin: float, waived: str | None) -> Check:
     """The base floor: the improvement interval's upper bound vs base must be >= -margin, unless waived."""
-    high = interval["high"]
+    high = bound_of(interval, "high")
     passed = high >= -margin
     return Check(text, name, "overall", "base", high, -margin, passed or waived is not None, "upper",
                  waived if (waived and not passed) else "")
@@ -108,31 +125,42 @@ def decide(rules: list[GateRule], evaluation: dict, waivers: list[Waiver] = ()) 
     notes: list[str] = []
     production = evaluation.get("vs_production")
     floored: set[str] = set()
+    judges = evaluation.get("judges") or {}
+    ignored = [f"judge {name} ignored by the gate: {judge['reason']}" for name, judge in judges.items() if not judge["gates"]]
     for rule in rules:
         text = rule_text(rule)
         for name in matching_scores(rule, names):
-            if rule.must_beat_base is not None:
-                low = evaluation["vs_base"][name]["low"]
+            if name in judges and not judges[name]["gates"]:
+                continue
+            vs_base = judges.get(name, {}).get("against") != "production"   # a pairwise judge: one comparison only
+            if rule.must_beat_base is not None and vs_base:
+                low = bound_of(evaluation["vs_base"][name], "low")
                 checks.append(Check(text, name, "overall", "base", low, rule.must_beat_base, low > rule.must_beat_base))
-            if rule.max_regression_vs_base is not None and name not in floored:
+            if rule.max_regression_vs_base is not None and name not in floored and vs_base:
                 floored.add(name)     # one floor per score: the first rule naming it (rules run in order)
                 checks.append(floor_check(text, name, evaluation["vs_base"][name], rule.max_regression_vs_base,
                                           waived.get(name)))
             if rule.max_regression is not None and production is not None:
-                low = production[name]["low"]
+                low = bound_of(production[name], "low")
                 checks.append(Check(text, name, "overall", "production", low, -rule.max_regression,
                                     low >= -rule.max_regression))
             if rule.slice_max_regression is not None and production is not None:
                 for scope, part in evaluation["slices"].items():
                     if part["judged"] and part.get("vs_production"):
-                        low = part["vs_production"][name]["low"]
+                        low = bound_of(part["vs_production"][name], "low")
                         checks.append(Check(text, name, f"slice {scope}", "production", low, -rule.slice_max_regression,
                                             low >= -rule.slice_max_regression))
+    for name, judge in judges.items():
+        if judge["gates"] and any(c.score == name for c in checks):
+            share, least = judge["scored_share"], judge["min_scored"]
+            checks.append(Check(f"{name}: evaluation.judge.min_scored={least:g}", name, "overall", "scored", share, least,
+                                share >= least, "share"))
     if production is None:
         notes.append("no production version yet: production rules skipped")
+    notes += ignored
     used = {c.score for c in checks if c.waived}
     notes += [f"waiver for {name} not needed: not worse than the base" for name in waived if name not in used]
     if not checks:
         raise AdapterOpsError("The release gate checked nothing: release.gate has no rule that matches a declared "
                               "score; a release needs at least one.")
-    return GateDecision(all(c.passed for c in checks), checks, notes)
+    return GateDecision(all(c.passed for c in checks), checks, notes, tuple(ignored))

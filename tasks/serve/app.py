@@ -1,7 +1,7 @@
 """The OpenAI-compatible HTTP API of `adapterops serve`: /v1/chat/completions and /v1/completions (streamed or
-not, greedy or sampled), /v1/models, /v1/feedback (a caller's verdict on an answer), /metrics and /health
-(/health/live, /health/ready). Answered requests are offered to the traffic recorder (tasks/serve/recording.py),
-which never slows or fails them.
+not, greedy or sampled), /tokenize (the ids a chat request renders into), /v1/models, /v1/feedback (a caller's
+verdict on an answer), /metrics and /health (/health/live, /health/ready). Answered requests are offered to the
+traffic recorder (tasks/serve/recording.py), which never slows or fails them.
 
 Every bad request answers a 4xx in OpenAI's error shape {"error": {"message", "type", "param", "code"}};
 nothing a client sends can stop the server: bodies beyond serve.max_body_bytes answer 413 before they are
@@ -18,6 +18,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from itertools import accumulate
 from typing import Any, Literal
 
 from fastapi import Request
@@ -112,6 +113,14 @@ class ChatRequest(_Request):
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
 
 
+class TokenizeRequest(BaseModel):
+    """/tokenize: the messages (and tools) of a chat completion, rendered exactly as one would be."""
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr | None = None
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+
+
 class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr]
     logprobs: StrictInt | None = Field(None, ge=0, le=5)
@@ -144,7 +153,7 @@ def json_depth(data) -> int:
     return deepest
 
 
-def parse_body(raw: bytes, schema: type[_Request], max_depth: int = 64) -> _Request:
+def parse_body(raw: bytes, schema: type[BaseModel], max_depth: int = 64):
     """The request body validated against schema, or an ApiError naming the field at fault (a worker thread
     runs this: a large body never blocks the event loop)."""
     try:
@@ -314,7 +323,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     def _exchange(http: Request) -> Exchange:
         return http.scope.setdefault("adapterops.exchange", Exchange(http.method, http.url.path, ""))
 
-    async def read(http: Request, schema: type[_Request]) -> _Request:
+    async def read(http: Request, schema: type[BaseModel]):
         raw = await http.body()
         if len(raw) <= INLINE_PARSE_BYTES:      # parsed in microseconds: a thread hop would cost more
             return parse_body(raw, schema, settings.max_json_depth)
@@ -426,12 +435,13 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
             return text, []
         return parse_tool_calls(text, parser, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
 
-    def chat_logprobs(generation: _Generation, index: int) -> dict | None:
+    def chat_logprobs(generation: _Generation, index: int, start: int = 0) -> dict | None:
+        """The choice's token logprobs from token `start` on (a stream sends each chunk's new tokens)."""
         job = generation.jobs[index]
         if job.sampling.logprobs is None:
             return None
         tokenizer = pool.tokenizer
-        used = job.tokens[:generation.texts[index].tokens]
+        used = job.tokens[start:generation.texts[index].tokens]
 
         def entry(token_id: int, logprob: float) -> dict:
             piece = tokenizer.decode([token_id])
@@ -440,17 +450,16 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         return {"content": [entry(t.id, t.logprob) | {"top_logprobs": [entry(i, lp) for i, lp in t.top]}
                             for t in used], "refusal": None}
 
-    def completion_logprobs(generation: _Generation, index: int) -> dict | None:
+    def completion_logprobs(generation: _Generation, index: int, start: int = 0) -> dict | None:
+        """The same in the completions shape; text offsets count from the start of the whole answer."""
         job = generation.jobs[index]
         if job.sampling.logprobs is None:
             return None
-        tokenizer, used = pool.tokenizer, job.tokens[:generation.texts[index].tokens]
-        pieces = [tokenizer.decode([t.id]) for t in used]
-        offsets, at = [], 0
-        for piece in pieces:
-            offsets.append(at)
-            at += len(piece)
-        return {"tokens": pieces, "token_logprobs": [t.logprob for t in used], "text_offset": offsets,
+        tokenizer, tokens = pool.tokenizer, job.tokens[:generation.texts[index].tokens]
+        pieces = [tokenizer.decode([t.id]) for t in tokens]
+        offsets = list(accumulate(map(len, pieces), initial=0))[start:len(pieces)]
+        used = tokens[start:]
+        return {"tokens": pieces[start:], "token_logprobs": [t.logprob for t in used], "text_offset": offsets,
                 "top_logprobs": [{tokenizer.decode([i]): lp for i, lp in t.top} for t in used]}
 
     def usage(generation: _Generation, n: int) -> dict:
@@ -500,9 +509,15 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         extra = {"usage": None} if include_usage else {}
 
+        sent = [0] * len(generation.jobs)     # per choice: tokens whose logprobs a chunk already carried
+
         def chunk(index: int, body: dict, reason: str | None = None) -> str:
-            choice = ({"index": index, "delta": body, "logprobs": None, "finish_reason": reason} if chat
-                      else {"index": index, "text": body.get("content", ""), "logprobs": None, "finish_reason": reason})
+            logprobs = None
+            if generation.texts[index].tokens > sent[index] and (body.get("content") or reason is not None):
+                logprobs = (chat_logprobs if chat else completion_logprobs)(generation, index, sent[index])
+                sent[index] = generation.texts[index].tokens
+            choice = ({"index": index, "delta": body, "logprobs": logprobs, "finish_reason": reason} if chat
+                      else {"index": index, "text": body.get("content", ""), "logprobs": logprobs, "finish_reason": reason})
             return sse(top | {"choices": [choice]} | extra)
 
         finals: dict[int, tuple] = {}
@@ -561,7 +576,7 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
         finally:
             generation.cancel()
 
-    def render_chat(request: ChatRequest) -> list[int]:
+    def render_chat(request: ChatRequest | TokenizeRequest) -> list[int]:
         messages = chat_messages(request.messages)
         tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tools else None
         if not getattr(pool.tokenizer, "chat_template", None):
@@ -621,6 +636,16 @@ def create_app(pool: AdapterPool, batcher: Batcher, settings: ServeConfig, statu
     def model_card(row: dict) -> dict:
         return {"object": "model", "owned_by": "adapterops", "created": 0, "base_model": pool.base_name,
                 "base_revision": pool.base_revision} | row
+
+    # --- /tokenize (vLLM's shape): the ids a chat completion's messages render into here; staging's template parity ---
+    @app.post("/tokenize")
+    async def tokenize(http: Request):
+        request = await read(http, TokenizeRequest)
+        if request.model:
+            authorize(http, request.model)
+        ids = render_chat(request) if len(request.messages) <= 4 and not request.tools else \
+            await asyncio.to_thread(render_chat, request)
+        return {"tokens": ids, "count": len(ids), "max_model_len": settings.max_prompt_tokens}
 
     @app.get("/v1/models")
     async def models(http: Request):

@@ -12,6 +12,7 @@ from adapterops.base_models import builtin_base_location
 from adapterops.config import ServeConfig
 from adapterops.errors import AdapterOpsError
 from tasks.model.base_model import detect_device
+from tasks.model.prompts import adapter_template
 from tasks.serve.app import create_app
 from tasks.serve.base_location import base_model_location
 from tasks.serve.engine import AdapterPool, Batcher, RegisteredAdapter
@@ -47,14 +48,7 @@ def registered_adapter(client, model_name: str, version: str) -> RegisteredAdapt
     tags = client.get_model_version(model_name, version).tags
     return RegisteredAdapter(model_name, str(version), str(adapter_dir), config["serving.base_name"],
                              config.get("serving.base_revision", ""), config.get("serving.prompt_template", "{prompt}"),
-                             tags.get("corpus.digest", ""), dict(config), chat_template(adapter_dir, config))
-
-
-def chat_template(adapter_dir: Path, config: dict) -> str:
-    """The chat template a version was trained with: shipped beside the adapter (chat_template.jinja) or
-    recorded in its MLmodel; empty when it has none (the base tokenizer's own, if any, is used)."""
-    shipped = adapter_dir / "chat_template.jinja"
-    return shipped.read_text() if shipped.is_file() else str(config.get("serving.chat_template") or "")
+                             tags.get("corpus.digest", ""), dict(config), adapter_template(adapter_dir, config))
 
 
 def resolver(client):
@@ -120,7 +114,7 @@ def load_pool(first: RegisteredAdapter, **options) -> AdapterPool:
 
     path, revision = base_model_location(first.config, builtin_base_location)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-    if first.chat_template:
+    if first.chat_template:   # render as the adapter was trained (its stored template)
         tokenizer.chat_template = first.chat_template
     model = AutoModelForCausalLM.from_pretrained(path, revision=revision).to(detect_device()).eval()
     return AdapterPool(model, tokenizer, first.base_name, first.base_revision, first.prompt_template, **options)

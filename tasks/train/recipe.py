@@ -26,6 +26,7 @@ from adapterops.refs import BaseModelRef
 from adapterops.storage import write_json
 from adapterops.workspace import resolve_workspace
 from tasks.model.base_model import detect_device, load_base_model, quantization_config
+from tasks.model.prompts import TEMPLATE_FILE, template_digest
 from tasks.train.checkpoints import (
     TrainingState,
     checkpoint_fingerprint,
@@ -33,7 +34,7 @@ from tasks.train.checkpoints import (
     resumable_checkpoint,
     save_checkpoint,
 )
-from tasks.train.sft_data import Example, load_records, model_inputs, next_batch, tokenize_examples
+from tasks.train.sft_data import Example, load_records, model_inputs, next_batch, prepare_examples
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,54 @@ def learning_rate_at(step: int, train: TrainConfig) -> float:
     return train.learning_rate * max(0.0, 1 - (step - train.warmup_steps) / remaining)
 
 
-def training_key(corpus_digest: str, base_revision: str, recipe: dict) -> str:
-    """What decides an adapter's bytes: the corpus digest, the base model revision and the recipe."""
-    text = json.dumps({"corpus": corpus_digest, "base": base_revision, "recipe": recipe}, sort_keys=True, default=str)
+def training_key(corpus_digest: str, base_revision: str, recipe: dict, chat_template: str | None = None) -> str:
+    """What decides an adapter's bytes: the corpus digest, the base model revision, the recipe and the digest of
+    the chat template the conversations are rendered with."""
+    text = json.dumps({"corpus": corpus_digest, "base": base_revision, "recipe": recipe,
+                       "chat_template": template_digest(chat_template)}, sort_keys=True, default=str)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def configured_template(train: TrainConfig) -> str | None:
+    """train.chat_template as text: a .jinja file's contents, or the text itself; None when unset."""
+    value = train.chat_template
+    if value is None:
+        return None
+    if "{" not in value and value.endswith((".jinja", ".j2", ".txt")):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise AdapterOpsError(f"train.chat_template names {value}, which is not a file; give the path of a .jinja "
+                                  "file or the template's text.")
+        return path.read_text(encoding="utf-8")
+    return value
+
+
+def apply_template(tokenizer, train: TrainConfig) -> str | None:
+    """Give the tokenizer the configured chat template (if any); returns the template training renders with."""
+    if (template := configured_template(train)) is not None:
+        tokenizer.chat_template = template
+    return getattr(tokenizer, "chat_template", None) or None
+
+
+def training_template(recipe: Recipe, base: BaseModelRef) -> str | None:
+    """The chat template an adapter of this recipe is trained with, read from the base's tokenizer (no weights)."""
+    from transformers import AutoTokenizer
+
+    if (template := configured_template(recipe.train)) is not None:
+        return template
+    revision = None if base.revision.startswith("sha256:") else base.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base.path, revision=revision, trust_remote_code=recipe.trust_remote_code)
+    except OSError as error:
+        raise AdapterOpsError(f"Cannot load the tokenizer of {base.path!r}: {str(error).splitlines()[0]}") from None
+    return getattr(tokenizer, "chat_template", None) or None
+
+
+def save_template(template: str | None, adapter_dir: Path) -> None:
+    """Store the chat template beside the adapter's weights: evaluation, staging, serving and export render with it."""
+    if template:
+        adapter_dir.mkdir(parents=True, exist_ok=True)
+        (adapter_dir / TEMPLATE_FILE).write_text(template, encoding="utf-8")
 
 
 def run_fingerprint(examples: list[Example], recipe: dict, named_params: dict) -> str:
@@ -192,7 +237,8 @@ def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir:
     device = detect_device()
     model, tokenizer = load_base_model(base, recipe.trust_remote_code, device, recipe.train.attention,
                                        quantization_config(recipe.lora, device), recipe.train.packing)
-    examples, truncated = tokenize_examples(records, tokenizer, recipe.train.prompt_template, recipe.train.max_length)
+    template = apply_template(tokenizer, recipe.train)
+    examples, preflight = prepare_examples(records, tokenizer, recipe.train)
     model = wrap_with_lora(model, recipe.lora, recipe.train.seed, recipe.train.gradient_checkpointing)
     checkpoints = out_dir / "checkpoints"
     if not resume:
@@ -200,15 +246,19 @@ def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir:
 
     resumed_at: list[int] = []
     history = train_lora(model, tokenizer, examples, recipe.train, on_step, checkpoints, resume,
-                         recipe=recipe.settings() | {"base_revision": base.revision}, resumed_at=resumed_at)
+                         recipe=recipe.settings() | {"base_revision": base.revision,
+                                                     "chat_template": template_digest(template)},
+                         resumed_at=resumed_at)
     resumed_from = resumed_at[0] if resumed_at else 0
     rank, _ = distributed_rank()
-    result = {"device": device, "examples": len(examples), "truncated": truncated, "history": history,
+    result = {"device": device, "examples": len(examples), "truncated": preflight.truncated, "history": history,
+              "preflight": preflight, "chat_template": template, "chat_template_digest": template_digest(template),
               "resumed_from_step": resumed_from,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
     if rank == 0:
         save_adapter(model, out_dir / "adapter")
+        save_template(template, out_dir / "adapter")
         write_json(history, out_dir / "history.json")
     return result
 
@@ -229,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     except AdapterOpsError as error:
         raise SystemExit(f"error: {error}") from None
     if distributed_rank()[0] == 0:
+        for line in done["preflight"].lines():
+            print(f"preflight: {line}")
         print(f"trained {len(done['history'])} steps on {done['examples']} examples ({done['truncated']} truncated), "
               f"final loss {done['history'][-1]['loss']:.4f}, adapter in {done['adapter_dir']}")
     import torch.distributed as dist

@@ -18,7 +18,7 @@ from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import lineage_markdown, lineage_tags, log_corpus_inputs
 from tasks.release.registry import aliases_by_version, registered_model, registry_call
 from tasks.serve.packaging import pyfunc_model_args
-from tasks.train.recipe import run_recipe, training_key
+from tasks.train.recipe import run_recipe, training_key, training_template
 from tasks.train.sft_data import load_records
 
 ADAPTER_FILE = "adapter.json"
@@ -85,23 +85,34 @@ def train_adapter(recipe: Recipe, corpus: CorpusRef, base: BaseModelRef, run_dir
         done = run_recipe(recipe, base, records, Path(run_dir), resume, on_step)
         history = done["history"]
         mlflow.set_tags({"device": done["device"], "train.resumed_from_step": str(done["resumed_from_step"])})
+        preflight = done["preflight"]
         mlflow.log_metrics({"data.train_examples": done["examples"], "data.truncated": done["truncated"],
+                            "data.quarantined": len(preflight.quarantined), "data.untrained": len(preflight.untrained),
+                            "data.trained_tokens": preflight.trained_tokens,
+                            "data.context_tokens": preflight.context_tokens,
+                            "data.longest_tokens": preflight.longest_tokens,
+                            "data.over_max_length": preflight.over_max_length,
                             "model.trainable_parameters": done["trainable_parameters"]})
+        mlflow.log_dict(preflight.__dict__, "preflight.json")   # counts and the ids left out, with their reasons
+        if done["chat_template"]:
+            mlflow.log_text(done["chat_template"], "chat_template.jinja")
         adapter_dir = Path(done["adapter_dir"])
         weights = adapter_dir / "adapter_model.safetensors"
         info = mlflow.pyfunc.log_model(
             name=f"adapter-corpus-v{corpus.version}-{label}",
             artifacts={"adapter": str(adapter_dir)}, registered_model_name=model_name,
             **pyfunc_model_args(base.name, base.path, base.revision, recipe.base_model == BUILTIN_TINY_MODEL,
-                                recipe.train.prompt_template))
+                                recipe.train.prompt_template, recipe.train.tool_call_syntax,
+                                done["chat_template_digest"]))
         logged_bytes = check_logged_artifact(info.model_uri, done["expected_adapter_bytes"])
         mlflow.log_metrics({"adapter.bytes": weights.stat().st_size, "adapter.logged_bytes": logged_bytes,
                             "train.final_loss": history[-1]["loss"]})
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
-        reuse_key = training_key(corpus.digest, base.revision, recipe.settings())
+        reuse_key = training_key(corpus.digest, base.revision, recipe.settings(), done["chat_template"])
         for key, value in ({"base_model": base.name, "base_model.revision": base.revision,
-                            "train.run_id": run.info.run_id, "train.key": reuse_key} | lineage).items():
+                            "train.run_id": run.info.run_id, "train.key": reuse_key,
+                            "chat_template.digest": done["chat_template_digest"]} | lineage).items():
             client.set_model_version_tag(model_name, version, key, value)
         client.update_model_version(model_name, version, description=lineage_markdown(corpus))
         adapter = AdapterRef(model_name=model_name, version=version, run_id=run.info.run_id,
@@ -109,7 +120,8 @@ def train_adapter(recipe: Recipe, corpus: CorpusRef, base: BaseModelRef, run_dir
                              adapter_bytes=weights.stat().st_size, logged_bytes=logged_bytes, base_name=base.name,
                              base_path=base.path, base_revision=base.revision, final_loss=history[-1]["loss"],
                              steps=len(history), device=done["device"].split(":")[0], examples=done["examples"],
-                             truncated=done["truncated"], resumed_from_step=done["resumed_from_step"])
+                             truncated=done["truncated"], resumed_from_step=done["resumed_from_step"],
+                             chat_template_digest=done["chat_template_digest"])
         mlflow.log_dict(adapter.model_dump(mode="json"), ADAPTER_FILE)
     return adapter
 
@@ -149,9 +161,11 @@ def find_trained_version(model_name: str, key: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def reusable_version(recipe: Recipe, model_name: str, corpus: CorpusRef, base_revision: str) -> ReusedAdapter | None:
-    """The version of `model_name` already trained from this corpus and recipe, with its release decision; else None."""
-    found = find_trained_version(model_name, training_key(corpus.digest, base_revision, recipe.settings()))
+def reusable_version(recipe: Recipe, model_name: str, corpus: CorpusRef, base: BaseModelRef) -> ReusedAdapter | None:
+    """The version of `model_name` already trained from this corpus, recipe and chat template, with its release
+    decision; else None."""
+    key = training_key(corpus.digest, base.revision, recipe.settings(), training_template(recipe, base))
+    found = find_trained_version(model_name, key)
     if found is None:
         return None
     import mlflow

@@ -1,4 +1,8 @@
-"""Supervised fine-tuning data: records → token ids with the loss on the completion → batches.
+"""Supervised fine-tuning data: records → token ids with the loss on the assistant's turns → batches.
+
+A record is a conversation (tasks/records/conversation.py; a prompt/completion record is the one-turn case);
+tasks/model/masks.py renders it with the chat template and labels the trained assistant turns. The preflight
+counts what training will see: examples, trained and context tokens, the longest, and those over max_length.
 
 A padded batch is one example per row, right-padded, padding masked out of attention and loss.
 A packed batch lays examples end to end in each row, position ids restarting at 0 for each. With
@@ -11,12 +15,11 @@ two examples A (3 tokens, prompt 1) and B (2 tokens, prompt 1) and capacity 6:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapterops.config import TrainConfig
-from tasks.model.prompts import prompt_token_ids
-
-IGNORE = -100
+from tasks.records.conversation import conversation_of
+from tasks.model.masks import IGNORE, conversation_ids
 
 
 @dataclass
@@ -25,20 +28,77 @@ class Example:
     labels: list[int]
 
 
+@dataclass
+class Preflight:
+    """What the approved corpus is to the base model's tokenizer, before any step is trained."""
+    records: int = 0
+    examples: int = 0
+    trained_tokens: int = 0
+    context_tokens: int = 0
+    longest_tokens: int = 0
+    longest_id: str | None = None
+    over_max_length: int = 0
+    truncated: int = 0
+    quarantined: list[dict] = field(default_factory=list)    # {id, reason, tokens}
+    untrained: list[dict] = field(default_factory=list)      # {id, reason}: no trained token (left, or cut, out)
+    multi_turn: int = 0
+    max_length: int = 0
+    overlong: str = "truncate"
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "untrained")} | {
+            "quarantined": len(self.quarantined), "untrained": len(self.untrained)}
+
+    def lines(self) -> list[str]:
+        """The preflight as a person reads it (counts only; no record text)."""
+        out = [f"{self.examples} examples from {self.records} records ({self.multi_turn} multi-turn): "
+               f"{self.trained_tokens} trained tokens, {self.context_tokens} context tokens",
+               f"longest: {self.longest_tokens} tokens (record {self.longest_id}); train.max_length {self.max_length}"]
+        if self.over_max_length:
+            verb = "quarantined" if self.overlong == "quarantine" else "truncated"
+            out.append(f"{self.over_max_length} over train.max_length: {verb} (train.overlong: {self.overlong})")
+        if self.untrained:
+            out.append(f"{len(self.untrained)} records with no trained token left out")
+        return out
+
+
+def prepare_examples(records: list[dict], tokenizer, train: TrainConfig) -> tuple[list[Example], Preflight]:
+    """Every record's token ids with the loss on its trained assistant turns, and the preflight counts.
+
+    An example over train.max_length is truncated (what fits is trained) or quarantined (left out, listed), as
+    train.overlong says; one with no trained token left is left out and listed. Every record is counted once."""
+    examples, report = [], Preflight(records=len(records), max_length=train.max_length, overlong=train.overlong)
+    for index, record in enumerate(records):
+        record_id = str(record.get("id", index))
+        conversation = conversation_of(record)
+        ids, labels = conversation_ids(tokenizer, conversation, train.prompt_template, record_id)
+        if len(ids) > report.longest_tokens:
+            report.longest_tokens, report.longest_id = len(ids), record_id
+        if len(ids) > train.max_length:
+            report.over_max_length += 1
+            if train.overlong == "quarantine":
+                report.quarantined.append({"id": record_id, "tokens": len(ids),
+                                           "reason": f"{len(ids)} tokens, over train.max_length={train.max_length}"})
+                continue
+            report.truncated += 1
+            ids, labels = ids[:train.max_length], labels[:train.max_length]
+        trained = sum(label != IGNORE for label in labels)
+        if not trained:
+            report.untrained.append({"id": record_id, "reason": "no trained assistant token within train.max_length"
+                                     if ids else "no trained assistant turn"})
+            continue
+        report.examples += 1
+        report.multi_turn += not conversation.is_one_turn()
+        report.trained_tokens += trained
+        report.context_tokens += len(ids) - trained
+        examples.append(Example(ids, labels))
+    return examples, report
+
+
 def tokenize_examples(records: list[dict], tokenizer, template: str, max_length: int) -> tuple[list[Example], int]:
-    """Prompt + completion token ids with the loss on the completion only; returns (examples, truncated count)."""
-    examples, truncated = [], 0
-    for record in records:
-        prompt_ids = prompt_token_ids(tokenizer, record["prompt"], template)
-        completion_ids = tokenizer(record["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = prompt_ids + completion_ids
-        labels = [IGNORE] * len(prompt_ids) + completion_ids
-        if len(ids) > max_length:
-            truncated += 1
-            ids, labels = ids[:max_length], labels[:max_length]
-        if any(label != IGNORE for label in labels):
-            examples.append(Example(ids, labels))
-    return examples, truncated
+    """Token ids with the loss on the assistant's turns (truncated at max_length); returns (examples, truncated)."""
+    examples, report = prepare_examples(records, tokenizer, TrainConfig(prompt_template=template, max_length=max_length))
+    return examples, report.truncated
 
 
 def collate(batch: list[Example], pad_id: int):
@@ -127,12 +187,18 @@ def next_batch(examples: list[Example], queue: list[int], order, size: int) -> l
     return batch
 
 
+RECORD_COLUMNS = ("id", "prompt", "completion", "messages", "tools")
+
+
 def load_records(path) -> list[dict]:
-    """Prompt/completion records of a corpus Parquet file."""
+    """The records of a corpus Parquet file: id, prompt, completion and, where stored, the conversation."""
     import pandas as pd
 
-    return pd.read_parquet(path)[["prompt", "completion"]].to_dict("records")
+    frame = pd.read_parquet(path)
+    frame = frame[[c for c in RECORD_COLUMNS if c in frame.columns]]
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def load_examples(path, tokenizer, train: TrainConfig) -> tuple[list[Example], int]:
-    return tokenize_examples(load_records(path), tokenizer, train.prompt_template, train.max_length)
+    examples, report = prepare_examples(load_records(path), tokenizer, train)
+    return examples, report.truncated

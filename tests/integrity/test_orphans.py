@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.integrity.conftest import ROOT, subprocess_env
 
 SERVER = "prefect.server.api.server:create_app"
@@ -51,19 +53,22 @@ def wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"{what} within {seconds:.0f} s")
 
 
-def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path):
+@pytest.mark.parametrize("whole_group", [False, True], ids=["the-cli", "its-process-group"])
+def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path, whole_group):
+    """kill -9 of the CLI, or of its whole process group (a job killed from a shell, `kill -- -PID`): the server's
+    watchdog is in a session of its own, so it outlives the group and stops the server."""
     home = tmp_path / "home"
     main = "import sys; from cli.main import main; sys.argv[0] = 'adapterops'; main()"
     env = subprocess_env(ADAPTEROPS_HOME=str(home), PREFECT_HOME=str(home / "prefect"),
                          MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow.db")
     env.pop("PREFECT_API_URL", None)
     cli = subprocess.Popen([sys.executable, "-c", main, "demo"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+                           stderr=subprocess.DEVNULL, start_new_session=True)
     server = None
     try:
         server = wait_for(lambda: next((p for p in children(cli.pid) if SERVER in command_line(p)), None), 240,
                           "the CLI started no temporary Prefect server")
-        os.kill(cli.pid, signal.SIGKILL)
+        os.killpg(cli.pid, signal.SIGKILL) if whole_group else os.kill(cli.pid, signal.SIGKILL)
         cli.wait()
         wait_for(lambda: not running(server), 30, f"the Prefect server (pid {server}) outlived the killed CLI")
     finally:

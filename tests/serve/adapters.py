@@ -22,8 +22,8 @@ CHAT_TEMPLATE = (
 
 def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | None = None,
                      chat_template: str | None = None, experiment: str = "serve-tests") -> str:
-    """Register a LoRA adapter with seeded random weights under model_name (with its chat template beside
-    the weights when given); return its version."""
+    """Register a LoRA adapter with seeded random weights under model_name (with its chat template beside the
+    weights, chat_template.jinja, when given: as training stores the template it rendered with); return its version."""
     import mlflow
     import torch
     from peft import LoraConfig, get_peft_model
@@ -40,7 +40,7 @@ def register_adapter(model_name: str, seed: int, base_dir: Path, alias: str | No
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
         if chat_template:
-            (Path(folder) / "chat_template.jinja").write_text(chat_template)
+            (Path(folder) / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
         with mlflow.start_run(experiment_id=ensure_experiment(experiment)):
             info = mlflow.pyfunc.log_model(
                 name="adapter", artifacts={"adapter": folder}, registered_model_name=model_name,

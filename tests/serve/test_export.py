@@ -45,6 +45,16 @@ def test_the_exported_folder_loads_with_peft_and_carries_every_field_the_servers
         export_adapter("svc-export", "staging", None, tmp_path / "other")
 
 
+def test_the_export_carries_the_chat_template_the_adapter_was_trained_with(tiny_model_dir, tmp_path):
+    from tasks.release.export import export_adapter
+
+    register_adapter("svc-export-template", 32, tiny_model_dir, "production", chat_template="{{ messages }}")
+    out = tmp_path / "with-template"
+    export_adapter("svc-export-template", "production", None, out)
+    assert (out / "chat_template.jinja").read_text() == "{{ messages }}"
+    assert f"--chat-template {out.resolve()}/chat_template.jinja" in (out / "README.txt").read_text()
+
+
 @pytest.mark.parametrize("change,problem", [({"modules_to_save": ["lm_head"]}, "modules_to_save"),
                                             ({"use_dora": True}, "use_dora"), ({"bias": "all"}, "bias"),
                                             ({"revision": None}, "revision"), ({"peft_type": "IA3"}, "peft_type")])

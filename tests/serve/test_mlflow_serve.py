@@ -78,3 +78,24 @@ def test_params_are_honoured(scoring_url):
 def test_bad_input_answers_4xx(scoring_url, body):
     response = invoke(scoring_url, body)
     assert 400 <= response.status_code < 500, response.text
+
+
+CONVERSATION = [{"role": "system", "content": "House policy: refunds need a manager."},
+                {"role": "user", "content": "My parcel is lost"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": '{"id": "A"}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": '{"status": "lost"}'},
+                {"role": "user", "content": "And now?"}]
+TOOLS = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
+
+
+def test_a_conversation_with_system_history_and_tools_is_answered_as_an_assistant_message(scoring_url):
+    answers = []
+    for body in ({"dataframe_records": [{"messages": CONVERSATION, "tools": TOOLS}]},
+                 {"instances": [{"messages": CONVERSATION, "tools": TOOLS}]}):
+        response = invoke(scoring_url, body | {"params": {"max_new_tokens": 6}})
+        assert response.status_code == 200, (body, response.text)
+        answers.append(response.json()["predictions"])
+    assert answers[0] == answers[1] and answers[0][0]["role"] == "assistant"
+    refused = invoke(scoring_url, {"dataframe_records": [{"messages": CONVERSATION[:3]}]})
+    assert refused.status_code == 400 and "assistant" in refused.text

@@ -262,3 +262,21 @@ def test_the_tool_call_parser_follows_the_template_family_unless_configured():
     assert tool_call_parser("auto", CHAT_TEMPLATE) == "hermes"
     assert tool_call_parser("auto", "{{ messages[0].content }}") == "none" and tool_call_parser("auto", None) == "none"
     assert tool_call_parser("none", CHAT_TEMPLATE) == "none" and tool_call_parser("hermes", None) == "hermes"
+
+
+def test_streamed_logprobs_are_the_non_streamed_ones_chunk_by_chunk(served):
+    """Each chunk carries the logprobs of the tokens it adds; together they are the non-streamed answer's."""
+    client, _, _, _ = served
+    asked = {"model": MODEL, "messages": TICKET, "max_tokens": 12, "logprobs": True, "top_logprobs": 2}
+    whole = client.chat.completions.create(**asked).choices[0].logprobs.content
+    chunks = [c for c in client.chat.completions.create(**asked, stream=True) if c.choices]
+    streamed = [entry for c in chunks if c.choices[0].logprobs for entry in c.choices[0].logprobs.content]
+    assert [e.model_dump() for e in streamed] == [e.model_dump() for e in whole] and whole
+    assert sum(1 for c in chunks if c.choices[0].logprobs) > 1            # spread over the stream, not at its end
+
+    prompt = {"model": MODEL, "prompt": "My refund has not arrived", "max_tokens": 10, "logprobs": 2}
+    full = client.completions.create(**prompt).choices[0].logprobs
+    parts = [p.choices[0].logprobs for p in client.completions.create(**prompt, stream=True) if p.choices[0].logprobs]
+    assert [t for p in parts for t in p.tokens] == full.tokens
+    assert [o for p in parts for o in p.text_offset] == full.text_offset
+    assert [lp for p in parts for lp in p.token_logprobs] == pytest.approx(full.token_logprobs)

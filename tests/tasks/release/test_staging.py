@@ -1,6 +1,7 @@
 """The staging smoke suite's verdict (pure) and a real staging run against `adapterops serve` in a subprocess."""
 
 import os
+import re
 
 import mlflow
 import pytest
@@ -86,3 +87,62 @@ def test_staging_serves_the_candidate_over_http_and_a_mismatch_fails_it_leaving_
     assert tags["staging.decision"] == "failed" and "differ" in tags["staging.reasons"]
     with pytest.raises(ProcessLookupError):   # the server it started is gone
         os.kill(result.server_pid, 0)
+
+
+CONVERSATION = [{"role": "system", "content": "House policy: refunds need a manager."},
+                {"role": "user", "content": "My parcel is lost"},
+                {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": '{"id": "A"}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": '{"status": "lost"}'},
+                {"role": "user", "content": "And now?"}]
+
+
+def test_first_difference_names_the_token_on_each_side():
+    from tasks.release.staging import first_difference
+
+    assert first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert first_difference([1, 9, 3], [1, 2, 3], lambda ids: f"t{ids[0]}") == \
+        "token 1: server 9 't9', training 2 't2' (3 vs 3 tokens)"
+    assert first_difference([1, 2], [1, 2, 3]).startswith("token 2: server (end), training 3")
+    result = judge_smoke(answers(["Triage: a"]), [], SETTINGS, parity=[None, "token 4: server 7, training 8"])
+    assert not result["passed"] and result["parity_mismatches"] == 1
+    assert any(r.startswith("template parity: 1 of 2 conversations") and "token 4" in r for r in result["reasons"])
+
+
+def test_the_training_renderer_equals_what_the_server_renders(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from tasks.model.prompts import conversation_token_ids
+    from tasks.release.staging import training_renderer
+    from tests.serve.adapters import TEMPLATE, register_adapter
+
+    version = register_adapter("svc-parity", 3, tiny_model_dir)
+    render = training_renderer(fake_adapter(model_name="svc-parity", version=version))
+    served = AutoTokenizer.from_pretrained(tiny_model_dir)   # what the server's /tokenize renders with
+    for messages in (CONVERSATION, CONVERSATION[:2], [{"role": "user", "content": "hi"}]):
+        assert render(messages, None) == conversation_token_ids(served, messages, None, TEMPLATE)
+
+
+def test_a_planted_template_mismatch_holds_the_release_naming_the_first_differing_token(tiny_model_dir, tmp_path):
+    import json
+
+    from transformers import AutoTokenizer
+
+    from adapterops.tiny_model import CHAT_TEMPLATE
+    from tasks.model.prompts import conversation_token_ids
+    from tasks.release.staging import stage_candidate
+    from tests.serve.adapters import TEMPLATE, register_adapter
+
+    version = register_adapter("svc-parity-planted", 5, tiny_model_dir)
+    trained = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trained.chat_template = CHAT_TEMPLATE.replace("### System", "### Policy")   # training rendered otherwise
+    planted = lambda messages, tools: conversation_token_ids(trained, messages, tools, TEMPLATE)   # noqa: E731
+    planted.decode = trained.decode
+    cases = [("And now?", "x", json.dumps(CONVERSATION), ""), ("hi", "y", json.dumps([{"role": "user", "content": "hi"}]), "")]
+    result = stage_candidate(ServeConfig(smoke_prompts=2, smoke_format_min=0.0),
+                             fake_adapter(model_name="svc-parity-planted", version=version), cases, [], 4, tmp_path,
+                             renderer=planted)
+    assert result.parity_checked == 2 and result.parity_mismatches == 1 and not result.passed
+    reason = next(r for r in result.reasons if r.startswith("template parity"))
+    assert "1 of 2 conversations" in reason and re.search(r"token \d+: server \d+ .*, training \d+ ", reason), reason
+    assert mlflow.MlflowClient().get_model_version("svc-parity-planted", version).tags["staging.parity"] == "1/2"

@@ -18,6 +18,7 @@ def load(tiny_model_dir):
 
 def test_loss_is_on_completion_tokens_only_and_truncation_is_counted(tiny_model_dir):
     _, tokenizer = load(tiny_model_dir)
+    tokenizer.chat_template = None   # the configured prompt template renders (a base without a chat template)
     examples, truncated = tokenize_examples(RECORDS[:1], tokenizer, "Q: {prompt}\nA: ", max_length=512)
     prompt_len = 1 + len(tokenizer("Q: " + RECORDS[0]["prompt"] + "\nA: ", add_special_tokens=False)["input_ids"])
     labels = examples[0].labels
@@ -138,9 +139,51 @@ def test_serving_builds_prompts_exactly_as_training_did(tiny_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     record = {"prompt": "my invoice is wrong", "completion": "Triage: billing"}
-    for chat_template in (None, "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<bot>"):
+    # a template renders the assistant's turn too (training labels what it adds to the prompt)
+    for chat_template in (None, "{% for m in messages %}<{{ m.role }}>{{ m['content'] }}</{{ m.role }}>{% endfor %}"
+                                "{% if add_generation_prompt %}<assistant>{% endif %}"):
         tokenizer.chat_template = chat_template
         (example,), _ = tokenize_examples([record], tokenizer, "Ticket: {prompt}\nAnswer:", 128)
         served = prompt_token_ids(tokenizer, record["prompt"], "Ticket: {prompt}\nAnswer:")
         assert example.input_ids[:len(served)] == served and example.labels[len(served)] != -100
         assert example.labels[len(served) - 1] == -100
+
+
+def test_the_recipe_trains_conversations_and_stores_the_template_it_rendered_with(tiny_model_dir, tmp_path):
+    from adapterops.config import Recipe
+    from adapterops.tiny_model import CHAT_TEMPLATE
+    from tasks.model.prompts import template_digest
+    from tasks.records.conversation import Conversation, Message, stored_columns
+    from tasks.train.recipe import run_recipe, training_key
+
+    conversation = Conversation(messages=(Message(role="system", content="Policy."),
+                                          Message(role="user", content="Hi"), Message(role="assistant", content="Hello"),
+                                          Message(role="user", content="Refund?"),
+                                          Message(role="assistant", content="Triage: refund")))
+    records = [{"id": "c", **stored_columns(conversation)}] + [dict(r, id=str(i)) for i, r in enumerate(RECORDS[:3])]
+    recipe = Recipe(train=TrainConfig(max_steps=2, batch_size=2, max_length=96, checkpoint_every=0,
+                                      overlong="quarantine"))
+    done = run_recipe(recipe, BaseModelRef("tiny", str(tiny_model_dir), "sha256:x"), records, tmp_path)
+    assert (tmp_path / "adapter" / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    assert done["chat_template_digest"] == template_digest(CHAT_TEMPLATE)
+    assert done["preflight"].records == 4 and done["preflight"].multi_turn == 1 and done["examples"] == 4
+    settings = recipe.settings()
+    assert training_key("sha256:c", "r", settings, CHAT_TEMPLATE) != training_key("sha256:c", "r", settings, "{{ x }}")
+
+
+def test_train_chat_template_replaces_the_tokenizers_as_text_or_a_file(tiny_model_dir, tmp_path):
+    import pytest
+    from transformers import AutoTokenizer
+
+    from adapterops.errors import AdapterOpsError
+    from tasks.train.recipe import apply_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    own = tokenizer.chat_template
+    assert apply_template(tokenizer, TrainConfig()) == own
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert apply_template(tokenizer, TrainConfig(chat_template=str(tmp_path / "t.jinja"))).startswith("{% for m")
+    assert tokenizer.chat_template.startswith("{% for m") and tokenizer.chat_template != own
+    assert apply_template(tokenizer, TrainConfig(chat_template="{{ messages[0].content }}")) == "{{ messages[0].content }}"
+    with pytest.raises(AdapterOpsError, match="not a file"):
+        apply_template(tokenizer, TrainConfig(chat_template=str(tmp_path / "missing.jinja")))
