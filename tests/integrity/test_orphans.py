@@ -68,6 +68,9 @@ def test_the_temporary_prefect_server_dies_when_the_cli_is_killed(tmp_path, whol
     try:
         server = wait_for(lambda: next((p for p in children(cli.pid) if SERVER in command_line(p)), None), 240,
                           "the CLI started no temporary Prefect server")
+        # killed once start-up is done: the watchdog is started right after the server
+        wait_for(lambda: any("os.getppid() == parent" in command_line(p) for p in children(cli.pid)), 60,
+                 "the CLI started no watchdog beside its Prefect server")
         os.killpg(cli.pid, signal.SIGKILL) if whole_group else os.kill(cli.pid, signal.SIGKILL)
         cli.wait()
         wait_for(lambda: not running(server), 30, f"the Prefect server (pid {server}) outlived the killed CLI")
