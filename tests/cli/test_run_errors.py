@@ -1,12 +1,15 @@
 """A failing `adapterops run` prints its error once (not again for the task, the flow and the parent flow),
 and that error names the commonest quarantine reasons."""
 
+import pytest
+
 import json
 import os
 import subprocess
 import sys
 
 
+@pytest.mark.slow   # a whole `adapterops run` process
 def test_a_run_rejected_by_the_contract_prints_its_error_once_naming_the_reasons(tmp_path):
     words = ["parcel", "refund", "invoice", "login", "printer", "modem", "courier", "voucher", "password", "upgrade"]
     rows = [{"id": f"t{i}", "source": "fax", "timestamp": "2026-01-01T10:00",     # distinct: dedup keeps all 60

@@ -166,6 +166,7 @@ def test_diff_shows_added_removed_changed_and_sources():
     assert diff["sources"] == {"chat": {"old": 1, "new": 2}, "email": {"old": 1, "new": 1}}
 
 
+@pytest.mark.slow   # trains an adapter through the event flow
 def test_the_approval_event_flow_trains_the_approved_version(prefect_harness):
     from flows.approved import train_approved
     from tasks.approve.approval import record_decision

@@ -10,6 +10,8 @@ from adapterops.config import parse_config
 from adapterops.errors import AdapterOpsError
 from tests.refs import fake_staging
 
+pytestmark = pytest.mark.slow   # whole retrain flows, several trainings: the slow lane
+
 SMALL = {"approval": "auto", "demo_records": 300, "train": {"max_steps": 12, "batch_size": 4, "log_every": 2},
          "release": {"model_name": "e2e-adapter", "gate": [{"score": "loss", "must_beat_base": 0.0}]},
          "evaluation": {"max_new_tokens": 16},
