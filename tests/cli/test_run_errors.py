@@ -1,12 +1,12 @@
 """A failing `adapterops run` prints its error once (not again for the task, the flow and the parent flow),
 and that error names the commonest quarantine reasons."""
 
-import pytest
-
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 
 @pytest.mark.slow   # a whole `adapterops run` process
