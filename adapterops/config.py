@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -159,6 +160,12 @@ class ScorerSpec(Section):
         return self.name or self.kind
 
 
+# The default forgetting budget (calibrated on the demo: see docs/evaluation.md#the-retain-set)
+RETAIN_MAX_KL = 0.5
+RETAIN_MAX_DISAGREEMENT = 0.5
+RETAIN_MAX_REGRESSION = 0.10
+
+
 class GateRule(Section):
     """A release rule for the scores whose names match `score` (a name or a glob such as field.*)."""
     score: str = Field(description="Score name or glob pattern (fnmatch), e.g. field.* or *.")
@@ -170,15 +177,29 @@ class GateRule(Section):
         None, ge=0, description="The same against production in every slice large enough to judge.")
     max_regression_vs_base: float | None = Field(
         None, ge=0, description="The base is the floor: the candidate - base interval's best case may lose at most this much.")
+    max_kl: float | None = Field(
+        None, gt=0, description="For retain.kl: the candidate's mean KL divergence from the base on the retain texts may be at most this.")
     required: bool = Field(True, description="A rule whose score no scorer produces is an error; false: it is skipped.")
+
+    @model_validator(mode="after")
+    def _kl_names_retain_kl(self) -> "GateRule":
+        if self.max_kl is not None and not fnmatchcase("retain.kl", self.score):
+            raise ValueError(f"max_kl bounds the retain set's KL divergence from the base: the rule's score must be "
+                             f"retain.kl, not {self.score!r}")
+        return self
 
 
 def _default_gate() -> list[GateRule]:
-    """Sensible for the demo contract: decisions and format must beat the base clearly and not regress."""
+    """Sensible for the demo contract: decisions and format must beat the base clearly and not regress; what the
+    contract's retain set measures may drift from the base only within a budget (retain scores are gated only by
+    rules naming retain.*)."""
     rules = [dict(score="field.*", must_beat_base=0.10, max_regression=0.03, slice_max_regression=0.15),
              dict(score="format", must_beat_base=0.10, max_regression=0.03),
              dict(score="pii_leak", max_regression=0.0),
              dict(score="loss", must_beat_base=0.0),
+             dict(score="retain.kl", max_kl=RETAIN_MAX_KL),
+             dict(score="retain.agreement", max_regression_vs_base=RETAIN_MAX_DISAGREEMENT),
+             dict(score="retain.*", max_regression_vs_base=RETAIN_MAX_REGRESSION),
              dict(score="*", max_regression=0.05, max_regression_vs_base=0.0)]
     return [GateRule(**rule, required=False) for rule in rules]
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import os
 import shutil
 from pathlib import Path
 
 from adapterops.demo_data import generate_records
+from adapterops.general_data import GENERAL_VERSION, general_records
 from adapterops.progress import Progress
 from adapterops.storage import hash_file_into
 
@@ -41,6 +44,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{ '### Response\\n' }}{%- endif %}"
 )
 TOOL_CALL_SYNTAX = "hermes"
+CHAT_TEMPLATE_ONE_TURN = "### Ticket\n{prompt}\n### Response\n{completion}"   # what CHAT_TEMPLATE renders for one turn
 
 
 VOCAB_SIZE = 2048
@@ -71,7 +75,8 @@ def build_tokenizer():
 
 
 def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenizer=None):
-    """A randomly initialised Llama (~3M parameters) whose weights depend only on the seed."""
+    """A randomly initialised Llama (~3M parameters) whose weights depend only on the seed (ensure_tiny_model then
+    pretrains it)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -86,26 +91,119 @@ def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenize
     return model, tokenizer
 
 
+# How the built-in base is pretrained on the general corpus (adapterops/general_data.py): full-parameter causal LM
+# training on random windows of the rendered examples. About 4 minutes on 2 CPU cores, once per machine (cached).
+PRETRAIN = {"steps": 300, "rows": 16, "row_tokens": 256, "learning_rate": 2e-3, "warmup_steps": 20,
+            "records": 20_000, "data_seed": 1}
+BUILD_KEY = hashlib.sha256(json.dumps({"pretrain": PRETRAIN, "vocab": VOCAB_SIZE, "texts": TRAINING_TEXTS,
+                                       "general": GENERAL_VERSION, "shape": [256, 4]}, sort_keys=True).encode()
+                           ).hexdigest()[:12]
+CACHE_ENV = "ADAPTEROPS_MODEL_CACHE"
+
+
+def model_cache() -> Path | None:
+    """Where built base models are kept between workspaces: ADAPTEROPS_MODEL_CACHE ('off': nowhere), else the user's
+    cache folder. A new workspace (a test session, a CI lane, a second project) copies the model instead of
+    pretraining it again."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None and configured.strip().lower() in ("", "off", "0", "none"):
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adapterops" / "models"
+
+
+def _is_built(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
 def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
-    """Build and save the tiny model under models_dir once; return its folder."""
+    """Build and save the tiny model under models_dir once (or copy it from the model cache); return its folder.
+
+    A folder already there is kept as it is, whatever built it: adapters trained on it are pinned to its revision."""
     target = models_dir / TINY_MODEL_NAME
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+    if _is_built(target):
         _add_chat_template(target)
         return target
-    progress = Progress(f"base model {TINY_MODEL_NAME}: building in {models_dir}", 3, "steps", every_seconds=0)
-    progress.update(0, "tokenizer (BPE merges from demo tickets)")
-    tokenizer = build_tokenizer()
-    progress.advance(1, "weights (random, seeded)")
-    model, tokenizer = build_tiny_model(seed, tokenizer=tokenizer)
-    progress.advance(1, "saving (safetensors)")
-    staging = models_dir / f".{TINY_MODEL_NAME}.partial"
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
+    cache = model_cache()
+    cached = cache / f"{TINY_MODEL_NAME}-{BUILD_KEY}-seed{seed}" if cache else None
+    staging = models_dir / f".{TINY_MODEL_NAME}.partial-{os.getpid()}"
+    if cached is not None and _is_built(cached):
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(cached, staging)
+        Progress(f"base model {TINY_MODEL_NAME}: copied from the model cache {cached}", 1, "steps", every_seconds=0).update(1)
+    else:
+        progress = Progress(f"base model {TINY_MODEL_NAME}: building in {models_dir}", 4, "steps", every_seconds=0)
+        progress.update(0, "tokenizer (BPE merges from demo tickets)")
+        tokenizer = build_tokenizer()
+        progress.advance(1, "weights (random, seeded)")
+        model, tokenizer = build_tiny_model(seed, tokenizer=tokenizer)
+        progress.advance(1, f"pretraining on the general corpus ({PRETRAIN['steps']} steps, a few minutes)")
+        pretrain(model, tokenizer, seed)
+        progress.advance(1, "saving (safetensors)")
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        _add_chat_template(staging)
+        if cached is not None:
+            _keep_in_cache(staging, cached)
+        progress.advance(1, f"saved to {target}")
     if target.exists():
         shutil.rmtree(target)
     staging.replace(target)
-    progress.advance(1, f"saved to {target}")
+    _add_chat_template(target)
     return target
+
+
+def _keep_in_cache(built: Path, cached: Path) -> None:
+    """Copy a freshly built model into the cache; a full or read-only cache only costs the next build."""
+    partial = cached.with_name(f".{cached.name}.partial-{os.getpid()}")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(built, partial)
+        partial.replace(cached) if not cached.exists() else shutil.rmtree(partial)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def pretraining_texts(tokenizer) -> list[int]:
+    """The general corpus as one token stream, each example rendered by the chat template as training renders a
+    one-turn record (BOS, ticket, response, EOS)."""
+    stream: list[int] = []
+    for record in general_records(PRETRAIN["records"], PRETRAIN["data_seed"]):
+        text = CHAT_TEMPLATE_ONE_TURN.format(prompt=record["prompt"], completion=record["completion"])
+        stream += [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] \
+            + [tokenizer.eos_token_id]
+    return stream
+
+
+def pretrain(model, tokenizer, seed: int = 0) -> None:
+    """Full-parameter causal LM training on random windows of the general corpus, with a progress line and loss."""
+    import random
+
+    import torch
+
+    stream = pretraining_texts(tokenizer)
+    steps, rows, width = PRETRAIN["steps"], PRETRAIN["rows"], PRETRAIN["row_tokens"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN["learning_rate"], weight_decay=0.0, betas=(0.9, 0.98))
+    warmup = PRETRAIN["warmup_steps"]
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.05, 1 - step / steps))
+    rng = random.Random(seed + PRETRAIN["data_seed"])
+    torch.manual_seed(seed)
+    progress = Progress(f"base model {TINY_MODEL_NAME}: pretraining", steps, "steps")
+    model.train()
+    for step in range(1, steps + 1):
+        starts = [rng.randrange(0, len(stream) - width) for _ in range(rows)]
+        batch = torch.tensor([stream[s:s + width] for s in starts])
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.update(step, f"loss {loss.item():.3f}")
+    model.eval()
 
 
 def _add_chat_template(target: Path) -> None:

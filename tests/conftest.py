@@ -15,6 +15,8 @@ os.environ["ADAPTEROPS_HOME"] = str(_SESSION_HOME)
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
+# The built-in base is pretrained once (minutes) and copied into each session's workspace from this cache
+os.environ.setdefault("ADAPTEROPS_MODEL_CACHE", str(Path(tempfile.gettempdir()) / "adapterops-model-cache"))
 
 from adapterops.workspace import configure_environment, resolve_workspace  # noqa: E402
 

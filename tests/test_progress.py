@@ -44,11 +44,21 @@ def test_without_any_handler_lines_reach_stderr(capsys):
         logger.handlers[:], logger.propagate = saved, propagate
 
 
-def test_the_tiny_base_model_build_reports_its_steps(tmp_path, caplog):
-    from adapterops.tiny_model import ensure_tiny_model
+def test_the_tiny_base_model_build_reports_its_steps_and_pretraining_then_comes_from_the_cache(tmp_path, caplog, monkeypatch):
+    from adapterops import tiny_model
 
+    monkeypatch.setitem(tiny_model.PRETRAIN, "steps", 2)          # the real build pretrains for minutes
+    monkeypatch.setitem(tiny_model.PRETRAIN, "records", 60)
+    monkeypatch.setenv(tiny_model.CACHE_ENV, str(tmp_path / "cache"))
     with caplog.at_level(logging.INFO, logger="adapterops.progress"):
-        ensure_tiny_model(tmp_path)
+        built = tiny_model.ensure_tiny_model(tmp_path / "first")
     lines = [r.getMessage() for r in caplog.records if r.name == "adapterops.progress"]
-    assert lines[0].startswith("base model tiny-llama: building in") and "0/3 steps" in lines[0]
-    assert "3/3 steps (100%)" in lines[-1] and "saved to" in lines[-1]
+    assert lines[0].startswith("base model tiny-llama: building in") and "0/4 steps" in lines[0]
+    assert any("pretraining: 2/2 steps (100%)" in line and "loss" in line for line in lines)
+    assert "4/4 steps (100%)" in lines[-1] and "saved to" in lines[-1]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adapterops.progress"):
+        copied = tiny_model.ensure_tiny_model(tmp_path / "second")
+    assert [r.getMessage() for r in caplog.records][0].startswith("base model tiny-llama: copied from the model cache")
+    assert tiny_model.weights_revision(copied) == tiny_model.weights_revision(built)
+    assert (copied / "chat_template.jinja").read_text(encoding="utf-8") == tiny_model.CHAT_TEMPLATE

@@ -60,7 +60,7 @@ def gate_table(checks: list[dict], title: str) -> Table:
     table = Table("", "score", "scope", "against", "bound", "needs", title=title)
     for check in checks:
         bound = check.get("bound", "lower")
-        op = ">" if check["against"] == "base" and bound == "lower" else ">="
+        op = "<=" if bound == "kl" else ">" if check["against"] == "base" and bound == "lower" else ">="
         verdict = "[yellow]waived[/]" if check.get("waived") else "pass" if check["passed"] else "[bold red]FAIL[/]"
         table.add_row(verdict, check["score"], escape(check["scope"]), check["against"],
                       f"{bound} {check['lower']:+.4f}", f"{op} {check['threshold']:+.4f}"

@@ -19,15 +19,15 @@ def _interval(interval: dict | None) -> str:
 
 
 def score_rows(result: EvaluationResult) -> list[dict]:
-    """Per score: each model's mean and the candidate's improvement intervals (direction-adjusted)."""
-    summary = result.summary
+    """Per score: each model's mean and the candidate's improvement intervals (direction-adjusted); the workload's
+    scores, then the retain set's (retain.*), when the contract declares one."""
     rows = []
-    for name, higher in summary["directions"].items():
-        means = {who: summary["means"][who][name] for who in summary["means"]}
-        rows.append({"score": name, "better": "higher" if higher else "lower",
-                     "base": means["base"], "candidate": means["candidate"], "production": means.get("production"),
-                     "vs_base": summary["vs_base"][name],
-                     "vs_production": (summary.get("vs_production") or {}).get(name)})
+    for part in filter(None, (result.summary, result.summary.get("retain"))):
+        for name, higher in part["directions"].items():
+            means = {who: part["means"][who][name] for who in part["means"]}
+            rows.append({"score": name, "better": "higher" if higher else "lower",
+                         "base": means["base"], "candidate": means["candidate"], "production": means.get("production"),
+                         "vs_base": part["vs_base"][name], "vs_production": (part.get("vs_production") or {}).get(name)})
     return rows
 
 
@@ -41,6 +41,10 @@ def scores_markdown(result: EvaluationResult) -> str:
     for row in score_rows(result):
         lines.append(f"| {row['score']} | {row['better']} | {_number(row['base'])} | {_number(row['candidate'])} | "
                      f"{_number(row['production'])} | {_interval(row['vs_base'])} | {_interval(row['vs_production'])} |")
+    if retain := summary.get("retain"):
+        lines += ["", f"retain.* rows: {retain['examples']} general prompts of `{md_cell(retain['source'])}` (digest "
+                      f"`{retain['digest'][:19]}`) the adapter must keep answering as the base does; agreement: answer "
+                      "identical to the base's; kl: mean KL divergence from the base's next-token distribution."]
     lines += judges_lines(summary)
     if summary["slices"]:
         lines += ["", "| slice | size | candidate vs base (per score, mean improvement) |", "|---|---|---|"]
@@ -79,7 +83,7 @@ def gate_markdown(decision: ReleaseDecision) -> str:
              "| check | score | scope | against | bound | needs | rule |", "|---|---|---|---|---|---|---|"]
     for check in decision.checks:
         bound = check.get("bound", "lower")
-        op = ">" if check["against"] == "base" and bound == "lower" else ">="
+        op = "<=" if bound == "kl" else ">" if check["against"] == "base" and bound == "lower" else ">="
         verdict = f"waived: {md_cell(check['waived'])}" if check.get("waived") else \
             "pass" if check["passed"] else "**FAIL**"
         lines.append(f"| {verdict} | {check['score']} | {md_cell(check['scope'])} | "

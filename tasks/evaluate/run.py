@@ -27,6 +27,7 @@ from tasks.corpus.fetch import corpus_folder
 from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_digest
 from tasks.evaluate.agreement import judge_standings
 from tasks.evaluate.judges import JudgeClient, judge_answers
+from tasks.evaluate.retain import evaluate_retain
 from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
@@ -189,6 +190,12 @@ def summary_metrics(summary: dict) -> dict[str, float]:
                     f"eval.judge.{name}.unscored": sum(sum(c.values()) for c in judge["unscored"].values())}
     if calls := summary.get("judge_calls"):
         metrics["eval.judge.calls"] = calls["used"]
+    if retain := summary.get("retain"):     # eval.retain.candidate.retain.chrf reads twice: eval.candidate.retain.chrf
+        for who, means in retain["means"].items():
+            metrics |= {f"eval.{who}.{name}": value for name, value in means.items()}
+        for pair in ("vs_base", "vs_production"):
+            for name, interval in (retain.get(pair) or {}).items():
+                metrics |= {f"eval.{pair}.{name}.{k}": v for k, v in interval.items()}
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
@@ -338,6 +345,13 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
                                                   evaluation, recipe.train)
     counts, notes = judge_answers(client, judges, records, answers, scores) if judges else ({}, {})
     summary = summarise(scores, directions, labels, evaluation)
+    retain_table = None
+    if contract.evaluation.retain is not None:   # what the adapter must not forget: beside the workload, not in it
+        summary["retain"], kept, kept_answers, kept_scores = evaluate_retain(
+            model, tokenizer, contract.evaluation.retain, who_adapter, evaluation, recipe.train)
+        retain_table = example_table(kept.assign(source=kept["kind"]), kept_answers,
+                                     {who: {k.removeprefix("retain."): v for k, v in per.items()}
+                                      for who, per in kept_scores.items()})
     if judges:
         summary["judges"] = {name: standings[name] | counts[name] | {"min_scored": evaluation.judge.min_scored}
                              for name in standings}
@@ -346,12 +360,13 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
     result = {"model_name": adapter.model_name, "version": adapter.version, "production_version": other,
               "eval_digest": eval_digest, "examples": len(records), "summary": summary, "failures": failures,
               "generated_tokens": new_tokens, "seconds": round(time.perf_counter() - started, 1)}
-    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores, notes))
+    run_id = log_evaluation(evaluation, corpus, adapter, result, specs, slices, example_table(records, answers, scores, notes),
+                            retain_table)
     return EvaluationResult(**result, run_id=run_id)
 
 
 def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: AdapterRef, result: dict, specs: list[ScorerSpec], slices: list[str],
-                   table: pd.DataFrame) -> str:
+                   table: pd.DataFrame, retain_table: pd.DataFrame | None = None) -> str:
     """The eval run: params, the eval set as a dataset input, the per-example table, metrics linked to the model."""
     import mlflow
 
@@ -379,6 +394,11 @@ def log_evaluation(evaluation: EvaluationConfig, corpus: CorpusRef, adapter: Ada
         mlflow.log_table(table, "evaluation/examples.json")
         if result["summary"]["slices"]:
             mlflow.log_table(slice_table(result["summary"]), "evaluation/slices.json")
+        if retain_table is not None:
+            retain = result["summary"]["retain"]
+            mlflow.set_tags({"eval.retain.source": retain["source"], "eval.retain.digest": retain["digest"],
+                             "eval.retain.size": str(retain["examples"])})
+            mlflow.log_table(retain_table, "evaluation/retain.json")
         crash_point("evaluate-logging")
         mlflow.log_metrics(metrics | {f"eval.failures.{k}": v for k, v in result["failures"].items()},
                            model_id=adapter.model_id)

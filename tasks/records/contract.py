@@ -78,11 +78,39 @@ class Bounds(_Strict):
         return value
 
 
+RETAIN_SCORERS = ("regex_match", "chrf", "rouge_l", "length_ratio", "custom")
+
+
+class RetainSpec(_Strict):
+    """General prompts the adapter must keep answering as the base does (tasks/evaluate/retain.py)."""
+    source: str = Field(description="A JSONL file of {prompt, completion} (relative paths start from the working "
+                                    "folder), or demo:retain, the demo's generated set.")
+    digest: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{64}$",
+                               description="sha256 of the file's bytes; set: evaluation refuses a file that differs.")
+    scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec(kind="chrf")],
+                                      description="How retain answers are judged against the reference (text scorers: "
+                                                  + ", ".join(RETAIN_SCORERS) + ").")
+    kl_texts: int = Field(64, ge=0, description="Retain texts the KL divergence from the base is measured on; 0: none.")
+    max_new_tokens: int | None = Field(None, ge=1, description="Most tokens per retain answer; unset: evaluation.max_new_tokens.")
+
+    @field_validator("scorers")
+    @classmethod
+    def _text_scorers(cls, value):
+        if not value:
+            raise ValueError("evaluation.retain needs at least one scorer (e.g. {kind: chrf})")
+        if wrong := [s.kind for s in value if s.kind not in RETAIN_SCORERS]:
+            raise ValueError(f"retain scorers judge text answers; {wrong} cannot score a retain prompt "
+                             f"(use {', '.join(RETAIN_SCORERS)})")
+        return value
+
+
 class ContractEvaluation(_Strict):
     scorers: list[ScorerSpec] = Field(default_factory=list, description="How answers are judged: the owner's scorers.")
     slices: list[str] = Field(default_factory=list, description="Columns or extracted fields every score is broken down by.")
     turns: Literal["all", "last"] = Field("last", description="Which assistant turns of a held-out conversation are "
                                                               "judged: every one, or the last (each given the true history).")
+    retain: RetainSpec | None = Field(None, description="General prompts the adapter must not forget: retain scores, "
+                                                        "agreement with the base and KL from it, gated by retain.* rules.")
 
 
 class Owner(_Strict):

@@ -33,7 +33,7 @@ class Check:
 
     def line(self) -> str:
         verdict = "waived" if self.waived else "pass" if self.passed else "FAIL"
-        if self.bound == "share":
+        if self.bound in ("share", "kl"):
             return f"{verdict}: {self.brief()} [{self.rule}]"
         why = f" (waived: {self.waived})" if self.waived else ""
         return (f"{verdict}: {self.score} ({self.scope}) vs {self.against}: improvement {self.bound} bound "
@@ -43,6 +43,8 @@ class Check:
     def brief(self) -> str:
         if self.bound == "share":    # a gating judge must have scored enough examples (the rest unscored)
             return f"{self.score}: {self.lower:.0%} of examples scored by the judge, needs >= {self.threshold:.0%}"
+        if self.bound == "kl":       # the candidate's mean KL divergence from the base on the retain texts
+            return f"{self.score}: mean KL divergence from the base {self.lower:.4f} needs <= {self.threshold:.4f}"
         return f"{self.score} ({self.scope}) vs {self.against}: {self.bound} bound {self.lower:+.4f} needs " \
                f"{self.op} {self.threshold:+.4f}"
 
@@ -80,12 +82,17 @@ class GateDecision:
 def rule_text(rule: GateRule) -> str:
     parts = [f"{k}={v:g}" for k, v in (("must_beat_base", rule.must_beat_base), ("max_regression", rule.max_regression),
                                        ("slice_max_regression", rule.slice_max_regression),
-                                       ("max_regression_vs_base", rule.max_regression_vs_base)) if v is not None]
+                                       ("max_regression_vs_base", rule.max_regression_vs_base),
+                                       ("max_kl", rule.max_kl)) if v is not None]
     return f"{rule.score}: " + ", ".join(parts)
 
 
+RETAIN = "retain."
+
+
 def matching_scores(rule: GateRule, names: list[str]) -> list[str]:
-    matched = [n for n in names if fnmatchcase(n, rule.score)]
+    """The scores a rule names; retain scores only for rules that name retain.* (a `*` rule is about the workload)."""
+    matched = [n for n in names if fnmatchcase(n, rule.score) and (not n.startswith(RETAIN) or rule.score.startswith(RETAIN))]
     if not matched and rule.required and not any(ch in rule.score for ch in "*?["):
         raise AdapterOpsError(f"Release gate rule names score {rule.score!r}, which no scorer produces "
                               f"(scores: {', '.join(names)}); fix release.gate in the config.")
@@ -108,22 +115,27 @@ def bound_of(interval: dict | None, key: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def floor_check(text: str, name: str, interval: dict, margin: float, waived: str | None) -> Check:
+def floor_check(text: str, name: str, interval: dict, margin: float, waived: str | None,
+                scope: str = "overall") -> Check:
     """The base floor: the improvement interval's upper bound vs base must be >= -margin, unless waived."""
     high = bound_of(interval, "high")
     passed = high >= -margin
-    return Check(text, name, "overall", "base", high, -margin, passed or waived is not None, "upper",
+    return Check(text, name, scope, "base", high, -margin, passed or waived is not None, "upper",
                  waived if (waived and not passed) else "")
 
 
 def decide(rules: list[GateRule], evaluation: dict, waivers: list[Waiver] = ()) -> GateDecision:
     """Apply every rule to the evaluation's intervals (see tasks.evaluate.run.summarise for the layout);
     waivers: scores the owner lets be worse than the base (the floor check shows the waiver and passes)."""
-    names = list(evaluation["directions"])
+    retain = evaluation.get("retain") or {}
+    names = list(evaluation["directions"]) + list(retain.get("directions") or {})
     waived = waivers_by_score(list(waivers), names)
     checks: list[Check] = []
     notes: list[str] = []
+    vs_base = evaluation["vs_base"] | (retain.get("vs_base") or {})
     production = evaluation.get("vs_production")
+    if production is not None:
+        production = production | (retain.get("vs_production") or {})
     floored: set[str] = set()
     judges = evaluation.get("judges") or {}
     ignored = [f"judge {name} ignored by the gate: {judge['reason']}" for name, judge in judges.items() if not judge["gates"]]
@@ -132,19 +144,24 @@ def decide(rules: list[GateRule], evaluation: dict, waivers: list[Waiver] = ()) 
         for name in matching_scores(rule, names):
             if name in judges and not judges[name]["gates"]:
                 continue
-            vs_base = judges.get(name, {}).get("against") != "production"   # a pairwise judge: one comparison only
-            if rule.must_beat_base is not None and vs_base:
-                low = bound_of(evaluation["vs_base"][name], "low")
-                checks.append(Check(text, name, "overall", "base", low, rule.must_beat_base, low > rule.must_beat_base))
-            if rule.max_regression_vs_base is not None and name not in floored and vs_base:
+            scope = "retain" if name.startswith(RETAIN) else "overall"
+            has_base = judges.get(name, {}).get("against") != "production"   # a pairwise judge: one comparison only
+            if rule.must_beat_base is not None and has_base:
+                low = bound_of(vs_base[name], "low")
+                checks.append(Check(text, name, scope, "base", low, rule.must_beat_base, low > rule.must_beat_base))
+            if rule.max_regression_vs_base is not None and name not in floored and has_base:
                 floored.add(name)     # one floor per score: the first rule naming it (rules run in order)
-                checks.append(floor_check(text, name, evaluation["vs_base"][name], rule.max_regression_vs_base,
-                                          waived.get(name)))
+                checks.append(floor_check(text, name, vs_base[name], rule.max_regression_vs_base, waived.get(name),
+                                          scope))
+            if rule.max_kl is not None and name == RETAIN + "kl":
+                floored.add(name)     # max_kl is the KL's floor: a later retain.* floor does not bound it twice
+                kl = float(retain["means"]["candidate"][name])
+                checks.append(Check(text, name, scope, "base", kl, rule.max_kl, kl <= rule.max_kl, "kl"))
             if rule.max_regression is not None and production is not None:
                 low = bound_of(production[name], "low")
-                checks.append(Check(text, name, "overall", "production", low, -rule.max_regression,
+                checks.append(Check(text, name, scope, "production", low, -rule.max_regression,
                                     low >= -rule.max_regression))
-            if rule.slice_max_regression is not None and production is not None:
+            if rule.slice_max_regression is not None and production is not None and scope == "overall":
                 for scope, part in evaluation["slices"].items():
                     if part["judged"] and part.get("vs_production"):
                         low = bound_of(part["vs_production"][name], "low")

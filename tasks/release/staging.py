@@ -12,6 +12,7 @@ holds the release and names the first differing token.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from adapterops.errors import AdapterOpsError
 from adapterops.escaping import md_cell
 from adapterops.faults import crash_point
 from adapterops.refs import AdapterRef, StagingResult
+from tasks.serve.base_location import LOCAL, OVERRIDE_ENV, base_model_location
 from tasks.serve.process import ServerProcess
 
 
@@ -61,6 +63,14 @@ def first_difference(served: list[int], trained: list[int], decode: Callable[[li
     return f"token {at}: server {side(served)}, training {side(trained)} ({len(served)} vs {len(trained)} tokens)"
 
 
+def local_base_path(adapter: AdapterRef, config: dict) -> str | None:
+    """The folder of an adapter trained from a local base model, when it is on this machine: the registry records
+    only the base's name and revision (never a path), so staging on the training machine names the folder itself."""
+    if config.get("serving.base_source", LOCAL) != LOCAL or not Path(adapter.base.path).is_dir():
+        return None
+    return adapter.base.path
+
+
 def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] | None], list[int]]:
     """The training side of parity: the adapter's base tokenizer with the template stored with the adapter, the
     history rendered and tokenized piece by piece as training does (tasks/model/masks.py)."""
@@ -69,12 +79,13 @@ def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] |
 
     from adapterops.base_models import builtin_base_location
     from tasks.records.conversation import Conversation, Message, conversation_of
-    from tasks.serve.base_location import base_model_location
     from tasks.serve.follower import registered_adapter
     from tasks.model.masks import IGNORE, conversation_ids
 
     registered = registered_adapter(mlflow.MlflowClient(), adapter.model_name, adapter.version)
-    path, revision = base_model_location(registered.config, builtin_base_location)
+    local = local_base_path(adapter, registered.config)
+    path, revision = base_model_location(registered.config | ({"serving.base_path": local} if local else {}),
+                                         builtin_base_location)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     if registered.chat_template:   # the one stored with the adapter (tasks/model/prompts.adapter_template)
         tokenizer.chat_template = registered.chat_template
@@ -233,6 +244,8 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple],
     import mlflow
     import yaml
 
+    from tasks.serve.follower import registered_adapter
+
     name, version = adapter.model_name, adapter.version
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(name, "staging", version)
@@ -245,8 +258,11 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple],
     parity: list[str | None] = []
     server_pid = None
     render = renderer or training_renderer(adapter)
+    local = local_base_path(adapter, registered_adapter(client, name, version).config)
+    env = {OVERRIDE_ENV: local} if local and not os.environ.get(OVERRIDE_ENV) else None
     try:
-        with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path) as server:
+        with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path,
+                           env=env) as server:
             server_pid = server.process.pid
             server.wait_healthy(settings.smoke_startup_seconds)
             crash_point("staging-server-up")

@@ -1,5 +1,8 @@
 """The gate judges behaviour: an adapter trained on shuffled triage decisions lowers held-out loss
-against the base, yet is held against the clean production adapter, naming the failing field score."""
+against the base, yet is held against the clean production adapter, naming the failing field score.
+
+On one-turn tickets (prompt → completion exports): the tiny model learns the triage decision from them in 200
+steps, where on the demo's conversations it learns the format first and the decision only later (README)."""
 
 import json
 import random
@@ -8,34 +11,38 @@ import mlflow
 import pytest
 
 from adapterops.config import parse_config
-from adapterops.demo_data import demo_lines
+from adapterops.demo_data import generate_records
 
 pytestmark = pytest.mark.slow   # trains adapters through the whole flow: the slow lane
 
 STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20}
-COMMON = {"approval": "auto", "demo_records": 600, "train": STEPS, "evaluation": {"max_new_tokens": 24},
+COMMON = {"approval": "auto", "train": STEPS, "evaluation": {"max_new_tokens": 24},
           "release": {"model_name": "behaviour-adapter", "staging": False}}   # staging has its own tests
 
 
-def shuffled_decisions(path):
-    """The demo export with each conversation's final triage line swapped with another's: same style, wrong decisions."""
-    rows = [json.loads(line) for line in demo_lines(600, 2026) if line.endswith("}")]
-    finals = [r["messages"][-1] for r in rows if "\n" in (r["messages"][-1].get("content") or "")]
-    heads = [m["content"].split("\n", 1)[0] for m in finals]
-    random.Random(5).shuffle(heads)
-    for message, head in zip(finals, heads):
-        message["content"] = head + "\n" + message["content"].split("\n", 1)[1]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+def write_tickets(path, records):
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
     return str(path)
+
+
+def shuffled_decisions(records):
+    """Each ticket's triage line swapped with another's: same style, wrong decisions."""
+    heads = [r["completion"].split("\n", 1)[0] for r in records]
+    random.Random(5).shuffle(heads)
+    return [r | {"completion": head + "\n" + r["completion"].split("\n", 1)[1]} for r, head in zip(records, heads)]
 
 
 @pytest.fixture(scope="module")
 def clean_then_corrupted(prefect_harness, tmp_path_factory):
     from flows.retrain import retrain
 
-    clean = retrain(parse_config(COMMON | {"name": "clean"}))
-    corrupted_source = shuffled_decisions(tmp_path_factory.mktemp("corrupt") / "tickets.jsonl")
-    corrupted = retrain(parse_config(COMMON | {"name": "corrupt", "sources": [corrupted_source]}))
+    folder = tmp_path_factory.mktemp("tickets")
+    tickets = generate_records(600, 2026)
+    held_out = write_tickets(folder / "eval.jsonl", generate_records(150, 9026, id_prefix="E"))
+    clean_source = write_tickets(folder / "clean.jsonl", tickets)
+    corrupted_source = write_tickets(folder / "corrupted.jsonl", shuffled_decisions(tickets))
+    clean = retrain(parse_config(COMMON | {"name": "clean", "sources": [clean_source], "eval_source": held_out}))
+    corrupted = retrain(parse_config(COMMON | {"name": "corrupt", "sources": [corrupted_source], "eval_source": held_out}))
     return clean, corrupted
 
 
