@@ -7,7 +7,8 @@ import mlflow
 import pytest
 
 from adapterops.config import ScorerSpec, ServeConfig
-from tasks.release.staging import SmokeAnswer, format_patterns, judge_smoke, percentile, smoke_cases, smoke_markdown
+from tasks.release.staging import (SmokeAnswer, format_patterns, judge_smoke, local_base_path, percentile, smoke_cases,
+                                   smoke_markdown)
 from tests.refs import fake_adapter, fake_staging
 
 SETTINGS = ServeConfig(smoke_format_min=0.5, smoke_p95_seconds=2.0)
@@ -146,3 +147,13 @@ def test_a_planted_template_mismatch_holds_the_release_naming_the_first_differin
     reason = next(r for r in result.reasons if r.startswith("template parity"))
     assert "1 of 2 conversations" in reason and re.search(r"token \d+: server \d+ .*, training \d+ ", reason), reason
     assert mlflow.MlflowClient().get_model_version("svc-parity-planted", version).tags["staging.parity"] == "1/2"
+
+
+def test_an_adapter_of_a_local_base_is_staged_from_that_folder_on_the_machine_that_trained_it(tmp_path):
+    """The registry records a local base by name and revision only; staging names the folder the adapter ref holds."""
+    local = {"serving.base_name": "my-base", "serving.base_revision": "sha256:1", "serving.base_source": "local"}
+    adapter = fake_adapter(base_path=str(tmp_path))
+    assert local_base_path(adapter, local) == str(tmp_path)
+    assert local_base_path(fake_adapter(base_path=str(tmp_path / "elsewhere")), local) is None   # another machine
+    assert local_base_path(adapter, local | {"serving.base_source": "builtin"}) is None
+    assert local_base_path(adapter, local | {"serving.base_source": "hub"}) is None
