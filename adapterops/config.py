@@ -121,10 +121,13 @@ class TrainConfig(Section):
     retries: int = Field(1, ge=0, description="Retries of the training task, and re-submissions of a train flow run that crashed on its work pool; each resumes from the last checkpoint.")
     system_metrics: bool = Field(True, description="Log CPU, memory and GPU use to MLflow while training.")
     work_pool: str | None = Field(None, description="Prefect work pool that trains (deployment train/POOL); unset: in process.")
+    replay_share: float = Field(0.0, ge=0, lt=0.9, description="Share of training examples drawn from train.replay_source, so the adapter keeps the base's general behaviour (docs/evaluation.md#the-retain-set); 0: none.")
+    replay_source: str = Field("demo:general", description="General examples replayed in training: a JSONL file of {prompt, completion} (e.g. the base's own answers to general prompts), or demo:general, the general corpus the built-in base was pretrained on (outside support, apart from the retain set's seed).")
 
     # How a run is watched, kept and scheduled, not the adapter's bytes: left out of the training key.
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"log_every", "checkpoint_every", "keep_checkpoints", "retries", "system_metrics", "work_pool"})
+    REPLAY_FIELDS: ClassVar[frozenset[str]] = frozenset({"replay_share", "replay_source"})
 
 
 SCORER_KINDS = ("regex_match", "field_match", "chrf", "rouge_l", "length_ratio", "pii_leak", "loss", "custom",
@@ -383,8 +386,9 @@ class Recipe(Section):
 
     def settings(self) -> dict:
         """The settings that enter the training key: base model, LoRA and training (runtime fields left out)."""
+        left_out = set(self.train.RUNTIME_FIELDS) | (set(self.train.REPLAY_FIELDS) if not self.train.replay_share else set())
         return {"base_model": self.base_model, "lora": self.lora.model_dump(mode="json"),
-                "train": self.train.model_dump(mode="json", exclude=set(self.train.RUNTIME_FIELDS))}
+                "train": self.train.model_dump(mode="json", exclude=left_out)}   # no replay: keys as before it existed
 
 
 class Config(Section):

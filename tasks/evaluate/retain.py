@@ -9,7 +9,6 @@ generation. Scores are named `retain.<score>` and only rules naming `retain.` ga
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from tasks.evaluate.scorers import build_scorers, score_names
 from tasks.evaluate.statistics import compare
 from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import conversation_token_ids
+from tasks.records.prompt_pairs import prompt_pairs
 
 PREFIX = "retain."
 AGREEMENT, KL = "agreement", "kl"
@@ -51,20 +51,7 @@ def load_retain_set(source: str, pinned: str | None) -> tuple[pd.DataFrame, str]
         raise AdapterOpsError(f"The retain set {path} is not the one the contract pins (evaluation.retain.digest "
                               f"{pinned[:19]}, the file is {digest[:19]}); evaluation refused. Restore the file, or "
                               "update the pin in a new contract version.")
-    rows = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            prompt, completion = row["prompt"], row["completion"]
-        except (ValueError, KeyError, TypeError):
-            raise AdapterOpsError(f"Line {number} of the retain set {path} is not a JSON object with prompt and "
-                                  "completion; fix the line.") from None
-        rows.append({"id": str(row.get("id", f"retain-{number}")), "prompt": str(prompt), "completion": str(completion),
-                     "kind": str(row.get("kind", ""))})
-    if not rows:
-        raise AdapterOpsError(f"The retain set {path} has no records; add some or remove evaluation.retain.")
+    rows = prompt_pairs(data.decode("utf-8"), path, "the retain set")
     return pd.DataFrame(rows), digest
 
 

@@ -27,6 +27,7 @@ from adapterops.storage import write_json
 from adapterops.workspace import resolve_workspace
 from tasks.model.base_model import detect_device, load_base_model, quantization_config
 from tasks.model.prompts import TEMPLATE_FILE, template_digest
+from tasks.train.replay import replay_records
 from tasks.train.checkpoints import (
     TrainingState,
     checkpoint_fingerprint,
@@ -238,7 +239,8 @@ def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir:
     model, tokenizer = load_base_model(base, recipe.trust_remote_code, device, recipe.train.attention,
                                        quantization_config(recipe.lora, device), recipe.train.packing)
     template = apply_template(tokenizer, recipe.train)
-    examples, preflight = prepare_examples(records, tokenizer, recipe.train)
+    replayed = replay_records(recipe.train, len(records))
+    examples, preflight = prepare_examples(records + replayed, tokenizer, recipe.train)
     model = wrap_with_lora(model, recipe.lora, recipe.train.seed, recipe.train.gradient_checkpointing)
     checkpoints = out_dir / "checkpoints"
     if not resume:
@@ -253,7 +255,7 @@ def run_recipe(recipe: Recipe, base: BaseModelRef, records: list[dict], out_dir:
     rank, _ = distributed_rank()
     result = {"device": device, "examples": len(examples), "truncated": preflight.truncated, "history": history,
               "preflight": preflight, "chat_template": template, "chat_template_digest": template_digest(template),
-              "resumed_from_step": resumed_from,
+              "resumed_from_step": resumed_from, "replayed": len(replayed),
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "expected_adapter_bytes": expected_adapter_bytes(model), "adapter_dir": str(out_dir / "adapter")}
     if rank == 0:

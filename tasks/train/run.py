@@ -92,6 +92,7 @@ def train_adapter(recipe: Recipe, corpus: CorpusRef, base: BaseModelRef, run_dir
                             "data.context_tokens": preflight.context_tokens,
                             "data.longest_tokens": preflight.longest_tokens,
                             "data.over_max_length": preflight.over_max_length,
+                            "data.replayed": done.get("replayed", 0),
                             "model.trainable_parameters": done["trainable_parameters"]})
         mlflow.log_dict(preflight.__dict__, "preflight.json")   # counts and the ids left out, with their reasons
         if done["chat_template"]:
