@@ -163,6 +163,7 @@ class ScorerSpec(Section):
         return self.name or self.kind
 
 
+RETAIN_PREFIX = "retain."   # retain-set scores are named retain.<score> and gated only by rules naming retain.*
 # The default forgetting budget (calibrated on the demo: see docs/evaluation.md#the-retain-set)
 RETAIN_MAX_KL = 0.5
 RETAIN_MAX_DISAGREEMENT = 0.5

@@ -48,6 +48,7 @@ CHAT_TEMPLATE_ONE_TURN = "### Ticket\n{prompt}\n### Response\n{completion}"   # 
 
 
 VOCAB_SIZE = 2048
+HIDDEN, LAYERS = 256, 4
 TRAINING_TEXTS = 3000   # demo tickets the tokenizer's merges are learned from
 
 
@@ -74,7 +75,7 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenizer=None):
+def build_tiny_model(seed: int = 0, hidden: int = HIDDEN, layers: int = LAYERS, tokenizer=None):
     """A randomly initialised Llama (~3M parameters) whose weights depend only on the seed (ensure_tiny_model then
     pretrains it)."""
     import torch
@@ -96,7 +97,7 @@ def build_tiny_model(seed: int = 0, hidden: int = 256, layers: int = 4, tokenize
 PRETRAIN = {"steps": 300, "rows": 16, "row_tokens": 256, "learning_rate": 2e-3, "warmup_steps": 20,
             "records": 20_000, "data_seed": 1}
 BUILD_KEY = hashlib.sha256(json.dumps({"pretrain": PRETRAIN, "vocab": VOCAB_SIZE, "texts": TRAINING_TEXTS,
-                                       "general": GENERAL_VERSION, "shape": [256, 4]}, sort_keys=True).encode()
+                                       "general": GENERAL_VERSION, "shape": [HIDDEN, LAYERS]}, sort_keys=True).encode()
                            ).hexdigest()[:12]
 CACHE_ENV = "ADAPTEROPS_MODEL_CACHE"
 
@@ -150,7 +151,6 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     if target.exists():
         shutil.rmtree(target)
     staging.replace(target)
-    _add_chat_template(target)
     return target
 
 

@@ -57,10 +57,12 @@ def judges_table(result: EvaluationResult) -> Table | None:
 
 
 def gate_table(checks: list[dict], title: str) -> Table:
+    from tasks.release import comparison
+
     table = Table("", "score", "scope", "against", "bound", "needs", title=title)
     for check in checks:
         bound = check.get("bound", "lower")
-        op = "<=" if bound == "kl" else ">" if check["against"] == "base" and bound == "lower" else ">="
+        op = comparison(bound, check["against"])
         verdict = "[yellow]waived[/]" if check.get("waived") else "pass" if check["passed"] else "[bold red]FAIL[/]"
         table.add_row(verdict, check["score"], escape(check["scope"]), check["against"],
                       f"{bound} {check['lower']:+.4f}", f"{op} {check['threshold']:+.4f}"

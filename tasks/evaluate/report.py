@@ -6,6 +6,7 @@ import math
 
 from adapterops.escaping import md_cell
 from adapterops.refs import EvaluationResult, ReleaseDecision
+from tasks.release.gate import comparison
 
 
 def _number(value: float | None) -> str:
@@ -83,7 +84,7 @@ def gate_markdown(decision: ReleaseDecision) -> str:
              "| check | score | scope | against | bound | needs | rule |", "|---|---|---|---|---|---|---|"]
     for check in decision.checks:
         bound = check.get("bound", "lower")
-        op = "<=" if bound == "kl" else ">" if check["against"] == "base" and bound == "lower" else ">="
+        op = comparison(bound, check["against"])
         verdict = f"waived: {md_cell(check['waived'])}" if check.get("waived") else \
             "pass" if check["passed"] else "**FAIL**"
         lines.append(f"| {verdict} | {check['score']} | {md_cell(check['scope'])} | "

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adapterops.config import RETAIN_PREFIX as PREFIX
 from adapterops.config import EvaluationConfig, TrainConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
@@ -23,7 +24,6 @@ from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import conversation_token_ids
 from tasks.records.prompt_pairs import prompt_pairs
 
-PREFIX = "retain."
 AGREEMENT, KL = "agreement", "kl"
 
 
@@ -55,21 +55,21 @@ def load_retain_set(source: str, pinned: str | None) -> tuple[pd.DataFrame, str]
     return pd.DataFrame(rows), digest
 
 
-def text_kl(model, tokenizer, texts: list[list[int]], adapter: str) -> list[float]:
-    """Per text: mean over its positions of KL(base ‖ adapter) between next-token distributions."""
+def log_probs(model, texts: list[list[int]], adapter: str | None) -> list:
+    """Per text: the next-token log-probabilities at each position under one adapter (None: the base)."""
     import torch
 
     device = next(model.parameters()).device
-    values = []
-    with torch.inference_mode():
-        for ids in texts:
-            batch = torch.tensor([ids], device=device)
-            with adapter_context(model, None):
-                base = torch.log_softmax(model(input_ids=batch).logits[0].float(), dim=-1)
-            with adapter_context(model, adapter):
-                other = torch.log_softmax(model(input_ids=batch).logits[0].float(), dim=-1)
-            values.append(float((base.exp() * (base - other)).sum(dim=-1).mean()))
-    return values
+    with torch.inference_mode(), adapter_context(model, adapter):
+        return [torch.log_softmax(model(input_ids=torch.tensor([ids], device=device)).logits[0].float(), dim=-1)
+                for ids in texts]
+
+
+def text_kl(model, tokenizer, texts: list[list[int]], adapter: str, base: list | None = None) -> list[float]:
+    """Per text: mean over its positions of KL(base ‖ adapter) between next-token distributions; base: the base's
+    log-probabilities when already computed for these texts."""
+    base = base if base is not None else log_probs(model, texts, None)
+    return [float((b.exp() * (b - other)).sum(dim=-1).mean()) for b, other in zip(base, log_probs(model, texts, adapter))]
 
 
 def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: dict[str, str | None],
@@ -81,6 +81,7 @@ def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: di
     kl_rows = min(spec.kl_texts, len(records))
     texts = [(prompt + tokenizer(c, add_special_tokens=False)["input_ids"])[:train.max_length]
              for prompt, c in zip(prompts[:kl_rows], records["completion"][:kl_rows])]
+    base = log_probs(model, texts, None)      # once, for every adapter's KL
     answers, scores = {}, {}
     for number, (who, name) in enumerate(who_adapter.items(), start=1):
         progress = Progress(f"evaluate: {who} answers the retain set (model {number} of {len(who_adapter)})",
@@ -97,7 +98,7 @@ def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: di
         scores[who] = {PREFIX + k: np.asarray(v, dtype=float) for k, v in per.items()}
         scores[who][PREFIX + AGREEMENT] = np.asarray([a == b for a, b in zip(answers[who], answers["base"])], dtype=float)
         kl = np.full(len(records), np.nan)
-        kl[:kl_rows] = 0.0 if name is None else text_kl(model, tokenizer, texts, name)
+        kl[:kl_rows] = 0.0 if name is None else text_kl(model, tokenizer, texts, name, base)
         scores[who][PREFIX + KL] = kl
     return answers, scores, scorers
 

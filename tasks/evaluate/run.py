@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapterops.config import EvaluationConfig, Recipe, ScorerSpec, TrainConfig
+from adapterops.config import RETAIN_PREFIX, EvaluationConfig, Recipe, ScorerSpec, TrainConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
 from adapterops.faults import crash_point
@@ -350,7 +350,7 @@ def evaluate_adapter(evaluation: EvaluationConfig, recipe: Recipe, corpus: Corpu
         summary["retain"], kept, kept_answers, kept_scores = evaluate_retain(
             model, tokenizer, contract.evaluation.retain, who_adapter, evaluation, recipe.train)
         retain_table = example_table(kept.assign(source=kept["kind"]), kept_answers,
-                                     {who: {k.removeprefix("retain."): v for k, v in per.items()}
+                                     {who: {k.removeprefix(RETAIN_PREFIX): v for k, v in per.items()}
                                       for who, per in kept_scores.items()})
     if judges:
         summary["judges"] = {name: standings[name] | counts[name] | {"min_scored": evaluation.judge.min_scored}

@@ -11,8 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from adapterops.config import RETAIN_PREFIX as RETAIN
 from adapterops.config import GateRule, Waiver
 from adapterops.errors import AdapterOpsError
+
+
+def comparison(bound: str, against: str) -> str:
+    """How a check's figure must compare with its threshold: a KL at most, a base rule's lower bound strictly above,
+    everything else at least."""
+    return "<=" if bound == "kl" else ">" if against == "base" and bound == "lower" else ">="
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class Check:
 
     @property
     def op(self) -> str:
-        return ">" if self.against == "base" and self.bound == "lower" else ">="
+        return comparison(self.bound, self.against)
 
     def line(self) -> str:
         verdict = "waived" if self.waived else "pass" if self.passed else "FAIL"
@@ -44,7 +51,7 @@ class Check:
         if self.bound == "share":    # a gating judge must have scored enough examples (the rest unscored)
             return f"{self.score}: {self.lower:.0%} of examples scored by the judge, needs >= {self.threshold:.0%}"
         if self.bound == "kl":       # the candidate's mean KL divergence from the base on the retain texts
-            return f"{self.score}: mean KL divergence from the base {self.lower:.4f} needs <= {self.threshold:.4f}"
+            return f"{self.score}: mean KL divergence from the base {self.lower:.4f} needs {self.op} {self.threshold:.4f}"
         return f"{self.score} ({self.scope}) vs {self.against}: {self.bound} bound {self.lower:+.4f} needs " \
                f"{self.op} {self.threshold:+.4f}"
 
@@ -85,9 +92,6 @@ def rule_text(rule: GateRule) -> str:
                                        ("max_regression_vs_base", rule.max_regression_vs_base),
                                        ("max_kl", rule.max_kl)) if v is not None]
     return f"{rule.score}: " + ", ".join(parts)
-
-
-RETAIN = "retain."
 
 
 def matching_scores(rule: GateRule, names: list[str]) -> list[str]:

@@ -71,9 +71,10 @@ def local_base_path(adapter: AdapterRef, config: dict) -> str | None:
     return adapter.base.path
 
 
-def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] | None], list[int]]:
+def training_renderer(adapter: AdapterRef, registered=None) -> Callable[[list[dict], list[dict] | None], list[int]]:
     """The training side of parity: the adapter's base tokenizer with the template stored with the adapter, the
-    history rendered and tokenized piece by piece as training does (tasks/model/masks.py)."""
+    history rendered and tokenized piece by piece as training does (tasks/model/masks.py). registered: the version's
+    registry entry when the caller has it (else it is read)."""
     import mlflow
     from transformers import AutoTokenizer
 
@@ -82,7 +83,7 @@ def training_renderer(adapter: AdapterRef) -> Callable[[list[dict], list[dict] |
     from tasks.serve.follower import registered_adapter
     from tasks.model.masks import IGNORE, conversation_ids
 
-    registered = registered_adapter(mlflow.MlflowClient(), adapter.model_name, adapter.version)
+    registered = registered or registered_adapter(mlflow.MlflowClient(), adapter.model_name, adapter.version)
     local = local_base_path(adapter, registered.config)
     path, revision = base_model_location(registered.config | ({"serving.base_path": local} if local else {}),
                                          builtin_base_location)
@@ -257,8 +258,9 @@ def stage_candidate(serve: ServeConfig, adapter: AdapterRef, cases: list[tuple],
     answers: list[SmokeAnswer] = []
     parity: list[str | None] = []
     server_pid = None
-    render = renderer or training_renderer(adapter)
-    local = local_base_path(adapter, registered_adapter(client, name, version).config)
+    registered = registered_adapter(client, name, version)
+    render = renderer or training_renderer(adapter, registered)
+    local = local_base_path(adapter, registered.config)
     env = {OVERRIDE_ENV: local} if local and not os.environ.get(OVERRIDE_ENV) else None
     try:
         with ServerProcess([name], ["staging"], settings.poll_seconds, work_dir / "staging-serve.log", config_path,

@@ -148,3 +148,22 @@ def test_an_adapter_trained_with_a_destructive_learning_rate_forgets_and_the_def
     assert gate(kept).promote, gate(kept).reason()
     held = gate(forgot)
     assert not held.promote and {c.score for c in held.failed} >= {"retain.kl"}, held.reason()
+
+
+def test_retain_scores_reach_the_metrics_the_score_table_and_the_gate_table():
+    from adapterops.refs import ReleaseDecision
+    from tasks.evaluate.report import gate_markdown, score_rows
+    from tasks.evaluate.run import summary_metrics
+    from tests.refs import fake_evaluation
+
+    summary = evaluation_with_retain(0.3, 0.1, 2.0)
+    metrics = summary_metrics(summary)
+    assert metrics["eval.candidate.retain.kl"] == pytest.approx(2.0) and metrics["eval.base.retain.agreement"] == 1.0
+    assert metrics["eval.vs_base.retain.chrf.mean"] == pytest.approx(-0.6)
+    rows = [r["score"] for r in score_rows(fake_evaluation(summary=summary))]
+    assert rows == ["format", "retain.chrf", "retain.agreement", "retain.kl"]
+    decision = decide(ReleaseConfig().gate, summary).as_dict()
+    text = gate_markdown(ReleaseDecision(model_name="m", version="1", promoted=False, reason=decision["reason"],
+                                         previous_production=None, time="2026-12-04T00:00:00Z",
+                                         checks=decision["checks"], notes=decision["notes"], staging=None))
+    assert "| **FAIL** | retain.kl | retain | base | kl +2.0000 | <= +0.5000 |" in text
