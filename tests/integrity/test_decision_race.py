@@ -2,6 +2,7 @@
 the other says who won in one line, and the log holds one entry with a unique sequence number."""
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -10,6 +11,13 @@ import pytest
 from tests.integrity.procs_approval import cli, finish, keyed_contract, publish
 
 PIPELINES = ("race-a",)
+
+
+def logged_traceback(line: str) -> str:
+    """The loser's line and the end of the traceback it names, so a failure here says what really failed."""
+    named = re.search(r"traceback in (\S+)\)", line)
+    path = Path(named.group(1)) if named else None
+    return line + ("\n" + path.read_text()[-3000:] if path and path.is_file() else "")
 
 
 @pytest.fixture()
@@ -39,7 +47,7 @@ def test_concurrent_approve_and_reject_one_wins(contract, tmp_path, prefect_harn
         won = {"approve": ("approved", "dana.k"), "reject": ("rejected", "sam.p")}[winners[0]]
         error_lines = [line for line in loser_output.splitlines() if line.startswith("error:")]
         assert loser_code == 1 and len(error_lines) == 1 and "Traceback" not in loser_output, loser_output
-        assert f"already {won[0]} ({won[1]} at" in error_lines[0]
+        assert f"already {won[0]} ({won[1]} at" in error_lines[0], logged_traceback(error_lines[0])
         run = find_version(name, digest=corpora[name].digest)
         statement = current_decision(run)
         assert (statement["decision"], statement["approver"]) == won
