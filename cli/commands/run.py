@@ -17,7 +17,7 @@ from cli.common import prepare
 out = Console()
 
 # The demo trains long enough for the tiny model to learn the triage decision, not only the house style.
-DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200, "batch_size": 16}}
+DEMO_SETTINGS = {"name": "demo", "approval": "auto", "train": {"max_steps": 200, "batch_size": 16, "replay_share": 0.25}}
 
 
 def _run_pipeline(config: Config) -> None:

@@ -2,8 +2,8 @@
 
 Base, candidate and production answer every retain prompt; the owner's retain scorers judge the answers against
 the reference, `agreement` says whether an answer is the base's own, and `kl` is the mean KL divergence from
-the base's next-token distribution to the model's over each retain text (prompt and reference), which needs no
-generation. Scores are named `retain.<score>` and only rules naming `retain.` gate them (tasks/release/gate.py).
+the base's next-token distribution to the model's over each retain reference's tokens (read after its prompt),
+which needs no generation. Scores are named `retain.<score>` and only rules naming `retain.` gate them (tasks/release/gate.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from adapterops.config import RETAIN_PREFIX as PREFIX
 from adapterops.config import EvaluationConfig, TrainConfig
 from adapterops.errors import AdapterOpsError
 from adapterops.progress import Progress
-from tasks.evaluate.scorers import build_scorers, score_names
+from tasks.evaluate.scorers import build_scorers, score_answers, score_names
 from tasks.evaluate.statistics import compare
 from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import conversation_token_ids
@@ -55,19 +55,23 @@ def load_retain_set(source: str, pinned: str | None) -> tuple[pd.DataFrame, str]
     return pd.DataFrame(rows), digest
 
 
-def log_probs(model, texts: list[list[int]], adapter: str | None) -> list:
-    """Per text: the next-token log-probabilities at each position under one adapter (None: the base)."""
+def log_probs(model, texts: list[tuple[list[int], int]], adapter: str | None) -> list:
+    """Per (token ids, index of the answer's first token): the log-probabilities of the next token at each position
+    that predicts an answer token, under one adapter (None: the base)."""
     import torch
 
     device = next(model.parameters()).device
     with torch.inference_mode(), adapter_context(model, adapter):
-        return [torch.log_softmax(model(input_ids=torch.tensor([ids], device=device)).logits[0].float(), dim=-1)
-                for ids in texts]
+        return [torch.log_softmax(model(input_ids=torch.tensor([ids], device=device)).logits[0, start - 1:-1].float(),
+                                  dim=-1) for ids, start in texts]
 
 
-def text_kl(model, tokenizer, texts: list[list[int]], adapter: str, base: list | None = None) -> list[float]:
-    """Per text: mean over its positions of KL(base ‖ adapter) between next-token distributions; base: the base's
-    log-probabilities when already computed for these texts."""
+def text_kl(model, tokenizer, texts: list[tuple[list[int], int]], adapter: str, base: list | None = None) -> list[float]:
+    """Per text: mean over its answer's tokens of KL(base ‖ adapter) between next-token distributions; base: the
+    base's log-probabilities when already computed for these texts.
+
+    Only positions that predict the answer count: training masks the prompt, so what a model predicts inside the
+    user's turn never reaches an answer, and drifts there whatever the training mix."""
     base = base if base is not None else log_probs(model, texts, None)
     return [float((b.exp() * (b - other)).sum(dim=-1).mean()) for b, other in zip(base, log_probs(model, texts, adapter))]
 
@@ -79,8 +83,10 @@ def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: di
     prompts = [conversation_token_ids(tokenizer, [{"role": "user", "content": p}], None, train.prompt_template)
                for p in records["prompt"]]
     kl_rows = min(spec.kl_texts, len(records))
-    texts = [(prompt + tokenizer(c, add_special_tokens=False)["input_ids"])[:train.max_length]
+    texts = [((prompt + tokenizer(c, add_special_tokens=False)["input_ids"])[:train.max_length], len(prompt))
              for prompt, c in zip(prompts[:kl_rows], records["completion"][:kl_rows])]
+    kl_index = [row for row, (ids, start) in enumerate(texts) if len(ids) > start]   # else no answer token survived
+    texts = [texts[row] for row in kl_index]
     base = log_probs(model, texts, None)      # once, for every adapter's KL
     answers, scores = {}, {}
     for number, (who, name) in enumerate(who_adapter.items(), start=1):
@@ -90,15 +96,10 @@ def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: di
         outputs = generate(model, tokenizer, prompts, spec.max_new_tokens or evaluation.max_new_tokens, adapter=name,
                            batch_size=evaluation.batch_size, on_batch=progress.advance)
         answers[who] = [o.text.strip() for o in outputs]
-        per = {s.name: [] for scorer in scorers for s in scorer.scores}
-        for prompt, reference, answer in zip(records["prompt"], records["completion"], answers[who]):
-            for scorer in scorers:
-                for key, value in scorer(prompt, answer, reference).items():
-                    per[key].append(value)
-        scores[who] = {PREFIX + k: np.asarray(v, dtype=float) for k, v in per.items()}
+        scores[who] = {PREFIX + k: v for k, v in score_answers(scorers, records, answers[who]).items()}
         scores[who][PREFIX + AGREEMENT] = np.asarray([a == b for a, b in zip(answers[who], answers["base"])], dtype=float)
         kl = np.full(len(records), np.nan)
-        kl[:kl_rows] = 0.0 if name is None else text_kl(model, tokenizer, texts, name, base)
+        kl[kl_index] = 0.0 if name is None else text_kl(model, tokenizer, texts, name, base)
         scores[who][PREFIX + KL] = kl
     return answers, scores, scorers
 

@@ -28,13 +28,13 @@ from tasks.corpus.versions import CANONICAL_FIELDS, corpus_contract, records_dig
 from tasks.evaluate.agreement import judge_standings
 from tasks.evaluate.judges import JudgeClient, judge_answers
 from tasks.evaluate.retain import evaluate_retain
-from tasks.evaluate.scorers import Scorer, build_scorers, calls_view, extract_fields, score_names
+from tasks.evaluate.scorers import Scorer, build_scorers, extract_fields, score_answers, score_names
 from tasks.evaluate.statistics import compare, slice_rows
 from tasks.evaluate.turns import TOOLS_SLICE, TURNS_SLICE, eval_cases, has_conversations
 from tasks.model.base_model import detect_device, load_base_model
 from tasks.model.generate import adapter_context, generate
 from tasks.model.prompts import conversation_token_ids, use_adapter_template
-from tasks.model.tool_calls import attempted_calls, parse_tool_calls, syntax_of
+from tasks.model.tool_calls import syntax_of
 from tasks.release.registry import production_version
 from tasks.model.masks import conversation_ids
 from tasks.train.sft_data import IGNORE, Example, collate
@@ -59,26 +59,6 @@ def per_example_loss(model, examples: list[Example], pad_id: int, batch_size: in
             counted = (targets != IGNORE).sum(dim=1).clamp(min=1)
             losses.extend((token_loss.sum(dim=1) / counted).tolist())
     return losses
-
-
-def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str],
-                  syntax: str = "none") -> dict[str, np.ndarray]:
-    """Every per-example score of one model's answers (loss and judges are added by the caller).
-
-    Text scorers read the answer without its tool calls; tool scorers read the calls (parsed in `syntax`) against
-    the reference turn's (`reference_calls`, when the cases carry it)."""
-    columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
-    references = records["reference_calls"] if "reference_calls" in records.columns else ["[]"] * len(records)
-    for prompt, reference, calls_wanted, answer in zip(records["prompt"], records["completion"], references, answers):
-        text, calls = parse_tool_calls(answer, syntax)
-        for scorer in scorers:
-            if scorer.score_one is None:
-                continue
-            values = scorer(prompt, calls_view(calls, attempted_calls(answer, syntax)), calls_wanted) \
-                if scorer.uses_calls else scorer(prompt, text, reference)
-            for name, value in values.items():
-                columns[name].append(value)
-    return {name: np.asarray(values, dtype=float) for name, values in columns.items()}
 
 
 def slice_labels(slices: list[str], records: pd.DataFrame, specs: list[ScorerSpec]) -> dict[str, list[str]]:

@@ -12,11 +12,17 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from adapterops.config import ScorerSpec
 from adapterops.errors import AdapterOpsError
+from tasks.model.tool_calls import attempted_calls, parse_tool_calls
 from tasks.records.pii_detect import find_pii
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -251,3 +257,23 @@ def build_scorers(specs: list[ScorerSpec], probe: tuple[str, str] | None = None)
 def score_names(scorers: list[Scorer]) -> dict[str, bool]:
     """Every score name with its direction (True: higher is better)."""
     return {s.name: s.higher_is_better for scorer in scorers for s in scorer.scores}
+
+
+def score_answers(scorers: list[Scorer], records: pd.DataFrame, answers: list[str],
+                  syntax: str = "none") -> dict[str, np.ndarray]:
+    """Every per-example score of one model's answers (loss and judges are added by the caller).
+
+    Text scorers read the answer without its tool calls; tool scorers read the calls (parsed in `syntax`) against
+    the reference turn's (`reference_calls`, when the cases carry it)."""
+    columns: dict[str, list[float]] = {s.name: [] for scorer in scorers if scorer.score_one for s in scorer.scores}
+    references = records["reference_calls"] if "reference_calls" in records.columns else ["[]"] * len(records)
+    for prompt, reference, calls_wanted, answer in zip(records["prompt"], records["completion"], references, answers):
+        text, calls = parse_tool_calls(answer, syntax)
+        for scorer in scorers:
+            if scorer.score_one is None:
+                continue
+            values = scorer(prompt, calls_view(calls, attempted_calls(answer, syntax)), calls_wanted) \
+                if scorer.uses_calls else scorer(prompt, text, reference)
+            for name, value in values.items():
+                columns[name].append(value)
+    return {name: np.asarray(values, dtype=float) for name, values in columns.items()}

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow   # trains adapters through the whole flow: the sl
 # random base never writes "Triage:", the trained adapter does; the loss still improves, as the default gate wants.
 SCORERS = [{"kind": "regex_match", "name": "free_form", "pattern": r"^(?!Triage:)"}, {"kind": "loss"}]
 # Short: the house-style opening is the first thing the adapter learns; 8 tokens show whether an answer opens with it.
-COMMON = {"name": "floor", "approval": "auto", "demo_records": 200, "train": {"max_steps": 60, "batch_size": 8},
+COMMON = {"name": "floor", "approval": "auto", "demo_records": 200, "train": {"max_steps": 100, "batch_size": 8, "replay_share": 0.25},
           "evaluation": {"max_new_tokens": 8, "scorers": SCORERS, "slices": []},
           "release": {"model_name": "floor-adapter", "staging": False}}
 

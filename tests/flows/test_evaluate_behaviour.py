@@ -15,7 +15,7 @@ from adapterops.demo_data import generate_records
 
 pytestmark = pytest.mark.slow   # trains adapters through the whole flow: the slow lane
 
-STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20}
+STEPS = {"max_steps": 200, "batch_size": 16, "log_every": 20, "replay_share": 0.25}   # as the demo
 COMMON = {"approval": "auto", "train": STEPS, "evaluation": {"max_new_tokens": 24},
           "release": {"model_name": "behaviour-adapter", "staging": False}}   # staging has its own tests
 

@@ -28,7 +28,7 @@ RULES = [{"when": ["AGREES-JUDGE"], "answer_has": ["| priority: high"], "reply":
          {"when": ["AGREES-JUDGE"], "reply": YES},
          {"when": ["CONTRARY-JUDGE"], "answer_has": ["Triage:"], "reply": NO},
          {"when": ["CONTRARY-JUDGE"], "reply": "I cannot say."}]
-COMMON = {"name": "judged", "approval": "auto", "demo_records": 200, "train": {"max_steps": 100, "batch_size": 8},
+COMMON = {"name": "judged", "approval": "auto", "demo_records": 200, "train": {"max_steps": 100, "batch_size": 8, "replay_share": 0.25},
           "release": {"model_name": "judged-adapter", "staging": False}}
 
 

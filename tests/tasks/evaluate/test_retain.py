@@ -65,7 +65,8 @@ def test_kl_from_the_base_is_zero_for_a_fresh_adapter_and_grows_when_its_weights
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")).eval()
-    texts = [tokenizer("### Ticket\nRepeat: lamp river\n### Response\nlamp river")["input_ids"]]
+    prompt = tokenizer("### Ticket\nRepeat: lamp river\n### Response\n")["input_ids"]
+    texts = [(prompt + tokenizer("lamp river", add_special_tokens=False)["input_ids"], len(prompt))]
     assert text_kl(model, tokenizer, texts, "default") == pytest.approx([0.0], abs=1e-6)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -73,6 +74,14 @@ def test_kl_from_the_base_is_zero_for_a_fresh_adapter_and_grows_when_its_weights
                 parameter.add_(0.5)
     moved = text_kl(model, tokenizer, texts, "default")[0]
     assert moved > 0.01
+    ids, start = texts[0]
+    with torch.no_grad():
+        adapted = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], dim=-1)
+        with model.disable_adapter():
+            base = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], dim=-1)
+    per_position = (base.exp() * (base - adapted)).sum(dim=-1)
+    assert moved == pytest.approx(float(per_position[start - 1:-1].mean()), rel=1e-4)   # the answer's tokens only
+    assert moved != pytest.approx(float(per_position.mean()), rel=1e-3)
 
 
 def evaluation_with_retain(candidate_chrf, candidate_agree, candidate_kl, n=40):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from adapterops.config import ScorerSpec
-from tasks.evaluate.run import score_answers, slice_labels
-from tasks.evaluate.scorers import build_scorers, calls_view
+from tasks.evaluate.run import slice_labels
+from tasks.evaluate.scorers import build_scorers, calls_view, score_answers
 from tasks.evaluate.turns import eval_cases, has_conversations
 from tasks.records.conversation import Conversation, Message, ToolCall, stored_columns
 
