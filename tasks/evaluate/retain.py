@@ -66,7 +66,7 @@ def log_probs(model, texts: list[tuple[list[int], int]], adapter: str | None) ->
                                   dim=-1) for ids, start in texts]
 
 
-def text_kl(model, tokenizer, texts: list[tuple[list[int], int]], adapter: str, base: list | None = None) -> list[float]:
+def text_kl(model, texts: list[tuple[list[int], int]], adapter: str, base: list | None = None) -> list[float]:
     """Per text: mean over its answer's tokens of KL(base ‖ adapter) between next-token distributions; base: the
     base's log-probabilities when already computed for these texts.
 
@@ -99,7 +99,7 @@ def retain_scores(model, tokenizer, records: pd.DataFrame, spec, who_adapter: di
         scores[who] = {PREFIX + k: v for k, v in score_answers(scorers, records, answers[who]).items()}
         scores[who][PREFIX + AGREEMENT] = np.asarray([a == b for a, b in zip(answers[who], answers["base"])], dtype=float)
         kl = np.full(len(records), np.nan)
-        kl[kl_index] = 0.0 if name is None else text_kl(model, tokenizer, texts, name, base)
+        kl[kl_index] = 0.0 if name is None else text_kl(model, texts, name, base)
         scores[who][PREFIX + KL] = kl
     return answers, scores, scorers
 

@@ -67,12 +67,12 @@ def test_kl_from_the_base_is_zero_for_a_fresh_adapter_and_grows_when_its_weights
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")).eval()
     prompt = tokenizer("### Ticket\nRepeat: lamp river\n### Response\n")["input_ids"]
     texts = [(prompt + tokenizer("lamp river", add_special_tokens=False)["input_ids"], len(prompt))]
-    assert text_kl(model, tokenizer, texts, "default") == pytest.approx([0.0], abs=1e-6)
+    assert text_kl(model, texts, "default") == pytest.approx([0.0], abs=1e-6)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.add_(0.5)
-    moved = text_kl(model, tokenizer, texts, "default")[0]
+    moved = text_kl(model, texts, "default")[0]
     assert moved > 0.01
     ids, start = texts[0]
     with torch.no_grad():
